@@ -1,0 +1,112 @@
+//! How values cross process boundaries: one encoding for arguments, results and items.
+//!
+//! The format is [postcard](https://docs.rs/postcard): a compact, non-self-describing serde
+//! format with varint integers, maintained, `#![no_std]`-grade simple and among the fastest serde
+//! formats for the small values that dominate inter-process traffic. Its stable 1.x wire format
+//! matters less here than usual (both ends are always the same binary), its speed and size more.
+//! Like every non-self-describing format it cannot decode `deserialize_any` types (e.g.
+//! `serde_json::Value`); such a value fails with [`Error::Decode`](crate::Error::Decode) at the
+//! receiving end, never with a crash.
+//!
+//! Values that hold OS handles (a [`Connection`](crate::Connection), later queues and locks)
+//! travel by *descriptor passing*: while a value is encoded with [`encode_with_fds`], each handle
+//! records a duplicate of its descriptor in a side table and writes only its index; the transport
+//! moves the table (inheritance across `fork`/`exec`, or `SCM_RIGHTS` to the fork server), and
+//! [`decode_with_fds`] gives each handle its descriptor back by index.
+//!
+//! ```
+//! let bytes = multiprocess::codec::encode(&(1u8, "two".to_string())).unwrap();
+//! let back: (u8, String) = multiprocess::codec::decode(&bytes).unwrap();
+//! assert_eq!(back, (1, "two".to_string()));
+//! ```
+
+use std::cell::RefCell;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+thread_local! {
+    /// Descriptors collected while a value is being encoded with [`encode_with_fds`].
+    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    /// Descriptors available to handles while a value is being decoded with [`decode_with_fds`].
+    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+/// Encodes a value that holds no OS handles.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| Error::Encode(e.to_string()))
+}
+
+/// Decodes a value that holds no OS handles.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Decode(e.to_string()))
+}
+
+/// Encodes a value together with the descriptors its handles carry.
+pub fn encode_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    /// Puts the side table back as it was even if encoding panics.
+    struct Restore(Option<Vec<OwnedFd>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            OUTGOING.with(|t| *t.borrow_mut() = previous);
+        }
+    }
+    let mut restore = Restore(OUTGOING.with(|t| t.borrow_mut().replace(Vec::new())));
+    let bytes = encode(value);
+    let fds = OUTGOING
+        .with(|t| std::mem::replace(&mut *t.borrow_mut(), restore.0.take()))
+        .unwrap_or_default();
+    Ok((bytes?, fds))
+}
+
+/// Decodes a value whose handles take their descriptors from `fds`.
+pub fn decode_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    let table = fds.into_iter().map(Some).collect();
+    let previous = INCOMING.with(|t| t.borrow_mut().replace(table));
+    let value = decode(bytes);
+    INCOMING.with(|t| *t.borrow_mut() = previous);
+    value
+}
+
+/// Serializes a descriptor as its index in the outgoing side table. For `Serialize`
+/// implementations of handle types.
+pub(crate) fn serialize_fd<S: Serializer>(
+    fd: BorrowedFd<'_>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error as _;
+    let index = OUTGOING.with(|t| {
+        let mut table = t.borrow_mut();
+        let table = table.as_mut().ok_or_else(|| {
+            S::Error::custom(
+                "a value holding an OS handle can only be sent as an argument to a process",
+            )
+        })?;
+        let copy = fd
+            .try_clone_to_owned()
+            .map_err(|e| S::Error::custom(format!("could not duplicate a descriptor: {e}")))?;
+        table.push(copy);
+        Ok(table.len() - 1)
+    })?;
+    (index as u32).serialize(serializer)
+}
+
+/// Takes the descriptor a handle was serialized with. For `Deserialize` implementations of
+/// handle types.
+pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<OwnedFd, D::Error> {
+    use serde::de::Error as _;
+    let index = u32::deserialize(deserializer)? as usize;
+    INCOMING.with(|t| {
+        t.borrow_mut()
+            .as_mut()
+            .and_then(|table| table.get_mut(index))
+            .and_then(Option::take)
+            .ok_or_else(|| D::Error::custom(format!("no descriptor was sent for handle {index}")))
+    })
+}

@@ -1,0 +1,120 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in `multiprocess`, as one enum so callers can match on the cause.
+///
+/// A panic in a child keeps its message and location, so `err.to_string()` reads like the panic
+/// itself:
+///
+/// ```
+/// use multiprocess::Error;
+/// let err = Error::Panic { message: "boom".into(), location: Some("src/main.rs:3:5".into()) };
+/// assert_eq!(err.to_string(), "the child process panicked at src/main.rs:3:5: boom");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The function running in the child panicked.
+    Panic {
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
+    },
+    /// The child exited with this code before it produced a result (e.g. it called
+    /// `std::process::exit`).
+    Exited(i32),
+    /// The child was killed by this signal before it produced a result.
+    Signaled(i32),
+    /// A wait with a time limit ran out.
+    Timeout,
+    /// A value could not be encoded to cross to another process; nothing was sent.
+    Encode(String),
+    /// Bytes from another process could not be decoded into the expected type.
+    Decode(String),
+    /// A call was made in a state that does not allow it (e.g. the start method was already
+    /// set, or `init()` was not called before a re-executing start method was used).
+    InvalidState(String),
+    /// The other end of a connection is closed and no message is left (Python's `EOFError`).
+    Eof,
+    /// A message was longer than the buffer given to receive it; here it is, whole.
+    BufferTooShort(Vec<u8>),
+    /// An operating-system call failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Panic {
+                message,
+                location: Some(loc),
+            } => write!(f, "the child process panicked at {loc}: {message}"),
+            Error::Panic {
+                message,
+                location: None,
+            } => write!(f, "the child process panicked: {message}"),
+            Error::Exited(code) => write!(
+                f,
+                "the child process exited with code {code} before returning a result"
+            ),
+            Error::Signaled(sig) => write!(
+                f,
+                "the child process was killed by signal {sig} ({}) before returning a result",
+                signal_name(*sig)
+            ),
+            Error::Timeout => write!(f, "timed out"),
+            Error::Encode(why) => write!(f, "could not encode the value: {why}"),
+            Error::Decode(why) => write!(f, "could not decode the value: {why}"),
+            Error::InvalidState(why) => write!(f, "{why}"),
+            Error::Eof => write!(f, "the other end of the connection is closed"),
+            Error::BufferTooShort(msg) => write!(
+                f,
+                "the buffer is too short for the message of {} bytes",
+                msg.len()
+            ),
+            Error::Io(err) => write!(f, "I/O error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Self {
+        Error::Io(err)
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The conventional name of a signal number, e.g. `SIGKILL` for 9.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => "signal",
+    }
+}

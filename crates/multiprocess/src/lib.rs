@@ -1,0 +1,79 @@
+//! # multiprocess
+//!
+//! Python's `multiprocessing`, in Rust: run a function in a real OS process, with the names,
+//! behaviour and start methods a Python user knows, and the guarantees Python cannot give.
+//!
+//! ```no_run
+//! use multiprocess::{current_process, Process};
+//!
+//! fn sing(times: u32, name: String) {
+//!     for _ in 0..times {
+//!         println!("{name} sings in {} ({})", current_process().name(), std::process::id());
+//!     }
+//! }
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> multiprocess::Result<()> {
+//!     multiprocess::init(); // first line of main: a re-executed child stops here
+//!
+//!     // Python: Process(target=sing, args=(3, "xiaoming")).start(); p.join()
+//!     let p = Process::new(sing, (3, "xiaoming".to_string())).start()?;
+//!     assert_eq!(p.join()?, 0);
+//!
+//!     // A process that returns a value, like std::thread::spawn.
+//!     let h = multiprocess::spawn(square, (12,))?;
+//!     assert_eq!(h.join()?, 144);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## The parts
+//!
+//! - [`Process`] / [`ProcessHandle`]: start, `join`, `join_timeout`, `terminate`, `kill`,
+//!   `exitcode` (`-N` when killed by signal N), `is_alive`, names (`Process-1`, `Process-2:1`),
+//!   daemonic processes; [`Run`] for the "subclass with `run()`" style.
+//! - [`spawn`] / [`JoinHandle`]: a process whose return value comes back; a panic comes back as
+//!   [`Error::Panic`] with message and location.
+//! - [`current_process`], [`parent_process`], [`parent_pid`], [`active_children`].
+//! - [`StartMethod`]: `Fork`, `Spawn`, `ForkServer` (the default), per process, per
+//!   [`Context`], or process-wide with [`set_start_method`].
+//! - [`pipe`] / [`Connection`]: message pipes between processes, passable as arguments.
+//!
+//! ## Set-up: one line
+//!
+//! `Spawn` and `ForkServer` re-execute the program's binary; [`init`] as the first line of `main`
+//! makes that copy run the requested function instead of `main`. In an integration test file,
+//! whose `main` is the test harness's, write [`init_on_load!()`](init_on_load) once at the top.
+//!
+//! ## Lifetimes, as in Python, and better
+//!
+//! When `main` returns (or `std::process::exit` is called), daemonic children are terminated
+//! and the others joined. A daemonic child also dies when its parent dies by SIGKILL: it watches
+//! a pidfd of its parent. A daemonic child may start children of its own.
+//!
+//! ## Platform
+//!
+//! Linux (kernel 5.3 or later, for pidfds). Everything that talks to the kernel is in one
+//! private module, so that other Unix systems can follow.
+
+pub mod codec;
+mod connection;
+mod context;
+mod error;
+mod per_process;
+mod process;
+mod sys;
+
+pub use connection::{pipe, pipe_simplex, wait, Connection};
+pub use context::{
+    get_all_start_methods, get_context, get_start_method, init, set_start_method,
+    set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
+};
+pub use error::{signal_name, Error, Result};
+pub use process::{
+    active_children, current_process, parent_pid, parent_process, spawn, JoinHandle, ParentProcess,
+    Process, ProcessHandle, ProcessInfo, Run, Target,
+};

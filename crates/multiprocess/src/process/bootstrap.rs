@@ -1,0 +1,251 @@
+//! The child's side of every start method: what it is told, how it runs the target, what it
+//! reports back, and how it exits.
+//!
+//! Start methods differ only in how the child comes to exist and how it receives its
+//! [`Bootstrap`] and descriptors; from [`run_child`] on, every child runs the same code:
+//! 1. record who it is (name, identity, parent) and, if daemonic, watch for the parent's death;
+//! 2. decode the arguments and call the target, catching a panic;
+//! 3. send a [`Report`] (the result, the panic, or why it could not run) if the parent wants one;
+//! 4. join its own children as Python does at exit, flush stdio, and `_exit` with 0 after a
+//!    return, 1 after a panic or a failure to start.
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, Once};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::context::{self, StartMethod};
+use crate::error::Error;
+use crate::process::{child, current, target};
+use crate::sys;
+
+/// Everything a child is told by its parent.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Bootstrap {
+    /// `sys::exe_identity()` of the parent: a re-executed child must match it.
+    pub exe: [u64; 4],
+    /// The entry function, as `target::entry_offset` gave it.
+    pub entry: i64,
+    /// The encoded arguments.
+    pub args: Vec<u8>,
+    /// Whether the parent waits for a [`Report`].
+    pub wants_report: bool,
+    pub name: String,
+    pub identity: Vec<u32>,
+    pub daemon: bool,
+    pub start_method: StartMethod,
+    pub parent_pid: u32,
+    pub parent_name: String,
+}
+
+/// The descriptors a child starts with.
+pub(crate) struct ChildFds {
+    /// Where the [`Report`] goes (if the parent wants one).
+    pub report: Option<UnixStream>,
+    /// A pidfd of the parent.
+    pub parent_pidfd: OwnedFd,
+    /// The descriptors of handles among the arguments, in encoding order.
+    pub args: Vec<OwnedFd>,
+}
+
+/// What a child tells its parent about the target's run.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Report {
+    /// The target returned; here is its encoded result.
+    Returned(Vec<u8>),
+    /// The target panicked.
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+    /// The arguments could not be decoded in the child.
+    DecodeFailed(String),
+    /// The result could not be encoded in the child.
+    EncodeFailed(String),
+    /// The child could not start the target at all.
+    StartFailed(String),
+}
+
+impl Report {
+    /// The error a parent sees for a report that is not a result.
+    pub fn into_error(self) -> Error {
+        match self {
+            Report::Returned(_) => Error::InvalidState("a result is not an error".into()),
+            Report::Panicked { message, location } => Error::Panic { message, location },
+            Report::DecodeFailed(why) => Error::Decode(why),
+            Report::EncodeFailed(why) => Error::Encode(why),
+            Report::StartFailed(why) => Error::InvalidState(why),
+        }
+    }
+}
+
+/// Writes one length-prefixed frame (never raising SIGPIPE).
+pub(crate) fn write_frame(sock: &UnixStream, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::other("a message over 4 GiB cannot be framed"))?;
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(bytes);
+    sys::send_all(sock.as_fd(), &frame)
+}
+
+/// Reads one length-prefixed frame.
+pub(crate) fn read_frame(mut sock: &UnixStream) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    sock.read_exact(&mut len)?;
+    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    sock.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Splits a complete frame off the front of `buf`, if one is there.
+pub(crate) fn take_frame(buf: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    buf.get(4..4 + len)
+}
+
+/// This process's executable identity, read once.
+pub(crate) fn exe_identity() -> io::Result<[u64; 4]> {
+    static EXE: std::sync::OnceLock<[u64; 4]> = std::sync::OnceLock::new();
+    if let Some(id) = EXE.get() {
+        return Ok(*id);
+    }
+    let id = sys::exe_identity()?;
+    Ok(*EXE.get_or_init(|| id))
+}
+
+/// Checks that a re-executed child runs the same binary as the parent that sent `boot`, so that
+/// the entry offset names the same function in both.
+pub(crate) fn check_same_binary(boot: &Bootstrap) -> Result<(), String> {
+    match exe_identity() {
+        Ok(mine) if mine == boot.exe => Ok(()),
+        Ok(_) => Err(
+            "the child runs a different executable than its parent (was the binary \
+                      replaced while the program ran?): refusing to start the target"
+                .into(),
+        ),
+        Err(err) => Err(format!("could not identify the child's executable: {err}")),
+    }
+}
+
+thread_local! {
+    /// True on the thread that runs the target while it runs: only its panics are reported.
+    static IN_TARGET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The message and location of the target's panic, captured by the panic hook.
+static PANIC_INFO: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
+
+/// Installs (once per process) a panic hook that records the target's panic and then prints it
+/// as the default hook does.
+fn capture_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_TARGET.with(Cell::get) {
+                let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                    (*s).to_string()
+                } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                    s.clone()
+                } else {
+                    "Box<dyn Any>".to_string()
+                };
+                let location = info.location().map(|l| l.to_string());
+                *PANIC_INFO.lock().unwrap_or_else(|e| e.into_inner()) = Some((message, location));
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Starts a thread that kills this process as soon as the parent exits, so that a daemonic
+/// child never outlives its parent, even when the parent dies by SIGKILL.
+fn watch_parent_death(parent_pidfd: Arc<OwnedFd>) {
+    let spawned = std::thread::Builder::new()
+        .name("multiprocess-parent-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            if sys::poll_readable(&[parent_pidfd.as_fd()], None).is_ok_and(|r| r[0]) {
+                let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+            }
+        });
+    if let Err(err) = spawned {
+        eprintln!("multiprocess: could not watch the parent process: {err}");
+    }
+}
+
+/// Runs the target in a child and exits. Never returns.
+pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
+    current::become_child(
+        current::ChildIdentity {
+            name: boot.name,
+            identity: boot.identity,
+            daemon: boot.daemon,
+            start_method: boot.start_method,
+            parent_pid: boot.parent_pid,
+            parent_name: boot.parent_name,
+        },
+        fds.parent_pidfd,
+    );
+    context::inherit_start_method(boot.start_method);
+    if boot.daemon {
+        if let Some(parent) = current::parent_process() {
+            watch_parent_death(parent.pidfd());
+        }
+    }
+    crate::process::register_exit_cleanup();
+    capture_panics();
+
+    // SAFETY: the offset came from our parent, which runs this very binary: a forked child
+    // shares its memory image, a re-executed child checked `exe` before calling us.
+    let entry = unsafe { target::entry_from_offset(boot.entry) };
+    IN_TARGET.with(|f| f.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| entry(&boot.args, fds.args)));
+    IN_TARGET.with(|f| f.set(false));
+
+    let (code, report) = match outcome {
+        Ok(Ok(Some(bytes))) => (0, Some(Report::Returned(bytes))),
+        Ok(Ok(None)) => (0, None),
+        Ok(Err(Error::Decode(why))) => (1, Some(Report::DecodeFailed(why))),
+        Ok(Err(Error::Encode(why))) => (1, Some(Report::EncodeFailed(why))),
+        Ok(Err(other)) => (1, Some(Report::StartFailed(other.to_string()))),
+        Err(_) => {
+            let (message, location) = PANIC_INFO
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| ("unknown panic".into(), None));
+            (1, Some(Report::Panicked { message, location }))
+        }
+    };
+    finish(code, report, fds.report.as_ref())
+}
+
+/// Reports (to the parent if it listens, else on stderr for failures), cleans up as Python does
+/// at exit, and ends the process.
+pub(crate) fn finish(code: i32, report: Option<Report>, to: Option<&UnixStream>) -> ! {
+    match (report, to) {
+        (Some(report), Some(sock)) => {
+            if let Ok(bytes) = codec::encode(&report) {
+                let _ = write_frame(sock, &bytes);
+            }
+        }
+        (Some(Report::Panicked { .. }), None) | (Some(Report::Returned(_)), None) | (None, _) => {}
+        (Some(failure), None) => {
+            eprintln!(
+                "multiprocess: child process failed: {}",
+                failure.into_error()
+            );
+        }
+    }
+    child::exit_cleanup();
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    sys::exit_now(code)
+}
