@@ -1,12 +1,13 @@
 //! How values cross process boundaries: one encoding for arguments, results and items.
 //!
-//! The format is [postcard](https://docs.rs/postcard): a compact, non-self-describing serde
-//! format with varint integers, maintained, `#![no_std]`-grade simple and among the fastest serde
-//! formats for the small values that dominate inter-process traffic. Its stable 1.x wire format
-//! matters less here than usual (both ends are always the same binary), its speed and size more.
-//! Like every non-self-describing format it cannot decode `deserialize_any` types (e.g.
-//! `serde_json::Value`); such a value fails with [`Error::Decode`](crate::Error::Decode) at the
-//! receiving end, never with a crash.
+//! The format is [MessagePack](https://msgpack.org) through
+//! [`rmp-serde`](https://docs.rs/rmp-serde): maintained, fast (a `u64` item encodes in a few
+//! nanoseconds), compact (structs as arrays, small integers in one byte), and, unlike the
+//! non-self-describing formats (postcard, bincode), it decodes everything serde can express:
+//! untagged and internally tagged enums, `#[serde(flatten)]`, `serde_json::Value`. It also keeps
+//! the message of a custom serde error (postcard replaces it with a fixed string), so a value
+//! that refuses to encode says why. Both ends are always the same binary, so the format's
+//! cross-version stability matters less here than its breadth and speed.
 //!
 //! Values that hold OS handles (a [`Connection`](crate::Connection), later queues and locks)
 //! travel by *descriptor passing*: while a value is encoded with [`encode_with_fds`], each handle
@@ -35,14 +36,23 @@ thread_local! {
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
 }
 
+/// Encodes a value onto the end of `buf` (which keeps what it held).
+pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<()> {
+    let before = buf.len();
+    rmp_serde::encode::write(buf, value).map_err(|e| {
+        buf.truncate(before);
+        Error::Encode(e.to_string())
+    })
+}
+
 /// Encodes a value that holds no OS handles.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(|e| Error::Encode(e.to_string()))
+    rmp_serde::to_vec(value).map_err(|e| Error::Encode(e.to_string()))
 }
 
 /// Decodes a value that holds no OS handles.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Decode(e.to_string()))
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))
 }
 
 /// Encodes a value together with the descriptors its handles carry.

@@ -80,6 +80,16 @@ impl Connection {
         }
     }
 
+    /// Another handle to the same end (a duplicated descriptor), e.g. to hand to a child while
+    /// keeping this one.
+    pub fn try_clone(&self) -> Result<Connection> {
+        Ok(Connection::new(
+            self.sock.try_clone()?,
+            self.readable,
+            self.writable,
+        ))
+    }
+
     /// Whether this end can receive.
     pub fn readable(&self) -> bool {
         self.readable
@@ -109,8 +119,8 @@ impl Connection {
     /// Sends a value. A value that cannot be encoded is an error and sends nothing.
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.check_writable()?;
-        let frame =
-            postcard::to_extend(value, vec![0u8; 4]).map_err(|e| Error::Encode(e.to_string()))?;
+        let mut frame = vec![0u8; 4];
+        codec::encode_into(&mut frame, value)?;
         self.send_frame(frame)
     }
 

@@ -10,7 +10,7 @@
 //!    return, 1 after a panic or a failure to start.
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
@@ -142,8 +142,9 @@ thread_local! {
 static PANIC_INFO: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
 
 /// Installs (once per process) a panic hook that records the target's panic and then prints it
-/// as the default hook does.
-fn capture_panics() {
+/// as the default hook does. The parent calls it before it forks, so that a forked child never
+/// has to take the panic-hook lock, which another parent thread may have held at the fork.
+pub(crate) fn capture_panics() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let previous = panic::take_hook();
@@ -245,7 +246,7 @@ pub(crate) fn finish(code: i32, report: Option<Report>, to: Option<&UnixStream>)
         }
     }
     child::exit_cleanup();
-    let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
-    sys::exit_now(code)
+    // `std::process::exit` flushes stdout with a *try*-lock (so a lock a forked child inherited
+    // held cannot hang it) and runs the at-exit clean-up again, which finds nothing left to do.
+    std::process::exit(code)
 }

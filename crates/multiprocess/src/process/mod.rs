@@ -224,6 +224,7 @@ where
                  run main again"
             )));
         }
+        bootstrap::capture_panics();
         let (args, arg_fds) = codec::encode_with_fds(&self.args)?;
         let (identity, default_name) = current::next_child_identity();
         let name = self.name.unwrap_or(default_name);
