@@ -59,6 +59,9 @@
 //! Linux (kernel 5.3 or later, for pidfds). Everything that talks to the kernel is in one
 //! private module, so that other Unix systems can follow.
 
+// The doc examples show `fn main` on purpose: `multiprocess::init()` belongs first in it.
+#![allow(clippy::needless_doctest_main)]
+
 pub mod codec;
 mod connection;
 mod context;

@@ -156,15 +156,17 @@ pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()
 }
 
-/// Closes every descriptor from 3 upward except those in `keep`. Used in a freshly forked child
-/// of the single-threaded fork server, so that siblings never see each other's descriptors.
+/// Closes every descriptor from 3 upward except those in `keep`, which must be sorted in
+/// ascending order. Allocates nothing and only makes `close_range` calls, so it may run between
+/// `fork` and `exec`: a child then holds exactly the descriptors meant for it.
 pub fn close_all_except(keep: &[RawFd]) {
-    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
-    keep.sort_unstable();
-    let mut next = 3u32;
-    for &fd in &keep {
+    let mut next: u32 = 3;
+    for &fd in keep {
+        if fd < next as RawFd {
+            continue;
+        }
         if fd as u32 > next {
-            // SAFETY: close_range only closes descriptors; none of the ones we keep is in range.
+            // SAFETY: close_range only closes descriptors; none of the kept ones is in range.
             unsafe { libc::syscall(libc::SYS_close_range, next, fd as u32 - 1, 0) };
         }
         next = fd as u32 + 1;

@@ -10,8 +10,9 @@
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::context::StartMethod;
 use crate::per_process::PerProcess;
@@ -24,8 +25,9 @@ pub(crate) const LOST_STATUS_EXITCODE: i32 = 255;
 pub(crate) enum ExitSource {
     /// A real child: reap it with `waitpid`; its pidfd is the sentinel.
     Waitpid,
-    /// A fork-server child: the server writes its status here.
-    StatusSocket(UnixStream),
+    /// A fork-server child: the server writes its status here. `lost` is set when the server
+    /// died first; the child's pidfd then tells when it exits, and its code is unknown (255).
+    StatusSocket { sock: UnixStream, lost: AtomicBool },
 }
 
 /// Shared state of one started child.
@@ -44,8 +46,10 @@ impl ChildState {
     /// The descriptor that becomes readable when the child has exited.
     pub fn sentinel(&self) -> BorrowedFd<'_> {
         match &self.exit_source {
-            ExitSource::Waitpid => self.pidfd.as_fd(),
-            ExitSource::StatusSocket(sock) => sock.as_fd(),
+            ExitSource::StatusSocket { sock, lost } if !lost.load(Ordering::Acquire) => {
+                sock.as_fd()
+            }
+            _ => self.pidfd.as_fd(),
         }
     }
 
@@ -57,30 +61,45 @@ impl ChildState {
     pub fn poll_exit(&self) -> io::Result<Option<i32>> {
         let mut code = self.lock();
         if code.is_none() && sys::is_readable(self.sentinel())? {
-            *code = Some(self.collect()?);
+            *code = self.collect()?;
         }
         Ok(*code)
     }
 
-    /// Reads the exit status once the sentinel is readable.
-    fn collect(&self) -> io::Result<i32> {
+    /// Reads the exit status once the sentinel is readable; `None` if the child still runs
+    /// (its fork server died before it did).
+    fn collect(&self) -> io::Result<Option<i32>> {
         match &self.exit_source {
             ExitSource::Waitpid => loop {
                 // The pidfd is readable, so the child is a zombie and this does not block for
                 // long; loop in case the kernel reports readiness a moment before waitpid agrees.
                 if let Some(status) = sys::try_wait(self.pid)? {
-                    return Ok(sys::exitcode_from_status(status));
+                    return Ok(Some(sys::exitcode_from_status(status)));
                 }
                 sys::poll_readable(&[self.pidfd.as_fd()], Some(Duration::from_millis(1)))?;
             },
-            ExitSource::StatusSocket(sock) => {
+            ExitSource::StatusSocket { lost, .. } if lost.load(Ordering::Acquire) => {
+                // The pidfd is readable: the child has exited, with a code only the dead
+                // server could have read. Python reports 255 here too.
+                Ok(Some(LOST_STATUS_EXITCODE))
+            }
+            ExitSource::StatusSocket { sock, lost } => {
                 let mut raw = [0u8; 4];
                 match (&*sock).read_exact(&mut raw) {
-                    Ok(()) => Ok(sys::exitcode_from_status(i32::from_le_bytes(raw))),
-                    // The server died before it could report: Python says 255 here too.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(LOST_STATUS_EXITCODE),
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                        Ok(LOST_STATUS_EXITCODE)
+                    Ok(()) => Ok(Some(sys::exitcode_from_status(i32::from_le_bytes(raw)))),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                        ) =>
+                    {
+                        // The server died before it could report: watch the child itself.
+                        lost.store(true, Ordering::Release);
+                        if sys::is_readable(self.pidfd.as_fd())? {
+                            Ok(Some(LOST_STATUS_EXITCODE))
+                        } else {
+                            Ok(None)
+                        }
                     }
                     Err(e) => Err(e),
                 }
@@ -90,11 +109,18 @@ impl ChildState {
 
     /// Waits up to `timeout` (`None`: for ever) for the child to exit.
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<Option<i32>> {
-        if let Some(code) = self.poll_exit()? {
-            return Ok(Some(code));
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(code) = self.poll_exit()? {
+                return Ok(Some(code));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(None);
+            }
+            // The sentinel may change (a lost fork server hands over to the pidfd): poll again.
+            sys::poll_readable(&[self.sentinel()], left)?;
         }
-        sys::poll_readable(&[self.sentinel()], timeout)?;
-        self.poll_exit()
     }
 
     /// Sends `signal` unless the child is known to have exited.

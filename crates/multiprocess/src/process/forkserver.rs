@@ -128,7 +128,10 @@ fn request(control: &UnixStream, req: &Launch<'_>, body: &[u8]) -> io::Result<La
     Ok(Launched {
         pid: pid as u32,
         pidfd,
-        exit_source: ExitSource::StatusSocket(status_mine),
+        exit_source: ExitSource::StatusSocket {
+            sock: status_mine,
+            lost: Default::default(),
+        },
     })
 }
 
@@ -198,6 +201,7 @@ fn serve_one(control: &UnixStream, statuses: &mut HashMap<u32, UnixStream>) {
             let mut keep = vec![sys::raw(&parent_pidfd)];
             keep.extend(report.iter().map(sys::raw));
             keep.extend(args.iter().map(sys::raw));
+            keep.sort_unstable();
             sys::close_all_except(&keep);
             sys::reset_signals_for_child();
             run_forked_child(&body, report, parent_pidfd, args)

@@ -19,21 +19,26 @@ use crate::process::child::ExitSource;
 use crate::process::{Launch, Launched, FDS_ENV, ROLE_CHILD, ROLE_ENV};
 use crate::sys;
 
-/// A command that re-executes this binary in `role`, inheriting exactly `fds`.
+/// A command that re-executes this binary in `role`, inheriting exactly `fds` (and stdio):
+/// every other descriptor is closed in the child before `exec`, even one the program opened
+/// without close-on-exec, so siblings never see each other's.
 pub(crate) fn reexec_command(role: &str, fds: Vec<RawFd>) -> Command {
     let list: Vec<String> = fds.iter().map(RawFd::to_string).collect();
+    let mut sorted = fds.clone();
+    sorted.sort_unstable();
     let mut cmd = Command::new("/proc/self/exe");
     if let Some(arg0) = std::env::args_os().next() {
         cmd.arg0(arg0);
     }
     cmd.env(ROLE_ENV, role).env(FDS_ENV, list.join(","));
-    // SAFETY: the hook runs between fork and exec and only calls fcntl (async-signal-safe) on
-    // descriptor numbers captured before the fork; it allocates nothing.
+    // SAFETY: the hook runs between fork and exec and only calls fcntl and close_range
+    // (async-signal-safe) on descriptor numbers captured before the fork; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             for &fd in &fds {
                 sys::clear_cloexec(fd)?;
             }
+            sys::close_all_except(&sorted);
             Ok(())
         });
     }
