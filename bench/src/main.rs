@@ -1,3 +1,63 @@
-fn main() {
+//! `mp-bench`: the multiprocess library side by side with Python's `multiprocessing`, measured
+//! in the same run on the same machine (see `shared/BENCH_PLAN.md`).
+//!
+//! Each case prints one line per figure, `case=NAME value=V unit=U`, and with `--vs-python`
+//! also Python's figure and the ratio (always as the speedup over Python: above 1 is faster).
+
+mod process_start;
+mod python;
+mod report;
+
+use clap::{Parser, Subcommand};
+use multiprocess::StartMethod;
+
+#[derive(Parser)]
+#[command(name = "mp-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    case: Case,
+}
+
+#[derive(Subcommand)]
+enum Case {
+    /// Start + join of a trivial process.
+    ProcessStart {
+        /// Also run Python's baseline and print the ratio.
+        #[arg(long)]
+        vs_python: bool,
+        /// fork, spawn or forkserver (default: the library's default, forkserver).
+        #[arg(long)]
+        method: Option<StartMethod>,
+        /// Start + join pairs per run (default: 300, or 50 for spawn).
+        #[arg(long)]
+        iters: Option<u32>,
+        /// Runs; the median run is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
+}
+
+fn main() -> std::process::ExitCode {
     multiprocess::init();
+    let cli = Cli::parse();
+    let result = match cli.case {
+        Case::ProcessStart {
+            vs_python,
+            method,
+            iters,
+            runs,
+        } => process_start::run(
+            method.unwrap_or(multiprocess::DEFAULT_START_METHOD),
+            iters,
+            runs,
+            vs_python,
+        ),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mp-bench: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

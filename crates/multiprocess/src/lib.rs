@@ -80,3 +80,8 @@ pub use process::{
     active_children, current_process, parent_pid, parent_process, spawn, JoinHandle, ParentProcess,
     Process, ProcessHandle, ProcessInfo, Run, Target,
 };
+
+/// The README's code runs as a doc test, so the tour never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

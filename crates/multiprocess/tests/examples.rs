@@ -1,0 +1,109 @@
+//! The seed programs (`examples/`) print what the seeds' Python programs print.
+//!
+//! Runs the example binaries that `cargo test` / `cargo nextest run` build next to the tests.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Runs `target/<profile>/examples/<name>` with `args`, failing after 60 s.
+fn run_example(name: &str, args: &[&str]) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path: PathBuf = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} was not built: run the whole suite (`cargo nextest run --workspace`), which builds the examples, or `cargo build --examples` first",
+        path.display()
+    );
+    let mut child = Command::new(&path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("example {name} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Output { status, stdout, .. } = child.wait_with_output().unwrap();
+    assert!(status.success(), "example {name} failed: {status}");
+    String::from_utf8(stdout).unwrap()
+}
+
+fn count(haystack: &str, line: &str) -> usize {
+    haystack.lines().filter(|l| *l == line).count()
+}
+
+#[test]
+fn sing_dance() {
+    let out = run_example("sing_dance", &[]);
+    assert_eq!(count(&out, "唱歌..."), 3);
+    assert_eq!(count(&out, "xiaoming"), 3);
+    assert_eq!(count(&out, "跳舞..."), 2);
+    assert_eq!(count(&out, "传智"), 2);
+    assert_eq!(out.matches("唱歌进程的pid:").count(), 1);
+    assert_eq!(out.matches("跳舞进程的pid:").count(), 1);
+}
+
+#[test]
+fn pids() {
+    let out = run_example("pids", &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "<_MainProcess name='MainProcess' parent=None started>"
+    );
+    let main_pid = lines[1];
+    assert_eq!(
+        lines[2],
+        format!("<Process name='MyProcess' parent={main_pid} started>")
+    );
+    assert_eq!(lines[4], format!("该子进程的父id是:{main_pid}"));
+    assert_eq!(count(&out, &format!("父进程 id: {main_pid}")), 5);
+    for n in 2..=6 {
+        assert!(out.contains(&format!("这里是  Process-{n} ")), "{out}");
+    }
+}
+
+#[test]
+fn daemon_child_ends_with_main() {
+    let out = run_example("daemon", &[]);
+    let work = count(&out, "工作中...");
+    assert!(
+        (1..10).contains(&work),
+        "a daemonic child printed {work} lines"
+    );
+    assert_eq!(out.lines().last(), Some("主进程执行完成了啦"));
+}
+
+#[test]
+fn plain_child_is_waited_for() {
+    let out = run_example("daemon", &["plain"]);
+    assert_eq!(count(&out, "工作中..."), 10);
+    assert!(out.contains("主进程执行完成了啦"));
+}
+
+#[test]
+fn terminate() {
+    let out = run_example("terminate", &[]);
+    let work = count(&out, "正在运行work1...");
+    assert!((1..5).contains(&work), "the child printed {work} lines");
+    assert!(out.contains("exitcode = -15"));
+    assert!(!out.contains("123456"));
+}
+
+#[test]
+fn subclass() {
+    let out = run_example("subclass", &[]);
+    assert!(out.starts_with("主进程开始\n"));
+    assert!(out.contains("p1.is_alive=true"));
+    assert!(out.contains("p1.name=mrsoft"));
+    assert!(out.contains("p2.name=Process-2"));
+    assert_eq!(out.matches("开始执行，它的父进程是").count(), 2);
+    assert_eq!(out.matches("执行时间为").count(), 2);
+    assert_eq!(out.lines().last(), Some("主进程结束.."));
+}
