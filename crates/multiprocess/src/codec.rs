@@ -120,3 +120,21 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
             .ok_or_else(|| D::Error::custom(format!("no descriptor was sent for handle {index}")))
     })
 }
+
+/// A descriptor as a serde value: serialized through the side table of [`encode_with_fds`].
+pub(crate) struct FdOut<'a>(pub BorrowedFd<'a>);
+
+impl Serialize for FdOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_fd(self.0, s)
+    }
+}
+
+/// A descriptor taken from the side table of [`decode_with_fds`].
+pub(crate) struct FdIn(pub OwnedFd);
+
+impl<'de> Deserialize<'de> for FdIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_fd(d).map(FdIn)
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec;
+use crate::codec::{self, FdIn, FdOut};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -270,24 +270,6 @@ struct ConnectionWire<Fd> {
     fd: Fd,
     readable: bool,
     writable: bool,
-}
-
-/// Serializes a descriptor through the codec's side table.
-struct FdOut<'a>(BorrowedFd<'a>);
-
-impl Serialize for FdOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        codec::serialize_fd(self.0, s)
-    }
-}
-
-/// Deserializes a descriptor from the codec's side table.
-struct FdIn(std::os::fd::OwnedFd);
-
-impl<'de> Deserialize<'de> for FdIn {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        codec::deserialize_fd(d).map(FdIn)
-    }
 }
 
 impl Serialize for Connection {

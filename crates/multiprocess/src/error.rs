@@ -37,6 +37,12 @@ pub enum Error {
     /// A call was made in a state that does not allow it (e.g. the start method was already
     /// set, or `init()` was not called before a re-executing start method was used).
     InvalidState(String),
+    /// A queue was full: a `*_nowait` call, or a timeout that ran out (Python's `queue.Full`).
+    Full,
+    /// A queue was empty: a `*_nowait` call, or a timeout that ran out (Python's `queue.Empty`).
+    Empty,
+    /// The handle was closed with `close()` in this process.
+    Closed,
     /// The other end of a connection is closed and no message is left (Python's `EOFError`).
     Eof,
     /// A message was longer than the buffer given to receive it; here it is, whole.
@@ -69,6 +75,9 @@ impl fmt::Display for Error {
             Error::Encode(why) => write!(f, "could not encode the value: {why}"),
             Error::Decode(why) => write!(f, "could not decode the value: {why}"),
             Error::InvalidState(why) => write!(f, "{why}"),
+            Error::Full => write!(f, "the queue is full"),
+            Error::Empty => write!(f, "the queue is empty"),
+            Error::Closed => write!(f, "the queue is closed"),
             Error::Eof => write!(f, "the other end of the connection is closed"),
             Error::BufferTooShort(msg) => write!(
                 f,

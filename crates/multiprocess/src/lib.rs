@@ -68,6 +68,8 @@ mod context;
 mod error;
 mod per_process;
 mod process;
+mod queue;
+mod shm;
 mod sys;
 
 pub use connection::{pipe, pipe_simplex, wait, Connection};
@@ -80,6 +82,7 @@ pub use process::{
     active_children, current_process, parent_pid, parent_process, spawn, JoinHandle, ParentProcess,
     Process, ProcessHandle, ProcessInfo, Run, Target,
 };
+pub use queue::{JoinableQueue, LifoQueue, Queue, SimpleQueue};
 
 /// The README's code runs as a doc test, so the tour never goes stale.
 #[cfg(doctest)]

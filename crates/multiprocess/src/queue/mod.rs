@@ -1,0 +1,303 @@
+//! Queues between processes: [`Queue`], [`LifoQueue`], [`JoinableQueue`], [`SimpleQueue`].
+//!
+//! All of them are one [`SharedDeque`](deque::SharedDeque) in shared memory (see `deque.rs` for
+//! the algorithm and why a killed process cannot corrupt it), differing only in which end `get`
+//! takes from and whether items are counted until `task_done`. Unlike Python's queues there is no
+//! feeder thread: `put` has encoded and stored the item when it returns, so `qsize()` is exact,
+//! a value that cannot be encoded fails at `put` and changes nothing, and no data is lost when
+//! a process exits right after `put`.
+//!
+//! A queue handle is passed to a child as an argument (under every start method) and can be
+//! cloned; every handle refers to the same queue.
+
+mod deque;
+
+use std::borrow::Borrow;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::shm::Region;
+use deque::{End, SharedDeque, Wait};
+
+/// What every queue type is made of.
+struct Core<T> {
+    deque: Arc<SharedDeque>,
+    /// `close()` was called on this handle or a clone of it, in this process.
+    closed: Arc<AtomicBool>,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Core<T> {
+    fn clone(&self) -> Self {
+        Core {
+            deque: Arc::clone(&self.deque),
+            closed: Arc::clone(&self.closed),
+            _items: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Core<T> {
+    fn new(maxsize: u64) -> Result<Self> {
+        Ok(Core {
+            deque: Arc::new(SharedDeque::create(maxsize)?),
+            closed: Arc::new(AtomicBool::new(false)),
+            _items: PhantomData,
+        })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn put(&self, item: &T, wait: Wait, joinable: bool) -> Result<()> {
+        self.check_open()?;
+        let bytes = codec::encode(item)?;
+        self.deque.push(&bytes, wait, joinable)
+    }
+
+    fn get(&self, end: End, wait: Wait) -> Result<T> {
+        self.check_open()?;
+        let bytes = self.deque.pop(end, wait)?;
+        codec::decode(&bytes)
+    }
+
+    fn qsize(&self) -> usize {
+        self.deque.len() as usize
+    }
+
+    fn full(&self) -> bool {
+        let max = self.deque.maxsize();
+        max > 0 && self.deque.len() >= max
+    }
+}
+
+fn bounded_size(maxsize: usize) -> Result<u64> {
+    if maxsize == 0 {
+        return Err(Error::InvalidState(
+            "a bounded queue needs a maxsize of at least 1 (use new() for no limit)".into(),
+        ));
+    }
+    Ok(maxsize as u64)
+}
+
+/// How a queue travels to another process: its shared memory.
+impl<T> Serialize for Core<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.deque.region().serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Core<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let region = Region::deserialize(d)?;
+        let deque = SharedDeque::from_region(region).map_err(serde::de::Error::custom)?;
+        Ok(Core {
+            deque: Arc::new(deque),
+            closed: Arc::new(AtomicBool::new(false)),
+            _items: PhantomData,
+        })
+    }
+}
+
+/// Defines a queue type over `Core` with the methods every queue has.
+macro_rules! queue_type {
+    ($(#[$doc:meta])* $name:ident, end = $end:expr, joinable = $joinable:expr) => {
+        $(#[$doc])*
+        #[derive(Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name<T> {
+            #[serde(bound = "")]
+            core: Core<T>,
+        }
+
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                $name { core: self.core.clone() }
+            }
+        }
+
+        impl<T> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("qsize", &self.core.deque.len())
+                    .field("maxsize", &self.core.deque.maxsize())
+                    .finish()
+            }
+        }
+
+        impl<T: Serialize + DeserializeOwned> $name<T> {
+            /// A queue with no limit on the number of items.
+            pub fn new() -> Result<Self> {
+                Ok($name { core: Core::new(0)? })
+            }
+
+            /// A queue that holds at most `maxsize` items (at least 1): `put` waits while it is
+            /// full.
+            pub fn bounded(maxsize: usize) -> Result<Self> {
+                Ok($name { core: Core::new(bounded_size(maxsize)?)? })
+            }
+
+            /// Puts an item, waiting while the queue is full.
+            pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
+                self.core.put(item.borrow(), Wait::Until(None), $joinable)
+            }
+
+            /// Puts an item, waiting at most `timeout` for room; [`Error::Full`] after that.
+            pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
+                self.core.put(item.borrow(), Wait::timeout(timeout), $joinable)
+            }
+
+            /// Puts an item if there is room now; [`Error::Full`] otherwise.
+            pub fn put_nowait(&self, item: impl Borrow<T>) -> Result<()> {
+                self.core.put(item.borrow(), Wait::No, $joinable)
+            }
+
+            /// Takes an item, waiting while the queue is empty.
+            pub fn get(&self) -> Result<T> {
+                self.core.get($end, Wait::Until(None))
+            }
+
+            /// Takes an item, waiting at most `timeout`; [`Error::Empty`] after that.
+            pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+                self.core.get($end, Wait::timeout(timeout))
+            }
+
+            /// Takes an item if there is one now; [`Error::Empty`] otherwise.
+            pub fn get_nowait(&self) -> Result<T> {
+                self.core.get($end, Wait::No)
+            }
+
+            /// The exact number of items in the queue.
+            pub fn qsize(&self) -> usize {
+                self.core.qsize()
+            }
+
+            /// Whether the queue holds no item.
+            pub fn empty(&self) -> bool {
+                self.core.qsize() == 0
+            }
+
+            /// Whether the queue holds `maxsize` items (never, without a limit).
+            pub fn full(&self) -> bool {
+                self.core.full()
+            }
+
+            /// The limit given to [`bounded`](Self::bounded), or `None`.
+            pub fn maxsize(&self) -> Option<usize> {
+                match self.core.deque.maxsize() {
+                    0 => None,
+                    n => Some(n as usize),
+                }
+            }
+
+            /// Closes this handle (and its clones) in this process: later `put` and `get` calls
+            /// through it fail with [`Error::Closed`]. Other processes' handles are unaffected,
+            /// and items already put stay in the queue.
+            pub fn close(&self) {
+                self.core.closed.store(true, Ordering::Release);
+            }
+        }
+    };
+}
+
+queue_type!(
+    /// A first-in, first-out queue between processes, as Python's `multiprocessing.Queue`.
+    ///
+    /// ```
+    /// use multiprocess::Queue;
+    /// let q = Queue::<String>::bounded(2).unwrap();
+    /// q.put("a".to_string()).unwrap();
+    /// q.put(&"b".to_string()).unwrap();
+    /// assert!(q.full());
+    /// assert!(matches!(q.put_nowait("c".to_string()), Err(multiprocess::Error::Full)));
+    /// assert_eq!(q.qsize(), 2);
+    /// assert_eq!(q.get().unwrap(), "a");
+    /// assert_eq!(q.get_nowait().unwrap(), "b");
+    /// assert!(matches!(q.get_nowait(), Err(multiprocess::Error::Empty)));
+    /// ```
+    Queue,
+    end = End::Front,
+    joinable = false
+);
+
+queue_type!(
+    /// A last-in, first-out queue between processes, as Python's `queue.LifoQueue`.
+    ///
+    /// ```
+    /// let q = multiprocess::LifoQueue::<u32>::new().unwrap();
+    /// for i in 1..=3 { q.put(i).unwrap(); }
+    /// assert_eq!((q.get().unwrap(), q.get().unwrap(), q.get().unwrap()), (3, 2, 1));
+    /// ```
+    LifoQueue,
+    end = End::Back,
+    joinable = false
+);
+
+queue_type!(
+    /// A first-in, first-out queue whose items are counted until a consumer calls
+    /// [`task_done`](Self::task_done), so a producer can [`join`](Self::join) until all are
+    /// processed, as Python's `JoinableQueue`.
+    ///
+    /// ```
+    /// let q = multiprocess::JoinableQueue::<u32>::new().unwrap();
+    /// q.put(1).unwrap();
+    /// assert_eq!(q.get().unwrap(), 1);
+    /// assert!(!q.join_timeout(std::time::Duration::ZERO).unwrap());
+    /// q.task_done().unwrap();
+    /// q.join().unwrap();
+    /// assert!(q.task_done().is_err()); // called too many times
+    /// ```
+    JoinableQueue,
+    end = End::Front,
+    joinable = true
+);
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// Marks one item taken with `get` as processed. An error if every item already was.
+    pub fn task_done(&self) -> Result<()> {
+        self.core.deque.task_done()
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) -> Result<()> {
+        self.core.deque.join(Wait::Until(None)).map(drop)
+    }
+
+    /// As [`join`](Self::join), for at most `timeout`; `false` if items were still unfinished.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.core.deque.join(Wait::timeout(timeout))
+    }
+
+    /// The number of items put and not yet marked done.
+    pub fn unfinished(&self) -> usize {
+        self.core.deque.unfinished() as usize
+    }
+}
+
+queue_type!(
+    /// The simplest queue, as Python's `SimpleQueue`: unbounded, first in, first out. (Here it
+    /// has the full API of [`Queue`]; Python's lacks the size queries only because its
+    /// implementation cannot answer them.)
+    ///
+    /// ```
+    /// let q = multiprocess::SimpleQueue::<u8>::new().unwrap();
+    /// assert!(q.empty());
+    /// q.put(1).unwrap();
+    /// assert!(!q.empty());
+    /// ```
+    SimpleQueue,
+    end = End::Front,
+    joinable = false
+);

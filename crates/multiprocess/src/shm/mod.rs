@@ -1,0 +1,28 @@
+//! Shared memory between processes, and the few primitives that make it safe to share:
+//!
+//! - [`Region`]: an anonymous `memfd` mapped into every process that holds it. No name exists in
+//!   any file system, so nothing is left behind when processes crash; the memory is freed when
+//!   the last process unmaps it. A region travels to a child as a descriptor (see `codec`).
+//! - [`futex`]: waiting on and waking a 32-bit word of a region, across processes.
+//! - [`RobustMutex`]: a process-shared, *robust* pthread mutex: when its holder dies, the next
+//!   locker is told so (`EOWNERDEAD`) instead of waiting for ever.
+//! - [`Journal`]: a redo log that makes a multi-word update of shared state all-or-nothing
+//!   across a crash of the lock holder.
+//! - [`EventCount`]: "something changed" notifications that cost no system call while nobody
+//!   sleeps.
+//!
+//! Together they give the rule every shared structure here follows: take the robust mutex;
+//! write bulk data only into space that nothing references yet; publish it with one journal
+//! commit; notify. A process killed at any instant leaves either the old state or the new one,
+//! never a torn one, and never a lock that blocks the survivors.
+
+mod eventcount;
+pub(crate) mod futex;
+mod journal;
+mod mutex;
+mod region;
+
+pub(crate) use eventcount::EventCount;
+pub(crate) use journal::Journal;
+pub(crate) use mutex::{RobustMutex, RobustMutexGuard};
+pub(crate) use region::Region;
