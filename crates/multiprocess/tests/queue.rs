@@ -55,8 +55,8 @@ fn b01_put(method: StartMethod) {
         .start()
         .unwrap();
     q.put(1).unwrap();
-    let two = 2;
-    q.put(&two).unwrap(); // by reference, too
+    #[allow(clippy::needless_borrows_for_generic_args)] // `put` takes a reference, too
+    q.put(&2).unwrap();
     q.put_timeout(3, DEADLINE).unwrap();
     q.put_nowait(4).unwrap();
     q.put_timeout(5, Duration::ZERO).unwrap();
