@@ -4,6 +4,7 @@
 //! Each case prints one line per figure, `case=NAME value=V unit=U`, and with `--vs-python`
 //! also Python's figure and the ratio (always as the speedup over Python: above 1 is faster).
 
+mod ipc;
 mod process_start;
 mod python;
 mod report;
@@ -35,6 +36,26 @@ enum Case {
         #[arg(long, default_value_t = 5)]
         runs: u32,
     },
+    /// 1 producer process → 1 consumer, bounded 1024, small (`u64`) items.
+    Queue(Throughput),
+    /// 4 producer processes → 2 consumer processes, bounded 1024, 64-byte items.
+    QueueMpmc(Throughput),
+    /// Small messages one way through a pipe.
+    Pipe(Throughput),
+}
+
+/// Options of the throughput cases.
+#[derive(clap::Args)]
+struct Throughput {
+    /// Also run Python's baseline and print the ratio.
+    #[arg(long)]
+    vs_python: bool,
+    /// Items (or messages) per run.
+    #[arg(long, default_value_t = 200_000)]
+    items: u64,
+    /// Runs; the median run is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: u32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +73,9 @@ fn main() -> std::process::ExitCode {
             runs,
             vs_python,
         ),
+        Case::Queue(t) => ipc::run(ipc::Kind::Queue, t.items, t.runs, t.vs_python),
+        Case::QueueMpmc(t) => ipc::run(ipc::Kind::QueueMpmc, t.items, t.runs, t.vs_python),
+        Case::Pipe(t) => ipc::run(ipc::Kind::Pipe, t.items, t.runs, t.vs_python),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -26,3 +26,8 @@ pub fn figure(case: &str, method: Option<&str>, value: f64, unit: &str) {
 pub fn time_ratio(case: &str, label: &str, ours: f64, python: f64) {
     println!("case={case} {label}={:.2}", python / ours);
 }
+
+/// Prints a speedup over Python, for a rate (higher is better).
+pub fn rate_ratio(case: &str, ours: f64, python: f64) {
+    println!("case={case} ratio={:.2}", ours / python);
+}

@@ -20,6 +20,9 @@ pub(crate) struct RobustMutex {
 // processes at once; all access goes through the pthread functions.
 unsafe impl Sync for RobustMutex {}
 
+/// How many times `lock` tries before it sleeps.
+const LOCK_SPINS: u32 = 100;
+
 /// Proof that the lock is held; unlocks on drop.
 pub(crate) struct RobustMutexGuard<'a> {
     mutex: &'a RobustMutex,
@@ -56,8 +59,21 @@ impl RobustMutex {
     /// Takes the lock. The flag is true when the previous owner died holding it: the caller
     /// must repair the protected state and then call [`RobustMutexGuard::mark_consistent`].
     pub(crate) fn lock(&self) -> io::Result<(RobustMutexGuard<'_>, bool)> {
-        // SAFETY: the mutex was initialised by `init` before the region was shared.
-        let rc = unsafe { libc::pthread_mutex_lock(self.inner.get()) };
+        // Robust mutexes do not spin in glibc: a holder on another core usually lets go within
+        // a few hundred nanoseconds, so try a little before sleeping in the kernel.
+        let mut rc = libc::EBUSY;
+        for _ in 0..LOCK_SPINS {
+            // SAFETY: the mutex was initialised by `init` before the region was shared.
+            rc = unsafe { libc::pthread_mutex_trylock(self.inner.get()) };
+            if rc != libc::EBUSY {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        if rc == libc::EBUSY {
+            // SAFETY: as above.
+            rc = unsafe { libc::pthread_mutex_lock(self.inner.get()) };
+        }
         match rc {
             0 => Ok((RobustMutexGuard { mutex: self }, false)),
             libc::EOWNERDEAD => Ok((RobustMutexGuard { mutex: self }, true)),
