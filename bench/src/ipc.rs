@@ -86,6 +86,9 @@ fn pipe_once(n: u64) -> multiprocess::Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// One run of a case: items (or messages) per second.
+type Measure = fn(u64) -> multiprocess::Result<f64>;
+
 /// Which throughput case to run.
 #[derive(Clone, Copy)]
 pub enum Kind {
@@ -95,7 +98,7 @@ pub enum Kind {
 }
 
 pub fn run(kind: Kind, items: u64, runs: u32, vs_python: bool) -> Result<(), String> {
-    let (case, unit, ours): (&str, &str, fn(u64) -> multiprocess::Result<f64>) = match kind {
+    let (case, unit, ours): (&str, &str, Measure) = match kind {
         Kind::Queue => ("queue", "items/s", spsc),
         Kind::QueueMpmc => ("queue-mpmc", "items/s", mpmc),
         Kind::Pipe => ("pipe", "msg/s", pipe_once),
