@@ -43,6 +43,9 @@ pub enum Error {
     Empty,
     /// The handle was closed with `close()` in this process.
     Closed,
+    /// A barrier was broken (aborted, reset, or a wait timed out) while waiting on it (Python's
+    /// `BrokenBarrierError`).
+    BrokenBarrier,
     /// The other end of a connection is closed and no message is left (Python's `EOFError`).
     Eof,
     /// A message was longer than the buffer given to receive it; here it is, whole.
@@ -78,6 +81,7 @@ impl fmt::Display for Error {
             Error::Full => write!(f, "the queue is full"),
             Error::Empty => write!(f, "the queue is empty"),
             Error::Closed => write!(f, "the queue is closed"),
+            Error::BrokenBarrier => write!(f, "the barrier is broken"),
             Error::Eof => write!(f, "the other end of the connection is closed"),
             Error::BufferTooShort(msg) => write!(
                 f,

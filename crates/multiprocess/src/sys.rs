@@ -70,7 +70,7 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<bool>
 /// `None` waits without limit. Returns one flag per descriptor, all false on timeout.
 /// Interrupted waits resume with the time that is left.
 pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(deadline_after);
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|fd| libc::pollfd {
@@ -128,6 +128,21 @@ pub fn try_wait(pid: u32) -> io::Result<Option<i32>> {
     }
 }
 
+/// Reaps the child `pid`, waiting for it to exit.
+pub fn wait_blocking(pid: u32) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out-pointer.
+        if unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) } != -1 {
+            return Ok(status);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Python's exit-code convention for a raw wait status: the exit code, or `-N` for death by
 /// signal N.
 pub fn exitcode_from_status(status: i32) -> i32 {
@@ -156,23 +171,85 @@ pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()
 }
 
-/// Closes every descriptor from 3 upward except those in `keep`, which must be sorted in
-/// ascending order. Allocates nothing and only makes `close_range` calls, so it may run between
-/// `fork` and `exec`: a child then holds exactly the descriptors meant for it.
-pub fn close_all_except(keep: &[RawFd]) {
+/// What [`close_all_except`] does with the descriptors it does not keep.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Unkept {
+    /// Close them (in a forked child that will not `exec`).
+    Close,
+    /// Mark them close-on-exec (between `fork` and `exec`: the `exec` closes them, while a
+    /// descriptor the exec machinery itself needs until then, such as `std`'s error pipe, stays
+    /// usable).
+    CloseOnExec,
+}
+
+/// Closes (or marks close-on-exec) every descriptor from 3 upward except those in `keep`, which
+/// must be sorted in ascending order. Allocates nothing and only makes `close_range` calls, so
+/// it may run between `fork` and `exec`: a child then holds exactly the descriptors meant for it.
+pub fn close_all_except(keep: &[RawFd], unkept: Unkept) {
+    let flags: libc::c_uint = match unkept {
+        Unkept::Close => 0,
+        Unkept::CloseOnExec => libc::CLOSE_RANGE_CLOEXEC,
+    };
     let mut next: u32 = 3;
     for &fd in keep {
         if fd < next as RawFd {
             continue;
         }
         if fd as u32 > next {
-            // SAFETY: close_range only closes descriptors; none of the kept ones is in range.
-            unsafe { libc::syscall(libc::SYS_close_range, next, fd as u32 - 1, 0) };
+            // SAFETY: close_range only closes (or flags) descriptors, none of the kept ones;
+            // with Unkept::Close the caller owns every descriptor in the range.
+            unsafe { libc::syscall(libc::SYS_close_range, next, fd as u32 - 1, flags) };
         }
         next = fd as u32 + 1;
     }
-    // SAFETY: as above; closes everything above the last kept descriptor.
-    unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0) };
+    // SAFETY: as above, for everything above the last kept descriptor.
+    unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, flags) };
+}
+
+/// Replaces standard input with `/dev/null`.
+pub fn stdin_from_dev_null() {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        // SAFETY: dup2 onto descriptor 0 with a valid open descriptor; `null` is closed after.
+        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    }
+}
+
+/// Whether `fd` is an open descriptor of this process.
+pub fn is_open_fd(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1
+}
+
+/// Raises the soft limit on open descriptors to the hard limit (for the fork server, which
+/// holds one socket per live child).
+pub fn raise_fd_limit() {
+    // SAFETY: rlim is a valid in/out struct for getrlimit/setrlimit.
+    unsafe {
+        let mut rlim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) == 0 && rlim.rlim_cur < rlim.rlim_max {
+            rlim.rlim_cur = rlim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rlim);
+        }
+    }
+}
+
+/// `now + d`, or `None` (no deadline) when that is too far to represent.
+pub fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+/// Whether the process `pid` has exited (a zombie counts as exited) or never existed.
+pub fn process_is_dead(pid: u32) -> bool {
+    match pidfd_open(pid) {
+        Err(_) => true,
+        Ok(fd) => is_readable(fd.as_fd()).unwrap_or(false),
+    }
+}
+
+/// The calling thread's id, unique across all processes of the system (its pid namespace).
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
 }
 
 /// Sends `signal` to `pid` with kill(2); `Ok(false)` if no such process exists any more.
@@ -259,7 +336,7 @@ pub fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Resu
 }
 
 /// The most descriptors one [`recv_with_fds`] accepts.
-const MAX_FDS_PER_MESSAGE: usize = 250;
+pub const MAX_FDS_PER_MESSAGE: usize = 253; // the kernel's SCM_MAX_FD
 
 /// Receives exactly `buf.len()` bytes and the descriptors sent with them by [`send_with_fds`].
 /// `Ok(None)` means the peer closed the socket before sending anything.
@@ -304,13 +381,18 @@ pub fn recv_with_fds(sock: &UnixStream, buf: &mut [u8]) -> io::Result<Option<Vec
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::other("descriptors were truncated in transit"));
-    }
     if n == 0 {
         return Ok(None);
     }
     io::Read::read_exact(&mut &*sock, &mut buf[n..])?;
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        // `buf` is complete, so the stream stays in step; the descriptors that did arrive
+        // are closed with `fds`.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "descriptors were truncated in transit",
+        ));
+    }
     Ok(Some(fds))
 }
 

@@ -12,6 +12,7 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, Once};
@@ -41,6 +42,8 @@ pub(crate) struct Bootstrap {
     pub start_method: StartMethod,
     pub parent_pid: u32,
     pub parent_name: String,
+    /// The parent's working directory (a fork-server child starts in the server's).
+    pub cwd: Option<Vec<u8>>,
 }
 
 /// The descriptors a child starts with.
@@ -141,6 +144,17 @@ thread_local! {
 /// The message and location of the target's panic, captured by the panic hook.
 static PANIC_INFO: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
 
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
 /// Installs (once per process) a panic hook that records the target's panic and then prints it
 /// as the default hook does. The parent calls it before it forks, so that a forked child never
 /// has to take the panic-hook lock, which another parent thread may have held at the fork.
@@ -150,13 +164,7 @@ pub(crate) fn capture_panics() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if IN_TARGET.with(Cell::get) {
-                let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
-                    (*s).to_string()
-                } else if let Some(s) = info.payload().downcast_ref::<String>() {
-                    s.clone()
-                } else {
-                    "Box<dyn Any>".to_string()
-                };
+                let message = panic_message(info.payload());
                 let location = info.location().map(|l| l.to_string());
                 *PANIC_INFO.lock().unwrap_or_else(|e| e.into_inner()) = Some((message, location));
             }
@@ -195,6 +203,14 @@ pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
         fds.parent_pidfd,
     );
     context::inherit_start_method(boot.start_method);
+    if let Some(cwd) = &boot.cwd {
+        let cwd = std::path::Path::new(std::ffi::OsStr::from_bytes(cwd));
+        if let Err(err) = std::env::set_current_dir(cwd) {
+            eprintln!("multiprocess: could not enter {}: {err}", cwd.display());
+        }
+    }
+    // As Python does: a child does not compete with its parent for the terminal's input.
+    sys::stdin_from_dev_null();
     if boot.daemon {
         if let Some(parent) = current::parent_process() {
             watch_parent_death(parent.pidfd());
@@ -216,12 +232,13 @@ pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
         Ok(Err(Error::Decode(why))) => (1, Some(Report::DecodeFailed(why))),
         Ok(Err(Error::Encode(why))) => (1, Some(Report::EncodeFailed(why))),
         Ok(Err(other)) => (1, Some(Report::StartFailed(other.to_string()))),
-        Err(_) => {
+        Err(payload) => {
             let (message, location) = PANIC_INFO
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take()
-                .unwrap_or_else(|| ("unknown panic".into(), None));
+                // The program replaced our panic hook: the payload still has the message.
+                .unwrap_or_else(|| (panic_message(payload.as_ref()), None));
             (1, Some(Report::Panicked { message, location }))
         }
     };

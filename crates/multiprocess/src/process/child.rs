@@ -40,6 +40,8 @@ pub(crate) struct ChildState {
     pub exit_source: ExitSource,
     /// `Some(code)` once the exit has been collected (Python's convention: `-N` for signal N).
     pub exitcode: Mutex<Option<i32>>,
+    /// Our end of the socket the child reports its result on (children of `spawn`).
+    pub report: Option<Arc<UnixStream>>,
 }
 
 impl ChildState {
@@ -109,7 +111,7 @@ impl ChildState {
 
     /// Waits up to `timeout` (`None`: for ever) for the child to exit.
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<Option<i32>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(sys::deadline_after);
         loop {
             if let Some(code) = self.poll_exit()? {
                 return Ok(Some(code));
@@ -162,6 +164,11 @@ pub(crate) fn exit_cleanup() {
     let list = running();
     for child in list.iter().filter(|c| c.daemon) {
         let _ = child.signal(libc::SIGTERM);
+    }
+    // Nobody will read a result any more: a child blocked writing a large one gets EPIPE
+    // instead of waiting for ever (and this process with it).
+    for report in list.iter().filter_map(|c| c.report.as_ref()) {
+        let _ = report.shutdown(std::net::Shutdown::Read);
     }
     for child in &list {
         let _ = child.wait(None);

@@ -10,19 +10,21 @@ use std::os::fd::AsFd;
 use crate::error::Result;
 use crate::process::bootstrap::{self, ChildFds};
 use crate::process::child::ExitSource;
-use crate::process::{after_fork_in_child, Launch, Launched};
+use crate::process::{after_fork_in_child, fork_gate_exclusive, Launch, Launched};
 use crate::sys;
 
-pub(crate) fn launch(req: &Launch<'_>) -> Result<Launched> {
+pub(crate) fn launch(req: Launch<'_>) -> Result<Launched> {
+    let gate = fork_gate_exclusive();
     // SAFETY: the child first forgets the library's lock-holding state (after_fork_in_child) and
     // then only runs the target; the remaining hazard (locks of the program's own other threads)
     // is the documented contract of the Fork method.
     let pid = unsafe { sys::fork() }?;
     if pid == 0 {
+        std::mem::forget(gate); // the child's copy of the gate is forgotten with the rest
         after_fork_in_child();
         let fds = (|| -> std::io::Result<ChildFds> {
             Ok(ChildFds {
-                report: req.report_child_end.map(|s| s.try_clone()).transpose()?,
+                report: req.report_child_end,
                 parent_pidfd: sys::dup(req.parent_pidfd)?,
                 args: req
                     .arg_fds
@@ -39,9 +41,18 @@ pub(crate) fn launch(req: &Launch<'_>) -> Result<Launched> {
             }
         }
     }
-    Ok(Launched {
-        pid,
-        pidfd: sys::pidfd_open(pid)?,
-        exit_source: ExitSource::Waitpid,
-    })
+    drop(gate);
+    match sys::pidfd_open(pid) {
+        Ok(pidfd) => Ok(Launched {
+            pid,
+            pidfd,
+            exit_source: ExitSource::Waitpid,
+        }),
+        Err(err) => {
+            // A child we could not track must not run on unseen.
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::wait_blocking(pid);
+            Err(err.into())
+        }
+    }
 }

@@ -34,7 +34,7 @@ use crate::per_process::PerProcess;
 use crate::process::bootstrap::{self, Bootstrap, ChildFds};
 use crate::process::child::ExitSource;
 use crate::process::spawn::reexec_command;
-use crate::process::{Launch, Launched, ROLE_FORKSERVER};
+use crate::process::{fork_gate_shared, Launch, Launched, ROLE_FORKSERVER};
 use crate::sys;
 
 /// The program's connection to its fork server.
@@ -61,15 +61,38 @@ pub(crate) fn reset_after_fork() {
 }
 
 fn start_server() -> Result<Client> {
+    let _gate = fork_gate_shared(); // `theirs` must not leak into a forked child
     let (control, theirs) = sys::socketpair()?;
-    let server = reexec_command(ROLE_FORKSERVER, vec![sys::raw(&theirs)]).spawn()?;
     CONTROL_FD.store(sys::raw(&control), Ordering::Release);
+    let server = match reexec_command(ROLE_FORKSERVER, vec![sys::raw(&theirs)]).spawn() {
+        Ok(server) => server,
+        Err(err) => {
+            CONTROL_FD.store(-1, Ordering::Release);
+            return Err(err.into());
+        }
+    };
     Ok(Client { control, server })
 }
 
-pub(crate) fn launch(req: &Launch<'_>) -> Result<Launched> {
+/// Forgets a dead server (reaping it) so that the next start makes a new one.
+fn discard(client: &mut Option<Client>) {
+    if let Some(mut old) = client.take() {
+        let _ = old.server.kill();
+        let _ = old.server.wait();
+        CONTROL_FD.store(-1, Ordering::Release);
+    }
+}
+
+pub(crate) fn launch(req: Launch<'_>) -> Result<Launched> {
     let mut client = CLIENT.get().lock().unwrap_or_else(|e| e.into_inner());
     let body = codec::encode(req.boot)?;
+    // A server that has exited (killed, or crashed) is replaced before it is asked anything,
+    // as Python's `ensure_running` does.
+    if let Some(current) = client.as_mut() {
+        if !matches!(current.server.try_wait(), Ok(None)) {
+            discard(&mut client);
+        }
+    }
     let mut retried = false;
     loop {
         if client.is_none() {
@@ -78,17 +101,21 @@ pub(crate) fn launch(req: &Launch<'_>) -> Result<Launched> {
         let Some(current) = client.as_mut() else {
             unreachable!("a client was just set");
         };
-        match request(&current.control, req, &body) {
+        match request(&current.control, &req, &body) {
             Ok(launched) => return Ok(launched),
-            Err(err) if !retried && server_gone(&err) => {
-                // The server died (killed, or crashed): reap it and start a new one, once.
+            // The request never reached a server (it died since the check above): no child
+            // can exist, so asking a new server once is safe. After a request was sent, a
+            // retry could run the target twice, so other failures are final.
+            Err(Failure::NotSent(err)) if !retried && server_gone(&err) => {
                 retried = true;
-                let _ = current.server.kill();
-                let _ = current.server.wait();
-                CONTROL_FD.store(-1, Ordering::Release);
-                *client = None;
+                discard(&mut client);
             }
-            Err(err) => return Err(err.into()),
+            Err(Failure::NotSent(err) | Failure::Sent(err)) => {
+                if server_gone(&err) {
+                    discard(&mut client);
+                }
+                return Err(err.into());
+            }
         }
     }
 }
@@ -100,19 +127,30 @@ fn server_gone(err: &io::Error) -> bool {
     )
 }
 
-fn request(control: &UnixStream, req: &Launch<'_>, body: &[u8]) -> io::Result<Launched> {
-    let (status_mine, status_server) = sys::socketpair()?;
+/// Why a request failed: before the server could have acted on it, or after.
+enum Failure {
+    NotSent(io::Error),
+    Sent(io::Error),
+}
+
+fn request(control: &UnixStream, req: &Launch<'_>, body: &[u8]) -> Result<Launched, Failure> {
+    let _gate = fork_gate_shared(); // `status_server` must not leak into a forked child
+    let (status_mine, status_server) = sys::socketpair().map_err(Failure::NotSent)?;
     let mut fds = vec![sys::raw(&status_server), sys::raw(&req.parent_pidfd)];
-    fds.extend(req.report_child_end.map(sys::raw));
+    fds.extend(req.report_child_end.as_ref().map(sys::raw));
     fds.extend(req.arg_fds.iter().map(sys::raw));
-    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("arguments over 4 GiB"))?;
+    let len = u32::try_from(body.len())
+        .map_err(|_| Failure::NotSent(io::Error::other("arguments over 4 GiB")))?;
     let mut header = [0u8; 8];
     header[..4].copy_from_slice(&len.to_le_bytes());
     header[4..].copy_from_slice(&u32::from(req.report_child_end.is_some()).to_le_bytes());
-    sys::send_with_fds(control, &header, &fds)?;
-    sys::send_all(control.as_fd(), body)?;
+    sys::send_with_fds(control, &header, &fds).map_err(Failure::NotSent)?;
+    sys::send_all(control.as_fd(), body).map_err(Failure::Sent)?;
     drop(status_server);
+    receive_reply(control, status_mine).map_err(Failure::Sent)
+}
 
+fn receive_reply(control: &UnixStream, status_mine: UnixStream) -> io::Result<Launched> {
     let mut reply = [0u8; 8];
     let Some(mut got) = sys::recv_with_fds(control, &mut reply)? else {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -145,6 +183,7 @@ pub(crate) fn serve(fds: Vec<RawFd>) -> ! {
     let control = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let _ = sys::set_cloexec(fd);
     sys::ignore_signal(libc::SIGINT);
+    sys::raise_fd_limit(); // one status socket per live child
     let sigchld = match sys::sigchld_fd() {
         Ok(fd) => fd,
         Err(err) => {
@@ -177,16 +216,24 @@ pub(crate) fn serve(fds: Vec<RawFd>) -> ! {
 /// Reads one request, forks the child, replies. Exits the server when the program is gone.
 fn serve_one(control: &UnixStream, statuses: &mut HashMap<u32, UnixStream>) {
     let mut header = [0u8; 8];
-    let fds = match sys::recv_with_fds(control, &mut header) {
-        Ok(Some(fds)) => fds,
-        _ => sys::exit_now(0),
-    };
+    let received = sys::recv_with_fds(control, &mut header);
     let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as usize;
     let has_report = header[4] != 0;
+    let fds = match received {
+        Ok(Some(fds)) => Some(fds),
+        // Descriptors lost in transit (e.g. this process ran out of them): refuse this one
+        // request, keep the stream in step, keep serving.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => None,
+        _ => sys::exit_now(0),
+    };
     let mut body = vec![0u8; len];
     if (&*control).read_exact(&mut body).is_err() {
         sys::exit_now(0);
     }
+    let Some(fds) = fds else {
+        reply(control, 0, libc::EMFILE, None);
+        return;
+    };
     let mut fds = fds.into_iter();
     let (Some(status), Some(parent_pidfd)) = (fds.next(), fds.next()) else {
         reply(control, 0, libc::EINVAL, None);
@@ -202,7 +249,7 @@ fn serve_one(control: &UnixStream, statuses: &mut HashMap<u32, UnixStream>) {
             keep.extend(report.iter().map(sys::raw));
             keep.extend(args.iter().map(sys::raw));
             keep.sort_unstable();
-            sys::close_all_except(&keep);
+            sys::close_all_except(&keep, sys::Unkept::Close);
             sys::reset_signals_for_child();
             run_forked_child(&body, report, parent_pidfd, args)
         }

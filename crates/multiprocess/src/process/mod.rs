@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -46,8 +46,9 @@ pub(crate) const ROLE_FORKSERVER: &str = "forkserver";
 /// What a start method needs to make a child.
 pub(crate) struct Launch<'a> {
     pub boot: &'a Bootstrap,
-    /// The child's end of the report socket, when there is one.
-    pub report_child_end: Option<&'a UnixStream>,
+    /// The child's end of the report socket, when there is one. The start method hands it to
+    /// the child and then drops this copy, so a child that dies early is seen as EOF.
+    pub report_child_end: Option<UnixStream>,
     /// Our end of the report socket (`Spawn` sends the bootstrap on it).
     pub report_parent_end: Option<&'a UnixStream>,
     /// This process's pidfd, which the child watches.
@@ -67,11 +68,27 @@ pub(crate) struct Launched {
 static SELF_PIDFD: PerProcess<Option<OwnedFd>> =
     PerProcess::new(|| sys::pidfd_open(sys::getpid()).ok());
 
+/// Keeps descriptors that one thread holds only for a moment (a fork-server request's sockets)
+/// out of a child that another thread forks at that moment: such work holds the gate shared,
+/// `fork` holds it exclusively.
+static FORK_GATE: PerProcess<RwLock<()>> = PerProcess::new(|| RwLock::new(()));
+
+/// Holds the fork gate shared (see [`FORK_GATE`]).
+pub(crate) fn fork_gate_shared() -> RwLockReadGuard<'static, ()> {
+    FORK_GATE.get().read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds the fork gate exclusively, around a `fork` (see [`FORK_GATE`]).
+pub(crate) fn fork_gate_exclusive() -> RwLockWriteGuard<'static, ()> {
+    FORK_GATE.get().write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Forgets, in a freshly forked child, all the parent's process-wide state. Touches no lock.
 pub(crate) fn after_fork_in_child() {
     child::reset_after_fork();
     forkserver::reset_after_fork();
     SELF_PIDFD.reset_after_fork();
+    FORK_GATE.reset_after_fork();
 }
 
 /// In a copy of the binary re-executed by `Spawn` or `ForkServer`, runs what it was started for
@@ -98,16 +115,24 @@ pub(crate) fn dispatch_reexecuted_role() {
     }
 }
 
-/// Registers, once per process, the clean-up Python runs at exit: daemonic children are
-/// terminated, the others joined.
+/// Registers, once per process, the clean-up Python runs at exit (daemonic children are
+/// terminated, the others joined), and the reset of the library's state in forked children.
 pub(crate) fn register_exit_cleanup() {
     static REGISTERED: AtomicBool = AtomicBool::new(false);
     extern "C" fn at_exit() {
         child::exit_cleanup();
     }
+    extern "C" fn in_forked_child() {
+        after_fork_in_child();
+    }
     if !REGISTERED.swap(true, Ordering::AcqRel) {
-        // SAFETY: at_exit is a plain extern "C" fn that lives as long as the program.
-        unsafe { libc::atexit(at_exit) };
+        // SAFETY: both are plain extern "C" fns that live as long as the program. The fork
+        // handler also covers forks the library does not make (libc::fork, daemonising crates):
+        // such a copy must not wait on, or steal the exit statuses of, its parent's children.
+        unsafe {
+            libc::atexit(at_exit);
+            libc::pthread_atfork(None, None, Some(in_forked_child));
+        }
     }
 }
 
@@ -214,7 +239,7 @@ where
         self,
         entry: target::EntryFn,
         wants_report: bool,
-    ) -> Result<(ProcessHandle, Option<UnixStream>)> {
+    ) -> Result<(ProcessHandle, Option<Arc<UnixStream>>)> {
         let method = self.start_method.unwrap_or_else(get_start_method);
         if method.reexecutes() && !context::init_done() {
             return Err(Error::InvalidState(format!(
@@ -225,7 +250,15 @@ where
             )));
         }
         bootstrap::capture_panics();
+        register_exit_cleanup();
         let (args, arg_fds) = codec::encode_with_fds(&self.args)?;
+        if arg_fds.len() > sys::MAX_FDS_PER_MESSAGE - 3 {
+            return Err(Error::Encode(format!(
+                "the arguments hold {} OS handles; at most {} can be passed to one process",
+                arg_fds.len(),
+                sys::MAX_FDS_PER_MESSAGE - 3
+            )));
+        }
         let (identity, default_name) = current::next_child_identity();
         let name = self.name.unwrap_or(default_name);
         let daemon = self.daemon.unwrap_or_else(current::inherited_daemon_flag);
@@ -241,11 +274,15 @@ where
             start_method: method,
             parent_pid: me.pid(),
             parent_name: me.name().to_string(),
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string())),
         };
-        let report = if wants_report || method == StartMethod::Spawn {
-            Some(sys::socketpair()?)
+        let (report_mine, report_child) = if wants_report || method == StartMethod::Spawn {
+            let (mine, child) = sys::socketpair()?;
+            (Some(mine), Some(child))
         } else {
-            None
+            (None, None)
         };
         let parent_pidfd = SELF_PIDFD
             .get()
@@ -253,18 +290,22 @@ where
             .ok_or_else(|| Error::Io(io::Error::other("could not open a pidfd of this process")))?;
         let req = Launch {
             boot: &boot,
-            report_child_end: report.as_ref().map(|(_, child)| child),
-            report_parent_end: report.as_ref().map(|(mine, _)| mine),
+            report_child_end: report_child,
+            report_parent_end: report_mine.as_ref(),
             parent_pidfd: parent_pidfd.as_fd(),
             arg_fds: &arg_fds,
         };
+        // What the parent has buffered must not be written again by a forked child.
+        let _ = io::Write::flush(&mut io::stdout());
+        let _ = io::Write::flush(&mut io::stderr());
         let launched = match method {
-            StartMethod::Fork => fork::launch(&req)?,
-            StartMethod::Spawn => spawn::launch(&req)?,
-            StartMethod::ForkServer => forkserver::launch(&req)?,
+            StartMethod::Fork => fork::launch(req)?,
+            StartMethod::Spawn => spawn::launch(req)?,
+            StartMethod::ForkServer => forkserver::launch(req)?,
         };
         // The arguments (and their handles) were only needed until the child had its copies.
         drop(self.args);
+        let report = report_mine.filter(|_| wants_report).map(Arc::new);
         let state = Arc::new(ChildState {
             pid: launched.pid,
             name,
@@ -273,11 +314,9 @@ where
             pidfd: launched.pidfd,
             exit_source: launched.exit_source,
             exitcode: Default::default(),
+            report: report.clone(),
         });
         child::track(Arc::clone(&state));
-        let report = report
-            .filter(|_| wants_report)
-            .map(|(mine, _child_end_closed_here)| mine);
         Ok((ProcessHandle { state }, report))
     }
 }
@@ -426,8 +465,9 @@ where
 /// the child exited before returning, [`Error::Signaled`] when a signal killed it.
 pub struct JoinHandle<R> {
     process: ProcessHandle,
-    /// Our end of the report socket; non-blocking once reading starts.
-    report: UnixStream,
+    /// Our end of the report socket; non-blocking once reading starts. Shared with the child's
+    /// state, so that the exit clean-up can shut it (see `child::exit_cleanup`).
+    report: Arc<UnixStream>,
     /// What has arrived on the report socket so far.
     received: Vec<u8>,
     /// The child's end is closed (EOF seen).
@@ -445,7 +485,7 @@ impl<R> std::fmt::Debug for JoinHandle<R> {
     }
 }
 
-impl<R: DeserializeOwned> JoinHandle<R> {
+impl<R> JoinHandle<R> {
     /// The process behind the handle (pid, name, `kill`, …).
     pub fn process(&self) -> &ProcessHandle {
         &self.process
@@ -458,7 +498,9 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     pub fn is_alive(&self) -> bool {
         self.process.is_alive()
     }
+}
 
+impl<R: DeserializeOwned> JoinHandle<R> {
     /// Waits for the process to end and returns what the target returned.
     pub fn join(mut self) -> Result<R> {
         self.join_deadline(None)
@@ -467,7 +509,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     /// As [`join`](Self::join), but gives up with [`Error::Timeout`] after `timeout`; the handle
     /// can be joined again later.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
-        self.join_deadline(Some(Instant::now() + timeout))
+        self.join_deadline(sys::deadline_after(timeout))
     }
 
     fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<R> {
@@ -510,7 +552,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     fn drain_report(&mut self) -> Result<()> {
         let mut chunk = [0u8; 64 * 1024];
         while !self.report_closed {
-            match io::Read::read(&mut &self.report, &mut chunk) {
+            match io::Read::read(&mut &*self.report, &mut chunk) {
                 Ok(0) => self.report_closed = true,
                 Ok(n) => self.received.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

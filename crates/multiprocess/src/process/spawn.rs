@@ -20,8 +20,8 @@ use crate::process::{Launch, Launched, FDS_ENV, ROLE_CHILD, ROLE_ENV};
 use crate::sys;
 
 /// A command that re-executes this binary in `role`, inheriting exactly `fds` (and stdio):
-/// every other descriptor is closed in the child before `exec`, even one the program opened
-/// without close-on-exec, so siblings never see each other's.
+/// every other descriptor is marked close-on-exec in the child before `exec`, even one the
+/// program opened without it, so siblings never see each other's.
 pub(crate) fn reexec_command(role: &str, fds: Vec<RawFd>) -> Command {
     let list: Vec<String> = fds.iter().map(RawFd::to_string).collect();
     let mut sorted = fds.clone();
@@ -38,33 +38,56 @@ pub(crate) fn reexec_command(role: &str, fds: Vec<RawFd>) -> Command {
             for &fd in &fds {
                 sys::clear_cloexec(fd)?;
             }
-            sys::close_all_except(&sorted);
+            sys::close_all_except(&sorted, sys::Unkept::CloseOnExec);
             Ok(())
         });
     }
     cmd
 }
 
-pub(crate) fn launch(req: &Launch<'_>) -> Result<Launched> {
-    let (report_parent, report_child) = match (req.report_parent_end, req.report_child_end) {
-        (Some(p), Some(c)) => (p, c),
-        _ => return Err(Error::InvalidState("spawn needs a report channel".into())),
+pub(crate) fn launch(req: Launch<'_>) -> Result<Launched> {
+    let (Some(report_parent), Some(report_child)) = (req.report_parent_end, req.report_child_end)
+    else {
+        return Err(Error::InvalidState("spawn needs a report channel".into()));
     };
-    let mut fds = vec![sys::raw(report_child), sys::raw(&req.parent_pidfd)];
+    let mut fds = vec![sys::raw(&report_child), sys::raw(&req.parent_pidfd)];
     fds.extend(req.arg_fds.iter().map(sys::raw));
     let child = reexec_command(ROLE_CHILD, fds).spawn()?;
+    // Only the child holds its end now: if it dies before reading the bootstrap, writing it
+    // fails with EPIPE instead of blocking for ever.
+    drop(report_child);
     let pid = child.id();
-    let pidfd = sys::pidfd_open(pid)?;
-    bootstrap::write_frame(report_parent, &codec::encode(req.boot)?)?;
-    Ok(Launched {
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(err) => {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::wait_blocking(pid);
+            return Err(err.into());
+        }
+    };
+    let launched = Launched {
         pid,
         pidfd,
         exit_source: ExitSource::Waitpid,
-    })
+    };
+    // A child that died before reading its bootstrap is still a child: its exit code says why.
+    if let Err(err) = bootstrap::write_frame(report_parent, &codec::encode(req.boot)?) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(err.into());
+        }
+    }
+    Ok(launched)
 }
 
 /// The child's side: takes the inherited descriptors, reads the bootstrap, runs the target.
 pub(crate) fn child_main(fds: Vec<RawFd>) -> ! {
+    let mut sorted = fds.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != fds.len() || fds.iter().any(|&fd| !sys::is_open_fd(fd)) {
+        eprintln!("multiprocess: a spawned child was given invalid descriptors {fds:?}");
+        sys::exit_now(1)
+    }
     let mut owned = fds.into_iter().map(|fd| {
         // SAFETY: the parent passed these numbers for us alone to own; they are open.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };

@@ -141,7 +141,7 @@ pub(crate) enum Wait {
 
 impl Wait {
     pub(crate) fn timeout(timeout: Duration) -> Wait {
-        Wait::Until(Some(Instant::now() + timeout))
+        Wait::Until(crate::sys::deadline_after(timeout))
     }
 
     /// The time left, or `None` when the wait is over.

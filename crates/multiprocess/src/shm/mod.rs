@@ -16,13 +16,15 @@
 //! commit; notify. A process killed at any instant leaves either the old state or the new one,
 //! never a torn one, and never a lock that blocks the survivors.
 
+mod cell;
 mod eventcount;
 pub(crate) mod futex;
 mod journal;
 mod mutex;
 mod region;
 
-pub(crate) use eventcount::EventCount;
+pub(crate) use cell::{ShmCell, ShmState};
+pub(crate) use eventcount::{EventCount, MAX_SLEEP};
 pub(crate) use journal::Journal;
 pub(crate) use mutex::{RobustMutex, RobustMutexGuard};
 pub(crate) use region::Region;
