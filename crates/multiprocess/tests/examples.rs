@@ -107,3 +107,13 @@ fn subclass() {
     assert_eq!(out.matches("执行时间为").count(), 2);
     assert_eq!(out.lines().last(), Some("主进程结束.."));
 }
+
+#[test]
+fn queue_write_read() {
+    let out = run_example("queue_write_read", &[]);
+    let mut want: Vec<String> = (0..5).map(|i| format!("已经写入:{i}")).collect();
+    want.push("队列已满".into());
+    want.extend((0..5).map(|i| format!("获取数据:{i}")));
+    want.push("队列已空".into());
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
