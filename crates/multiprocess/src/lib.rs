@@ -82,7 +82,7 @@ pub use process::{
     active_children, current_process, parent_pid, parent_process, spawn, JoinHandle, ParentProcess,
     Process, ProcessHandle, ProcessInfo, Run, Target,
 };
-pub use queue::{JoinableQueue, LifoQueue, Queue, SimpleQueue};
+pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
 
 /// The README's code runs as a doc test, so the tour never goes stale.
 #[cfg(doctest)]

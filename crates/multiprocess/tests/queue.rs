@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use common::{join, recv, DEADLINE};
 use multiprocess::{
-    pipe, Connection, Error, JoinableQueue, LifoQueue, Process, Queue, SimpleQueue, StartMethod,
+    pipe, Connection, Error, JoinableQueue, LifoQueue, PriorityQueue, Process, Queue, SimpleQueue,
+    StartMethod,
 };
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -370,6 +371,71 @@ fn b14_lifo(method: StartMethod) {
     });
 }
 
+fn put_priorities(q: PriorityQueue<(u32, String)>) {
+    for (p, s) in [(3, "c"), (1, "a"), (2, "b")] {
+        q.put((p, s.to_string())).unwrap();
+    }
+}
+
+/// B14 (priority half): items put by a child come out smallest first; Full and Empty behave as
+/// in `Queue`.
+fn b14_priority(method: StartMethod) {
+    let q = PriorityQueue::<(u32, String)>::bounded(3).unwrap();
+    let p = Process::new(put_priorities, (q.clone(),))
+        .start_method(method)
+        .start()
+        .unwrap();
+    assert_eq!(join(&p), 0);
+    assert!(q.full());
+    assert_eq!(q.qsize(), 3);
+    assert_fails_in(is_full, Duration::from_millis(100), || {
+        q.put_timeout((0, "z".to_string()), Duration::from_millis(100))
+    });
+    assert!(matches!(
+        q.put_nowait((0, "z".to_string())),
+        Err(Error::Full)
+    ));
+    let got: Vec<String> = (0..3).map(|_| q.get_nowait().unwrap().1).collect();
+    assert_eq!(got, ["a", "b", "c"]);
+    assert_fails_in(is_empty, Duration::from_millis(100), || {
+        q.get_timeout(Duration::from_millis(100))
+    });
+    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+}
+
+/// The priority queue against `std::collections::BinaryHeap`, over many interleaved puts and
+/// gets of mixed sizes (so that its arena is compacted and grown many times).
+#[test]
+fn priority_queue_matches_a_binary_heap() {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let q = PriorityQueue::<(u64, String)>::new().unwrap();
+    let mut model = BinaryHeap::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for step in 0..5000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x % 3 != 0 || model.is_empty() {
+            let item = (
+                x % 1000,
+                "p".repeat((x % 3000) as usize) + &step.to_string(),
+            );
+            q.put(&item).unwrap();
+            model.push(Reverse(item));
+        } else {
+            let Reverse(want) = model.pop().unwrap();
+            let got = q.get_nowait().unwrap();
+            assert_eq!(got.0, want.0, "step {step}");
+        }
+        assert_eq!(q.qsize(), model.len());
+    }
+    while let Some(Reverse(want)) = model.pop() {
+        assert_eq!(q.get_nowait().unwrap().0, want.0);
+    }
+    assert!(q.empty());
+}
+
 fn echo_big(q_in: Queue<ByteBuf>, q_out: Queue<ByteBuf>) {
     while let Ok(item) = q_in.get() {
         if item.is_empty() {
@@ -408,5 +474,6 @@ per_method!(
     b12_simple_queue,
     b13_queue_in_child,
     b14_lifo,
+    b14_priority,
     large_items,
 );

@@ -145,7 +145,7 @@ impl Wait {
     }
 
     /// The time left, or `None` when the wait is over.
-    fn left(self) -> Option<Option<Duration>> {
+    pub(crate) fn left(self) -> Option<Option<Duration>> {
         match self {
             Wait::No => None,
             Wait::Until(None) => Some(None),

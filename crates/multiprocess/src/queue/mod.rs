@@ -1,8 +1,10 @@
-//! Queues between processes: [`Queue`], [`LifoQueue`], [`JoinableQueue`], [`SimpleQueue`].
+//! Queues between processes: [`Queue`], [`LifoQueue`], [`JoinableQueue`], [`SimpleQueue`],
+//! [`PriorityQueue`].
 //!
-//! All of them are one [`SharedDeque`](deque::SharedDeque) in shared memory (see `deque.rs` for
-//! the algorithm and why a killed process cannot corrupt it), differing only in which end `get`
-//! takes from and whether items are counted until `task_done`. Unlike Python's queues there is no
+//! All but the last are one [`SharedDeque`](deque::SharedDeque) in shared memory (see `deque.rs`
+//! for the algorithm and why a killed process cannot corrupt it), differing only in which end
+//! `get` takes from and whether items are counted until `task_done`; `PriorityQueue` is a
+//! [`SharedHeap`](heap::SharedHeap) built the same way (`heap.rs`). Unlike Python's queues there is no
 //! feeder thread: `put` has encoded and stored the item when it returns, so `qsize()` is exact,
 //! a value that cannot be encoded fails at `put` and changes nothing, and no data is lost when
 //! a process exits right after `put`.
@@ -11,6 +13,7 @@
 //! cloned; every handle refers to the same queue.
 
 mod deque;
+mod heap;
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
@@ -301,3 +304,172 @@ queue_type!(
     end = End::Front,
     joinable = false
 );
+
+/// A queue between processes that gives back the smallest item first, as Python's
+/// `queue.PriorityQueue` (put `(priority, value)` tuples for the usual use). Items of equal
+/// order come back in no particular order, as in Python.
+///
+/// ```
+/// let q = multiprocess::PriorityQueue::<(u32, String)>::new().unwrap();
+/// q.put((3, "c".to_string())).unwrap();
+/// q.put((1, "a".to_string())).unwrap();
+/// q.put((2, "b".to_string())).unwrap();
+/// let order: Vec<String> = (0..3).map(|_| q.get().unwrap().1).collect();
+/// assert_eq!(order, ["a", "b", "c"]);
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PriorityQueue<T> {
+    #[serde(bound = "")]
+    core: PriorityCore<T>,
+}
+
+/// The shared heap and this process's handle state.
+struct PriorityCore<T> {
+    heap: Arc<heap::SharedHeap>,
+    closed: Arc<AtomicBool>,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for PriorityQueue<T> {
+    fn clone(&self) -> Self {
+        PriorityQueue {
+            core: PriorityCore {
+                heap: Arc::clone(&self.core.heap),
+                closed: Arc::clone(&self.core.closed),
+                _items: PhantomData,
+            },
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for PriorityQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PriorityQueue")
+            .field("qsize", &self.core.heap.len())
+            .field("maxsize", &self.core.heap.maxsize())
+            .finish()
+    }
+}
+
+impl<T> Serialize for PriorityCore<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.heap.region().serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for PriorityCore<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let region = Region::deserialize(d)?;
+        let heap = heap::SharedHeap::from_region(region).map_err(serde::de::Error::custom)?;
+        Ok(PriorityCore {
+            heap: Arc::new(heap),
+            closed: Arc::new(AtomicBool::new(false)),
+            _items: PhantomData,
+        })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Ord> PriorityQueue<T> {
+    fn with_limit(maxsize: u64) -> Result<Self> {
+        Ok(PriorityQueue {
+            core: PriorityCore {
+                heap: Arc::new(heap::SharedHeap::create(maxsize)?),
+                closed: Arc::new(AtomicBool::new(false)),
+                _items: PhantomData,
+            },
+        })
+    }
+
+    /// A priority queue with no limit on the number of items.
+    pub fn new() -> Result<Self> {
+        Self::with_limit(0)
+    }
+
+    /// A priority queue that holds at most `maxsize` items (at least 1).
+    pub fn bounded(maxsize: usize) -> Result<Self> {
+        Self::with_limit(bounded_size(maxsize)?)
+    }
+
+    /// Orders two encoded items by their decoded values (undecodable ones compare equal).
+    fn compare(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+        match (codec::decode::<T>(a), codec::decode::<T>(b)) {
+            (Ok(a), Ok(b)) => a.cmp(&b),
+            _ => std::cmp::Ordering::Equal,
+        }
+    }
+
+    fn put_with(&self, item: &T, wait: Wait) -> Result<()> {
+        if self.core.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let bytes = codec::encode(item)?;
+        self.core.heap.push(&bytes, wait, &Self::compare)
+    }
+
+    fn get_with(&self, wait: Wait) -> Result<T> {
+        if self.core.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        codec::decode(&self.core.heap.pop(wait, &Self::compare)?)
+    }
+
+    /// Puts an item, waiting while the queue is full.
+    pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
+        self.put_with(item.borrow(), Wait::Until(None))
+    }
+
+    /// Puts an item, waiting at most `timeout` for room; [`Error::Full`] after that.
+    pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
+        self.put_with(item.borrow(), Wait::timeout(timeout))
+    }
+
+    /// Puts an item if there is room now; [`Error::Full`] otherwise.
+    pub fn put_nowait(&self, item: impl Borrow<T>) -> Result<()> {
+        self.put_with(item.borrow(), Wait::No)
+    }
+
+    /// Takes the smallest item, waiting while the queue is empty.
+    pub fn get(&self) -> Result<T> {
+        self.get_with(Wait::Until(None))
+    }
+
+    /// Takes the smallest item, waiting at most `timeout`; [`Error::Empty`] after that.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_with(Wait::timeout(timeout))
+    }
+
+    /// Takes the smallest item if there is one now; [`Error::Empty`] otherwise.
+    pub fn get_nowait(&self) -> Result<T> {
+        self.get_with(Wait::No)
+    }
+
+    /// The exact number of items in the queue.
+    pub fn qsize(&self) -> usize {
+        self.core.heap.len() as usize
+    }
+
+    /// Whether the queue holds no item.
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items (never, without a limit).
+    pub fn full(&self) -> bool {
+        let max = self.core.heap.maxsize();
+        max > 0 && self.core.heap.len() >= max
+    }
+
+    /// The limit given to [`bounded`](Self::bounded), or `None`.
+    pub fn maxsize(&self) -> Option<usize> {
+        match self.core.heap.maxsize() {
+            0 => None,
+            n => Some(n as usize),
+        }
+    }
+
+    /// Closes this handle (and its clones) in this process, as [`Queue::close`].
+    pub fn close(&self) {
+        self.core.closed.store(true, Ordering::Release);
+    }
+}

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The most words one commit may change.
-pub(crate) const MAX_ENTRIES: usize = 16;
+pub(crate) const MAX_ENTRIES: usize = 48;
 
 #[repr(C)]
 struct Entry {
