@@ -1,0 +1,233 @@
+//! SCENARIOS.md section C (pipes and connections), under every start method.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{join, recv, DEADLINE};
+use multiprocess::{pipe, pipe_simplex, wait, Connection, Error, Process, StartMethod};
+use serde_bytes::ByteBuf;
+
+multiprocess::init_on_load!();
+
+/// Echoes raw messages until an empty one, then closes its end.
+fn echo(conn: Connection) {
+    while let Ok(msg) = conn.recv_bytes() {
+        if msg == b"stop" {
+            break;
+        }
+        conn.send_bytes(&msg).unwrap();
+    }
+}
+
+fn assert_took(t: Instant, min: Duration) {
+    let took = t.elapsed();
+    assert!(
+        took + Duration::from_millis(10) >= min && took <= min + Duration::from_millis(250),
+        "took {took:?}, expected about {min:?}"
+    );
+}
+
+/// C01: values and bytes round-trip; `recv_bytes_into` fills the right slice or hands the whole
+/// message back; `poll` waits as long as asked; 16 MiB round-trips; EOF once the child is gone.
+fn c01_connection(method: StartMethod) {
+    let (mine, theirs) = pipe().unwrap();
+    let p = Process::new(echo, (theirs,))
+        .start_method(method)
+        .start()
+        .unwrap();
+
+    let value = (vec![1.0, 2.25], None::<u8>);
+    mine.send_bytes(&multiprocess::codec::encode(&value).unwrap())
+        .unwrap();
+    assert_eq!(
+        multiprocess::codec::decode::<(Vec<f64>, Option<u8>)>(&recv_raw(&mine)).unwrap(),
+        value
+    );
+
+    mine.send_bytes(b"hello").unwrap();
+    let mut buf = [0u8; 16];
+    assert!(mine.poll(DEADLINE).unwrap());
+    assert_eq!(mine.recv_bytes_into(&mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+    mine.send_bytes(b"world").unwrap();
+    assert!(mine.poll(DEADLINE).unwrap());
+    assert_eq!(mine.recv_bytes_into(&mut buf[8..]).unwrap(), 5);
+    assert_eq!(&buf[8..13], b"world");
+    mine.send_bytes(&[7u8; 32]).unwrap();
+    assert!(mine.poll(DEADLINE).unwrap());
+    match mine.recv_bytes_into(&mut buf) {
+        Err(Error::BufferTooShort(whole)) => assert_eq!(whole, vec![7u8; 32]),
+        other => panic!("expected BufferTooShort, got {other:?}"),
+    }
+
+    let t = Instant::now();
+    assert!(!mine.poll(Duration::ZERO).unwrap());
+    assert_took(t, Duration::ZERO);
+    let t = Instant::now();
+    assert!(!mine.poll(Duration::from_millis(100)).unwrap());
+    assert_took(t, Duration::from_millis(100));
+    mine.send_bytes(b"x").unwrap();
+    assert!(mine.poll(DEADLINE).unwrap());
+    let t = Instant::now();
+    assert!(mine.poll(Duration::from_millis(100)).unwrap());
+    assert_took(t, Duration::ZERO);
+    assert_eq!(recv_raw(&mine), b"x");
+
+    let big = ByteBuf::from(vec![42u8; 16 << 20]);
+    mine.send(&big).unwrap();
+    assert_eq!(recv::<ByteBuf>(&mine), big);
+
+    mine.send_bytes(b"stop").unwrap();
+    assert_eq!(join(&p), 0);
+    assert!(matches!(mine.recv_bytes(), Err(Error::Eof)));
+    assert!(matches!(mine.recv::<u8>(), Err(Error::Eof)));
+}
+
+fn recv_raw(c: &Connection) -> Vec<u8> {
+    assert!(c.poll(DEADLINE).unwrap(), "no message within {DEADLINE:?}");
+    c.recv_bytes().unwrap()
+}
+
+/// C02: a one-way pipe has a read end and a write end, each refusing the other direction.
+#[test]
+fn c02_duplex_false() {
+    let (reader, writer) = pipe_simplex().unwrap();
+    writer.send(&1).unwrap();
+    assert_eq!(reader.recv::<i32>().unwrap(), 1);
+    assert!(reader.readable() && !reader.writable());
+    assert!(writer.writable() && !writer.readable());
+    assert!(reader.send(&1).is_err());
+    assert!(writer.recv::<i32>().is_err());
+    assert!(writer.poll(Duration::ZERO).is_err());
+}
+
+/// C03: `send_bytes_range` slices by offset and size, and refuses ranges outside the buffer.
+#[test]
+fn c03_send_bytes_range() {
+    let (a, b) = pipe().unwrap();
+    let msg = b"abcdefghijklmnopqrstuvwxyz";
+    a.send_bytes_range(msg, 0, None).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), msg);
+    a.send_bytes_range(msg, 5, None).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), &msg[5..]);
+    a.send_bytes_range(msg, 7, Some(8)).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), &msg[7..15]);
+    a.send_bytes_range(msg, 26, None).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+    a.send_bytes_range(msg, 26, Some(0)).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+    assert!(a.send_bytes_range(msg, 27, None).is_err());
+    assert!(a.send_bytes_range(msg, 10, Some(17)).is_err());
+    assert!(a.send_bytes_range(msg, usize::MAX, Some(1)).is_err());
+    assert!(a.send_bytes_range(msg, 1, Some(usize::MAX)).is_err());
+    assert!(
+        !b.poll(Duration::ZERO).unwrap(),
+        "a refused range sent nothing"
+    );
+}
+
+fn send_three(conn: Connection) {
+    for m in [&b"a"[..], b"b", b"cd"] {
+        conn.send_bytes(m).unwrap();
+    }
+}
+
+fn poll_only(conn: Connection, done: Connection) {
+    let ready = conn.poll(DEADLINE).unwrap();
+    done.send(&ready).unwrap();
+}
+
+/// C04: an empty message is a message; messages are never merged; polling never consumes.
+fn c04_poll(method: StartMethod) {
+    let (a, b) = pipe().unwrap();
+    a.send_bytes(b"").unwrap();
+    assert!(b.poll(DEADLINE).unwrap());
+    assert!(b.poll(Duration::ZERO).unwrap());
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+
+    let p = Process::new(send_three, (a.try_clone().unwrap(),))
+        .start_method(method)
+        .start()
+        .unwrap();
+    assert_eq!(join(&p), 0);
+    for want in [&b"a"[..], b"b", b"cd"] {
+        assert!(b.poll(DEADLINE).unwrap());
+        assert_eq!(b.recv_bytes().unwrap(), want);
+    }
+
+    a.send_bytes(b"whole message").unwrap();
+    let (done_mine, done_theirs) = pipe().unwrap();
+    let poller = Process::new(poll_only, (b.try_clone().unwrap(), done_theirs))
+        .start_method(method)
+        .start()
+        .unwrap();
+    assert!(recv::<bool>(&done_mine));
+    assert_eq!(join(&poller), 0);
+    assert_eq!(b.recv_bytes().unwrap(), b"whole message");
+}
+
+fn send_pairs(conn: Connection, slow: bool) {
+    for i in 0..10u32 {
+        if slow {
+            let jitter = (std::process::id() as u64 * 7 + u64::from(i) * 13) % 20;
+            std::thread::sleep(Duration::from_millis(jitter)); // uneven pace, not synchronisation
+        }
+        conn.send(&(i, std::process::id())).unwrap();
+    }
+}
+
+/// C05: `wait` over several children's pipes collects every message until each reports EOF;
+/// on idle pipes it times out; it names exactly the ready ones.
+fn c05_wait(method: StartMethod) {
+    for slow in [false, true] {
+        let mut readers = Vec::new();
+        let mut procs = Vec::new();
+        for _ in 0..4 {
+            let (r, w) = pipe_simplex().unwrap();
+            procs.push(
+                Process::new(send_pairs, (w, slow))
+                    .start_method(method)
+                    .start()
+                    .unwrap(),
+            );
+            readers.push(r); // our copy of `w` was dropped with the Process: EOF comes
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while !readers.is_empty() {
+            assert!(Instant::now() < deadline, "wait did not finish");
+            for i in wait(&readers, Some(DEADLINE)).unwrap().into_iter().rev() {
+                match readers[i].recv::<(u32, u32)>() {
+                    Ok(pair) => got.push(pair),
+                    Err(Error::Eof) => {
+                        readers.remove(i);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        let mut want: Vec<(u32, u32)> = procs
+            .iter()
+            .flat_map(|p| (0..10).map(move |i| (i, p.pid())))
+            .collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        for p in &procs {
+            assert_eq!(join(p), 0);
+        }
+    }
+
+    let (a, _a_peer) = pipe().unwrap();
+    let (b, b_peer) = pipe().unwrap();
+    let t = Instant::now();
+    assert!(wait(&[&a, &b], Some(Duration::from_millis(500)))
+        .unwrap()
+        .is_empty());
+    assert_took(t, Duration::from_millis(500));
+    b_peer.send(&None::<u8>).unwrap();
+    assert_eq!(wait(&[&a, &b], Some(DEADLINE)).unwrap(), vec![1]);
+}
+
+per_method!(c01_connection, c04_poll, c05_wait);
