@@ -117,3 +117,12 @@ fn queue_write_read() {
     want.push("队列已空".into());
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
 }
+
+#[test]
+fn lifo_priority() {
+    let out = run_example("lifo_priority", &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "Queue (先进先出):      消息1 消息2 消息3");
+    assert_eq!(lines[1], "LifoQueue (后进先出):  消息3 消息2 消息1");
+    assert_eq!(lines[2], "PriorityQueue (优先级): 1:吃饭 2:睡觉 3:写代码");
+}
