@@ -1,24 +1,44 @@
 //! Pipes between processes: Python's `Pipe()`, `Connection` and `connection.wait`.
 //!
-//! A [`Connection`] is one end of a Unix stream socket pair carrying length-prefixed messages:
-//! a 4-byte little-endian length, then the bytes (an encoded value for `send`/`recv`, raw bytes
-//! for `send_bytes`/`recv_bytes`). Messages are never merged or split, an empty message is a
-//! message, and [`Connection::poll`] never consumes anything. A connection can be passed to a
-//! child as an argument under every start method (its descriptor travels with it); both
-//! processes then hold an end, as in Python.
+//! ## Design
+//!
+//! Each direction of a pipe is a [`SharedDeque`] (the queue's shared-memory ring, see
+//! `queue/deque.rs`): a message is one record, so messages are never merged or split, an empty
+//! message is a message, and a message is delivered whole or not at all even if its sender is
+//! killed while sending. Sending costs no system call while the receiver is busy.
+//!
+//! A Unix socket pair links the two ends too, for two things the shared memory cannot do:
+//! - **EOF**: when every copy of one end is closed (or its processes died), the other end's
+//!   socket reports it; a receiver then gets the messages still queued, then [`Error::Eof`].
+//! - **a doorbell for blocking**: a receiver with nothing to read *arms* its direction's
+//!   doorbell, re-checks, and sleeps in `poll` on its socket; a sender that finds the doorbell
+//!   armed after a push writes one byte on the socket. So blocking receives, [`Connection::poll`]
+//!   and [`wait`] sleep in the kernel on a file descriptor, together with process sentinels.
+//!   Every sleep is capped at `MAX_SLEEP` and re-checks, so a sender killed between its push and
+//!   its doorbell cannot strand the receiver.
+//!
+//! A connection can be passed to a child as an argument under every start method (its socket
+//! and shared memory travel with it); both processes then hold the end, as in Python. Each
+//! direction holds at most [`PIPE_CAPACITY`] messages: a sender to a receiver that does not
+//! keep up waits, as with an OS pipe, and gets a `BrokenPipe` error if the other end is closed.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{self, FdIn, FdOut};
 use crate::error::{Error, Result};
+use crate::queue::deque::{spin_until, End, SharedDeque, Wait};
+use crate::shm::{Region, MAX_SLEEP};
 use crate::sys;
+
+/// The most messages one direction of a pipe holds before `send` waits.
+pub const PIPE_CAPACITY: usize = 1 << 16;
 
 /// One end of a pipe.
 ///
@@ -32,21 +52,41 @@ use crate::sys;
 /// ```
 #[derive(Debug)]
 pub struct Connection {
+    /// Our end of the socket pair: EOF and doorbells arrive here.
     sock: UnixStream,
-    readable: bool,
-    writable: bool,
-    /// Serialises whole-message writes from several threads.
-    send_lock: Mutex<()>,
-    /// Serialises whole-message reads from several threads.
-    recv_lock: Mutex<()>,
+    /// Messages to us (`None`: a write-only end).
+    inbox: Option<Arc<SharedDeque>>,
+    /// Messages from us (`None`: a read-only end).
+    outbox: Option<Arc<SharedDeque>>,
+}
+
+impl std::fmt::Debug for SharedDeque {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedDeque")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+fn channel() -> Result<Arc<SharedDeque>> {
+    Ok(Arc::new(SharedDeque::create(PIPE_CAPACITY as u64)?))
 }
 
 /// A duplex pipe: both ends can send and receive, as Python's `Pipe()`.
 pub fn pipe() -> Result<(Connection, Connection)> {
     let (a, b) = sys::socketpair()?;
+    let (a_to_b, b_to_a) = (channel()?, channel()?);
     Ok((
-        Connection::new(a, true, true),
-        Connection::new(b, true, true),
+        Connection {
+            sock: a,
+            inbox: Some(Arc::clone(&b_to_a)),
+            outbox: Some(Arc::clone(&a_to_b)),
+        },
+        Connection {
+            sock: b,
+            inbox: Some(a_to_b),
+            outbox: Some(b_to_a),
+        },
     ))
 }
 
@@ -61,67 +101,67 @@ pub fn pipe() -> Result<(Connection, Connection)> {
 /// ```
 pub fn pipe_simplex() -> Result<(Connection, Connection)> {
     let (r, w) = sys::socketpair()?;
-    r.shutdown(std::net::Shutdown::Write)?;
-    w.shutdown(std::net::Shutdown::Read)?;
+    let ch = channel()?;
     Ok((
-        Connection::new(r, true, false),
-        Connection::new(w, false, true),
+        Connection {
+            sock: r,
+            inbox: Some(Arc::clone(&ch)),
+            outbox: None,
+        },
+        Connection {
+            sock: w,
+            inbox: None,
+            outbox: Some(ch),
+        },
     ))
 }
 
-impl Connection {
-    fn new(sock: UnixStream, readable: bool, writable: bool) -> Self {
-        Connection {
-            sock,
-            readable,
-            writable,
-            send_lock: Mutex::new(()),
-            recv_lock: Mutex::new(()),
-        }
-    }
+/// What the socket says when asked without blocking.
+enum SockState {
+    Quiet,
+    /// Doorbell bytes were waiting (now drained).
+    Rang,
+    /// The other end is closed.
+    Closed,
+}
 
+impl Connection {
     /// Another handle to the same end (a duplicated descriptor), e.g. to hand to a child while
     /// keeping this one.
     pub fn try_clone(&self) -> Result<Connection> {
-        Ok(Connection::new(
-            self.sock.try_clone()?,
-            self.readable,
-            self.writable,
-        ))
+        Ok(Connection {
+            sock: self.sock.try_clone()?,
+            inbox: self.inbox.clone(),
+            outbox: self.outbox.clone(),
+        })
     }
 
     /// Whether this end can receive.
     pub fn readable(&self) -> bool {
-        self.readable
+        self.inbox.is_some()
     }
 
     /// Whether this end can send.
     pub fn writable(&self) -> bool {
-        self.writable
+        self.outbox.is_some()
     }
 
-    fn check_writable(&self) -> Result<()> {
-        if self.writable {
-            Ok(())
-        } else {
-            Err(Error::InvalidState("connection is read-only".into()))
-        }
+    fn outbox(&self) -> Result<&SharedDeque> {
+        self.outbox
+            .as_deref()
+            .ok_or_else(|| Error::InvalidState("connection is read-only".into()))
     }
 
-    fn check_readable(&self) -> Result<()> {
-        if self.readable {
-            Ok(())
-        } else {
-            Err(Error::InvalidState("connection is write-only".into()))
-        }
+    fn inbox(&self) -> Result<&SharedDeque> {
+        self.inbox
+            .as_deref()
+            .ok_or_else(|| Error::InvalidState("connection is write-only".into()))
     }
 
     /// Sends a value. A value that cannot be encoded is an error and sends nothing.
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        self.check_writable()?;
-        let mut frame = vec![0u8; 4];
-        codec::encode_into(&mut frame, value)?;
-        self.send_frame(frame)
+        let out = self.outbox()?;
+        self.push(out, &codec::encode(value)?)
     }
 
     /// Receives a value sent with [`send`](Self::send). [`Error::Eof`] when the other end is
@@ -132,11 +172,8 @@ impl Connection {
 
     /// Sends raw bytes as one message.
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
-        self.check_writable()?;
-        let mut frame = Vec::with_capacity(4 + bytes.len());
-        frame.extend_from_slice(&[0; 4]);
-        frame.extend_from_slice(bytes);
-        self.send_frame(frame)
+        let out = self.outbox()?;
+        self.push(out, bytes)
     }
 
     /// Sends `bytes[offset..offset + size]` (`size` `None`: to the end), as Python's
@@ -157,24 +194,119 @@ impl Connection {
         }
     }
 
-    /// Patches the length into `frame` (whose first 4 bytes are reserved) and writes it whole.
-    fn send_frame(&self, mut frame: Vec<u8>) -> Result<()> {
-        let len = u32::try_from(frame.len() - 4)
-            .map_err(|_| Error::Encode("a message must be under 4 GiB".into()))?;
-        frame[..4].copy_from_slice(&len.to_le_bytes());
-        let _guard = self.send_lock.lock().unwrap_or_else(|e| e.into_inner());
-        sys::send_all(self.sock.as_fd(), &frame)?;
+    /// Pushes one message, waiting while the direction is full (and failing with `BrokenPipe`
+    /// if the other end is closed meanwhile), then rings the doorbell if a receiver sleeps.
+    fn push(&self, out: &SharedDeque, bytes: &[u8]) -> Result<()> {
+        loop {
+            match out.push(bytes, Wait::No, false) {
+                Ok(()) => break,
+                Err(Error::Full) => {
+                    if matches!(self.peek_socket()?, SockState::Closed) {
+                        return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
+                    }
+                    match out.push(bytes, Wait::timeout(MAX_SLEEP), false) {
+                        Err(Error::Full) => continue,
+                        other => return other.map(|()| self.ring(out)),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.ring(out);
         Ok(())
+    }
+
+    /// Wakes a receiver sleeping on the other end's socket.
+    fn ring(&self, out: &SharedDeque) {
+        if out.doorbell_armed() {
+            // A full socket buffer means doorbells are pending already: nothing is lost.
+            // SAFETY: a one-byte, non-blocking send on our own socket.
+            unsafe {
+                libc::send(
+                    sys::raw(&self.sock),
+                    b"!".as_ptr().cast(),
+                    1,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+        }
+    }
+
+    /// Checks the socket without blocking, draining doorbell bytes; never consumes anything
+    /// else (the socket carries nothing else).
+    fn peek_socket(&self) -> Result<SockState> {
+        let mut buf = [0u8; 64];
+        let mut state = SockState::Quiet;
+        loop {
+            // SAFETY: buf is valid for writes of its length; the call does not block.
+            let n = unsafe {
+                libc::recv(
+                    sys::raw(&self.sock),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match n {
+                0 => return Ok(SockState::Closed),
+                n if n > 0 => state = SockState::Rang,
+                _ => {
+                    let err = io::Error::last_os_error();
+                    return match err.kind() {
+                        io::ErrorKind::WouldBlock => Ok(state),
+                        io::ErrorKind::Interrupted => continue,
+                        io::ErrorKind::ConnectionReset => Ok(SockState::Closed),
+                        _ => Err(err.into()),
+                    };
+                }
+            }
+        }
     }
 
     /// Receives one message's bytes.
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
-        self.check_readable()?;
-        let _guard = self.recv_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let len = self.read_len()?;
-        let mut buf = vec![0u8; len];
-        self.read_body(&mut buf)?;
-        Ok(buf)
+        let inbox = self.inbox()?;
+        loop {
+            match inbox.pop(End::Front, Wait::No) {
+                Err(Error::Empty) => {}
+                other => return other,
+            }
+            if !self.wait_readable(inbox, None)? {
+                return Err(Error::Eof);
+            }
+        }
+    }
+
+    /// Waits until the inbox has a message (true) or the other end is closed with nothing left
+    /// (false), or `deadline` passes (true: the caller re-checks).
+    fn wait_readable(&self, inbox: &SharedDeque, deadline: Option<Instant>) -> Result<bool> {
+        spin_until(|| inbox.len() > 0);
+        if inbox.len() > 0 {
+            return Ok(true);
+        }
+        inbox.arm_doorbell();
+        let result = (|| loop {
+            if inbox.len() > 0 {
+                return Ok(true);
+            }
+            if matches!(self.peek_socket()?, SockState::Closed) {
+                // Messages sent before the close are delivered first.
+                return Ok(inbox.len() > 0);
+            }
+            let left = match deadline {
+                None => MAX_SLEEP,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(true);
+                    }
+                    left.min(MAX_SLEEP)
+                }
+            };
+            sys::poll_readable(&[self.sock.as_fd()], Some(left))?;
+        })();
+        inbox.disarm_doorbell();
+        result
     }
 
     /// Receives one message into `buf` and returns its length. A message longer than `buf` is
@@ -190,54 +322,98 @@ impl Connection {
         }
     }
 
-    fn read_len(&self) -> Result<usize> {
-        let mut len = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match (&self.sock).read(&mut len[got..]) {
-                Ok(0) if got == 0 => return Err(Error::Eof),
-                Ok(0) => return Err(torn()),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(Error::Eof),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(u32::from_le_bytes(len) as usize)
-    }
-
-    fn read_body(&self, buf: &mut [u8]) -> Result<()> {
-        (&self.sock).read_exact(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => torn(),
-            _ => e.into(),
-        })
-    }
-
     /// Whether a message (or EOF) can be read now, waiting up to `timeout` for one. Consumes
     /// nothing.
     pub fn poll(&self, timeout: Duration) -> Result<bool> {
-        self.check_readable()?;
-        Ok(sys::poll_readable(&[self.sock.as_fd()], Some(timeout))?[0])
+        let inbox = self.inbox()?;
+        if inbox.len() > 0 {
+            return Ok(true);
+        }
+        let deadline = sys::deadline_after(timeout);
+        loop {
+            // `wait_readable` says true at the deadline too: tell the cases apart.
+            let open = self.wait_readable(inbox, deadline)?;
+            if inbox.len() > 0 || !open {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
     }
 }
 
-fn torn() -> Error {
-    Error::Io(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "the connection closed in the middle of a message",
-    ))
+/// Something [`wait`] can wait for: a [`Connection`] (a message or EOF to read) or a
+/// [`ProcessHandle`](crate::ProcessHandle) (the process has exited).
+pub trait Waitable {
+    /// The descriptor to sleep on.
+    #[doc(hidden)]
+    fn wait_fd(&self) -> BorrowedFd<'_>;
+    /// Starts a wait; true if the object is ready already.
+    #[doc(hidden)]
+    fn begin_wait(&self) -> bool;
+    /// Whether the object is ready now (after a wake-up).
+    #[doc(hidden)]
+    fn ready(&self) -> bool;
+    /// Ends a wait started by `begin_wait`.
+    #[doc(hidden)]
+    fn end_wait(&self) {}
 }
 
-impl AsFd for Connection {
-    fn as_fd(&self) -> BorrowedFd<'_> {
+impl Waitable for Connection {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
+    fn begin_wait(&self) -> bool {
+        match &self.inbox {
+            None => false,
+            Some(inbox) => {
+                inbox.arm_doorbell();
+                self.ready()
+            }
+        }
+    }
+    fn ready(&self) -> bool {
+        match &self.inbox {
+            None => false,
+            Some(inbox) => {
+                inbox.len() > 0
+                    || matches!(self.peek_socket(), Ok(SockState::Closed) | Err(_))
+                    || inbox.len() > 0
+            }
+        }
+    }
+    fn end_wait(&self) {
+        if let Some(inbox) = &self.inbox {
+            inbox.disarm_doorbell();
+        }
+    }
 }
 
-impl AsFd for crate::ProcessHandle {
-    /// The process's sentinel: readable once it has exited.
-    fn as_fd(&self) -> BorrowedFd<'_> {
+impl Waitable for crate::ProcessHandle {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
         self.sentinel()
+    }
+    fn begin_wait(&self) -> bool {
+        self.ready()
+    }
+    fn ready(&self) -> bool {
+        !self.is_alive()
+    }
+}
+
+impl<T: Waitable + ?Sized> Waitable for &T {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        (**self).wait_fd()
+    }
+    fn begin_wait(&self) -> bool {
+        (**self).begin_wait()
+    }
+    fn ready(&self) -> bool {
+        (**self).ready()
+    }
+    fn end_wait(&self) {
+        (**self).end_wait()
     }
 }
 
@@ -253,31 +429,52 @@ impl AsFd for crate::ProcessHandle {
 /// assert_eq!(multiprocess::wait(&[&a, &c], Some(Duration::from_secs(5))).unwrap(), vec![1]);
 /// # drop(b);
 /// ```
-pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(AsFd::as_fd).collect();
-    let ready = sys::poll_readable(&fds, timeout)?;
-    Ok(ready
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &r)| r.then_some(i))
-        .collect())
+pub fn wait<T: Waitable>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let deadline = timeout.and_then(sys::deadline_after);
+    let mut ready: Vec<usize> = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        if o.begin_wait() {
+            ready.push(i);
+        }
+    }
+    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(Waitable::wait_fd).collect();
+    let result = (|| {
+        while ready.is_empty() {
+            let left = match deadline {
+                None => MAX_SLEEP,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    left.min(MAX_SLEEP)
+                }
+            };
+            sys::poll_readable(&fds, Some(left))?;
+            ready = (0..objects.len()).filter(|&i| objects[i].ready()).collect();
+        }
+        Ok(())
+    })();
+    for o in objects {
+        o.end_wait();
+    }
+    result.map(|()| ready)
 }
 
-/// How a connection travels as an argument: its descriptor (by index in the side table) and
-/// its direction.
+/// How a connection travels as an argument: its socket and its directions' shared memory.
 #[derive(Serialize, Deserialize)]
-struct ConnectionWire<Fd> {
-    fd: Fd,
-    readable: bool,
-    writable: bool,
+struct ConnectionWire<Fd, Shm> {
+    sock: Fd,
+    inbox: Option<Shm>,
+    outbox: Option<Shm>,
 }
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         ConnectionWire {
-            fd: FdOut(self.sock.as_fd()),
-            readable: self.readable,
-            writable: self.writable,
+            sock: FdOut(self.sock.as_fd()),
+            inbox: self.inbox.as_ref().map(|d| d.region()),
+            outbox: self.outbox.as_ref().map(|d| d.region()),
         }
         .serialize(s)
     }
@@ -285,11 +482,16 @@ impl Serialize for Connection {
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let wire = ConnectionWire::<FdIn>::deserialize(d)?;
-        Ok(Connection::new(
-            UnixStream::from(wire.fd.0),
-            wire.readable,
-            wire.writable,
-        ))
+        let wire = ConnectionWire::<FdIn, Region>::deserialize(d)?;
+        let deque = |r: Option<Region>| -> std::result::Result<_, D::Error> {
+            r.map(|r| SharedDeque::from_region(r).map(Arc::new))
+                .transpose()
+                .map_err(serde::de::Error::custom)
+        };
+        Ok(Connection {
+            sock: UnixStream::from(wire.sock.0),
+            inbox: deque(wire.inbox)?,
+            outbox: deque(wire.outbox)?,
+        })
     }
 }

@@ -72,7 +72,7 @@ mod queue;
 mod shm;
 mod sys;
 
-pub use connection::{pipe, pipe_simplex, wait, Connection};
+pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
 pub use context::{
     get_all_start_methods, get_context, get_start_method, init, set_start_method,
     set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::{join, DEADLINE};
-use multiprocess::{get_context, pipe, spawn, Connection, Error, Process, StartMethod};
+use multiprocess::{get_context, pipe, spawn, Connection, Error, Process, Queue, StartMethod};
 
 multiprocess::init_on_load!();
 
@@ -99,28 +99,23 @@ fn stdin_is_dev_null(method: StartMethod) {
     );
 }
 
-fn count_connections(conns: Vec<Connection>) -> usize {
-    conns.len()
+fn count_queues(queues: Vec<Queue<u8>>) -> usize {
+    queues.len()
 }
 
-/// Up to 250 OS handles cross as arguments; more fail at `start` with a clear error.
+/// Up to 250 OS handles cross as arguments (a queue is one); more fail at `start` with a clear
+/// error.
 fn many_handles(method: StartMethod) {
-    let pipes: Vec<(Connection, Connection)> = (0..251).map(|_| pipe().unwrap()).collect();
-    let mut ends: Vec<Connection> = pipes.into_iter().map(|(a, _b)| a).collect();
+    let mut queues: Vec<Queue<u8>> = (0..251).map(|_| Queue::new().unwrap()).collect();
     let err = get_context(method)
-        .spawn(
-            count_connections,
-            (ends.iter().map(|c| c.try_clone().unwrap()).collect(),),
-        )
+        .spawn(count_queues, (queues.clone(),))
         .unwrap_err();
     assert!(
         matches!(err, Error::Encode(ref m) if m.contains("at most 250")),
         "{err:?}"
     );
-    ends.pop();
-    let h = get_context(method)
-        .spawn(count_connections, (ends,))
-        .unwrap();
+    queues.pop();
+    let h = get_context(method).spawn(count_queues, (queues,)).unwrap();
     assert_eq!(h.join().unwrap(), 250);
 }
 

@@ -230,4 +230,69 @@ fn c05_wait(method: StartMethod) {
     assert_eq!(wait(&[&a, &b], Some(DEADLINE)).unwrap(), vec![1]);
 }
 
-per_method!(c01_connection, c04_poll, c05_wait);
+/// A sender blocked on a full pipe is told when the reader goes away, instead of waiting for
+/// ever; a full pipe makes a sender wait (back-pressure) rather than grow without bound.
+#[test]
+fn full_pipe_waits_then_breaks_when_the_reader_closes() {
+    let (r, w) = pipe_simplex().unwrap();
+    for i in 0..multiprocess::PIPE_CAPACITY {
+        w.send(&(i as u32)).unwrap();
+    }
+    // The next send waits for room, which one receive makes.
+    let sender = std::thread::spawn(move || w.send(&0u32));
+    assert_eq!(r.recv::<u32>().unwrap(), 0);
+    sender.join().unwrap().unwrap();
+    assert_eq!(r.recv::<u32>().unwrap(), 1);
+    let (r, w) = pipe_simplex().unwrap();
+    for i in 0..multiprocess::PIPE_CAPACITY {
+        w.send(&(i as u32)).unwrap();
+    }
+    drop(r);
+    let err = w.send(&0u32).unwrap_err();
+    assert!(
+        matches!(err, Error::Io(ref e) if e.kind() == std::io::ErrorKind::BrokenPipe),
+        "{err:?}"
+    );
+}
+
+fn send_forever(conn: Connection) {
+    for i in 0u64.. {
+        // Some messages large, so that the kill often lands mid-copy.
+        let len = if i % 7 == 0 { 256 << 10 } else { 64 };
+        conn.send(&(i, ByteBuf::from(vec![(i % 251) as u8; len])))
+            .unwrap();
+    }
+}
+
+/// A sender killed at random instants: the receiver gets whole messages in order, then EOF.
+fn killed_sender(method: StartMethod) {
+    for round in 0..10u64 {
+        let (r, w) = pipe_simplex().unwrap();
+        let p = Process::new(send_forever, (w,))
+            .start_method(method)
+            .start()
+            .unwrap();
+        // The instant of the kill, varied per round (not a synchronisation).
+        std::thread::sleep(Duration::from_micros(1_000 + round * 1_700));
+        p.kill().unwrap();
+        assert_eq!(join(&p), -libc::SIGKILL);
+        let mut next = 0;
+        loop {
+            assert!(r.poll(DEADLINE).unwrap(), "round {round}: no EOF");
+            match r.recv::<(u64, ByteBuf)>() {
+                Ok((i, payload)) => {
+                    assert_eq!(i, next, "round {round}: out of order");
+                    assert!(
+                        payload.iter().all(|&b| b == (i % 251) as u8),
+                        "torn message"
+                    );
+                    next += 1;
+                }
+                Err(Error::Eof) => break,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+    }
+}
+
+per_method!(c01_connection, c04_poll, c05_wait, killed_sender);

@@ -43,14 +43,14 @@
 //! tail journal only under `tail_lock`. Sleepers wait on [`EventCount`]s, whose sleeps are
 //! capped, so a notifier that dies cannot strand them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::shm::{EventCount, Journal, Region, RobustMutex, RobustMutexGuard};
 
 /// Marks a region as a queue region of this layout version.
-const MAGIC: u64 = 0x6d70_7175_6575_6532; // "mpqueue2"
+const MAGIC: u64 = 0x6d70_7175_6575_6533; // "mpqueue3"
 
 /// File offset of the first ring (the header fits in the first page).
 const FIRST_DATA_START: u64 = 4096;
@@ -117,6 +117,8 @@ struct Header {
     not_empty: Line<EventCount>,
     not_full: Line<EventCount>,
     all_done: Line<EventCount>,
+    /// How many readers wait through a file descriptor (see [`SharedDeque::arm_doorbell`]).
+    doorbell: Line<AtomicU32>,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= FIRST_DATA_START);
@@ -159,7 +161,7 @@ impl Wait {
 
 /// Busy-waits a few microseconds for `ready`, checked without a lock: when the other side is
 /// busy on another core, this saves the two system calls of a sleep and a wake-up.
-fn spin_until(ready: impl Fn() -> bool) {
+pub(crate) fn spin_until(ready: impl Fn() -> bool) {
     for i in 0..SPINS {
         if ready() {
             return;
@@ -498,6 +500,27 @@ impl SharedDeque {
                 ticket.sleep(left);
             }
         }
+    }
+
+    /// Registers a reader that waits on a file descriptor (a pipe's doorbell) rather than on
+    /// the futex: a writer that sees [`doorbell_armed`](Self::doorbell_armed) rings it. Pair
+    /// with [`disarm_doorbell`](Self::disarm_doorbell); re-check for records after arming.
+    pub(crate) fn arm_doorbell(&self) {
+        self.header().doorbell.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Ends a registration made by [`arm_doorbell`](Self::arm_doorbell).
+    pub(crate) fn disarm_doorbell(&self) {
+        let _ = self
+            .header()
+            .doorbell
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// Whether some reader waits on the doorbell (checked by a writer after each push).
+    pub(crate) fn doorbell_armed(&self) -> bool {
+        self.header().doorbell.0.load(Ordering::SeqCst) > 0
     }
 
     /// Marks one item done (`JoinableQueue::task_done`).

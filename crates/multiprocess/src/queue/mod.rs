@@ -12,7 +12,7 @@
 //! A queue handle is passed to a child as an argument (under every start method) and can be
 //! cloned; every handle refers to the same queue.
 
-mod deque;
+pub(crate) mod deque;
 mod heap;
 
 use std::borrow::Borrow;
