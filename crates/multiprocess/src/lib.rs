@@ -40,7 +40,11 @@
 //! - [`current_process`], [`parent_process`], [`parent_pid`], [`active_children`].
 //! - [`StartMethod`]: `Fork`, `Spawn`, `ForkServer` (the default), per process, per
 //!   [`Context`], or process-wide with [`set_start_method`].
-//! - [`pipe`] / [`Connection`]: message pipes between processes, passable as arguments.
+//! - [`Queue`], [`LifoQueue`], [`PriorityQueue`], [`JoinableQueue`], [`SimpleQueue`]: queues in
+//!   shared memory, exact `qsize`, safe when a process is killed at any instant.
+//! - [`pipe`] / [`Connection`] / [`wait`]: message pipes between processes.
+//!
+//! Queues and connections are passed to a child as arguments, under every start method.
 //!
 //! ## Set-up: one line
 //!
