@@ -37,7 +37,9 @@ fn main() -> multiprocess::Result<()> {
     println!("LifoQueue (后进先出):  {}", order.join(" "));
 
     let priority = PriorityQueue::new()?;
-    Process::new(fill_priority, (priority.clone(),)).start()?.join()?;
+    Process::new(fill_priority, (priority.clone(),))
+        .start()?
+        .join()?;
     let order: Vec<String> = (0..3)
         .map(|_| priority.get().map(|(p, task)| format!("{p}:{task}")))
         .collect::<Result<_, _>>()?;
