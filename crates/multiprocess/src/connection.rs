@@ -18,14 +18,21 @@
 //!   its doorbell cannot strand the receiver.
 //!
 //! A connection can be passed to a child as an argument under every start method (its socket
-//! and shared memory travel with it); both processes then hold the end, as in Python. Each
+//! and shared memory travel with it); both processes then hold the end, as in Python. A message
+//! may itself carry handles (a queue, another connection) to a process that is already
+//! running: their descriptors go ahead of the message over a second socket pair, with
+//! `SCM_RIGHTS`, under a random id that the message names; the receiver matches them up.
+//!
+//! Every record starts with a tag byte: `0` for a plain message, `1` for one whose handles wait
+//! on the handle socket under the 8-byte id that follows. Each
 //! direction holds at most [`PIPE_CAPACITY`] messages: a sender to a receiver that does not
 //! keep up waits, as with an OS pipe, and gets a `BrokenPipe` error if the other end is closed.
 
+use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -54,6 +61,10 @@ pub const PIPE_CAPACITY: usize = 1 << 16;
 pub struct Connection {
     /// Our end of the socket pair: EOF and doorbells arrive here.
     sock: UnixStream,
+    /// Our end of the socket pair that carries the descriptors of handles sent in messages.
+    handles: UnixStream,
+    /// Descriptors that arrived for messages not yet received, by message id.
+    pending: Arc<Mutex<HashMap<u64, Vec<OwnedFd>>>>,
     /// Messages to us (`None`: a write-only end).
     inbox: Option<Arc<SharedDeque>>,
     /// Messages from us (`None`: a read-only end).
@@ -72,22 +83,34 @@ fn channel() -> Result<Arc<SharedDeque>> {
     Ok(Arc::new(SharedDeque::create(PIPE_CAPACITY as u64)?))
 }
 
+/// A plain message.
+const TAG_PLAIN: u8 = 0;
+/// A message whose handles' descriptors travel on the handle socket.
+const TAG_HANDLES: u8 = 1;
+
+/// The two ends, before they are given their directions.
+fn ends() -> Result<(Connection, Connection)> {
+    let (a, b) = sys::socketpair()?;
+    let (ha, hb) = sys::socketpair()?;
+    let end = |sock, handles| Connection {
+        sock,
+        handles,
+        pending: Arc::default(),
+        inbox: None,
+        outbox: None,
+    };
+    Ok((end(a, ha), end(b, hb)))
+}
+
 /// A duplex pipe: both ends can send and receive, as Python's `Pipe()`.
 pub fn pipe() -> Result<(Connection, Connection)> {
-    let (a, b) = sys::socketpair()?;
+    let (mut a, mut b) = ends()?;
     let (a_to_b, b_to_a) = (channel()?, channel()?);
-    Ok((
-        Connection {
-            sock: a,
-            inbox: Some(Arc::clone(&b_to_a)),
-            outbox: Some(Arc::clone(&a_to_b)),
-        },
-        Connection {
-            sock: b,
-            inbox: Some(a_to_b),
-            outbox: Some(b_to_a),
-        },
-    ))
+    a.inbox = Some(Arc::clone(&b_to_a));
+    a.outbox = Some(Arc::clone(&a_to_b));
+    b.inbox = Some(a_to_b);
+    b.outbox = Some(b_to_a);
+    Ok((a, b))
 }
 
 /// A one-way pipe: `(reader, writer)`, as Python's `Pipe(duplex=False)`.
@@ -100,20 +123,11 @@ pub fn pipe() -> Result<(Connection, Connection)> {
 /// assert!(writer.recv::<u8>().is_err());
 /// ```
 pub fn pipe_simplex() -> Result<(Connection, Connection)> {
-    let (r, w) = sys::socketpair()?;
+    let (mut r, mut w) = ends()?;
     let ch = channel()?;
-    Ok((
-        Connection {
-            sock: r,
-            inbox: Some(Arc::clone(&ch)),
-            outbox: None,
-        },
-        Connection {
-            sock: w,
-            inbox: None,
-            outbox: Some(ch),
-        },
-    ))
+    r.inbox = Some(Arc::clone(&ch));
+    w.outbox = Some(ch);
+    Ok((r, w))
 }
 
 /// What the socket says when asked without blocking.
@@ -131,6 +145,8 @@ impl Connection {
     pub fn try_clone(&self) -> Result<Connection> {
         Ok(Connection {
             sock: self.sock.try_clone()?,
+            handles: self.handles.try_clone()?,
+            pending: Arc::clone(&self.pending),
             inbox: self.inbox.clone(),
             outbox: self.outbox.clone(),
         })
@@ -159,21 +175,65 @@ impl Connection {
     }
 
     /// Sends a value. A value that cannot be encoded is an error and sends nothing.
+    ///
+    /// The value may hold handles (a [`Queue`](crate::Queue), a `Connection`, …), which then
+    /// work in the receiving process, even one that was already running. Messages with handles
+    /// must all be received by one process (as with Python, one end is not for sharing between
+    /// concurrent readers).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let out = self.outbox()?;
-        self.push(out, &codec::encode(value)?)
+        let (bytes, fds) = codec::encode_with_fds(value)?;
+        if fds.is_empty() {
+            return self.push(out, &[&[TAG_PLAIN], &bytes]);
+        }
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            return Err(Error::Encode(format!(
+                "a message holds {} OS handles; at most {} fit in one",
+                fds.len(),
+                sys::MAX_FDS_PER_MESSAGE
+            )));
+        }
+        let id = message_id();
+        let raw: Vec<_> = fds.iter().map(sys::raw).collect();
+        sys::send_with_fds(&self.handles, &id.to_le_bytes(), &raw)?;
+        self.push(out, &[&[TAG_HANDLES], &id.to_le_bytes(), &bytes])
     }
 
     /// Receives a value sent with [`send`](Self::send). [`Error::Eof`] when the other end is
     /// closed and nothing is left.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
-        codec::decode(&self.recv_bytes()?)
+        let record = self.recv_record()?;
+        match split_record(&record)? {
+            (None, payload) => codec::decode(payload),
+            (Some(id), payload) => codec::decode_with_fds(payload, self.take_handles(id)?),
+        }
     }
 
     /// Sends raw bytes as one message.
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
         let out = self.outbox()?;
-        self.push(out, bytes)
+        self.push(out, &[&[TAG_PLAIN], bytes])
+    }
+
+    /// The descriptors sent ahead of message `id`, reading the handle socket as far as needed.
+    fn take_handles(&self, id: u64) -> Result<Vec<OwnedFd>> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(fds) = pending.remove(&id) {
+                return Ok(fds);
+            }
+            let mut got = [0u8; 8];
+            match sys::recv_with_fds(&self.handles, &mut got)? {
+                Some(fds) => {
+                    pending.insert(u64::from_le_bytes(got), fds);
+                }
+                None => {
+                    return Err(Error::Decode(
+                        "the handles sent with a message were lost".into(),
+                    ))
+                }
+            }
+        }
     }
 
     /// Sends `bytes[offset..offset + size]` (`size` `None`: to the end), as Python's
@@ -196,15 +256,15 @@ impl Connection {
 
     /// Pushes one message, waiting while the direction is full (and failing with `BrokenPipe`
     /// if the other end is closed meanwhile), then rings the doorbell if a receiver sleeps.
-    fn push(&self, out: &SharedDeque, bytes: &[u8]) -> Result<()> {
+    fn push(&self, out: &SharedDeque, parts: &[&[u8]]) -> Result<()> {
         loop {
-            match out.push(bytes, Wait::No, false) {
+            match out.push_parts(parts, Wait::No, false) {
                 Ok(()) => break,
                 Err(Error::Full) => {
                     if matches!(self.peek_socket()?, SockState::Closed) {
                         return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
                     }
-                    match out.push(bytes, Wait::timeout(MAX_SLEEP), false) {
+                    match out.push_parts(parts, Wait::timeout(MAX_SLEEP), false) {
                         Err(Error::Full) => continue,
                         other => return other.map(|()| self.ring(out)),
                     }
@@ -263,8 +323,20 @@ impl Connection {
         }
     }
 
-    /// Receives one message's bytes.
+    /// Receives one message's bytes (the handles of a message sent with them are closed).
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        let mut record = self.recv_record()?;
+        let (id, payload) = split_record(&record)?;
+        if let Some(id) = id {
+            drop(self.take_handles(id)?);
+        }
+        let skip = record.len() - payload.len();
+        record.drain(..skip);
+        Ok(record)
+    }
+
+    /// Receives one record, tag included.
+    fn recv_record(&self) -> Result<Vec<u8>> {
         let inbox = self.inbox()?;
         loop {
             match inbox.pop(End::Front, Wait::No) {
@@ -340,6 +412,27 @@ impl Connection {
                 return Ok(false);
             }
         }
+    }
+}
+
+/// A fresh id for a message that carries handles.
+fn message_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Unique per process (the counter) and across processes (the pid).
+    (u64::from(sys::getpid()) << 40) ^ NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Splits a record into its handle id (if any) and its payload.
+fn split_record(record: &[u8]) -> Result<(Option<u64>, &[u8])> {
+    match record.split_first() {
+        Some((&TAG_PLAIN, payload)) => Ok((None, payload)),
+        Some((&TAG_HANDLES, rest)) if rest.len() >= 8 => {
+            let (id, payload) = rest.split_at(8);
+            let id = u64::from_le_bytes(id.try_into().unwrap_or_default());
+            Ok((Some(id), payload))
+        }
+        _ => Err(Error::Decode("a pipe message has an unknown header".into())),
     }
 }
 
@@ -465,6 +558,7 @@ pub fn wait<T: Waitable>(objects: &[T], timeout: Option<Duration>) -> Result<Vec
 #[derive(Serialize, Deserialize)]
 struct ConnectionWire<Fd, Shm> {
     sock: Fd,
+    handles: Fd,
     inbox: Option<Shm>,
     outbox: Option<Shm>,
 }
@@ -473,6 +567,7 @@ impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         ConnectionWire {
             sock: FdOut(self.sock.as_fd()),
+            handles: FdOut(self.handles.as_fd()),
             inbox: self.inbox.as_ref().map(|d| d.region()),
             outbox: self.outbox.as_ref().map(|d| d.region()),
         }
@@ -490,6 +585,8 @@ impl<'de> Deserialize<'de> for Connection {
         };
         Ok(Connection {
             sock: UnixStream::from(wire.sock.0),
+            handles: UnixStream::from(wire.handles.0),
+            pending: Arc::default(),
             inbox: deque(wire.inbox)?,
             outbox: deque(wire.outbox)?,
         })

@@ -255,6 +255,39 @@ fn full_pipe_waits_then_breaks_when_the_reader_closes() {
     );
 }
 
+/// A worker already running when handles are sent to it: it uses each queue and connection it
+/// receives over its pipe.
+fn handle_worker(tasks: Connection) {
+    while let Ok(Some((q, reply))) = tasks.recv::<Option<(multiprocess::Queue<u32>, Connection)>>()
+    {
+        let x = q.get().unwrap();
+        q.put(x * 2).unwrap();
+        reply.send(&"done").unwrap();
+    }
+}
+
+/// Handles (queues, connections) sent in messages work in a process that was already running.
+fn handles_to_a_running_process(method: StartMethod) {
+    let (tasks, theirs) = pipe().unwrap();
+    let worker = Process::new(handle_worker, (theirs,))
+        .start_method(method)
+        .start()
+        .unwrap();
+    for i in 0..5u32 {
+        let q = multiprocess::Queue::<u32>::new().unwrap();
+        q.put(i).unwrap();
+        let (reply_mine, reply_theirs) = pipe().unwrap();
+        tasks.send(&Some((q.clone(), reply_theirs))).unwrap();
+        assert_eq!(recv::<String>(&reply_mine), "done");
+        assert_eq!(q.get_timeout(DEADLINE).unwrap(), i * 2);
+    }
+    // Plain bytes after handle-carrying messages still read as plain bytes.
+    tasks
+        .send(&None::<(multiprocess::Queue<u32>, Connection)>)
+        .unwrap();
+    assert_eq!(join(&worker), 0);
+}
+
 fn send_forever(conn: Connection) {
     for i in 0u64.. {
         // Some messages large, so that the kill often lands mid-copy.
@@ -295,4 +328,10 @@ fn killed_sender(method: StartMethod) {
     }
 }
 
-per_method!(c01_connection, c04_poll, c05_wait, killed_sender);
+per_method!(
+    c01_connection,
+    c04_poll,
+    c05_wait,
+    killed_sender,
+    handles_to_a_running_process
+);

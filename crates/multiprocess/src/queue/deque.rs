@@ -389,8 +389,14 @@ impl SharedDeque {
     /// with [`Error::Full`] when the wait ends first. `joinable` also counts the item as
     /// unfinished.
     pub(crate) fn push(&self, bytes: &[u8], wait: Wait, joinable: bool) -> Result<()> {
+        self.push_parts(&[bytes], wait, joinable)
+    }
+
+    /// As [`push`](Self::push), for a record made of several parts written one after another
+    /// (so a small header needs no copy of the payload).
+    pub(crate) fn push_parts(&self, parts: &[&[u8]], wait: Wait, joinable: bool) -> Result<()> {
         let h = self.header();
-        let len = bytes.len() as u64;
+        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let size = RECORD_OVERHEAD + round8(len);
         let maxsize = h.maxsize.load(Ordering::Relaxed);
         let mut spun = false;
@@ -404,7 +410,11 @@ impl SharedDeque {
                 }
                 let (tail, puts) = unpack(h.tail.0.word.load(Ordering::Relaxed));
                 self.write_ring(tail, &len.to_le_bytes());
-                self.write_ring(tail + 8, bytes);
+                let mut at = tail + 8;
+                for part in parts {
+                    self.write_ring(at, part);
+                    at += part.len() as u64;
+                }
                 self.write_ring(tail + size - 8, &len.to_le_bytes());
                 let published = pack(tail + size, puts + 1);
                 if joinable {
