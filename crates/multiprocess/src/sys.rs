@@ -55,6 +55,11 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<bool>
             0,
         )
     };
+    signal_sent(ret as libc::c_int)
+}
+
+/// A signal call's result: delivered (`true`), or no such process any more (`false`).
+fn signal_sent(ret: libc::c_int) -> io::Result<bool> {
     if ret == 0 {
         return Ok(true);
     }
@@ -255,15 +260,7 @@ pub fn gettid() -> u32 {
 /// Sends `signal` to `pid` with kill(2); `Ok(false)` if no such process exists any more.
 pub fn kill(pid: u32, signal: i32) -> io::Result<bool> {
     // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ESRCH) {
-        Ok(false)
-    } else {
-        Err(err)
-    }
+    signal_sent(unsafe { libc::kill(pid as libc::pid_t, signal) })
 }
 
 /// Writes all of `buf` to a socket without raising SIGPIPE when the peer is gone (the error comes

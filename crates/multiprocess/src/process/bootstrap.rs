@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, Once};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::context::{self, StartMethod};
+use crate::context;
 use crate::error::Error;
 use crate::process::{child, current, target};
 use crate::sys;
@@ -36,12 +36,8 @@ pub(crate) struct Bootstrap {
     pub args: Vec<u8>,
     /// Whether the parent waits for a [`Report`].
     pub wants_report: bool,
-    pub name: String,
-    pub identity: Vec<u32>,
-    pub daemon: bool,
-    pub start_method: StartMethod,
-    pub parent_pid: u32,
-    pub parent_name: String,
+    /// Who the child is.
+    pub id: current::ChildIdentity,
     /// The parent's working directory (a fork-server child starts in the server's).
     pub cwd: Option<Vec<u8>>,
 }
@@ -191,18 +187,9 @@ fn watch_parent_death(parent_pidfd: Arc<OwnedFd>) {
 
 /// Runs the target in a child and exits. Never returns.
 pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
-    current::become_child(
-        current::ChildIdentity {
-            name: boot.name,
-            identity: boot.identity,
-            daemon: boot.daemon,
-            start_method: boot.start_method,
-            parent_pid: boot.parent_pid,
-            parent_name: boot.parent_name,
-        },
-        fds.parent_pidfd,
-    );
-    context::inherit_start_method(boot.start_method);
+    let (daemon, start_method) = (boot.id.daemon, boot.id.start_method);
+    current::become_child(boot.id, fds.parent_pidfd);
+    context::inherit_start_method(start_method);
     if let Some(cwd) = &boot.cwd {
         let cwd = std::path::Path::new(std::ffi::OsStr::from_bytes(cwd));
         if let Err(err) = std::env::set_current_dir(cwd) {
@@ -211,7 +198,7 @@ pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
     }
     // As Python does: a child does not compete with its parent for the terminal's input.
     sys::stdin_from_dev_null();
-    if boot.daemon {
+    if daemon {
         if let Some(parent) = current::parent_process() {
             watch_parent_death(parent.pidfd());
         }

@@ -198,6 +198,7 @@ pub(crate) fn inherited_daemon_flag() -> bool {
 }
 
 /// What a new child needs to know about itself, as the parent sends it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ChildIdentity {
     pub name: String,
     pub identity: Vec<u32>,

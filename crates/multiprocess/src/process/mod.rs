@@ -268,12 +268,14 @@ where
             entry: target::entry_offset(entry),
             args,
             wants_report,
-            name: name.clone(),
-            identity,
-            daemon,
-            start_method: method,
-            parent_pid: me.pid(),
-            parent_name: me.name().to_string(),
+            id: current::ChildIdentity {
+                name: name.clone(),
+                identity,
+                daemon,
+                start_method: method,
+                parent_pid: me.pid(),
+                parent_name: me.name().to_string(),
+            },
             cwd: std::env::current_dir()
                 .ok()
                 .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string())),
