@@ -73,7 +73,9 @@ mod error;
 mod per_process;
 mod process;
 mod queue;
+mod shared;
 mod shm;
+mod sync;
 mod sys;
 
 pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
@@ -87,6 +89,10 @@ pub use process::{
     Process, ProcessHandle, ProcessInfo, Run, Target,
 };
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
+pub use shared::{Array, Plain, RawArray, RawValue, Value};
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
+};
 
 /// The README's code runs as a doc test, so the tour never goes stale.
 #[cfg(doctest)]

@@ -246,7 +246,9 @@ pub fn deadline_after(d: Duration) -> Option<Instant> {
 /// Whether the process `pid` has exited (a zombie counts as exited) or never existed.
 pub fn process_is_dead(pid: u32) -> bool {
     match pidfd_open(pid) {
-        Err(_) => true,
+        // Only "no such process" means dead: running out of descriptors or memory says
+        // nothing about the process, and taking its lock then would let two hold it.
+        Err(e) => e.raw_os_error() == Some(libc::ESRCH),
         Ok(fd) => is_readable(fd.as_fd()).unwrap_or(false),
     }
 }
