@@ -152,6 +152,11 @@ impl Connection {
         })
     }
 
+    /// How many messages sent from this end the other end has not taken yet.
+    pub(crate) fn unread_sent(&self) -> usize {
+        self.outbox.as_ref().map_or(0, |d| d.len() as usize)
+    }
+
     /// Whether this end can receive.
     pub fn readable(&self) -> bool {
         self.inbox.is_some()

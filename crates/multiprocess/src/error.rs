@@ -28,8 +28,16 @@ pub enum Error {
     Exited(i32),
     /// The child was killed by this signal before it produced a result.
     Signaled(i32),
-    /// A wait with a time limit ran out.
+    /// A wait with a time limit ran out, or a pool task ran past its time limit (its worker
+    /// was killed and replaced).
     Timeout,
+    /// The pool worker running the task died (killed by a signal, `abort`, out of memory, or an
+    /// exit): Python's pool would hang here. `exitcode` follows Python's convention (`-N` for
+    /// signal N).
+    WorkerLost {
+        /// The worker's exit code, or `-N` if signal N killed it.
+        exitcode: i32,
+    },
     /// A value could not be encoded to cross to another process; nothing was sent.
     Encode(String),
     /// Bytes from another process could not be decoded into the expected type.
@@ -75,6 +83,16 @@ impl fmt::Display for Error {
                 signal_name(*sig)
             ),
             Error::Timeout => write!(f, "timed out"),
+            Error::WorkerLost { exitcode } if *exitcode < 0 => write!(
+                f,
+                "the pool worker running the task was killed by signal {} ({})",
+                -exitcode,
+                signal_name(-exitcode)
+            ),
+            Error::WorkerLost { exitcode } => write!(
+                f,
+                "the pool worker running the task exited with code {exitcode}"
+            ),
             Error::Encode(why) => write!(f, "could not encode the value: {why}"),
             Error::Decode(why) => write!(f, "could not decode the value: {why}"),
             Error::InvalidState(why) => write!(f, "{why}"),
@@ -98,6 +116,34 @@ impl std::error::Error for Error {
         match self {
             Error::Io(err) => Some(err),
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// A copy for another caller of the same result (an I/O error keeps its kind and text).
+    pub(crate) fn clone_for_caller(&self) -> Error {
+        match self {
+            Error::Panic { message, location } => Error::Panic {
+                message: message.clone(),
+                location: location.clone(),
+            },
+            Error::Exited(c) => Error::Exited(*c),
+            Error::Signaled(s) => Error::Signaled(*s),
+            Error::Timeout => Error::Timeout,
+            Error::WorkerLost { exitcode } => Error::WorkerLost {
+                exitcode: *exitcode,
+            },
+            Error::Encode(m) => Error::Encode(m.clone()),
+            Error::Decode(m) => Error::Decode(m.clone()),
+            Error::InvalidState(m) => Error::InvalidState(m.clone()),
+            Error::Full => Error::Full,
+            Error::Empty => Error::Empty,
+            Error::Closed => Error::Closed,
+            Error::BrokenBarrier => Error::BrokenBarrier,
+            Error::Eof => Error::Eof,
+            Error::BufferTooShort(b) => Error::BufferTooShort(b.clone()),
+            Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
         }
     }
 }

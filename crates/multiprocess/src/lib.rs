@@ -71,6 +71,7 @@ mod connection;
 mod context;
 mod error;
 mod per_process;
+mod pool;
 mod process;
 mod queue;
 mod shared;
@@ -84,6 +85,7 @@ pub use context::{
     set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
 };
 pub use error::{signal_name, Error, Result};
+pub use pool::{AsyncResult, IMap, IMapUnordered, MapResult, Pool, PoolBuilder};
 pub use process::{
     active_children, current_process, parent_pid, parent_process, spawn, JoinHandle, ParentProcess,
     Process, ProcessHandle, ProcessInfo, Run, Target,

@@ -209,16 +209,27 @@ pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
     // SAFETY: the offset came from our parent, which runs this very binary: a forked child
     // shares its memory image, a re-executed child checked `exe` before calling us.
     let entry = unsafe { target::entry_from_offset(boot.entry) };
-    IN_TARGET.with(|f| f.set(true));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| entry(&boot.args, fds.args)));
-    IN_TARGET.with(|f| f.set(false));
+    let report = call_entry(entry, &boot.args, fds.args);
+    let code = match report {
+        None | Some(Report::Returned(_)) => 0,
+        Some(_) => 1,
+    };
+    finish(code, report, fds.report.as_ref())
+}
 
-    let (code, report) = match outcome {
-        Ok(Ok(Some(bytes))) => (0, Some(Report::Returned(bytes))),
-        Ok(Ok(None)) => (0, None),
-        Ok(Err(Error::Decode(why))) => (1, Some(Report::DecodeFailed(why))),
-        Ok(Err(Error::Encode(why))) => (1, Some(Report::EncodeFailed(why))),
-        Ok(Err(other)) => (1, Some(Report::StartFailed(other.to_string()))),
+/// Calls an entry function, catching a panic: `None` when it returned nothing to report,
+/// otherwise what to tell the parent. Also used by pool workers, once per task.
+pub(crate) fn call_entry(entry: target::EntryFn, args: &[u8], fds: Vec<OwnedFd>) -> Option<Report> {
+    capture_panics();
+    IN_TARGET.with(|f| f.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| entry(args, fds)));
+    IN_TARGET.with(|f| f.set(false));
+    match outcome {
+        Ok(Ok(Some(bytes))) => Some(Report::Returned(bytes)),
+        Ok(Ok(None)) => None,
+        Ok(Err(Error::Decode(why))) => Some(Report::DecodeFailed(why)),
+        Ok(Err(Error::Encode(why))) => Some(Report::EncodeFailed(why)),
+        Ok(Err(other)) => Some(Report::StartFailed(other.to_string())),
         Err(payload) => {
             let (message, location) = PANIC_INFO
                 .lock()
@@ -226,10 +237,9 @@ pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
                 .take()
                 // The program replaced our panic hook: the payload still has the message.
                 .unwrap_or_else(|| (panic_message(payload.as_ref()), None));
-            (1, Some(Report::Panicked { message, location }))
+            Some(Report::Panicked { message, location })
         }
-    };
-    finish(code, report, fds.report.as_ref())
+    }
 }
 
 /// Reports (to the parent if it listens, else on stderr for failures), cleans up as Python does

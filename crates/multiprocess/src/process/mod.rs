@@ -6,13 +6,13 @@
 //! The child runs `bootstrap::run_child`; the parent keeps a [`ProcessHandle`] over the shared
 //! `child::ChildState`.
 
-mod bootstrap;
+pub(crate) mod bootstrap;
 mod child;
 mod current;
 mod fork;
 mod forkserver;
 mod spawn;
-mod target;
+pub(crate) mod target;
 
 use std::io;
 use std::marker::PhantomData;
@@ -166,6 +166,8 @@ pub struct Process<F, Args> {
     name: Option<String>,
     daemon: Option<bool>,
     start_method: Option<StartMethod>,
+    /// A pool worker: named `ForkPoolWorker-N` and the like, as in Python.
+    pool_worker: bool,
 }
 
 impl<F: Target<Args>, Args> Process<F, Args> {
@@ -179,7 +181,14 @@ impl<F: Target<Args>, Args> Process<F, Args> {
             name: None,
             daemon: None,
             start_method: None,
+            pool_worker: false,
         }
+    }
+
+    /// Marks the process as a pool worker (for its default name).
+    pub(crate) fn pool_worker(mut self) -> Self {
+        self.pool_worker = true;
+        self
     }
 
     /// Names the process (default: `Process-N`, or `Process-N:M` for a grandchild).
@@ -260,6 +269,16 @@ where
             )));
         }
         let (identity, default_name) = current::next_child_identity();
+        let default_name = if self.pool_worker {
+            let prefix = match method {
+                StartMethod::Fork => "ForkPoolWorker",
+                StartMethod::Spawn => "SpawnPoolWorker",
+                StartMethod::ForkServer => "ForkServerPoolWorker",
+            };
+            default_name.replacen("Process", prefix, 1)
+        } else {
+            default_name
+        };
         let name = self.name.unwrap_or(default_name);
         let daemon = self.daemon.unwrap_or_else(current::inherited_daemon_flag);
         let me = current_process();

@@ -131,3 +131,17 @@ pub(crate) fn assert_zero_sized<F>() {
         )
     };
 }
+
+/// Entry for a pool task over a chunk: decodes a list of argument tuples, calls the target on
+/// each in order, and encodes the list of results.
+pub(crate) fn run_chunk<F, Args>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Option<Vec<u8>>>
+where
+    F: Target<Args>,
+    Args: DeserializeOwned,
+    F::Output: Serialize,
+{
+    let chunk: Vec<Args> = codec::decode_with_fds(args, fds)?;
+    let f = conjure::<F>();
+    let out: Vec<F::Output> = chunk.into_iter().map(|a| f.call(a)).collect();
+    codec::encode(&out).map(Some)
+}

@@ -1,0 +1,674 @@
+//! Process pools: Python's `multiprocessing.Pool`, with workers that can crash or hang without
+//! taking the pool down.
+//!
+//! A [`Pool`] keeps `processes` daemonic workers (`worker.rs`), run by a supervisor thread in
+//! the parent (`supervisor.rs`). A submitted task is encoded at once (a value that cannot be
+//! encoded is an error at the call), queued, handed to a worker over its pipe, and its outcome
+//! lands in an [`AsyncResult`] after the callbacks ran (in the supervisor thread). A worker
+//! killed by a signal, `abort` or an exit fails exactly the task it ran with
+//! [`Error::WorkerLost`] and is replaced; a task past its time limit fails with
+//! [`Error::Timeout`] and its worker is killed and replaced.
+//!
+//! ```no_run
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! fn main() -> multiprocess::Result<()> {
+//!     multiprocess::init();
+//!     let pool = multiprocess::Pool::new(4)?;
+//!     assert_eq!(pool.apply(square, (7,))?, 49);
+//!     assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]);
+//!     let r = pool.apply_async(square, (8,))?;
+//!     assert_eq!(r.get()?, 64);
+//!     pool.close();
+//!     pool.join()?;
+//!     Ok(())
+//! }
+//! ```
+
+mod result;
+mod supervisor;
+mod worker;
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use result::AsyncResult;
+use result::{Finisher, Outcome, Slot};
+
+use crate::codec;
+use crate::connection::{pipe_simplex, Connection};
+use crate::context::{get_start_method, StartMethod};
+use crate::error::{Error, Result};
+use crate::process::target::{self, EntryFn, Target};
+
+/// A task waiting for a worker.
+pub(crate) struct Pending {
+    id: u64,
+    entry: i64,
+    args: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    slot: Arc<Slot>,
+    timeout: Option<Duration>,
+}
+
+/// What the caller's side and the supervisor share.
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    /// Wakes the supervisor (it sleeps on `wake_rx` among its workers).
+    wake_tx: Connection,
+    wake_rx: Connection,
+    processes: usize,
+    start_method: StartMethod,
+    task_timeout: Option<Duration>,
+    worker: worker::WorkerConfig,
+}
+
+#[derive(Default)]
+struct State {
+    pending: VecDeque<Pending>,
+    next_id: u64,
+    closing: bool,
+    terminated: bool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake(&self) {
+        let _ = self.wake_tx.send_bytes(&[]);
+    }
+}
+
+/// Options for a [`Pool`], as Python's `Pool(processes, initializer, initargs,
+/// maxtasksperchild)` and more.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// fn setup(level: u8) { let _ = level; }
+///
+/// fn main() -> multiprocess::Result<()> {
+///     multiprocess::init();
+///     let pool = multiprocess::Pool::builder()
+///         .processes(2)
+///         .initializer(setup, (3,))?
+///         .maxtasksperchild(100)
+///         .task_timeout(Duration::from_secs(30))
+///         .max_memory_per_worker(512 << 20)
+///         .build()?;
+///     # drop(pool);
+///     Ok(())
+/// }
+/// ```
+#[derive(Default)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    start_method: Option<StartMethod>,
+    task_timeout: Option<Duration>,
+    worker: worker::WorkerConfig,
+}
+
+impl PoolBuilder {
+    /// How many worker processes (default: the number of CPUs).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// How workers are started (default: [`get_start_method`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
+    /// A function each worker runs once, with `args`, before any task.
+    pub fn initializer<F, Args>(mut self, f: F, args: Args) -> Result<Self>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+    {
+        target::assert_zero_sized::<F>();
+        let _ = f;
+        let entry: EntryFn = target::run_discarding::<F, Args>;
+        self.worker.initializer = Some((target::entry_offset(entry), codec::encode(&args)?));
+        Ok(self)
+    }
+
+    /// Replaces a worker after it ran this many tasks (Python's `maxtasksperchild`).
+    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+        self.worker.max_tasks = Some(n);
+        self
+    }
+
+    /// Fails a task that runs longer than this with [`Error::Timeout`]; its worker is killed
+    /// and replaced. [`Pool::apply_async_timeout`] sets one per task.
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// Replaces a worker after a task that left it using more than `bytes` of memory (the
+    /// task's result is still delivered).
+    pub fn max_memory_per_worker(mut self, bytes: u64) -> Self {
+        self.worker.max_memory = Some(bytes);
+        self
+    }
+
+    /// Starts the pool.
+    pub fn build(self) -> Result<Pool> {
+        let processes = self
+            .processes
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if processes == 0 {
+            return Err(Error::InvalidState(
+                "a pool needs at least one process".into(),
+            ));
+        }
+        if self.worker.max_tasks == Some(0) {
+            return Err(Error::InvalidState(
+                "maxtasksperchild must be at least 1".into(),
+            ));
+        }
+        let (wake_rx, wake_tx) = pipe_simplex()?;
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            wake_tx,
+            wake_rx,
+            processes,
+            start_method: self.start_method.unwrap_or_else(get_start_method),
+            task_timeout: self.task_timeout,
+            worker: self.worker,
+        });
+        let for_thread = Arc::clone(&inner);
+        let supervisor = std::thread::Builder::new()
+            .name("multiprocess-pool".into())
+            .spawn(move || supervisor::run(for_thread))?;
+        Ok(Pool {
+            inner,
+            supervisor: Mutex::new(Some(supervisor)),
+        })
+    }
+}
+
+/// A pool of worker processes, as Python's `multiprocessing.Pool`. Dropping it terminates the
+/// workers (as leaving Python's `with Pool() as p:` does).
+pub struct Pool {
+    inner: Arc<Inner>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.inner.processes)
+            .finish()
+    }
+}
+
+/// The results of [`Pool::map_async`]: one per input, in order.
+pub struct MapResult<R> {
+    chunks: Vec<AsyncResult<Vec<R>>>,
+}
+
+impl<R: DeserializeOwned> MapResult<R> {
+    /// Waits for every chunk and returns all results in input order; the first error if any.
+    pub fn get(&self) -> Result<Vec<R>> {
+        let mut out = Vec::new();
+        for chunk in &self.chunks {
+            out.extend(chunk.get_list()?);
+        }
+        Ok(out)
+    }
+
+    /// Whether every chunk has finished.
+    pub fn ready(&self) -> bool {
+        self.chunks.iter().all(AsyncResult::ready)
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
+    /// The whole result list of a chunk task.
+    fn get_list(&self) -> Result<Vec<R>> {
+        self.wait();
+        self.get_raw()
+    }
+}
+
+impl Pool {
+    /// A pool of `processes` workers, with the default start method.
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// Options beyond the number of processes.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// Queues one task over a chunk of argument tuples.
+    fn submit<F, Args>(
+        &self,
+        chunk: &[Args],
+        timeout: Option<Duration>,
+        finisher: Option<Finisher>,
+    ) -> Result<Arc<Slot>>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let entry: EntryFn = target::run_chunk::<F, Args>;
+        let (args, fds) = codec::encode_with_fds(chunk)?;
+        let slot = Slot::new(finisher);
+        {
+            let mut state = self.inner.lock();
+            if state.closing || state.terminated {
+                return Err(Error::InvalidState("Pool not running".into()));
+            }
+            state.next_id += 1;
+            let id = state.next_id;
+            state.pending.push_back(Pending {
+                id,
+                entry: target::entry_offset(entry),
+                args,
+                fds,
+                slot: Arc::clone(&slot),
+                timeout: timeout.or(self.inner.task_timeout),
+            });
+        }
+        self.inner.wake();
+        Ok(slot)
+    }
+
+    /// Runs `f(args...)` in a worker and returns its result (Python's `apply`).
+    pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<F::Output>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Submits `f(args...)` and returns at once with its [`AsyncResult`].
+    pub fn apply_async<F, Args>(&self, f: F, args: Args) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        Ok(AsyncResult::new(self.submit::<F, Args>(
+            &[args],
+            None,
+            None,
+        )?))
+    }
+
+    /// As [`apply_async`](Self::apply_async), with a time limit for this task.
+    pub fn apply_async_timeout<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+        limit: Duration,
+    ) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        Ok(AsyncResult::new(self.submit::<F, Args>(
+            &[args],
+            Some(limit),
+            None,
+        )?))
+    }
+
+    /// As [`apply_async`](Self::apply_async), with Python's `callback` and `error_callback`:
+    /// called in the parent (in the pool's supervisor thread), exactly once per task, before
+    /// the result is ready. A callback that panics is reported and stops nothing.
+    pub fn apply_async_with<F, Args, C, E>(
+        &self,
+        f: F,
+        args: Args,
+        callback: C,
+        error_callback: E,
+    ) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+        C: FnOnce(F::Output) + Send + 'static,
+        E: FnOnce(Error) + Send + 'static,
+    {
+        let _ = f;
+        let finisher: Finisher = Box::new(move |outcome: &Outcome| {
+            match outcome
+                .as_ref()
+                .map_err(Error::clone_for_caller)
+                .and_then(|bytes| result::decode_one::<F::Output>(bytes))
+            {
+                Ok(value) => callback(value),
+                Err(err) => error_callback(err),
+            }
+        });
+        Ok(AsyncResult::new(self.submit::<F, Args>(
+            &[args],
+            None,
+            Some(finisher),
+        )?))
+    }
+
+    /// Applies `f` to every item, in chunks of `chunksize`, and returns the results in order.
+    pub fn map<F, A, I>(&self, f: F, items: I) -> Result<Vec<F::Output>>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.map_chunked(f, items, 1)
+    }
+
+    /// [`map`](Self::map) with Python's `chunksize`: items go to workers this many at a time.
+    pub fn map_chunked<F, A, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<F::Output>>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.map_async(f, items, chunksize)?.get()
+    }
+
+    /// Submits every item at once (in chunks) and returns a [`MapResult`].
+    pub fn map_async<F, A, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> Result<MapResult<F::Output>>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.starmap_async(f, items.into_iter().map(|a| (a,)), chunksize)
+    }
+
+    /// As [`map`](Self::map) for functions of several arguments: each item is a tuple of them.
+    pub fn starmap<F, Args, I>(&self, f: F, items: I) -> Result<Vec<F::Output>>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = Args>,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        self.starmap_async(f, items, 1)?.get()
+    }
+
+    /// As [`map_async`](Self::map_async) over tuples of arguments.
+    pub fn starmap_async<F, Args, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> Result<MapResult<F::Output>>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = Args>,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let chunksize = chunksize.max(1);
+        let mut chunks = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let chunk: Vec<Args> = items.by_ref().take(chunksize).collect();
+            chunks.push(AsyncResult::new(
+                self.submit::<F, Args>(&chunk, None, None)?,
+            ));
+        }
+        Ok(MapResult { chunks })
+    }
+
+    /// Applies `f` to the items lazily, with a bounded number of chunks in flight, yielding
+    /// results in order (Python's `imap`). An endless iterator works.
+    pub fn imap<'p, F, A, I>(&'p self, f: F, items: I, chunksize: usize) -> IMap<'p, F::Output>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned + 'p,
+        I: IntoIterator<Item = A> + 'p,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let chunksize = chunksize.max(1);
+        let mut items = items.into_iter();
+        let submit = move |pool: &Pool| -> Option<Result<AsyncResult<Vec<F::Output>>>> {
+            let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
+            if chunk.is_empty() {
+                return None;
+            }
+            Some(
+                pool.submit::<F, (A,)>(&chunk, None, None)
+                    .map(AsyncResult::new),
+            )
+        };
+        IMap {
+            pool: self,
+            submit: Box::new(submit),
+            in_flight: VecDeque::new(),
+            ready: VecDeque::new(),
+            exhausted: false,
+        }
+    }
+
+    /// As [`imap`](Self::imap), yielding each result as soon as its chunk is done, in no
+    /// particular order (Python's `imap_unordered`).
+    pub fn imap_unordered<'p, F, A, I>(
+        &'p self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> IMapUnordered<'p, F::Output>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned + 'p,
+        I: IntoIterator<Item = A> + 'p,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let chunksize = chunksize.max(1);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
+        let mut items = items.into_iter();
+        let mut next_index = 0u64;
+        let submit = move |pool: &Pool| -> Option<Result<Indexed<F::Output>>> {
+            let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
+            if chunk.is_empty() {
+                return None;
+            }
+            let index = next_index;
+            next_index += 1;
+            let tx = done_tx.clone();
+            let finisher: Finisher = Box::new(move |_| {
+                let _ = tx.send(index);
+            });
+            Some(
+                pool.submit::<F, (A,)>(&chunk, None, Some(finisher))
+                    .map(|slot| (index, AsyncResult::new(slot))),
+            )
+        };
+        IMapUnordered {
+            pool: self,
+            submit: Box::new(submit),
+            in_flight: std::collections::HashMap::new(),
+            done: done_rx,
+            ready: VecDeque::new(),
+            exhausted: false,
+        }
+    }
+
+    /// Stops accepting tasks; the workers exit once the queued ones are done.
+    pub fn close(&self) {
+        self.inner.lock().closing = true;
+        self.inner.wake();
+    }
+
+    /// Kills the workers at once; unfinished tasks fail.
+    pub fn terminate(&self) {
+        self.inner.lock().terminated = true;
+        self.inner.wake();
+    }
+
+    /// Waits for the workers to exit, after [`close`](Self::close) or
+    /// [`terminate`](Self::terminate) (an error otherwise, as in Python).
+    pub fn join(&self) -> Result<()> {
+        {
+            let state = self.inner.lock();
+            if !state.closing && !state.terminated {
+                return Err(Error::InvalidState(
+                    "join() needs close() or terminate() first".into(),
+                ));
+            }
+        }
+        let handle = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+        let _ = self.join();
+    }
+}
+
+/// Submits the next chunk of an [`IMap`], or says the input is exhausted.
+type Submitter<'p, R> = Box<dyn FnMut(&Pool) -> Option<Result<AsyncResult<Vec<R>>>> + 'p>;
+
+/// The iterator of [`Pool::imap`].
+pub struct IMap<'p, R> {
+    pool: &'p Pool,
+    submit: Submitter<'p, R>,
+    in_flight: VecDeque<AsyncResult<Vec<R>>>,
+    ready: VecDeque<R>,
+    exhausted: bool,
+}
+
+impl<R: DeserializeOwned> IMap<'_, R> {
+    /// How many chunks may be in flight at once.
+    fn window(&self) -> usize {
+        self.pool.inner.processes * (supervisor::PREFETCH + 1)
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        while !self.exhausted && self.in_flight.len() < self.window() {
+            match (self.submit)(self.pool) {
+                Some(r) => self.in_flight.push_back(r?),
+                None => self.exhausted = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next result, waiting at most `timeout` for it ([`Error::Timeout`] after that; the
+    /// iterator can go on).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        if let Some(r) = self.ready.pop_front() {
+            return Some(Ok(r));
+        }
+        if let Err(e) = self.fill() {
+            return Some(Err(e));
+        }
+        let head = self.in_flight.front()?;
+        if !head.wait_timeout(timeout) {
+            return Some(Err(Error::Timeout));
+        }
+        self.next()
+    }
+}
+
+impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(Ok(r));
+            }
+            if let Err(e) = self.fill() {
+                return Some(Err(e));
+            }
+            let head = self.in_flight.pop_front()?;
+            match head.get_list() {
+                Ok(list) => self.ready.extend(list),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// A chunk's result under the chunk's index.
+type Indexed<R> = (u64, AsyncResult<Vec<R>>);
+
+/// Submits the next chunk of an [`IMapUnordered`] under its index.
+type IndexedSubmitter<'p, R> = Box<dyn FnMut(&Pool) -> Option<Result<Indexed<R>>> + 'p>;
+
+/// The iterator of [`Pool::imap_unordered`].
+pub struct IMapUnordered<'p, R> {
+    pool: &'p Pool,
+    submit: IndexedSubmitter<'p, R>,
+    in_flight: std::collections::HashMap<u64, AsyncResult<Vec<R>>>,
+    /// Indices of finished chunks, in the order they finished.
+    done: std::sync::mpsc::Receiver<u64>,
+    ready: VecDeque<R>,
+    exhausted: bool,
+}
+
+impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(Ok(r));
+            }
+            let window = self.pool.inner.processes * (supervisor::PREFETCH + 1);
+            while !self.exhausted && self.in_flight.len() < window {
+                match (self.submit)(self.pool) {
+                    Some(Ok((index, r))) => {
+                        self.in_flight.insert(index, r);
+                    }
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => self.exhausted = true,
+                }
+            }
+            if self.in_flight.is_empty() {
+                return None;
+            }
+            let index = self.done.recv().ok()?;
+            let finished = self.in_flight.remove(&index)?;
+            match finished.get_list() {
+                Ok(list) => self.ready.extend(list),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}

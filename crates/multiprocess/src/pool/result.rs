@@ -1,0 +1,181 @@
+//! [`AsyncResult`]: the result of a task submitted to a pool, set once by the supervisor.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::error::{Error, Result};
+
+/// What a finished task left: its encoded result (a list, one per item of its chunk), or why
+/// it failed.
+pub(crate) type Outcome = std::result::Result<Vec<u8>, Error>;
+
+/// Called by the supervisor when the task ends, before the result becomes ready.
+pub(crate) type Finisher = Box<dyn FnOnce(&Outcome) + Send>;
+
+/// The shared slot a task's outcome lands in.
+pub(crate) struct Slot {
+    outcome: Mutex<Option<Outcome>>,
+    ready: Condvar,
+    finisher: Mutex<Option<Finisher>>,
+}
+
+impl Slot {
+    pub(crate) fn new(finisher: Option<Finisher>) -> Arc<Slot> {
+        Arc::new(Slot {
+            outcome: Mutex::new(None),
+            ready: Condvar::new(),
+            finisher: Mutex::new(finisher),
+        })
+    }
+
+    /// Sets the outcome once: runs the callbacks first (a panicking one is reported, never
+    /// stops anything), then makes the result ready.
+    pub(crate) fn set(&self, outcome: Outcome) {
+        let finisher = self
+            .finisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(f) = finisher {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&outcome)));
+            if run.is_err() {
+                eprintln!("multiprocess: a pool callback panicked; later results go on");
+            }
+        }
+        let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(outcome);
+            self.ready.notify_all();
+        }
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Waits up to `timeout` (`None`: no limit) and clones the outcome if it is there.
+    fn wait(&self, timeout: Option<Duration>) -> Option<Outcome> {
+        let deadline = timeout.and_then(crate::sys::deadline_after);
+        let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(outcome) = slot.as_ref() {
+                return Some(match outcome {
+                    Ok(bytes) => Ok(bytes.clone()),
+                    Err(e) => Err(e.clone_for_caller()),
+                });
+            }
+            slot = match deadline {
+                None => self.ready.wait(slot).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.ready
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// The result of [`Pool::apply_async`](super::Pool::apply_async), as Python's `AsyncResult`.
+pub struct AsyncResult<R> {
+    slot: Arc<Slot>,
+    /// Which item of the task's result list is ours (`None`: the whole list).
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for AsyncResult<R> {
+    fn clone(&self) -> Self {
+        AsyncResult {
+            slot: Arc::clone(&self.slot),
+            _result: PhantomData,
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.slot.is_set())
+            .finish()
+    }
+}
+
+impl<R> AsyncResult<R> {
+    pub(crate) fn new(slot: Arc<Slot>) -> Self {
+        AsyncResult {
+            slot,
+            _result: PhantomData,
+        }
+    }
+
+    /// Whether the task has finished (its callbacks have run).
+    pub fn ready(&self) -> bool {
+        self.slot.is_set()
+    }
+
+    /// Waits for the task to finish.
+    pub fn wait(&self) {
+        let _ = self.slot.wait(None);
+    }
+
+    /// Waits up to `timeout`; whether the task has finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.slot.wait(Some(timeout)).is_some()
+    }
+
+    /// Waits for the task and decodes its whole result list as `T`.
+    pub(crate) fn get_raw<T: DeserializeOwned>(&self) -> Result<T> {
+        match self.slot.wait(None) {
+            Some(outcome) => codec::decode(&outcome?),
+            None => Err(Error::Timeout),
+        }
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    /// Whether the task finished without an error; `None` while it runs.
+    pub fn successful(&self) -> Option<bool> {
+        self.slot
+            .wait(Some(Duration::ZERO))
+            .map(|o| o.is_ok_and(|b| decode_one::<R>(&b).is_ok()))
+    }
+
+    /// Waits for the task and returns its result, or the error that ended it.
+    pub fn get(&self) -> Result<R> {
+        match self.slot.wait(None) {
+            Some(outcome) => decode_one(&outcome?),
+            None => Err(Error::Timeout),
+        }
+    }
+
+    /// As [`get`](Self::get), giving up with [`Error::Timeout`] after `timeout` (the task goes on).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
+        match self.slot.wait(Some(timeout)) {
+            Some(outcome) => decode_one(&outcome?),
+            None => Err(Error::Timeout),
+        }
+    }
+}
+
+/// Decodes the only item of a one-item result list.
+pub(crate) fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<R> {
+    let mut items: Vec<R> = codec::decode(bytes)?;
+    match (items.pop(), items.is_empty()) {
+        (Some(r), true) => Ok(r),
+        _ => Err(Error::Decode(
+            "a task gave back the wrong number of results".into(),
+        )),
+    }
+}

@@ -1,0 +1,128 @@
+//! The pool worker: a daemonic process that runs tasks sent over its pipe, one after another,
+//! and reports each outcome.
+//!
+//! A worker runs its tasks strictly in the order they arrive and answers each before it starts
+//! the next. So when a worker dies, the oldest task it had not answered is the one it was
+//! running (that task fails with `WorkerLost`), and any later ones never started (the pool
+//! gives them to another worker).
+
+use std::os::fd::OwnedFd;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::{self, FdIn, FdOut};
+use crate::connection::Connection;
+use crate::process::bootstrap::{self, Report};
+use crate::process::target;
+
+/// A task, as the supervisor sends it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Task {
+    pub id: u64,
+    /// The chunk entry (`target::run_chunk::<F, Args>`), as an offset (see `target.rs`).
+    pub entry: i64,
+    /// The encoded `Vec<Args>`.
+    pub args: Vec<u8>,
+    /// Descriptors of handles among the arguments.
+    pub handles: Handles,
+}
+
+/// What a worker says about a task.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Answer {
+    pub id: u64,
+    pub report: Report,
+}
+
+/// A message to a worker.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    Run(Task),
+    /// Finish: exit once the tasks sent before have been answered.
+    Stop,
+}
+
+/// Descriptors carried by a message (through the connection's handle socket).
+#[derive(Default)]
+pub(crate) struct Handles(pub Vec<OwnedFd>);
+
+impl Serialize for Handles {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for fd in &self.0 {
+            seq.serialize_element(&FdOut(std::os::fd::AsFd::as_fd(fd)))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Handles {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fds = Vec::<FdIn>::deserialize(d)?;
+        Ok(Handles(fds.into_iter().map(|f| f.0).collect()))
+    }
+}
+
+/// How a worker is set up.
+#[derive(Serialize, Deserialize, Clone, Default)]
+pub(crate) struct WorkerConfig {
+    /// The initializer entry and its encoded arguments, run once before any task.
+    pub initializer: Option<(i64, Vec<u8>)>,
+    /// Exit after this many tasks (Python's `maxtasksperchild`).
+    pub max_tasks: Option<u64>,
+    /// Exit after a task that left the worker's resident memory above this many bytes.
+    pub max_memory: Option<u64>,
+}
+
+/// The resident memory of this process, in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
+}
+
+/// The worker process's target.
+pub(crate) fn worker_main(conn: Connection, config: WorkerConfig) {
+    if let Some((entry, args)) = &config.initializer {
+        // SAFETY: the offset came from the pool, in a process running this very binary.
+        let entry = unsafe { target::entry_from_offset(*entry) };
+        if let Some(report) = bootstrap::call_entry(entry, args, Vec::new()) {
+            if !matches!(report, Report::Returned(_)) {
+                eprintln!(
+                    "multiprocess: pool initializer failed: {}",
+                    report.into_error()
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+    let mut done = 0u64;
+    while let Ok(ToWorker::Run(task)) = conn.recv::<ToWorker>() {
+        // SAFETY: the offset came from the pool, in a process running this very binary.
+        let entry = unsafe { target::entry_from_offset(task.entry) };
+        let report = bootstrap::call_entry(entry, &task.args, task.handles.0)
+            .unwrap_or_else(|| Report::Returned(codec::encode(&()).unwrap_or_default()));
+        if conn
+            .send(&Answer {
+                id: task.id,
+                report,
+            })
+            .is_err()
+        {
+            return; // the pool is gone
+        }
+        done += 1;
+        let recycle = config.max_tasks.is_some_and(|m| done >= m)
+            || config.max_memory.is_some_and(|m| resident_bytes() > m);
+        if recycle {
+            return;
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! SCENARIOS.md sections E (Pool) and F (crashes, timeouts, recycling), under every start
+//! method.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::DEADLINE;
+use multiprocess::{current_process, Error, Pool, StartMethod};
+
+multiprocess::init_on_load!();
+
+fn pool(method: StartMethod, n: usize) -> Pool {
+    Pool::builder()
+        .processes(n)
+        .start_method(method)
+        .build()
+        .unwrap()
+}
+
+fn sqr(x: i64) -> i64 {
+    x * x
+}
+
+fn mul(a: i64, b: i64) -> i64 {
+    a * b
+}
+
+/// E01: `apply`, `map` (with and without chunks) and `starmap` equal the serial results, in
+/// order.
+fn e01_apply_map_starmap(method: StartMethod) {
+    let p = pool(method, 4);
+    assert_eq!(p.apply(sqr, (5,)).unwrap(), 25);
+    let serial: Vec<i64> = (0..10).map(sqr).collect();
+    assert_eq!(p.map(sqr, 0..10).unwrap(), serial);
+    let serial: Vec<i64> = (0..100).map(sqr).collect();
+    assert_eq!(p.map_chunked(sqr, 0..100, 20).unwrap(), serial);
+    let pairs: Vec<(i64, i64)> = (0..10).zip(10..20).collect();
+    let serial: Vec<i64> = pairs.iter().map(|&(a, b)| a * b).collect();
+    assert_eq!(p.starmap(mul, pairs.clone()).unwrap(), serial);
+    assert_eq!(
+        p.starmap_async(mul, pairs, 3).unwrap().get().unwrap(),
+        serial
+    );
+}
+
+fn parse(s: String) -> Result<i64, String> {
+    s.parse::<i64>().map_err(|e| e.to_string())
+}
+
+fn raise_on_negative(x: i64) -> i64 {
+    assert!(x >= 0, "negative input {x}");
+    x
+}
+
+/// E02/E13: exactly one callback with the result, or exactly one error callback with the error.
+fn e02_callbacks(method: StartMethod) {
+    let p = pool(method, 2);
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (g1, g2) = (Arc::clone(&got), Arc::clone(&got));
+    let r = p
+        .apply_async_with(
+            parse,
+            ("1".to_string(),),
+            move |v| g1.lock().unwrap().push(format!("ok {v:?}")),
+            move |e| g2.lock().unwrap().push(format!("err {e}")),
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap(), Ok(1));
+    let (g1, g2) = (Arc::clone(&got), Arc::clone(&got));
+    let r = p
+        .apply_async_with(
+            raise_on_negative,
+            (-1,),
+            move |v| g1.lock().unwrap().push(format!("ok {v}")),
+            move |e| g2.lock().unwrap().push(format!("err {e}")),
+        )
+        .unwrap();
+    match r.get() {
+        Err(Error::Panic { message, .. }) => assert_eq!(message, "negative input -1"),
+        other => panic!("{other:?}"),
+    }
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(false));
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], "ok Ok(1)");
+    assert!(
+        got[1].starts_with("err ") && got[1].contains("negative input -1"),
+        "{got:?}"
+    );
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// E03: `get` returns the value; `get_timeout` gives up in time while the task goes on.
+fn e03_async_timeout(method: StartMethod) {
+    let p = pool(method, 3);
+    assert_eq!(p.apply_async(sqr, (7,)).unwrap().get().unwrap(), 49);
+    let r = p.apply_async(sleep_ms, (500,)).unwrap();
+    let t = Instant::now();
+    assert!(matches!(
+        r.get_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(90) && took < Duration::from_millis(350),
+        "{took:?}"
+    );
+    assert_eq!(r.get_timeout(DEADLINE).unwrap(), 500);
+}
+
+/// E04: `imap` gives ordered results lazily, and `next_timeout` gives up on a late one.
+fn e04_imap(method: StartMethod) {
+    let p = pool(method, 2);
+    let got: Vec<i64> = p.imap(sqr, 0..10, 1).map(Result::unwrap).collect();
+    assert_eq!(got, (0..10).map(sqr).collect::<Vec<_>>());
+    let got: Vec<i64> = p.imap(sqr, 0..1000, 100).map(Result::unwrap).collect();
+    assert_eq!(got, (0..1000).map(sqr).collect::<Vec<_>>());
+    // An endless input works: only a bounded number of chunks is ever in flight.
+    let first: Vec<i64> = p.imap(sqr, 0.., 1).take(20).map(Result::unwrap).collect();
+    assert_eq!(first, (0..20).map(sqr).collect::<Vec<_>>());
+    let mut slow = p.imap(sleep_ms, [300u64], 1);
+    assert!(matches!(
+        slow.next_timeout(Duration::from_millis(50)),
+        Some(Err(Error::Timeout))
+    ));
+    assert_eq!(slow.next().unwrap().unwrap(), 300);
+    assert!(slow.next().is_none());
+}
+
+fn mark(counter: String) {
+    // Each worker records its pid once, in a file named after the test run.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(counter)
+        .unwrap();
+    // One write, so that lines from several workers never interleave.
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .unwrap();
+}
+
+fn pid() -> u32 {
+    std::process::id()
+}
+
+/// E07: invalid sizes are errors; the initializer runs once per worker before any task.
+fn e07_make_pool(method: StartMethod) {
+    assert!(matches!(Pool::new(0), Err(Error::InvalidState(_))));
+    assert!(Pool::builder()
+        .processes(1)
+        .maxtasksperchild(0)
+        .build()
+        .is_err());
+    let file = std::env::temp_dir().join(format!("mp-e07-{}-{method}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let p = Pool::builder()
+        .processes(3)
+        .start_method(method)
+        .initializer(mark, (file.display().to_string(),))
+        .unwrap()
+        .build()
+        .unwrap();
+    let pids: std::collections::HashSet<u32> = (0..30)
+        .map(|_| p.apply_async(pid, ()).unwrap())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|r| r.get().unwrap())
+        .collect();
+    p.close();
+    p.join().unwrap();
+    let marked: std::collections::HashSet<u32> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(marked.len(), 3, "one initializer run per worker");
+    assert!(
+        pids.is_subset(&marked),
+        "every task ran in an initialized worker"
+    );
+}
+
+/// E08: empty inputs give empty results without stalling.
+fn e08_empty(method: StartMethod) {
+    let p = pool(method, 1);
+    assert!(p.map(sqr, Vec::<i64>::new()).unwrap().is_empty());
+    assert!(p.imap(sqr, Vec::<i64>::new(), 1).next().is_none());
+    assert!(p
+        .map_async(sqr, Vec::<i64>::new(), 1)
+        .unwrap()
+        .get()
+        .unwrap()
+        .is_empty());
+}
+
+/// E09/E10: `terminate` and `join` return promptly with long tasks queued; a closed pool takes
+/// no new tasks.
+fn e09_terminate(method: StartMethod) {
+    let p = pool(method, 3);
+    let r = p.map_async(sleep_ms, vec![60_000u64; 1000], 1).unwrap();
+    let t = Instant::now();
+    p.terminate();
+    p.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(r.get().is_err());
+    assert!(matches!(
+        p.apply_async(sqr, (1,)),
+        Err(Error::InvalidState(_))
+    ));
+
+    let p = pool(method, 2);
+    assert_eq!(p.map(sqr, 0..4).unwrap(), vec![0, 1, 4, 9]);
+    p.close();
+    assert!(p.apply_async(sqr, (1,)).is_err());
+    assert!(p.join().is_ok());
+    let q = pool(method, 1);
+    assert!(q.join().is_err(), "join before close is an error");
+}
+
+fn fail_after(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    panic!("{}", "x".repeat(1 << 20));
+}
+
+/// E12: a failing map still runs every task (no fail-fast), and close/join do not hang.
+fn e12_no_failfast(method: StartMethod) {
+    let p = pool(method, 2);
+    let t = Instant::now();
+    assert!(matches!(
+        p.map(fail_after, [200u64, 200]),
+        Err(Error::Panic { .. })
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(190));
+    p.close();
+    p.join().unwrap();
+}
+
+/// A value that refuses to be encoded.
+#[derive(Debug)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to be encoded"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refuses to be decoded"))
+    }
+}
+
+fn unencodable_result() -> Unencodable {
+    Unencodable
+}
+
+fn takes_unencodable(_: Unencodable) {}
+
+/// E13: an unencodable result is an encoding error for that task only, every time, without
+/// losing workers; an unencodable argument fails at the call.
+fn e13_unencodable(method: StartMethod) {
+    let p = pool(method, 2);
+    let results: Vec<_> = (0..20)
+        .map(|_| p.apply_async(unencodable_result, ()).unwrap())
+        .collect();
+    for r in results {
+        assert!(matches!(r.get(), Err(Error::Encode(ref m)) if m.contains("refuses")));
+    }
+    assert!(matches!(
+        p.apply_async(takes_unencodable, (Unencodable,)),
+        Err(Error::Encode(_))
+    ));
+    assert_eq!(p.apply(sqr, (3,)).unwrap(), 9);
+}
+
+/// E15/F06: with `maxtasksperchild`, workers are recycled and every result is right.
+fn e15_worker_lifetime(method: StartMethod) {
+    let p = Pool::builder()
+        .processes(3)
+        .start_method(method)
+        .maxtasksperchild(10)
+        .build()
+        .unwrap();
+    let results: Vec<_> = (0..100)
+        .map(|i| p.apply_async(sqr, (i,)).unwrap())
+        .collect();
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.get().unwrap(), (i * i) as i64);
+    }
+    let pids: std::collections::HashSet<u32> = (0..60).map(|_| p.apply(pid, ()).unwrap()).collect();
+    assert!(pids.len() > 3, "workers were not recycled: {pids:?}");
+
+    let one = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .maxtasksperchild(3)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = (0..4).map(|_| one.apply(pid, ()).unwrap()).collect();
+    assert_eq!(pids[0], pids[1]);
+    assert_eq!(pids[1], pids[2]);
+    assert_ne!(pids[2], pids[3]);
+}
+
+/// E16: close and join right after submitting, with maxtasksperchild 1: all results arrive.
+fn e16_early_close(method: StartMethod) {
+    let p = Pool::builder()
+        .processes(3)
+        .start_method(method)
+        .maxtasksperchild(1)
+        .build()
+        .unwrap();
+    let results: Vec<_> = (0..6)
+        .map(|i| p.apply_async(sleep_ms, (50 + i,)).unwrap())
+        .collect();
+    p.close();
+    p.join().unwrap();
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.get_timeout(Duration::ZERO).unwrap(), 50 + i as u64);
+    }
+}
+
+/// E17: callbacks run in the parent, off the caller's thread, exactly once per task, before
+/// `ready()`; one that panics does not stop the others.
+fn e17_callbacks(method: StartMethod) {
+    let p = pool(method, 2);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let caller = std::thread::current().id();
+    let mut results = Vec::new();
+    for i in 0..100u64 {
+        let calls = Arc::clone(&calls);
+        results.push(
+            p.apply_async_with(
+                sleep_ms,
+                (i % 5,),
+                move |v| {
+                    assert_ne!(std::thread::current().id(), caller);
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    if v == 3 {
+                        panic!("a callback that panics");
+                    }
+                },
+                |e| panic!("unexpected {e}"),
+            )
+            .unwrap(),
+        );
+    }
+    for r in &results {
+        r.get().unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 100);
+}
+
+fn my_name() -> (String, bool) {
+    let me = current_process();
+    (me.name().to_string(), me.daemon())
+}
+
+/// E18: workers are named as in Python and are daemonic.
+fn e18_names(method: StartMethod) {
+    let p = pool(method, 2);
+    let (name, daemon) = p.apply(my_name, ()).unwrap();
+    let prefix = match method {
+        StartMethod::Fork => "ForkPoolWorker-",
+        StartMethod::Spawn => "SpawnPoolWorker-",
+        StartMethod::ForkServer => "ForkServerPoolWorker-",
+    };
+    assert!(name.starts_with(prefix), "{name}");
+    assert!(daemon);
+}
+
+fn die(q: multiprocess::Queue<u32>, how: u8) -> u8 {
+    q.put(std::process::id()).unwrap();
+    match how {
+        0 => {
+            // SAFETY: raising SIGKILL on ourselves is the point of the test.
+            unsafe { libc::raise(libc::SIGKILL) };
+            0
+        }
+        1 => std::process::exit(123),
+        _ => std::process::abort(),
+    }
+}
+
+/// F01: a worker killed by a signal, `exit` or `abort` fails exactly its task with WorkerLost
+/// naming the cause, within a second; the other tasks complete; the pool stays usable.
+fn f01_worker_lost(method: StartMethod) {
+    let p = pool(method, 2);
+    for (how, code) in [(0u8, -libc::SIGKILL), (1, 123), (2, -libc::SIGABRT)] {
+        let others: Vec<_> = (0..10).map(|i| p.apply_async(sqr, (i,)).unwrap()).collect();
+        let q = multiprocess::Queue::<u32>::new().unwrap();
+        let dead = p.apply_async(die, (q.clone(), how)).unwrap();
+        q.get_timeout(DEADLINE).unwrap(); // the task runs: its worker dies right after this
+        let t = Instant::now();
+        match dead.get_timeout(DEADLINE) {
+            Err(Error::WorkerLost { exitcode }) => assert_eq!(exitcode, code),
+            other => panic!("expected WorkerLost, got {other:?}"),
+        }
+        // SPEC: within a second of the death (typically a few ms; slack for a loaded CI).
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "case {how}: {:?}",
+            t.elapsed()
+        );
+        for (i, r) in others.into_iter().enumerate() {
+            assert_eq!(r.get_timeout(DEADLINE).unwrap(), (i * i) as i64);
+        }
+    }
+    assert_eq!(
+        p.map(sqr, 0..20).unwrap(),
+        (0..20).map(sqr).collect::<Vec<_>>()
+    );
+    p.close();
+    p.join().unwrap();
+}
+
+/// F01 (external kill) and the seeds' pattern of a queue handed to a pool task: the task
+/// reports its worker's pid through the queue, and that worker is SIGKILLed from outside.
+fn f01_external_kill(method: StartMethod) {
+    let p = pool(method, 2);
+    let q = multiprocess::Queue::<u32>::new().unwrap();
+    let busy = p.apply_async(pid_then_sleep, (q.clone(), 60_000)).unwrap();
+    let victim = q.get_timeout(DEADLINE).unwrap();
+    // SAFETY: killing the pool worker that runs our task.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let t = Instant::now();
+    assert!(matches!(
+        busy.get_timeout(DEADLINE),
+        Err(Error::WorkerLost { exitcode }) if exitcode == -libc::SIGKILL
+    ));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(p.apply(sqr, (4,)).unwrap(), 16);
+}
+
+fn pid_then_sleep(q: multiprocess::Queue<u32>, ms: u64) -> u64 {
+    q.put(std::process::id()).unwrap();
+    sleep_ms(ms)
+}
+
+/// F07: a task past its time limit fails with Timeout; its worker is replaced; others finish.
+fn f07_task_timeout(method: StartMethod) {
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let slow = p.apply_async(sleep_ms, (10_000,)).unwrap();
+    let fast: Vec<_> = (0..10).map(|i| p.apply_async(sqr, (i,)).unwrap()).collect();
+    assert!(matches!(slow.get_timeout(DEADLINE), Err(Error::Timeout)));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    for (i, r) in fast.into_iter().enumerate() {
+        assert_eq!(r.get_timeout(DEADLINE).unwrap(), (i * i) as i64);
+    }
+    let p2 = pool(method, 1);
+    let r = p2
+        .apply_async_timeout(sleep_ms, (10_000,), Duration::from_millis(200))
+        .unwrap();
+    assert!(matches!(r.get_timeout(DEADLINE), Err(Error::Timeout)));
+    assert_eq!(p2.apply(sqr, (2,)).unwrap(), 4);
+}
+
+fn hog(mb: usize) -> (u32, usize) {
+    let v = vec![1u8; mb << 20];
+    std::mem::forget(v); // keep it: the worker's memory stays high after the task
+    (std::process::id(), mb)
+}
+
+/// F08: a worker over its memory ceiling is replaced after the task; the result arrives.
+fn f08_memory_ceiling(method: StartMethod) {
+    let p = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .max_memory_per_worker(100 << 20)
+        .build()
+        .unwrap();
+    let (first, mb) = p.apply(hog, (200,)).unwrap();
+    assert_eq!(mb, 200);
+    let (second, _) = p.apply(hog, (1,)).unwrap();
+    assert_ne!(
+        first, second,
+        "the worker over the ceiling was not replaced"
+    );
+}
+
+/// F11: a worker killed while idle is replaced; a new task completes.
+fn f11_idle_worker_killed(method: StartMethod) {
+    let p = pool(method, 1);
+    let worker = p.apply(pid, ()).unwrap();
+    // SAFETY: killing our own idle pool worker.
+    unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    assert_eq!(p.apply(sqr, (6,)).unwrap(), 36);
+}
+
+/// E05: `imap_unordered` gives every result, in any order.
+fn e05_imap_unordered(method: StartMethod) {
+    let p = pool(method, 2);
+    let mut got: Vec<i64> = p
+        .imap_unordered(sqr, 0..10, 1)
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..10).map(sqr).collect::<Vec<_>>());
+    let mut got: Vec<i64> = p
+        .imap_unordered(sqr, 0..1000, 100)
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..1000).map(sqr).collect::<Vec<_>>());
+}
+
+/// SPEC §2 "Many at once": 10,000 outstanding `apply_async` on a pool of 2 all complete.
+fn many_outstanding(method: StartMethod) {
+    let p = pool(method, 2);
+    let results: Vec<_> = (0..10_000)
+        .map(|i| p.apply_async(sqr, (i,)).unwrap())
+        .collect();
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.get_timeout(DEADLINE).unwrap(), (i * i) as i64);
+    }
+}
+
+fn nested(method: StartMethod) -> (i64, i32) {
+    let inner = pool(method, 2);
+    let sum: i64 = inner.map(sqr, 0..5).unwrap().into_iter().sum();
+    let child = multiprocess::Process::new(|| {}, ())
+        .start_method(method)
+        .start()
+        .unwrap();
+    (sum, child.join().unwrap())
+}
+
+/// SPEC §2 "Nesting works": a task starts a process and a pool of its own.
+fn nesting(method: StartMethod) {
+    let p = pool(method, 1);
+    assert_eq!(p.apply(nested, (method,)).unwrap(), (30, 0));
+}
+
+fn victim_pid(q: multiprocess::Queue<u32>, x: i64) -> i64 {
+    if x % 1000 == 500 {
+        q.put(std::process::id()).unwrap();
+    }
+    x * 2
+}
+
+/// Issue 4: workers SIGKILLed at random during a 10,000-task map: every task that was not
+/// running on a killed worker gets its right result, the others fail with WorkerLost, and
+/// nothing hangs.
+fn random_kills_during_map(method: StartMethod) {
+    let p = pool(method, 2);
+    let q = multiprocess::Queue::<u32>::new().unwrap();
+    let results: Vec<_> = (0..10_000i64)
+        .map(|x| p.apply_async(victim_pid, (q.clone(), x)).unwrap())
+        .collect();
+    let killer = std::thread::spawn(move || {
+        for _ in 0..3 {
+            if let Ok(pid) = q.get_timeout(DEADLINE) {
+                // SAFETY: killing a pool worker of this test.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    });
+    let mut lost = 0;
+    for (x, r) in results.into_iter().enumerate() {
+        match r.get_timeout(DEADLINE) {
+            Ok(v) => assert_eq!(v, x as i64 * 2),
+            Err(Error::WorkerLost { exitcode }) => {
+                assert_eq!(exitcode, -libc::SIGKILL);
+                lost += 1;
+            }
+            Err(e) => panic!("task {x}: {e}"),
+        }
+    }
+    killer.join().unwrap();
+    assert!(lost <= 3, "{lost} tasks lost for 3 kills");
+}
+
+per_method!(
+    e05_imap_unordered,
+    many_outstanding,
+    nesting,
+    random_kills_during_map,
+    e01_apply_map_starmap,
+    e02_callbacks,
+    e03_async_timeout,
+    e04_imap,
+    e07_make_pool,
+    e08_empty,
+    e09_terminate,
+    e12_no_failfast,
+    e13_unencodable,
+    e15_worker_lifetime,
+    e16_early_close,
+    e17_callbacks,
+    e18_names,
+    f01_worker_lost,
+    f01_external_kill,
+    f07_task_timeout,
+    f08_memory_ceiling,
+    f11_idle_worker_killed,
+);
