@@ -5,6 +5,7 @@
 //! also Python's figure and the ratio (always as the speedup over Python: above 1 is faster).
 
 mod ipc;
+mod pool;
 mod process_start;
 mod python;
 mod report;
@@ -42,6 +43,24 @@ enum Case {
     QueueMpmc(Throughput),
     /// Small messages one way through a pipe.
     Pipe(Throughput),
+    /// Pool(2).imap over a trivial task, chunksize 1: µs per task.
+    PoolImap(PoolTasks),
+    /// Pool(2): apply_async of a trivial task, then get each: µs per task.
+    PoolApplyAsync(PoolTasks),
+}
+
+/// Options of the pool cases.
+#[derive(clap::Args)]
+struct PoolTasks {
+    /// Also run Python's baseline and print the ratio.
+    #[arg(long)]
+    vs_python: bool,
+    /// Tasks per run.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: u64,
+    /// Runs; the median run is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: u32,
 }
 
 /// Options of the throughput cases.
@@ -76,6 +95,8 @@ fn main() -> std::process::ExitCode {
         Case::Queue(t) => ipc::run(ipc::Kind::Queue, t.items, t.runs, t.vs_python),
         Case::QueueMpmc(t) => ipc::run(ipc::Kind::QueueMpmc, t.items, t.runs, t.vs_python),
         Case::Pipe(t) => ipc::run(ipc::Kind::Pipe, t.items, t.runs, t.vs_python),
+        Case::PoolImap(t) => pool::run(pool::Kind::Imap, t.tasks, t.runs, t.vs_python),
+        Case::PoolApplyAsync(t) => pool::run(pool::Kind::ApplyAsync, t.tasks, t.runs, t.vs_python),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

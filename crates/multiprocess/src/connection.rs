@@ -406,6 +406,11 @@ impl Connection {
         if inbox.len() > 0 {
             return Ok(true);
         }
+        if timeout.is_zero() {
+            // Only look: no spinning, no sleeping.
+            let closed = matches!(self.peek_socket()?, SockState::Closed);
+            return Ok(inbox.len() > 0 || closed);
+        }
         let deadline = sys::deadline_after(timeout);
         loop {
             // `wait_readable` says true at the deadline too: tell the cases apart.
@@ -447,12 +452,13 @@ pub trait Waitable {
     /// The descriptor to sleep on.
     #[doc(hidden)]
     fn wait_fd(&self) -> BorrowedFd<'_>;
-    /// Starts a wait; true if the object is ready already.
+    /// Starts a wait; true if the object is ready already (checked without system calls).
     #[doc(hidden)]
     fn begin_wait(&self) -> bool;
-    /// Whether the object is ready now (after a wake-up).
+    /// Whether the object is ready now, after a sleep in which its descriptor did (or did not)
+    /// become readable.
     #[doc(hidden)]
-    fn ready(&self) -> bool;
+    fn ready(&self, fd_readable: bool) -> bool;
     /// Ends a wait started by `begin_wait`.
     #[doc(hidden)]
     fn end_wait(&self) {}
@@ -467,19 +473,19 @@ impl Waitable for Connection {
             None => false,
             Some(inbox) => {
                 inbox.arm_doorbell();
-                self.ready()
+                inbox.len() > 0
             }
         }
     }
-    fn ready(&self) -> bool {
-        match &self.inbox {
-            None => false,
-            Some(inbox) => {
-                inbox.len() > 0
-                    || matches!(self.peek_socket(), Ok(SockState::Closed) | Err(_))
-                    || inbox.len() > 0
-            }
+    fn ready(&self, fd_readable: bool) -> bool {
+        let Some(inbox) = &self.inbox else {
+            return false;
+        };
+        if inbox.len() > 0 {
+            return true;
         }
+        // The socket only speaks for doorbells (drained here) and EOF.
+        fd_readable && matches!(self.peek_socket(), Ok(SockState::Closed) | Err(_))
     }
     fn end_wait(&self) {
         if let Some(inbox) = &self.inbox {
@@ -493,10 +499,10 @@ impl Waitable for crate::ProcessHandle {
         self.sentinel()
     }
     fn begin_wait(&self) -> bool {
-        self.ready()
+        false // the sentinel, polled at once, tells
     }
-    fn ready(&self) -> bool {
-        !self.is_alive()
+    fn ready(&self, fd_readable: bool) -> bool {
+        fd_readable && !self.is_alive()
     }
 }
 
@@ -507,8 +513,8 @@ impl<T: Waitable + ?Sized> Waitable for &T {
     fn begin_wait(&self) -> bool {
         (**self).begin_wait()
     }
-    fn ready(&self) -> bool {
-        (**self).ready()
+    fn ready(&self, fd_readable: bool) -> bool {
+        (**self).ready(fd_readable)
     }
     fn end_wait(&self) {
         (**self).end_wait()
@@ -537,8 +543,10 @@ pub fn wait<T: Waitable>(objects: &[T], timeout: Option<Duration>) -> Result<Vec
     }
     let fds: Vec<BorrowedFd<'_>> = objects.iter().map(Waitable::wait_fd).collect();
     let result = (|| {
+        let mut first = true;
         while ready.is_empty() {
             let left = match deadline {
+                _ if first => Duration::ZERO, // a process already gone shows at once
                 None => MAX_SLEEP,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
@@ -548,8 +556,11 @@ pub fn wait<T: Waitable>(objects: &[T], timeout: Option<Duration>) -> Result<Vec
                     left.min(MAX_SLEEP)
                 }
             };
-            sys::poll_readable(&fds, Some(left))?;
-            ready = (0..objects.len()).filter(|&i| objects[i].ready()).collect();
+            first = false;
+            let readable = sys::poll_readable(&fds, Some(left))?;
+            ready = (0..objects.len())
+                .filter(|&i| objects[i].ready(readable[i]))
+                .collect();
         }
         Ok(())
     })();
