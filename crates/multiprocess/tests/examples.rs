@@ -126,3 +126,61 @@ fn lifo_priority() {
     assert_eq!(lines[1], "LifoQueue (后进先出):  消息3 消息2 消息1");
     assert_eq!(lines[2], "PriorityQueue (优先级): 1:吃饭 2:睡觉 3:写代码");
 }
+
+#[test]
+fn pool_apply_async() {
+    let out = run_example("pool_apply_async", &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("父进程 ("));
+    for i in 0..10 {
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.ends_with(&format!("执行的任务是 ({i})")))
+                .count(),
+            1,
+            "{out}"
+        );
+    }
+    assert_eq!(lines.last(), Some(&"所有子进程结束....."));
+}
+
+#[test]
+fn pool_callback_file() {
+    let file = std::env::temp_dir().join(format!("mp-callback-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    run_example("pool_callback_file", &[file.to_str().unwrap()]);
+    let mut got: Vec<u32> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let _ = std::fs::remove_file(&file);
+    got.sort_unstable();
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn pool_queue_copy() {
+    let base = std::env::temp_dir().join(format!("mp-copy-{}", std::process::id()));
+    let src = base.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            src.join(format!("f{i}.txt")),
+            format!("file {i}").repeat(i + 1),
+        )
+        .unwrap();
+    }
+    let out = run_example("pool_queue_copy", &[src.to_str().unwrap()]);
+    assert!(out.contains("100.00%"), "{out}");
+    assert!(out.contains("已完成拷贝: 20 个文件"), "{out}");
+    let dst = base.join("src[复件]");
+    for i in 0..20 {
+        assert_eq!(
+            std::fs::read(dst.join(format!("f{i}.txt"))).unwrap(),
+            std::fs::read(src.join(format!("f{i}.txt"))).unwrap()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
