@@ -560,6 +560,15 @@ impl Drop for Pool {
     }
 }
 
+/// How many chunks an `imap` keeps in flight: enough to keep every worker busy while results
+/// travel back, bounded so that an endless input is read lazily.
+fn imap_window(pool: &Pool) -> usize {
+    pool.inner.processes * IMAP_CHUNKS_PER_WORKER
+}
+
+/// See [`imap_window`].
+const IMAP_CHUNKS_PER_WORKER: usize = 64;
+
 /// Submits the next chunk of an [`IMap`], or says the input is exhausted.
 type Submitter<'p, R> = Box<dyn FnMut(&Pool) -> Option<Result<AsyncResult<Vec<R>>>> + 'p>;
 
@@ -575,7 +584,7 @@ pub struct IMap<'p, R> {
 impl<R: DeserializeOwned> IMap<'_, R> {
     /// How many chunks may be in flight at once.
     fn window(&self) -> usize {
-        self.pool.inner.processes * (supervisor::PREFETCH + 1)
+        imap_window(self.pool)
     }
 
     fn fill(&mut self) -> Result<()> {
@@ -650,7 +659,7 @@ impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
             if let Some(r) = self.ready.pop_front() {
                 return Some(Ok(r));
             }
-            let window = self.pool.inner.processes * (supervisor::PREFETCH + 1);
+            let window = imap_window(self.pool);
             while !self.exhausted && self.in_flight.len() < window {
                 match (self.submit)(self.pool) {
                     Some(Ok((index, r))) => {
