@@ -591,7 +591,111 @@ fn random_kills_during_map(method: StartMethod) {
     assert!(lost <= 3, "{lost} tasks lost for 3 kills");
 }
 
+fn to_int(s: String) -> i64 {
+    s.parse().expect("not a number")
+}
+
+/// E02 (map_async): exactly one callback with every result; then exactly one error callback.
+fn e02_map_async_callbacks(method: StartMethod) {
+    let p = pool(method, 2);
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    for input in [vec!["1".to_string()], vec!["a".to_string()]] {
+        let (g1, g2) = (Arc::clone(&got), Arc::clone(&got));
+        let r = p
+            .map_async_with(
+                to_int,
+                input,
+                1,
+                move |v| g1.lock().unwrap().push(format!("ok {v:?}")),
+                move |e| g2.lock().unwrap().push(format!("err {e}")),
+            )
+            .unwrap();
+        let _ = r.get();
+        assert!(r.ready());
+    }
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], "ok [1]");
+    assert!(
+        got[1].starts_with("err ") && got[1].contains("not a number"),
+        "{got:?}"
+    );
+}
+
+/// E10: leaving the scope (drop) terminates the pool and reaps its workers.
+fn e10_drop_terminates(method: StartMethod) {
+    let worker = {
+        let p = pool(method, 2);
+        let r = p.map_async(sqr, 0..10, 1).unwrap();
+        assert_eq!(r.get().unwrap(), (0..10).map(sqr).collect::<Vec<_>>());
+        p.apply(pid, ()).unwrap()
+    };
+    assert!(
+        common::wait_gone(worker, DEADLINE),
+        "a worker outlived its pool"
+    );
+}
+
+/// Encodes fine, never decodes.
+#[derive(Debug, serde::Serialize)]
+struct Undecodable(u8);
+
+impl<'de> serde::Deserialize<'de> for Undecodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refuses to be decoded"))
+    }
+}
+
+fn takes_undecodable(_: Undecodable) -> u8 {
+    0
+}
+
+fn returns_undecodable() -> Undecodable {
+    Undecodable(1)
+}
+
+/// F03/F10: arguments that fail to decode in the worker, and results that fail to decode in
+/// the parent, are errors for their task only; the pool goes on.
+fn f03_decode_failures(method: StartMethod) {
+    let p = pool(method, 2);
+    let r = p.apply_async(takes_undecodable, (Undecodable(1),)).unwrap();
+    assert!(matches!(r.get_timeout(DEADLINE), Err(Error::Decode(ref m)) if m.contains("refuses")));
+    let r = p.apply_async(returns_undecodable, ()).unwrap();
+    assert!(matches!(r.get_timeout(DEADLINE), Err(Error::Decode(ref m)) if m.contains("refuses")));
+    assert_eq!(p.apply(sqr, (9,)).unwrap(), 81);
+}
+
+fn crash_on(data: String) -> usize {
+    if data.len() > 1000 {
+        // SAFETY: the point of the test.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    data.len()
+}
+
+/// F04: large payloads to workers that crash: clean WorkerLost errors, no deadlock.
+fn f04_crash_with_big_data(method: StartMethod) {
+    let p = pool(method, 2);
+    let big = "a".repeat(4 << 20);
+    let results: Vec<_> = (0..10)
+        .map(|_| p.apply_async(crash_on, (big.clone(),)).unwrap())
+        .collect();
+    for r in results {
+        assert!(matches!(
+            r.get_timeout(DEADLINE),
+            Err(Error::WorkerLost { exitcode }) if exitcode == -libc::SIGKILL
+        ));
+    }
+    assert_eq!(p.apply(crash_on, ("ok".to_string(),)).unwrap(), 2);
+    p.close();
+    p.join().unwrap();
+}
+
 per_method!(
+    e02_map_async_callbacks,
+    e10_drop_terminates,
+    f03_decode_failures,
+    f04_crash_with_big_data,
     e05_imap_unordered,
     many_outstanding,
     nesting,

@@ -212,6 +212,13 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// What `map_async_with` collects until its last chunk is done.
+struct Gather<C, E> {
+    outcomes: Vec<Option<Outcome>>,
+    left: usize,
+    callbacks: Option<(C, E)>,
+}
+
 /// The results of [`Pool::map_async`]: one per input, in order.
 pub struct MapResult<R> {
     chunks: Vec<AsyncResult<Vec<R>>>,
@@ -414,6 +421,85 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         self.starmap_async(f, items, 1)?.get()
+    }
+
+    /// As [`map_async`](Self::map_async), with Python's `callback` (called once with every
+    /// result, in order) and `error_callback` (called once with the first error), in the
+    /// parent, before the [`MapResult`] is ready. For an empty input the callback runs at once.
+    pub fn map_async_with<F, A, I, C, E>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+        callback: C,
+        error_callback: E,
+    ) -> Result<MapResult<F::Output>>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+        F::Output: Serialize + DeserializeOwned,
+        C: FnOnce(Vec<F::Output>) + Send + 'static,
+        E: FnOnce(Error) + Send + 'static,
+    {
+        let _ = f;
+        let chunksize = chunksize.max(1);
+        let mut items = items.into_iter().map(|a| (a,)).peekable();
+        let mut chunks: Vec<Vec<(A,)>> = Vec::new();
+        while items.peek().is_some() {
+            chunks.push(items.by_ref().take(chunksize).collect());
+        }
+        if chunks.is_empty() {
+            callback(Vec::new());
+            return Ok(MapResult { chunks: Vec::new() });
+        }
+        let gather = Arc::new(Mutex::new(Gather::<C, E> {
+            outcomes: (0..chunks.len()).map(|_| None).collect(),
+            left: chunks.len(),
+            callbacks: Some((callback, error_callback)),
+        }));
+        let mut results = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let gather = Arc::clone(&gather);
+            let finisher: Finisher = Box::new(move |outcome: &Outcome| {
+                let done = {
+                    let mut g = gather.lock().unwrap_or_else(|e| e.into_inner());
+                    g.outcomes[i] = Some(
+                        outcome
+                            .as_ref()
+                            .map(Vec::clone)
+                            .map_err(Error::clone_for_caller),
+                    );
+                    g.left -= 1;
+                    if g.left == 0 {
+                        g.callbacks
+                            .take()
+                            .map(|cb| (cb, std::mem::take(&mut g.outcomes)))
+                    } else {
+                        None
+                    }
+                };
+                if let Some(((callback, error_callback), outcomes)) = done {
+                    let all: Result<Vec<F::Output>> =
+                        outcomes.into_iter().try_fold(Vec::new(), |mut all, o| {
+                            let bytes =
+                                o.unwrap_or_else(|| Err(Error::InvalidState("lost".into())))?;
+                            all.extend(codec::decode::<Vec<F::Output>>(&bytes)?);
+                            Ok(all)
+                        });
+                    match all {
+                        Ok(all) => callback(all),
+                        Err(e) => error_callback(e),
+                    }
+                }
+            });
+            results.push(AsyncResult::new(self.submit::<F, (A,)>(
+                chunk,
+                None,
+                Some(finisher),
+            )?));
+        }
+        Ok(MapResult { chunks: results })
     }
 
     /// As [`map_async`](Self::map_async) over tuples of arguments.
