@@ -464,12 +464,10 @@ impl Pool {
             let finisher: Finisher = Box::new(move |outcome: &Outcome| {
                 let done = {
                     let mut g = gather.lock().unwrap_or_else(|e| e.into_inner());
-                    g.outcomes[i] = Some(
-                        outcome
-                            .as_ref()
-                            .map(Vec::clone)
-                            .map_err(Error::clone_for_caller),
-                    );
+                    g.outcomes[i] = Some(match outcome {
+                        Ok(bytes) => Ok(bytes.clone()),
+                        Err(e) => Err(e.clone_for_caller()),
+                    });
                     g.left -= 1;
                     if g.left == 0 {
                         g.callbacks
