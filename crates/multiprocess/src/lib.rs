@@ -42,9 +42,18 @@
 //!   [`Context`], or process-wide with [`set_start_method`].
 //! - [`Queue`], [`LifoQueue`], [`PriorityQueue`], [`JoinableQueue`], [`SimpleQueue`]: queues in
 //!   shared memory, exact `qsize`, safe when a process is killed at any instant.
-//! - [`pipe`] / [`Connection`] / [`wait`]: message pipes between processes.
+//! - [`pipe`] / [`Connection`] / [`wait`]: message pipes between processes; a message may carry
+//!   handles (a queue, a connection) to a process that is already running.
+//! - [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
+//!   [`Barrier`], [`Value`], [`Array`]: synchronisation and shared data; a lock held by a dead
+//!   process is recovered.
+//! - [`Pool`]: `apply`, `apply_async` (with callbacks), `map`, `imap`, `imap_unordered`,
+//!   `starmap`, `close`, `join`, `terminate`; a worker that dies fails only its own task with
+//!   [`Error::WorkerLost`] and is replaced; task time limits, `maxtasksperchild`, a memory
+//!   ceiling.
 //!
-//! Queues and connections are passed to a child as arguments, under every start method.
+//! Queues, connections, locks and shared values are passed to a child as arguments, under every
+//! start method.
 //!
 //! ## Set-up: one line
 //!
