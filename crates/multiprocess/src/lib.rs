@@ -94,7 +94,9 @@ pub use context::{
     set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
 };
 pub use error::{signal_name, Error, Result};
-pub use pool::{AsyncResult, IMap, IMapUnordered, MapResult, Pool, PoolBuilder};
+pub use pool::{
+    soft_time_limit_exceeded, AsyncResult, IMap, IMapUnordered, MapResult, Pool, PoolBuilder,
+};
 pub use process::{
     active_children, current_process, parent_pid, parent_process, spawn, JoinHandle, ParentProcess,
     Process, ProcessHandle, ProcessInfo, Run, Target,

@@ -691,7 +691,79 @@ fn f04_crash_with_big_data(method: StartMethod) {
     p.join().unwrap();
 }
 
+fn until_soft_limit() -> (bool, u64) {
+    let t = Instant::now();
+    while !multiprocess::soft_time_limit_exceeded() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5)); // a task at work, polling its limit
+    }
+    (
+        multiprocess::soft_time_limit_exceeded(),
+        t.elapsed().as_millis() as u64,
+    )
+}
+
+/// F07 (soft limit): the task sees the soft limit at about the set time and returns a value;
+/// the worker is not killed, and the next task starts with the flag down.
+fn f07_soft_limit(method: StartMethod) {
+    let p = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .soft_task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let first_pid = p.apply(pid, ()).unwrap();
+    let (seen, ms) = p.apply(until_soft_limit, ()).unwrap();
+    assert!(seen, "the task never saw its soft limit");
+    assert!((250..2000).contains(&ms), "seen after {ms} ms");
+    assert_eq!(
+        p.apply(pid, ()).unwrap(),
+        first_pid,
+        "the worker was replaced"
+    );
+    assert!(!p.apply(multiprocess::soft_time_limit_exceeded, ()).unwrap());
+}
+
+/// F09: idle workers exit cleanly after the idle timeout; the next task starts new ones.
+fn f09_idle_timeout(method: StartMethod) {
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .idle_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let first = p.apply(pid, ()).unwrap();
+    assert!(
+        common::wait_gone(first, DEADLINE),
+        "an idle worker did not exit"
+    );
+    let second = p.apply(pid, ()).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        p.map(sqr, 0..10).unwrap(),
+        (0..10).map(sqr).collect::<Vec<_>>()
+    );
+}
+
+/// E06 (Rust form): an input iterator that panics (Rust's way for an iterator to fail) panics
+/// in the caller, after the results before it; the pool stays usable.
+fn e06_input_iterator_panics(method: StartMethod) {
+    let p = pool(method, 2);
+    let items = (0..10i64).inspect(|&i| assert!(i != 3, "input fails at 3"));
+    let mut got = Vec::new();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for r in p.imap(sqr, items, 1) {
+            got.push(r.unwrap());
+        }
+    }));
+    assert!(caught.is_err(), "the input's panic reached the caller");
+    assert!(got.len() <= 3, "{got:?}");
+    assert_eq!(p.map(sqr, 0..5).unwrap(), vec![0, 1, 4, 9, 16]);
+}
+
 per_method!(
+    e06_input_iterator_panics,
+    f07_soft_limit,
+    f09_idle_timeout,
     e02_map_async_callbacks,
     e10_drop_terminates,
     f03_decode_failures,

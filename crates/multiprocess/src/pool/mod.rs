@@ -40,6 +40,7 @@ use serde::Serialize;
 
 pub use result::AsyncResult;
 use result::{Finisher, Outcome, Slot};
+pub use worker::soft_time_limit_exceeded;
 
 use crate::codec;
 use crate::connection::{pipe_simplex, Connection};
@@ -66,6 +67,8 @@ pub(crate) struct Inner {
     processes: usize,
     start_method: StartMethod,
     task_timeout: Option<Duration>,
+    soft_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
     worker: worker::WorkerConfig,
 }
 
@@ -112,6 +115,8 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     start_method: Option<StartMethod>,
     task_timeout: Option<Duration>,
+    soft_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
     worker: worker::WorkerConfig,
 }
 
@@ -154,6 +159,22 @@ impl PoolBuilder {
         self
     }
 
+    /// Tells a task that has run this long (SIGUSR1 to its worker) that it should wrap up:
+    /// the task sees [`soft_time_limit_exceeded`] turn true and may return a value early
+    /// (billiard's soft time limit). Combine with [`task_timeout`](Self::task_timeout) for a
+    /// hard limit after it.
+    pub fn soft_task_timeout(mut self, limit: Duration) -> Self {
+        self.soft_timeout = Some(limit);
+        self
+    }
+
+    /// Lets workers that have been idle this long exit (cleanly, not counted as crashes); the
+    /// next task starts new ones (loky's reusable executor timeout).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self
+    }
+
     /// Replaces a worker after a task that left it using more than `bytes` of memory (the
     /// task's result is still delivered).
     pub fn max_memory_per_worker(mut self, bytes: u64) -> Self {
@@ -184,6 +205,8 @@ impl PoolBuilder {
             processes,
             start_method: self.start_method.unwrap_or_else(get_start_method),
             task_timeout: self.task_timeout,
+            soft_timeout: self.soft_timeout,
+            idle_timeout: self.idle_timeout,
             worker: self.worker,
         });
         let for_thread = Arc::clone(&inner);

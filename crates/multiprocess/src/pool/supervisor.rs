@@ -37,6 +37,12 @@ struct Worker {
     in_flight: VecDeque<InFlight>,
     /// The supervisor killed it because its task ran past the time limit.
     timed_out: bool,
+    /// The task it was told (with SIGUSR1) has passed the soft time limit.
+    soft_signalled: Option<u64>,
+    /// Since when it has had nothing to do.
+    idle_since: Instant,
+    /// It was asked to exit (idle timeout): it gets no more tasks.
+    stopping: bool,
 }
 
 impl Worker {
@@ -53,6 +59,9 @@ impl Worker {
             conn: mine,
             in_flight: VecDeque::new(),
             timed_out: false,
+            soft_signalled: None,
+            idle_since: Instant::now(),
+            stopping: false,
         })
     }
 
@@ -71,6 +80,7 @@ impl Worker {
         match self.conn.send(&message) {
             Ok(()) => {
                 let started = self.in_flight.is_empty().then(Instant::now);
+                self.idle_since = Instant::now();
                 self.in_flight.push_back(InFlight { task, started });
                 Ok(())
             }
@@ -82,6 +92,33 @@ impl Worker {
     fn deadline(&self) -> Option<Instant> {
         let head = self.in_flight.front()?;
         Some(head.started? + head.task.timeout?)
+    }
+
+    /// When the task it runs now passes the soft limit (if not told so already).
+    fn soft_deadline(&self, soft: Option<Duration>) -> Option<Instant> {
+        let head = self.in_flight.front()?;
+        if self.soft_signalled == Some(head.task.id) {
+            return None;
+        }
+        Some(head.started? + soft?)
+    }
+
+    /// Tells the task it runs now that its soft time limit has passed: SIGUSR1, carrying the
+    /// task's id so that a worker that has moved on to another task ignores it.
+    fn signal_soft_limit(&mut self) {
+        if let Some(head) = self.in_flight.front() {
+            self.soft_signalled = Some(head.task.id);
+            let value = libc::sigval {
+                sival_ptr: head.task.id as usize as *mut libc::c_void,
+            };
+            // SAFETY: sigqueue only sends a signal with a value; the worker handles SIGUSR1.
+            unsafe { libc::sigqueue(self.process.pid() as libc::pid_t, libc::SIGUSR1, value) };
+        }
+    }
+
+    /// When its idle timeout ends, if it is idle.
+    fn idle_deadline(&self, idle: Option<Duration>) -> Option<Instant> {
+        (self.in_flight.is_empty() && !self.stopping).then_some(self.idle_since + idle?)
     }
 
     /// Takes every answer that has arrived.
@@ -98,6 +135,9 @@ impl Worker {
             };
             if let Some(next) = self.in_flight.front_mut() {
                 next.started.get_or_insert_with(Instant::now);
+            }
+            if self.in_flight.is_empty() {
+                self.idle_since = Instant::now();
             }
             done.task.slot.set(outcome_of(answer.report));
         }
@@ -130,8 +170,15 @@ pub(crate) fn run(inner: Arc<Inner>) {
             stop(&mut workers);
             return;
         }
-        // Keep the pool at full strength while there is (or may be) work.
-        while workers.len() < inner.processes {
+        // Keep the pool at full strength while there is (or may be) work; with an idle
+        // timeout, start workers only for work that is waiting.
+        let active = workers.iter().filter(|w| !w.stopping).count();
+        let wanted = if inner.idle_timeout.is_some() && queue.is_empty() {
+            active
+        } else {
+            inner.processes
+        };
+        for _ in active..wanted {
             match Worker::start(&inner) {
                 Ok(w) => workers.push(w),
                 Err(err) => {
@@ -143,7 +190,17 @@ pub(crate) fn run(inner: Arc<Inner>) {
         dispatch(&mut workers, &mut queue);
 
         let now = Instant::now();
-        let next_deadline = workers.iter().filter_map(Worker::deadline).min();
+        let next_deadline = workers
+            .iter()
+            .flat_map(|w| {
+                [
+                    w.deadline(),
+                    w.soft_deadline(inner.soft_timeout),
+                    w.idle_deadline(inner.idle_timeout),
+                ]
+            })
+            .flatten()
+            .min();
         let timeout = next_deadline
             .map(|d| d.saturating_duration_since(now))
             .unwrap_or(MAX_SLEEP)
@@ -167,6 +224,18 @@ pub(crate) fn run(inner: Arc<Inner>) {
             if w.deadline().is_some_and(|d| d <= now) && !w.timed_out {
                 w.timed_out = true;
                 let _ = w.process.kill();
+            }
+            if w.soft_deadline(inner.soft_timeout)
+                .is_some_and(|d| d <= now)
+            {
+                w.signal_soft_limit();
+            }
+            if queue.is_empty()
+                && w.idle_deadline(inner.idle_timeout)
+                    .is_some_and(|d| d <= now)
+            {
+                w.stopping = true;
+                let _ = w.conn.send(&ToWorker::Stop);
             }
             if let Some(code) = w.process.exitcode() {
                 w.collect(); // answers sent just before it exited
@@ -202,7 +271,7 @@ fn dispatch(workers: &mut [Worker], queue: &mut VecDeque<Pending>) {
     while let Some(task) = queue.pop_front() {
         let Some(w) = workers
             .iter_mut()
-            .filter(|w| w.in_flight.len() < PREFETCH && !w.timed_out)
+            .filter(|w| w.in_flight.len() < PREFETCH && !w.timed_out && !w.stopping)
             .min_by_key(|w| w.in_flight.len())
         else {
             queue.push_front(task);

@@ -7,6 +7,7 @@
 //! gives them to another worker).
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -88,8 +89,47 @@ fn resident_bytes() -> u64 {
     pages * page
 }
 
+/// The id of the task this worker runs now (0: none).
+static RUNNING: AtomicU64 = AtomicU64::new(0);
+
+/// Set when the pool says the running task has passed its soft time limit.
+static SOFT_LIMIT: AtomicBool = AtomicBool::new(false);
+
+/// Whether the pool task running in this process has passed its soft time limit
+/// ([`PoolBuilder::soft_task_timeout`](super::PoolBuilder::soft_task_timeout)): a long task
+/// polls it to stop early and return what it has. Always false outside a pool worker.
+///
+/// ```
+/// assert!(!multiprocess::soft_time_limit_exceeded());
+/// ```
+pub fn soft_time_limit_exceeded() -> bool {
+    SOFT_LIMIT.load(Ordering::Acquire)
+}
+
+/// SIGUSR1 handler: the value names the task the limit is for. Only atomics: async-signal-safe.
+extern "C" fn on_soft_limit(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let task = unsafe { (*info).si_value().sival_ptr } as usize as u64;
+    if task != 0 && task == RUNNING.load(Ordering::Acquire) {
+        SOFT_LIMIT.store(true, Ordering::Release);
+    }
+}
+
+fn install_soft_limit_handler() {
+    // SAFETY: a zeroed sigaction with our handler and SA_SIGINFO is a valid argument; the
+    // handler only touches atomics.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_soft_limit as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
+    }
+}
+
 /// The worker process's target.
 pub(crate) fn worker_main(conn: Connection, config: WorkerConfig) {
+    install_soft_limit_handler();
     if let Some((entry, args)) = &config.initializer {
         // SAFETY: the offset came from the pool, in a process running this very binary.
         let entry = unsafe { target::entry_from_offset(*entry) };
@@ -107,8 +147,12 @@ pub(crate) fn worker_main(conn: Connection, config: WorkerConfig) {
     while let Ok(ToWorker::Run(task)) = conn.recv::<ToWorker>() {
         // SAFETY: the offset came from the pool, in a process running this very binary.
         let entry = unsafe { target::entry_from_offset(task.entry) };
-        let report = bootstrap::call_entry(entry, &task.args, task.handles.0)
-            .unwrap_or_else(|| Report::Returned(codec::encode(&()).unwrap_or_default()));
+        SOFT_LIMIT.store(false, Ordering::Release);
+        RUNNING.store(task.id, Ordering::Release);
+        let report = bootstrap::call_entry(entry, &task.args, task.handles.0);
+        RUNNING.store(0, Ordering::Release);
+        let report =
+            report.unwrap_or_else(|| Report::Returned(codec::encode(&()).unwrap_or_default()));
         if conn
             .send(&Answer {
                 id: task.id,
