@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use multiprocess::{current_process, get_context, parent_pid, Error, Process, StartMethod};
+use multiprocess::{
+    current_process, get_context, parent_pid, Error, Pool, Process, Queue, StartMethod,
+};
 
 fn greet(method: StartMethod) {
     println!(
@@ -19,6 +21,16 @@ fn square(x: u64) -> u64 {
 
 fn fail(reason: String) -> u64 {
     panic!("{reason}")
+}
+
+fn produce(q: Queue<String>) {
+    for m in ["消息1", "消息2", "消息3"] {
+        q.put(m.to_string()).expect("put");
+    }
+}
+
+fn crash() -> u64 {
+    std::process::abort()
 }
 
 fn sleep_long() {
@@ -47,6 +59,28 @@ pub fn run() -> multiprocess::Result<()> {
         Err(err @ Error::Panic { .. }) => println!("  {err}"),
         other => println!("  unexpected: {other:?}"),
     }
+
+    let q = Queue::bounded(3)?;
+    Process::new(produce, (q.clone(),)).start()?.join()?;
+    println!(
+        "a queue filled by a child: qsize {} (exact), full {}, first item {}",
+        q.qsize(),
+        q.full(),
+        q.get()?
+    );
+
+    let pool = Pool::new(2)?;
+    println!("Pool(2).map(square, 0..8) = {:?}", pool.map(square, 0..8)?);
+    match pool.apply_async(crash, ())?.get() {
+        Err(err) => println!("a pool worker that aborts fails only its task: {err}"),
+        Ok(v) => println!("unexpected: {v}"),
+    }
+    println!(
+        "and the pool goes on: apply(square, 9) = {}",
+        pool.apply(square, (9,))?
+    );
+    pool.close();
+    pool.join()?;
 
     let p = Process::new(sleep_long, ()).name("Sleeper").start()?;
     p.terminate()?;
