@@ -1,6 +1,7 @@
 //! [`AsyncResult`]: the result of a task submitted to a pool, set once by the supervisor.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ pub(crate) type Finisher = Box<dyn FnOnce(&Outcome) + Send>;
 
 /// The shared slot a task's outcome lands in.
 pub(crate) struct Slot {
+    /// Set (after `outcome`) once the outcome is there: lets a waiter spin without the lock.
+    done: AtomicBool,
     outcome: Mutex<Option<Outcome>>,
     ready: Condvar,
     finisher: Mutex<Option<Finisher>>,
@@ -26,6 +29,7 @@ pub(crate) struct Slot {
 impl Slot {
     pub(crate) fn new(finisher: Option<Finisher>) -> Arc<Slot> {
         Arc::new(Slot {
+            done: AtomicBool::new(false),
             outcome: Mutex::new(None),
             ready: Condvar::new(),
             finisher: Mutex::new(finisher),
@@ -49,6 +53,7 @@ impl Slot {
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             *slot = Some(outcome);
+            self.done.store(true, Ordering::Release);
             self.ready.notify_all();
         }
     }
@@ -63,6 +68,11 @@ impl Slot {
     /// Waits up to `timeout` (`None`: no limit) and clones the outcome if it is there.
     fn wait(&self, timeout: Option<Duration>) -> Option<Outcome> {
         let deadline = timeout.and_then(crate::sys::deadline_after);
+        if timeout != Some(Duration::ZERO) {
+            // Results of small tasks follow each other within microseconds: look a little
+            // before sleeping on the condition variable (and being woken costs a switch).
+            crate::queue::deque::spin_until(|| self.done.load(Ordering::Acquire));
+        }
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(outcome) = slot.as_ref() {

@@ -22,7 +22,7 @@ use crate::shm::MAX_SLEEP;
 
 /// How many unanswered tasks a worker may hold: enough to hide the round trip, few enough that
 /// a dead worker's backlog is small.
-pub(crate) const PREFETCH: usize = 4;
+pub(crate) const PREFETCH: usize = 16;
 
 /// A task handed to a worker and not yet answered.
 struct InFlight {
