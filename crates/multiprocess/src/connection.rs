@@ -152,6 +152,17 @@ impl Connection {
         })
     }
 
+    /// Takes back the newest message sent from this end that the other end has not taken, if
+    /// more than `keep` are waiting (the pool moves unstarted tasks to an idle worker this way).
+    /// Handles it carried stay with the other end's pending table, unused.
+    pub(crate) fn take_back_unread<T: DeserializeOwned>(&self, keep: usize) -> Result<Option<T>> {
+        let Some(record) = self.outbox()?.take_back(keep as u64)? else {
+            return Ok(None);
+        };
+        let (_, payload) = split_record(&record)?;
+        codec::decode_with_fds(payload, Vec::new()).map(Some)
+    }
+
     /// How many messages sent from this end the other end has not taken yet.
     pub(crate) fn unread_sent(&self) -> usize {
         self.outbox.as_ref().map_or(0, |d| d.len() as usize)

@@ -760,7 +760,156 @@ fn e06_input_iterator_panics(method: StartMethod) {
     assert_eq!(p.map(sqr, 0..5).unwrap(), vec![0, 1, 4, 9, 16]);
 }
 
+fn wait_for_item(q: multiprocess::Queue<u8>) -> u8 {
+    q.get_timeout(DEADLINE).unwrap()
+}
+
+fn put_item(q: multiprocess::Queue<u8>) -> u8 {
+    q.put(7).unwrap();
+    0
+}
+
+/// Review p1: a task queued behind a long one on a busy worker moves to an idle worker (here,
+/// the long one waits for it: without that, a deadlock).
+fn no_task_waits_behind_a_long_one(method: StartMethod) {
+    let p = pool(method, 2);
+    let q = multiprocess::Queue::<u8>::new().unwrap();
+    let a = p.apply_async(wait_for_item, (q.clone(),)).unwrap();
+    let b = p.apply_async(sleep_ms, (100,)).unwrap();
+    let c = p.apply_async(put_item, (q.clone(),)).unwrap();
+    assert_eq!(a.get_timeout(DEADLINE).unwrap(), 7);
+    assert_eq!(b.get_timeout(DEADLINE).unwrap(), 100);
+    assert_eq!(c.get_timeout(DEADLINE).unwrap(), 0);
+}
+
+fn count_queues(qs: Vec<multiprocess::Queue<u8>>) -> usize {
+    qs.len()
+}
+
+/// Review p4: a task with more handles than fit in a message fails at the call and blocks
+/// nothing behind it.
+fn too_many_handles_fail_at_the_call(method: StartMethod) {
+    let p = pool(method, 1);
+    let qs: Vec<_> = (0..300)
+        .map(|_| multiprocess::Queue::<u8>::new().unwrap())
+        .collect();
+    assert!(matches!(
+        p.apply_async(count_queues, (qs,)),
+        Err(Error::Encode(_))
+    ));
+    assert_eq!(p.apply(sqr, (5,)).unwrap(), 25);
+}
+
+fn slow_init(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn failing_init() {
+    panic!("this initializer always fails");
+}
+
+/// Review p14/p2: time limits count from the task's start, not the worker's start-up; an
+/// initializer that always fails breaks the pool instead of restarting workers for ever.
+fn initializers_and_limits(method: StartMethod) {
+    let p = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .initializer(slow_init, (800,))
+        .unwrap()
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert_eq!(p.apply(sqr, (3,)).unwrap(), 9);
+
+    let broken = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .initializer(failing_init, ())
+        .unwrap()
+        .build()
+        .unwrap();
+    let r = broken.apply_async(sqr, (3,)).unwrap();
+    match r.get_timeout(DEADLINE) {
+        Err(Error::InvalidState(why)) => assert!(why.contains("broken"), "{why}"),
+        other => panic!("expected a broken pool, got {other:?}"),
+    }
+    assert!(broken.apply_async(sqr, (3,)).is_err());
+}
+
+/// Review p7: a time-limit kill never hits the task after the one it was meant for.
+fn timeout_kill_hits_only_its_task(method: StartMethod) {
+    let p = Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .task_timeout(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    for _ in 0..30 {
+        let a = p.apply_async(sleep_ms, (19,)).unwrap();
+        let b = p.apply_async(sqr, (2,)).unwrap();
+        let _ = a.get_timeout(DEADLINE);
+        assert_eq!(b.get_timeout(DEADLINE).unwrap(), 4);
+    }
+}
+
+/// Review p3/p5/p8: an `imap` begun before `close` still delivers; a bad value in a
+/// `map_async` runs nothing; a callback that waits for a pool result does not wedge the pool.
+fn close_bad_values_and_callbacks(method: StartMethod) {
+    let p = pool(method, 2);
+    let it = p.imap(sqr, 0..10, 1);
+    p.close();
+    let got: Vec<i64> = it.map(Result::unwrap).collect();
+    assert_eq!(got, (0..10).map(sqr).collect::<Vec<_>>());
+    p.join().unwrap();
+
+    let p = Arc::new(pool(method, 2));
+    let file = std::env::temp_dir().join(format!("mp-p5-{}-{method}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let items: Vec<(String, Option<Unencodable>)> = (0..8)
+        .map(|i| (file.display().to_string(), (i == 5).then_some(Unencodable)))
+        .collect();
+    assert!(matches!(
+        p.starmap_async(touch, items, 1),
+        Err(Error::Encode(_))
+    ));
+    assert!(!file.exists(), "a task ran although the call failed");
+
+    let inner = Arc::clone(&p);
+    let (tx, rx) = std::sync::mpsc::channel();
+    p.apply_async_with(
+        sqr,
+        (2,),
+        move |_| {
+            let _ = tx.send(inner.apply(sqr, (3,)).is_err());
+        },
+        |_| {},
+    )
+    .unwrap()
+    .get_timeout(DEADLINE)
+    .unwrap();
+    assert!(
+        rx.recv_timeout(DEADLINE).unwrap(),
+        "a blocking call inside a callback"
+    );
+    assert_eq!(p.apply(sqr, (4,)).unwrap(), 16);
+    assert!(p
+        .map_async(sqr, Vec::<i64>::new(), 1)
+        .unwrap()
+        .get_timeout(Duration::from_millis(100))
+        .unwrap()
+        .is_empty());
+}
+
+fn touch(path: String, _unused: Option<Unencodable>) {
+    std::fs::write(path, b"ran").unwrap();
+}
+
 per_method!(
+    no_task_waits_behind_a_long_one,
+    too_many_handles_fail_at_the_call,
+    initializers_and_limits,
+    timeout_kill_hits_only_its_task,
+    close_bad_values_and_callbacks,
     e06_input_iterator_panics,
     f07_soft_limit,
     f09_idle_timeout,

@@ -48,6 +48,15 @@ use crate::context::{get_start_method, StartMethod};
 use crate::error::{Error, Result};
 use crate::process::target::{self, EntryFn, Target};
 
+/// A task encoded, not yet queued.
+struct Prepared {
+    entry: i64,
+    args: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    timeout: Option<Duration>,
+    finisher: Option<Finisher>,
+}
+
 /// A task waiting for a worker.
 pub(crate) struct Pending {
     id: u64,
@@ -64,6 +73,8 @@ pub(crate) struct Inner {
     /// Wakes the supervisor (it sleeps on `wake_rx` among its workers).
     wake_tx: Connection,
     wake_rx: Connection,
+    /// A wake-up message is on its way (see [`Inner::wake`]).
+    wake_pending: std::sync::atomic::AtomicBool,
     processes: usize,
     start_method: StartMethod,
     task_timeout: Option<Duration>,
@@ -78,6 +89,8 @@ struct State {
     next_id: u64,
     closing: bool,
     terminated: bool,
+    /// Why the pool cannot run tasks any more (workers that cannot start, a failed supervisor).
+    broken: Option<String>,
 }
 
 impl Inner {
@@ -85,8 +98,15 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Wakes the supervisor; one wake-up message at most until it looks, so a busy supervisor
+    /// never makes submitters wait on a full wake-up pipe.
     fn wake(&self) {
-        let _ = self.wake_tx.send_bytes(&[]);
+        if !self
+            .wake_pending
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let _ = self.wake_tx.send_bytes(&[]);
+        }
     }
 }
 
@@ -202,6 +222,7 @@ impl PoolBuilder {
             state: Mutex::new(State::default()),
             wake_tx,
             wake_rx,
+            wake_pending: Default::default(),
             processes,
             start_method: self.start_method.unwrap_or_else(get_start_method),
             task_timeout: self.task_timeout,
@@ -257,9 +278,45 @@ impl<R: DeserializeOwned> MapResult<R> {
         Ok(out)
     }
 
+    /// As [`get`](Self::get), giving up with [`Error::Timeout`] after `timeout` (the tasks go
+    /// on).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<R>> {
+        if !self.wait_timeout(timeout) {
+            return Err(Error::Timeout);
+        }
+        self.get()
+    }
+
+    /// Waits for every chunk to finish.
+    pub fn wait(&self) {
+        for chunk in &self.chunks {
+            chunk.wait();
+        }
+    }
+
+    /// Waits up to `timeout` for every chunk; whether all have finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = crate::sys::deadline_after(timeout);
+        self.chunks.iter().all(|c| match deadline {
+            None => {
+                c.wait();
+                true
+            }
+            Some(d) => c.wait_timeout(d.saturating_duration_since(std::time::Instant::now())),
+        })
+    }
+
     /// Whether every chunk has finished.
     pub fn ready(&self) -> bool {
         self.chunks.iter().all(AsyncResult::ready)
+    }
+
+    /// Whether every chunk finished without an error; `None` while some still run.
+    pub fn successful(&self) -> Option<bool> {
+        if !self.ready() {
+            return None;
+        }
+        Some(self.chunks.iter().all(|c| c.get_list().is_ok()))
     }
 }
 
@@ -282,7 +339,68 @@ impl Pool {
         PoolBuilder::default()
     }
 
-    /// Queues one task over a chunk of argument tuples.
+    /// Encodes one task over a chunk of argument tuples; nothing is queued yet.
+    fn prepare<F, Args>(
+        &self,
+        chunk: &[Args],
+        timeout: Option<Duration>,
+        finisher: Option<Finisher>,
+    ) -> Result<Prepared>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let entry: EntryFn = target::run_chunk::<F, Args>;
+        let (args, fds) = codec::encode_with_fds(chunk)?;
+        if fds.len() > crate::sys::MAX_FDS_PER_MESSAGE {
+            return Err(Error::Encode(format!(
+                "a task holds {} OS handles; at most {} fit in one",
+                fds.len(),
+                crate::sys::MAX_FDS_PER_MESSAGE
+            )));
+        }
+        Ok(Prepared {
+            entry: target::entry_offset(entry),
+            args,
+            fds,
+            timeout: timeout.or(self.inner.task_timeout),
+            finisher,
+        })
+    }
+
+    /// Queues encoded tasks, all or none. Tasks of an `imap` that began before `close` are
+    /// still accepted after it (`from_iterator`), as in Python.
+    fn enqueue(&self, tasks: Vec<Prepared>, from_iterator: bool) -> Result<Vec<Arc<Slot>>> {
+        let mut slots = Vec::with_capacity(tasks.len());
+        {
+            let mut state = self.inner.lock();
+            if let Some(why) = &state.broken {
+                return Err(Error::InvalidState(why.clone()));
+            }
+            if state.terminated || (state.closing && !from_iterator) {
+                return Err(Error::InvalidState("Pool not running".into()));
+            }
+            for t in tasks {
+                state.next_id += 1;
+                let slot = Slot::new(t.finisher);
+                slots.push(Arc::clone(&slot));
+                let id = state.next_id;
+                state.pending.push_back(Pending {
+                    id,
+                    entry: t.entry,
+                    args: t.args,
+                    fds: t.fds,
+                    slot,
+                    timeout: t.timeout,
+                });
+            }
+        }
+        self.inner.wake();
+        Ok(slots)
+    }
+
+    /// Encodes and queues one task.
     fn submit<F, Args>(
         &self,
         chunk: &[Args],
@@ -294,27 +412,25 @@ impl Pool {
         Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned,
     {
-        let entry: EntryFn = target::run_chunk::<F, Args>;
-        let (args, fds) = codec::encode_with_fds(chunk)?;
-        let slot = Slot::new(finisher);
-        {
-            let mut state = self.inner.lock();
-            if state.closing || state.terminated {
-                return Err(Error::InvalidState("Pool not running".into()));
-            }
-            state.next_id += 1;
-            let id = state.next_id;
-            state.pending.push_back(Pending {
-                id,
-                entry: target::entry_offset(entry),
-                args,
-                fds,
-                slot: Arc::clone(&slot),
-                timeout: timeout.or(self.inner.task_timeout),
-            });
-        }
-        self.inner.wake();
-        Ok(slot)
+        let task = self.prepare::<F, Args>(chunk, timeout, finisher)?;
+        let mut slots = self.enqueue(vec![task], false)?;
+        slots
+            .pop()
+            .ok_or_else(|| Error::InvalidState("no task was queued".into()))
+    }
+
+    /// As `submit`, for the next chunk of an `imap`.
+    fn submit_next<F, Args>(&self, chunk: &[Args], finisher: Option<Finisher>) -> Result<Arc<Slot>>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let task = self.prepare::<F, Args>(chunk, None, finisher)?;
+        let mut slots = self.enqueue(vec![task], true)?;
+        slots
+            .pop()
+            .ok_or_else(|| Error::InvalidState("no task was queued".into()))
     }
 
     /// Runs `f(args...)` in a worker and returns its result (Python's `apply`).
@@ -481,7 +597,7 @@ impl Pool {
             left: chunks.len(),
             callbacks: Some((callback, error_callback)),
         }));
-        let mut results = Vec::new();
+        let mut prepared = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
             let gather = Arc::clone(&gather);
             let finisher: Finisher = Box::new(move |outcome: &Outcome| {
@@ -514,13 +630,13 @@ impl Pool {
                     }
                 }
             });
-            results.push(AsyncResult::new(self.submit::<F, (A,)>(
-                chunk,
-                None,
-                Some(finisher),
-            )?));
+            prepared.push(self.prepare::<F, (A,)>(chunk, None, Some(finisher))?);
         }
-        Ok(MapResult { chunks: results })
+        // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
+        let slots = self.enqueue(prepared, false)?;
+        Ok(MapResult {
+            chunks: slots.into_iter().map(AsyncResult::new).collect(),
+        })
     }
 
     /// As [`map_async`](Self::map_async) over tuples of arguments.
@@ -538,15 +654,17 @@ impl Pool {
     {
         let _ = f;
         let chunksize = chunksize.max(1);
-        let mut chunks = Vec::new();
+        let mut prepared = Vec::new();
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             let chunk: Vec<Args> = items.by_ref().take(chunksize).collect();
-            chunks.push(AsyncResult::new(
-                self.submit::<F, Args>(&chunk, None, None)?,
-            ));
+            prepared.push(self.prepare::<F, Args>(&chunk, None, None)?);
         }
-        Ok(MapResult { chunks })
+        // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
+        let slots = self.enqueue(prepared, false)?;
+        Ok(MapResult {
+            chunks: slots.into_iter().map(AsyncResult::new).collect(),
+        })
     }
 
     /// Applies `f` to the items lazily, with a bounded number of chunks in flight, yielding
@@ -567,7 +685,7 @@ impl Pool {
                 return None;
             }
             Some(
-                pool.submit::<F, (A,)>(&chunk, None, None)
+                pool.submit_next::<F, (A,)>(&chunk, None)
                     .map(AsyncResult::new),
             )
         };
@@ -611,7 +729,7 @@ impl Pool {
                 let _ = tx.send(index);
             });
             Some(
-                pool.submit::<F, (A,)>(&chunk, None, Some(finisher))
+                pool.submit_next::<F, (A,)>(&chunk, Some(finisher))
                     .map(|slot| (index, AsyncResult::new(slot))),
             )
         };
@@ -647,6 +765,11 @@ impl Pool {
                     "join() needs close() or terminate() first".into(),
                 ));
             }
+        }
+        if supervisor::ON_SUPERVISOR.with(|f| f.get()) {
+            // Called from a callback (the pool dropped inside one): the supervisor is this
+            // very thread, which returns to its loop and finishes by itself.
+            return Ok(());
         }
         let handle = self
             .supervisor
@@ -697,7 +820,11 @@ impl<R: DeserializeOwned> IMap<'_, R> {
     fn fill(&mut self) -> Result<()> {
         while !self.exhausted && self.in_flight.len() < self.window() {
             match (self.submit)(self.pool) {
-                Some(r) => self.in_flight.push_back(r?),
+                Some(Ok(r)) => self.in_flight.push_back(r),
+                Some(Err(e)) => {
+                    self.exhausted = true; // what is in flight still comes; nothing more
+                    return Err(e);
+                }
                 None => self.exhausted = true,
             }
         }
@@ -758,6 +885,33 @@ pub struct IMapUnordered<'p, R> {
     exhausted: bool,
 }
 
+impl<R: DeserializeOwned> IMapUnordered<'_, R> {
+    /// The next result to finish, waiting at most `timeout` for one ([`Error::Timeout`] after
+    /// that; the iterator can go on).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        if let Some(r) = self.ready.pop_front() {
+            return Some(Ok(r));
+        }
+        if self.in_flight.is_empty() && self.exhausted {
+            return None;
+        }
+        if self.in_flight.is_empty() {
+            return self.next();
+        }
+        match self.done.recv_timeout(timeout) {
+            Ok(index) => {
+                let finished = self.in_flight.remove(&index)?;
+                match finished.get_list() {
+                    Ok(list) => self.ready.extend(list),
+                    Err(e) => return Some(Err(e)),
+                }
+                self.next()
+            }
+            Err(_) => Some(Err(Error::Timeout)),
+        }
+    }
+}
+
 impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
     type Item = Result<R>;
 
@@ -772,7 +926,10 @@ impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
                     Some(Ok((index, r))) => {
                         self.in_flight.insert(index, r);
                     }
-                    Some(Err(e)) => return Some(Err(e)),
+                    Some(Err(e)) => {
+                        self.exhausted = true; // what is in flight still comes; nothing more
+                        return Some(Err(e));
+                    }
                     None => self.exhausted = true,
                 }
             }

@@ -47,7 +47,12 @@ impl Slot {
         if let Some(f) = finisher {
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&outcome)));
             if run.is_err() {
-                eprintln!("multiprocess: a pool callback panicked; later results go on");
+                use std::io::Write;
+                // Never panic here (stderr may be a closed pipe): the supervisor must go on.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "multiprocess: a pool callback panicked; later results go on"
+                );
             }
         }
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
@@ -65,8 +70,15 @@ impl Slot {
             .is_some()
     }
 
-    /// Waits up to `timeout` (`None`: no limit) and clones the outcome if it is there.
+    /// Waits up to `timeout` (`None`: no limit) and clones the outcome if it is there. On the
+    /// supervisor thread (inside a callback) it only looks: waiting there would wait for the
+    /// very thread that delivers results.
     fn wait(&self, timeout: Option<Duration>) -> Option<Outcome> {
+        let timeout = if super::supervisor::ON_SUPERVISOR.with(|f| f.get()) {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let deadline = timeout.and_then(crate::sys::deadline_after);
         if timeout != Some(Duration::ZERO) {
             // Results of small tasks follow each other within microseconds: look a little

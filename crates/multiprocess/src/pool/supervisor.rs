@@ -1,16 +1,30 @@
 //! The pool's supervisor: one thread in the parent that starts and replaces workers, hands them
 //! tasks, collects answers, runs callbacks, and enforces time limits.
 //!
-//! Each worker has its own duplex pipe and at most [`PREFETCH`] unanswered tasks. Because a
-//! worker answers its tasks in order (see `worker.rs`), the supervisor always knows which task a
-//! worker was running when it died: the oldest unanswered one, which fails with
+//! Each worker has its own duplex pipe and at most [`PREFETCH`] unanswered tasks. A worker
+//! takes a task from its pipe only after answering the one before, so the supervisor always
+//! knows which task a worker has *started*: its oldest unanswered task, once the worker has taken
+//! more messages than its pipe still holds. When a worker dies, that task fails with
 //! [`Error::WorkerLost`] (or [`Error::Timeout`] if the supervisor killed it for running too
-//! long); the others go back to the front of the queue for another worker. A replacement worker
-//! is started at once. Nothing here ever waits for a worker without also watching its exit.
+//! long); tasks it never took go to another worker, so a task runs at most once. Time limits
+//! count from the moment a task is started, never while a worker starts up or initialises.
+//!
+//! A task waiting in a busy worker's pipe is taken back (with both of the pipe's locks held, so
+//! the worker cannot take it at the same instant) as soon as another worker is idle: a long task
+//! never holds up the tasks queued behind it. Tasks with a time limit are never queued behind
+//! another task, so a time-limit kill can only hit the task it was meant for.
+//!
+//! If workers keep dying before they run anything (an initializer that fails), the pool is
+//! declared broken after a few tries: queued tasks fail and new ones are refused, instead of
+//! restarting workers for ever. If the supervisor itself panics, every task not yet done fails.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use serde::de::IgnoredAny;
 
 use super::worker::{worker_main, Answer, Handles, Task, ToWorker, WorkerConfig};
 use super::{Inner, Pending};
@@ -20,14 +34,22 @@ use crate::process::bootstrap::Report;
 use crate::process::{Process, ProcessHandle};
 use crate::shm::MAX_SLEEP;
 
-/// How many unanswered tasks a worker may hold: enough to hide the round trip, few enough that
-/// a dead worker's backlog is small.
+/// How many unanswered tasks a worker may hold: enough to hide the round trip.
 pub(crate) const PREFETCH: usize = 16;
+
+/// Workers that die in a row before running anything, after which the pool is broken.
+const MAX_FAILED_STARTS: u32 = 5;
+
+thread_local! {
+    /// True on the supervisor thread (where callbacks run): waiting there for a pool result
+    /// would wait for ourselves.
+    pub(crate) static ON_SUPERVISOR: Cell<bool> = const { Cell::new(false) };
+}
 
 /// A task handed to a worker and not yet answered.
 struct InFlight {
     task: Pending,
-    /// When it became the worker's oldest unanswered task (when the worker started it).
+    /// When the worker took it (started it); `None` while it waits in the pipe.
     started: Option<Instant>,
 }
 
@@ -35,14 +57,16 @@ struct Worker {
     process: ProcessHandle,
     conn: Connection,
     in_flight: VecDeque<InFlight>,
-    /// The supervisor killed it because its task ran past the time limit.
-    timed_out: bool,
+    /// The task the supervisor killed it for (past its time limit).
+    timed_out: Option<u64>,
     /// The task it was told (with SIGUSR1) has passed the soft time limit.
     soft_signalled: Option<u64>,
     /// Since when it has had nothing to do.
     idle_since: Instant,
     /// It was asked to exit (idle timeout): it gets no more tasks.
     stopping: bool,
+    /// It has answered at least one task.
+    answered: bool,
 }
 
 impl Worker {
@@ -58,13 +82,16 @@ impl Worker {
             process,
             conn: mine,
             in_flight: VecDeque::new(),
-            timed_out: false,
+            timed_out: None,
             soft_signalled: None,
             idle_since: Instant::now(),
             stopping: false,
+            answered: false,
         })
     }
 
+    /// Sends a task. A task that cannot be sent (e.g. too many handles) fails at once; if the
+    /// worker is going away, the task comes back to be queued again.
     fn send(&mut self, task: Pending) -> std::result::Result<(), Pending> {
         let message = ToWorker::Run(Task {
             id: task.id,
@@ -79,12 +106,32 @@ impl Worker {
         });
         match self.conn.send(&message) {
             Ok(()) => {
-                let started = self.in_flight.is_empty().then(Instant::now);
+                self.in_flight.push_back(InFlight {
+                    task,
+                    started: None,
+                });
                 self.idle_since = Instant::now();
-                self.in_flight.push_back(InFlight { task, started });
+                Ok(())
+            }
+            Err(err @ (Error::Encode(_) | Error::Decode(_))) => {
+                task.slot.set(Err(err));
                 Ok(())
             }
             Err(_) => Err(task),
+        }
+    }
+
+    /// How many of its unanswered tasks it has taken from its pipe (0 or 1).
+    fn taken(&self) -> usize {
+        self.in_flight.len().saturating_sub(self.conn.unread_sent())
+    }
+
+    /// Starts the clock of the task it has just taken.
+    fn note_started(&mut self, now: Instant) {
+        if self.taken() > 0 {
+            if let Some(head) = self.in_flight.front_mut() {
+                head.started.get_or_insert(now);
+            }
         }
     }
 
@@ -121,21 +168,42 @@ impl Worker {
         (self.in_flight.is_empty() && !self.stopping).then_some(self.idle_since + idle?)
     }
 
+    /// Whether it can take `task` now.
+    fn accepts(&self, task: &Pending) -> bool {
+        if self.stopping || self.timed_out.is_some() || self.in_flight.len() >= PREFETCH {
+            return false;
+        }
+        // A task with a time limit is never queued behind another, nor another behind it.
+        let limited = |t: &Pending| t.timeout.is_some();
+        self.in_flight.is_empty()
+            || !(limited(task) || self.in_flight.iter().any(|f| limited(&f.task)))
+    }
+
     /// Takes every answer that has arrived.
     fn collect(&mut self) {
         while self.conn.poll(Duration::ZERO).unwrap_or(false) {
-            let Ok(answer) = self.conn.recv::<Answer>() else {
-                return;
+            let answer = match self.conn.recv::<Answer>() {
+                Ok(answer) => answer,
+                Err(Error::Eof) => return,
+                // An answer that cannot be read is the oldest task's failure.
+                Err(err) => Answer {
+                    id: self.in_flight.front().map_or(0, |f| f.task.id),
+                    report: Report::DecodeFailed(err.to_string()),
+                },
             };
-            let Some(pos) = self.in_flight.iter().position(|f| f.task.id == answer.id) else {
+            // Id 0: the worker could not read the task it took (its oldest unanswered one).
+            let id = if answer.id == 0 {
+                self.in_flight.front().map_or(0, |f| f.task.id)
+            } else {
+                answer.id
+            };
+            let Some(pos) = self.in_flight.iter().position(|f| f.task.id == id) else {
                 continue;
             };
             let Some(done) = self.in_flight.remove(pos) else {
                 continue;
             };
-            if let Some(next) = self.in_flight.front_mut() {
-                next.started.get_or_insert_with(Instant::now);
-            }
+            self.answered = true;
             if self.in_flight.is_empty() {
                 self.idle_since = Instant::now();
             }
@@ -151,23 +219,52 @@ fn outcome_of(report: Report) -> super::result::Outcome {
     }
 }
 
-/// The supervisor thread's body.
+/// The supervisor thread's body: runs the loop; if it panics, fails every task not yet done.
 pub(crate) fn run(inner: Arc<Inner>) {
+    ON_SUPERVISOR.with(|f| f.set(true));
     let mut workers: Vec<Worker> = Vec::new();
     let mut queue: VecDeque<Pending> = VecDeque::new();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        supervise(&inner, &mut workers, &mut queue)
+    }));
+    if outcome.is_err() {
+        let mut state = inner.lock();
+        state.broken = Some("the pool's supervisor thread panicked".into());
+        queue.extend(state.pending.drain(..));
+        drop(state);
+        shut_down(
+            &mut workers,
+            std::mem::take(&mut queue),
+            "the pool's supervisor failed",
+        );
+    }
+}
+
+fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pending>) {
+    let mut failed_starts = 0u32;
     loop {
+        inner.wake_pending.store(false, Ordering::SeqCst);
         let (closing, terminated) = {
             let mut state = inner.lock();
             queue.extend(state.pending.drain(..));
             (state.closing, state.terminated)
         };
         if terminated {
-            shut_down(&mut workers, queue);
+            shut_down(workers, std::mem::take(queue), "the pool was terminated");
             return;
         }
         let work_left = !queue.is_empty() || workers.iter().any(|w| !w.in_flight.is_empty());
         if closing && !work_left {
-            stop(&mut workers);
+            stop(workers);
+            return;
+        }
+        if failed_starts >= MAX_FAILED_STARTS {
+            let why = format!(
+                "the pool is broken: {MAX_FAILED_STARTS} workers in a row exited before running \
+                 any task (does the initializer fail?)"
+            );
+            inner.lock().broken = Some(why.clone());
+            shut_down(workers, std::mem::take(queue), &why);
             return;
         }
         // Keep the pool at full strength while there is (or may be) work; with an idle
@@ -179,15 +276,17 @@ pub(crate) fn run(inner: Arc<Inner>) {
             inner.processes
         };
         for _ in active..wanted {
-            match Worker::start(&inner) {
+            match Worker::start(inner) {
                 Ok(w) => workers.push(w),
                 Err(err) => {
                     eprintln!("multiprocess: could not start a pool worker: {err}");
+                    failed_starts += 1;
                     break;
                 }
             }
         }
-        dispatch(&mut workers, &mut queue);
+        rebalance(workers, queue);
+        dispatch(workers, queue);
 
         let now = Instant::now();
         let next_deadline = workers
@@ -201,12 +300,22 @@ pub(crate) fn run(inner: Arc<Inner>) {
             })
             .flatten()
             .min();
+        // Tasks waiting in pipes with a limit: look again soon to start their clocks.
+        let unstarted_limit = workers.iter().any(|w| {
+            w.in_flight
+                .front()
+                .is_some_and(|f| f.started.is_none() && f.task.timeout.is_some())
+        });
         let timeout = next_deadline
             .map(|d| d.saturating_duration_since(now))
             .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
+            .min(if unstarted_limit {
+                Duration::from_millis(5)
+            } else {
+                MAX_SLEEP
+            });
         let mut objects: Vec<&dyn Waitable> = vec![&inner.wake_rx];
-        for w in &workers {
+        for w in workers.iter() {
             objects.push(&w.conn);
             objects.push(&w.process);
         }
@@ -221,8 +330,9 @@ pub(crate) fn run(inner: Arc<Inner>) {
         while i < workers.len() {
             let w = &mut workers[i];
             w.collect();
-            if w.deadline().is_some_and(|d| d <= now) && !w.timed_out {
-                w.timed_out = true;
+            w.note_started(now);
+            if w.deadline().is_some_and(|d| d <= now) && w.timed_out.is_none() {
+                w.timed_out = w.in_flight.front().map(|f| f.task.id);
                 let _ = w.process.kill();
             }
             if w.soft_deadline(inner.soft_timeout)
@@ -235,33 +345,68 @@ pub(crate) fn run(inner: Arc<Inner>) {
                     .is_some_and(|d| d <= now)
             {
                 w.stopping = true;
-                let _ = w.conn.send(&ToWorker::Stop);
+                let _ = w.conn.send(&ToWorker::<Handles>::Stop);
             }
             if let Some(code) = w.process.exitcode() {
                 w.collect(); // answers sent just before it exited
-                let mut dead = workers.swap_remove(i);
-                // A worker takes a task only after answering the one before, so it had started
-                // the oldest unanswered task exactly when it took more than the pipe still
-                // holds. A worker that retired (maxtasksperchild, memory ceiling) or died idle
-                // started none: all go to another worker.
-                let taken = dead.in_flight.len().saturating_sub(dead.conn.unread_sent());
-                if taken > 0 {
-                    if let Some(running) = dead.in_flight.pop_front() {
-                        let err = if dead.timed_out {
-                            Error::Timeout
-                        } else {
-                            Error::WorkerLost { exitcode: code }
-                        };
-                        running.task.slot.set(Err(err));
-                    }
+                let dead = workers.swap_remove(i);
+                if !dead.answered && !dead.stopping && dead.taken() == 0 {
+                    failed_starts += 1;
+                } else {
+                    failed_starts = 0;
                 }
-                // Tasks it never started go first to another worker, in their order.
-                for f in dead.in_flight.into_iter().rev() {
-                    queue.push_front(f.task);
-                }
+                bury(dead, code, queue);
                 continue;
             }
             i += 1;
+        }
+    }
+}
+
+/// Settles the tasks of a worker that exited: the one it had started fails, the others are
+/// queued again, first, in their order.
+fn bury(mut dead: Worker, code: i32, queue: &mut VecDeque<Pending>) {
+    if dead.taken() > 0 {
+        if let Some(running) = dead.in_flight.pop_front() {
+            let err = if dead.timed_out == Some(running.task.id) {
+                Error::Timeout
+            } else {
+                Error::WorkerLost { exitcode: code }
+            };
+            running.task.slot.set(Err(err));
+        }
+    }
+    for f in dead.in_flight.into_iter().rev() {
+        queue.push_front(f.task);
+    }
+}
+
+/// Moves tasks waiting in busy workers' pipes to the queue when some worker is idle, so that
+/// no task waits behind a long one while a worker could run it.
+fn rebalance(workers: &mut [Worker], queue: &mut VecDeque<Pending>) {
+    let idle = workers
+        .iter()
+        .filter(|w| w.in_flight.is_empty() && !w.stopping && w.timed_out.is_none())
+        .count();
+    if idle == 0 || !queue.is_empty() {
+        return;
+    }
+    for w in workers.iter_mut() {
+        // Keep the one it runs (or is about to take); take back the ones behind it. Only
+        // messages still in the pipe can be taken back: the worker never started those.
+        while w.in_flight.len() > 1 {
+            let keep = if w.taken() > 0 { 0 } else { 1 };
+            match w.conn.take_back_unread::<ToWorker<IgnoredAny>>(keep) {
+                Ok(Some(ToWorker::Run(task))) => {
+                    let Some(pos) = w.in_flight.iter().rposition(|f| f.task.id == task.id) else {
+                        break;
+                    };
+                    if let Some(f) = w.in_flight.remove(pos) {
+                        queue.push_front(f.task);
+                    }
+                }
+                _ => break,
+            }
         }
     }
 }
@@ -271,7 +416,7 @@ fn dispatch(workers: &mut [Worker], queue: &mut VecDeque<Pending>) {
     while let Some(task) = queue.pop_front() {
         let Some(w) = workers
             .iter_mut()
-            .filter(|w| w.in_flight.len() < PREFETCH && !w.timed_out && !w.stopping)
+            .filter(|w| w.accepts(&task))
             .min_by_key(|w| w.in_flight.len())
         else {
             queue.push_front(task);
@@ -288,7 +433,7 @@ fn dispatch(workers: &mut [Worker], queue: &mut VecDeque<Pending>) {
 /// Asks every worker to finish and waits for them (`close` + `join`).
 fn stop(workers: &mut Vec<Worker>) {
     for w in workers.iter() {
-        let _ = w.conn.send(&ToWorker::Stop);
+        let _ = w.conn.send(&ToWorker::<Handles>::Stop);
     }
     for w in workers.drain(..) {
         if !matches!(w.process.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
@@ -298,9 +443,9 @@ fn stop(workers: &mut Vec<Worker>) {
     }
 }
 
-/// Kills every worker and fails every task not yet done (`terminate`).
-fn shut_down(workers: &mut Vec<Worker>, queue: VecDeque<Pending>) {
-    let failed = || Error::InvalidState("the pool was terminated".into());
+/// Kills every worker and fails every task not yet done with `why`.
+fn shut_down(workers: &mut Vec<Worker>, queue: VecDeque<Pending>, why: &str) {
+    let failed = || Error::InvalidState(why.to_string());
     for w in workers.iter() {
         let _ = w.process.kill();
     }

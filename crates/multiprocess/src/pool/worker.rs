@@ -13,19 +13,21 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{self, FdIn, FdOut};
 use crate::connection::Connection;
+use crate::error::Error;
 use crate::process::bootstrap::{self, Report};
 use crate::process::target;
 
-/// A task, as the supervisor sends it.
+/// A task, as the supervisor sends it. (`H` is `serde::de::IgnoredAny` when the supervisor
+/// reads back a task it sent, for its id only.)
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Task {
+pub(crate) struct Task<H = Handles> {
     pub id: u64,
     /// The chunk entry (`target::run_chunk::<F, Args>`), as an offset (see `target.rs`).
     pub entry: i64,
     /// The encoded `Vec<Args>`.
     pub args: Vec<u8>,
     /// Descriptors of handles among the arguments.
-    pub handles: Handles,
+    pub handles: H,
 }
 
 /// What a worker says about a task.
@@ -37,8 +39,8 @@ pub(crate) struct Answer {
 
 /// A message to a worker.
 #[derive(Serialize, Deserialize)]
-pub(crate) enum ToWorker {
-    Run(Task),
+pub(crate) enum ToWorker<H = Handles> {
+    Run(Task<H>),
     /// Finish: exit once the tasks sent before have been answered.
     Stop,
 }
@@ -129,6 +131,8 @@ fn install_soft_limit_handler() {
 
 /// The worker process's target.
 pub(crate) fn worker_main(conn: Connection, config: WorkerConfig) {
+    // A forked worker is a copy of the supervisor thread: it is not the supervisor.
+    super::supervisor::ON_SUPERVISOR.with(|f| f.set(false));
     install_soft_limit_handler();
     if let Some((entry, args)) = &config.initializer {
         // SAFETY: the offset came from the pool, in a process running this very binary.
@@ -144,7 +148,19 @@ pub(crate) fn worker_main(conn: Connection, config: WorkerConfig) {
         }
     }
     let mut done = 0u64;
-    while let Ok(ToWorker::Run(task)) = conn.recv::<ToWorker>() {
+    loop {
+        let task = match conn.recv::<ToWorker>() {
+            Ok(ToWorker::Run(task)) => task,
+            Ok(ToWorker::Stop) | Err(Error::Eof) => return,
+            Err(err) => {
+                // A task this worker cannot read fails alone (id 0: "the one I just took").
+                let report = Report::DecodeFailed(err.to_string());
+                if conn.send(&Answer { id: 0, report }).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
         // SAFETY: the offset came from the pool, in a process running this very binary.
         let entry = unsafe { target::entry_from_offset(task.entry) };
         SOFT_LIMIT.store(false, Ordering::Release);

@@ -463,32 +463,7 @@ impl SharedDeque {
                 End::Back => self.lock_tail()?,
             };
             if self.len() > 0 {
-                let ((tail, puts), (head, gets)) = self.ends();
-                let (start, len) = match end {
-                    End::Front => (head, self.read_len(head)),
-                    End::Back => {
-                        let len = self.read_len(tail - 8);
-                        (tail.wrapping_sub(RECORD_OVERHEAD + round8(len)), len)
-                    }
-                };
-                let size = RECORD_OVERHEAD + round8(len);
-                if size > tail.wrapping_sub(head) & BYTE_MASK {
-                    return Err(Error::Decode("a queue record is corrupt".into()));
-                }
-                let mut out = vec![0u8; len as usize];
-                self.read_ring(start + 8, &mut out);
-                match end {
-                    End::Front => h
-                        .head
-                        .0
-                        .word
-                        .store(pack(head + size, gets + 1), Ordering::Release),
-                    End::Back => h
-                        .tail
-                        .0
-                        .word
-                        .store(pack(start, puts - 1), Ordering::Release),
-                }
+                let out = self.remove(end)?;
                 drop(guard);
                 h.not_full.0.notify(1);
                 return Ok(out);
@@ -510,6 +485,53 @@ impl SharedDeque {
                 ticket.sleep(left);
             }
         }
+    }
+
+    /// Removes and returns the record at `end`. The caller holds the lock of that end and has
+    /// seen at least one record.
+    fn remove(&self, end: End) -> Result<Vec<u8>> {
+        let h = self.header();
+        let ((tail, puts), (head, gets)) = self.ends();
+        let (start, len) = match end {
+            End::Front => (head, self.read_len(head)),
+            End::Back => {
+                let len = self.read_len(tail - 8);
+                (tail.wrapping_sub(RECORD_OVERHEAD + round8(len)), len)
+            }
+        };
+        let size = RECORD_OVERHEAD + round8(len);
+        if size > tail.wrapping_sub(head) & BYTE_MASK {
+            return Err(Error::Decode("a queue record is corrupt".into()));
+        }
+        let mut out = vec![0u8; len as usize];
+        self.read_ring(start + 8, &mut out);
+        match end {
+            End::Front => h
+                .head
+                .0
+                .word
+                .store(pack(head + size, gets + 1), Ordering::Release),
+            End::Back => h
+                .tail
+                .0
+                .word
+                .store(pack(start, puts - 1), Ordering::Release),
+        }
+        Ok(out)
+    }
+
+    /// Takes back the newest record of a FIFO deque that a consumer may be taking from at the
+    /// same moment: holds both locks, so the two can never take the same record. `None` when
+    /// it holds fewer than `keep + 1` records (the oldest `keep` stay).
+    pub(crate) fn take_back(&self, keep: u64) -> Result<Option<Vec<u8>>> {
+        let _tail = self.lock_tail()?;
+        let _head = self.lock_head()?;
+        if self.len() <= keep {
+            return Ok(None);
+        }
+        let out = self.remove(End::Back)?;
+        self.header().not_full.0.notify(1);
+        Ok(Some(out))
     }
 
     /// Registers a reader that waits on a file descriptor (a pipe's doorbell) rather than on
