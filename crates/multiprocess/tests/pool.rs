@@ -1,5 +1,15 @@
 //! SCENARIOS.md sections E (Pool) and F (crashes, timeouts, recycling), under every start
 //! method.
+//!
+//! Rows and their tests: E01 `e01_*`; E02 `e02_*`; E03 `e03_*`; E04 `e04_*`; E05 `e05_*`;
+//! E06 `e06_*` (Rust form: an input iterator fails by panicking); E07 `e07_*`; E08 `e08_*`;
+//! E09 `e09_*`; E10 `e10_*` and `e09_*`; E11 `e11_*`; E12 `e12_*`; E13 `e13_*`; E15 `e15_*`;
+//! E16 `e16_*`; E17 `e17_*`; E18 `e18_*`; F01 `f01_*` and `random_kills_during_map`; F03/F10
+//! `f03_*` and `e13_*`; F04 `f04_*`; F05 `f04_*` (close/join after crashes); F06 `e15_*`;
+//! F07 `f07_*`; F08 `f08_*`; F09 `f09_*`; F11 `f11_*`; F12 in `queue_crash.rs`.
+//! Not applicable: E14 (the pool keeps only encoded bytes, never the caller's values, and
+//! drops them once a task is answered) and F02 (no "fail the whole pool" executor mode: a
+//! dead worker fails only its own task).
 
 mod common;
 
@@ -96,6 +106,23 @@ fn e02_callbacks(method: StartMethod) {
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
+}
+
+fn fails_at_line() -> u8 {
+    panic!("RuntimeError(123)")
+}
+
+/// E11: the worker's panic comes back with its message and the source location.
+fn e11_panic_location(method: StartMethod) {
+    let p = pool(method, 1);
+    match p.apply(fails_at_line, ()) {
+        Err(Error::Panic { message, location }) => {
+            assert_eq!(message, "RuntimeError(123)");
+            let location = location.expect("a location");
+            assert!(location.contains("tests/pool.rs:"), "{location}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// E03: `get` returns the value; `get_timeout` gives up in time while the task goes on.
@@ -905,6 +932,7 @@ fn touch(path: String, _unused: Option<Unencodable>) {
 }
 
 per_method!(
+    e11_panic_location,
     no_task_waits_behind_a_long_one,
     too_many_handles_fail_at_the_call,
     initializers_and_limits,
