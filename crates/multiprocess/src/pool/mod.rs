@@ -400,12 +400,13 @@ impl Pool {
         Ok(slots)
     }
 
-    /// Encodes and queues one task.
+    /// Encodes and queues one task (`from_iterator`: the next chunk of an `imap`).
     fn submit<F, Args>(
         &self,
         chunk: &[Args],
         timeout: Option<Duration>,
         finisher: Option<Finisher>,
+        from_iterator: bool,
     ) -> Result<Arc<Slot>>
     where
         F: Target<Args>,
@@ -413,21 +414,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let task = self.prepare::<F, Args>(chunk, timeout, finisher)?;
-        let mut slots = self.enqueue(vec![task], false)?;
-        slots
-            .pop()
-            .ok_or_else(|| Error::InvalidState("no task was queued".into()))
-    }
-
-    /// As `submit`, for the next chunk of an `imap`.
-    fn submit_next<F, Args>(&self, chunk: &[Args], finisher: Option<Finisher>) -> Result<Arc<Slot>>
-    where
-        F: Target<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned,
-    {
-        let task = self.prepare::<F, Args>(chunk, None, finisher)?;
-        let mut slots = self.enqueue(vec![task], true)?;
+        let mut slots = self.enqueue(vec![task], from_iterator)?;
         slots
             .pop()
             .ok_or_else(|| Error::InvalidState("no task was queued".into()))
@@ -455,6 +442,7 @@ impl Pool {
             &[args],
             None,
             None,
+            false,
         )?))
     }
 
@@ -475,6 +463,7 @@ impl Pool {
             &[args],
             Some(limit),
             None,
+            false,
         )?))
     }
 
@@ -510,6 +499,7 @@ impl Pool {
             &[args],
             None,
             Some(finisher),
+            false,
         )?))
     }
 
@@ -685,7 +675,7 @@ impl Pool {
                 return None;
             }
             Some(
-                pool.submit_next::<F, (A,)>(&chunk, None)
+                pool.submit::<F, (A,)>(&chunk, None, None, true)
                     .map(AsyncResult::new),
             )
         };
@@ -729,7 +719,7 @@ impl Pool {
                 let _ = tx.send(index);
             });
             Some(
-                pool.submit_next::<F, (A,)>(&chunk, Some(finisher))
+                pool.submit::<F, (A,)>(&chunk, None, Some(finisher), true)
                     .map(|slot| (index, AsyncResult::new(slot))),
             )
         };
