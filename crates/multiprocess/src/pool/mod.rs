@@ -352,6 +352,9 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let entry: EntryFn = target::run_chunk::<F, Args>;
+        if self.inner.start_method.reexecutes() {
+            target::check_same_object(entry)?;
+        }
         let (args, fds) = codec::encode_with_fds(chunk)?;
         if fds.len() > crate::sys::MAX_FDS_PER_MESSAGE {
             return Err(Error::Encode(format!(

@@ -258,6 +258,9 @@ where
                  run main again"
             )));
         }
+        if method.reexecutes() {
+            target::check_same_object(entry)?;
+        }
         bootstrap::capture_panics();
         register_exit_cleanup();
         let (args, arg_fds) = codec::encode_with_fds(&self.args)?;

@@ -75,6 +75,30 @@ pub(crate) fn entry_offset(entry: EntryFn) -> i64 {
     entry as *const () as usize as i64 - anchor as *const () as usize as i64
 }
 
+/// Checks that `entry` lies in the same loaded object (executable or shared library) as
+/// [`anchor`]: only then is their distance the same in a re-executed copy. (It differs when the
+/// library is linked as a dylib and the target lives in the program.)
+pub(crate) fn check_same_object(entry: EntryFn) -> Result<()> {
+    fn object_base(addr: *const ()) -> Option<usize> {
+        // SAFETY: dladdr only reads the loader's tables; info is a valid out-pointer.
+        unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            (libc::dladdr(addr.cast(), &mut info) != 0).then_some(info.dli_fbase as usize)
+        }
+    }
+    let anchor_base = object_base(anchor as *const ());
+    let entry_base = object_base(entry as *const ());
+    if anchor_base.is_some() && anchor_base == entry_base {
+        Ok(())
+    } else {
+        Err(crate::error::Error::InvalidState(
+            "the process target and the multiprocess library are in different loaded objects \
+             (is multiprocess linked as a dylib?): only the Fork start method can run it"
+                .into(),
+        ))
+    }
+}
+
 /// Turns an offset from [`entry_offset`] back into the entry function.
 ///
 /// # Safety
