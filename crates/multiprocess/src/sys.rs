@@ -253,6 +253,30 @@ pub fn process_is_dead(pid: u32) -> bool {
     }
 }
 
+/// When process `pid` started (clock ticks since boot, field 22 of `/proc/<pid>/stat`): with the
+/// pid, it names one process for good, even after the kernel reuses the pid.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// [`process_start_time`] of the calling process (whose pid is `me`), read once per process.
+pub fn own_start_time(me: u32) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // pid << 32 | low bits of the start time would not fit: keep both words, pid last.
+    static START: AtomicU64 = AtomicU64::new(0);
+    static FOR_PID: AtomicU64 = AtomicU64::new(0);
+    if FOR_PID.load(Ordering::Acquire) == u64::from(me) {
+        return START.load(Ordering::Acquire);
+    }
+    let start = process_start_time(me).unwrap_or(0);
+    START.store(start, Ordering::Release);
+    FOR_PID.store(u64::from(me), Ordering::Release);
+    start
+}
+
 /// The calling thread's id, unique across all processes of the system (its pid namespace).
 pub fn gettid() -> u32 {
     // SAFETY: gettid has no preconditions and cannot fail.

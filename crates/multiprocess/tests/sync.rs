@@ -1038,3 +1038,52 @@ per_method!(
     barrier_party_killed_before_arriving,
     condition_waiter_killed,
 );
+
+fn take_turns(
+    cond: multiprocess::Condition,
+    turn: multiprocess::Value<u32>,
+    me: u32,
+    rounds: u32,
+) -> bool {
+    for _ in 0..rounds {
+        let _held = cond.lock().unwrap();
+        if !cond.wait_for(|| turn.get() == me, Some(DEADLINE)).unwrap() {
+            return false;
+        }
+        turn.set(1 - me);
+        cond.notify(1).unwrap();
+    }
+    true
+}
+
+/// Review: a notifier that waits next can never take the notification meant for the other
+/// waiter (ping-pong between two processes through one Condition).
+fn condition_ping_pong(method: StartMethod) {
+    let cond = multiprocess::Condition::new().unwrap();
+    let turn = multiprocess::Value::new(0u32).unwrap();
+    let other = multiprocess::Process::new(take_turns, (cond.clone(), turn.clone(), 1, 50))
+        .start_method(method)
+        .spawn()
+        .unwrap();
+    assert!(
+        take_turns(cond, turn, 0, 50),
+        "a turn was never handed over"
+    );
+    assert!(other.join().unwrap(), "the other side missed a turn");
+}
+
+mod review_ping_pong {
+    use multiprocess::StartMethod;
+    #[test]
+    fn fork() {
+        super::condition_ping_pong(StartMethod::Fork)
+    }
+    #[test]
+    fn spawn() {
+        super::condition_ping_pong(StartMethod::Spawn)
+    }
+    #[test]
+    fn forkserver() {
+        super::condition_ping_pong(StartMethod::ForkServer)
+    }
+}

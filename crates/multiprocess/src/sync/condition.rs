@@ -10,6 +10,10 @@ use super::{sleep, wake, Deadline, Handle, Lock, LockGuard};
 use crate::error::{Error, Result};
 use crate::shm::ShmState;
 
+/// The longest [`Condition::notify`] waits for the woken waiters to take their notification
+/// (only a waiter that died can make it wait that long).
+pub(crate) const NOTIFY_HANDOVER_LIMIT: Duration = Duration::from_secs(1);
+
 /// One unit of `sleepers` in [`CondState::counts`].
 const SLEEPER: u64 = 1 << 32;
 /// One unit of `budget` in [`CondState::counts`].
@@ -169,13 +173,20 @@ impl Condition {
     }
 
     /// Wakes up to `n` waiters (exactly `min(n, waiting)`). The lock must be held.
+    ///
+    /// As in Python, it returns once the woken waiters have taken their notification, so that
+    /// the caller (who still holds the lock, and may wait on the condition next) can never take
+    /// one meant for them. A waiter that died cannot take its own: after
+    /// a second the call returns anyway.
     pub fn notify(&self, n: usize) -> Result<()> {
         self.check_held("notify")?;
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         let s = &*self.state;
         let mut selected = 0;
+        let mut budget_before = 0;
         s.update(|sleepers, budget| {
             selected = n.min(sleepers);
+            budget_before = budget;
             Some((sleepers - selected, budget + selected))
         });
         if selected > 0 {
@@ -185,6 +196,15 @@ impl Condition {
                 &s.waiters,
                 i32::try_from(selected).unwrap_or(i32::MAX),
             );
+            let started = Instant::now();
+            let budget = || s.counts.load(Ordering::SeqCst) & 0xffff_ffff;
+            while budget() > budget_before && started.elapsed() < NOTIFY_HANDOVER_LIMIT {
+                // The woken waiters run on other cores or after us: give them the CPU.
+                std::thread::yield_now();
+                if started.elapsed() > Duration::from_millis(1) {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
         }
         Ok(())
     }

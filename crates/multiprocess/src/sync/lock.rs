@@ -21,6 +21,10 @@ const SPINS: u32 = 64;
 pub(crate) struct PidLock {
     owner: AtomicU32,
     waiters: AtomicU32,
+    /// The owner process's start time (see `sys::process_start_time`), written just after it
+    /// takes the lock and cleared just before it frees it; 0 while unknown. With the pid it
+    /// names the owner for good: a pid the kernel has given to a new process no longer matches.
+    owner_start: AtomicU64,
 }
 
 // SAFETY: atomics only; all-zero bytes are a free lock with no sleepers.
@@ -45,9 +49,31 @@ impl PidLock {
 
     /// Takes the lock for `me` if it is free.
     pub(crate) fn try_lock(&self, me: u32) -> bool {
-        self.owner
+        let taken = self
+            .owner
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+        if taken {
+            self.note_owner_start(me);
+        }
+        taken
+    }
+
+    fn note_owner_start(&self, me: u32) {
+        self.owner_start
+            .store(sys::own_start_time(me), Ordering::Release);
+    }
+
+    /// Whether `owner` (the pid read from the word) is dead: gone, or its pid now names a
+    /// process that started after it took the lock.
+    fn owner_died(&self, owner: u32) -> bool {
+        if owner_is_dead(owner) {
+            return true;
+        }
+        let recorded = self.owner_start.load(Ordering::Acquire);
+        recorded != 0
+            && self.owner.load(Ordering::Acquire) == owner
+            && sys::process_start_time(owner).is_some_and(|now| now != recorded)
     }
 
     /// Takes the lock for `me`, waiting until `deadline`; takes it over from a dead owner.
@@ -69,12 +95,13 @@ impl PidLock {
                 std::hint::spin_loop();
                 continue;
             }
-            if slept_on == Some(owner) && watch.due(owner) && owner_is_dead(owner) {
+            if slept_on == Some(owner) && watch.due(owner) && self.owner_died(owner) {
                 if self
                     .owner
                     .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
+                    self.note_owner_start(me);
                     return Acquired::FromDead;
                 }
                 continue;
@@ -93,6 +120,8 @@ impl PidLock {
 
     /// Frees the lock, whoever holds it, and wakes one sleeper. False if it was free.
     pub(crate) fn unlock(&self) -> bool {
+        // Cleared first: the next owner's start time is never overwritten.
+        self.owner_start.store(0, Ordering::Release);
         if self.owner.swap(0, Ordering::SeqCst) == 0 {
             return false;
         }
@@ -438,5 +467,45 @@ impl fmt::Debug for RLockGuard<'_> {
         f.debug_struct("RLockGuard")
             .field("lock", self.lock)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zeroed lock state in ordinary memory (atomics only, so zero is a free lock).
+    fn fresh() -> Box<PidLock> {
+        Box::new(PidLock {
+            owner: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            owner_start: AtomicU64::new(0),
+        })
+    }
+
+    /// A lock whose recorded owner's pid now names another process (here: pid 1, with a start
+    /// time that is not its own) is taken over; one held by a live owner is not.
+    #[test]
+    fn a_reused_pid_does_not_keep_a_dead_owners_lock() {
+        let me = sys::getpid();
+        let init_start = sys::process_start_time(1).expect("pid 1 exists");
+
+        let stale = fresh();
+        stale.owner.store(1, Ordering::SeqCst);
+        stale
+            .owner_start
+            .store(init_start + 12_345, Ordering::SeqCst);
+        assert_eq!(
+            stale.lock(me, Deadline::after(Duration::from_secs(5))),
+            Acquired::FromDead
+        );
+
+        let live = fresh();
+        live.owner.store(1, Ordering::SeqCst);
+        live.owner_start.store(init_start, Ordering::SeqCst);
+        assert_eq!(
+            live.lock(me, Deadline::after(Duration::from_millis(300))),
+            Acquired::No
+        );
     }
 }

@@ -33,8 +33,10 @@
 //!   lock cannot tell threads apart) plus one 64-bit word `sleepers << 32 | budget`. A waiter
 //!   registers as a sleeper (with the lock held), releases the lock, and sleeps on a sequence
 //!   number until it can take a unit of budget. `notify(n)` moves `k = min(n, sleepers)` units
-//!   from sleepers to budget in one CAS, bumps the sequence number and wakes `k` sleepers, so
-//!   exactly `k` waiters return as notified. A waiter whose timeout ends leaves by removing its
+//!   from sleepers to budget in one CAS, bumps the sequence number, wakes `k` sleepers, and (as
+//!   Python's `notify` does) waits until they have taken their units, at most a second (a dead
+//!   waiter cannot take its own). So exactly `k` waiters return as notified, and the notifier,
+//!   who still holds the lock, cannot take a unit back by waiting next. A waiter whose timeout ends leaves by removing its
 //!   registration, or, if every remaining registration was already moved to budget (it was
 //!   selected), by taking a unit of budget and reporting itself notified.
 //! - **Barrier**: Python's design (filling, draining, resetting, broken), kept in one 64-bit
@@ -50,9 +52,10 @@
 //!   nap asks the kernel whether that process still exists (a pidfd; at most one check per owner
 //!   per nap); if it has died, the waiter takes the lock over with a CAS `dead pid → own pid`
 //!   (one winner). So a sleeping waiter recovers the lock within about 100 ms of the death. The
-//!   protected data is the user's to check, as after a panic. A pid recycled by the kernel for a
-//!   new process before anyone checks would hide the death; the kernel recycles a pid only after
-//!   its pid counter wraps around, so this needs a lock that stays unclaimed that long.
+//!   protected data is the user's to check, as after a panic. The lock also records the owner's
+//!   start time (from `/proc/<pid>/stat`), so a pid the kernel has since given to a new process
+//!   (which takes seconds on a busy machine) does not keep a dead owner's lock held. (Barrier
+//!   party slots record pids only.)
 //! - Every other update of shared state is one atomic operation, except the barrier's, which
 //!   change a slot and the state word together through a [`Journal`](crate::shm::Journal): a
 //!   process that takes the barrier's internal lock over from a dead owner replays any
