@@ -158,8 +158,8 @@ impl Barrier {
         let me = u64::from(sys::getpid());
         let mut inside = self.inside();
         let mut checked = Instant::now();
-        // Wait (without a deadline, as Python does) for a previous generation to leave; dead
-        // parties are removed, so this ends.
+        // Wait for a previous generation to leave (dead parties are removed, so this ends);
+        // unlike Python, within the caller's deadline: on timeout nothing was joined.
         loop {
             match inside.read().0 {
                 FILLING => break,
@@ -169,7 +169,10 @@ impl Barrier {
             if due(&mut checked) && inside.remove_dead() {
                 continue;
             }
-            inside.nap(Deadline::NEVER);
+            if deadline.passed() {
+                return Err(Error::Timeout);
+            }
+            inside.nap(deadline);
         }
         let (_, count) = inside.read();
         let index = count as usize;
