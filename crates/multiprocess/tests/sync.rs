@@ -1087,3 +1087,18 @@ mod review_ping_pong {
         super::condition_ping_pong(StartMethod::ForkServer)
     }
 }
+
+/// Review: a handle received as the wrong primitive is refused, not misread.
+#[test]
+fn a_handle_of_the_wrong_type_is_refused() {
+    let lock = multiprocess::Lock::new().unwrap();
+    let (bytes, fds) = multiprocess::codec::encode_with_fds(&lock).unwrap();
+    let err =
+        multiprocess::codec::decode_with_fds::<multiprocess::Semaphore>(&bytes, fds).unwrap_err();
+    assert!(err.to_string().contains("not a"), "{err}");
+    let (bytes, fds) = multiprocess::codec::encode_with_fds(&lock).unwrap();
+    let same = multiprocess::codec::decode_with_fds::<multiprocess::Lock>(&bytes, fds).unwrap();
+    assert!(same.try_acquire().unwrap());
+    assert!(lock.locked());
+    same.release().unwrap();
+}

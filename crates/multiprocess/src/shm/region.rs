@@ -75,6 +75,16 @@ impl Region {
         self.reserve
     }
 
+    /// The file's length now.
+    pub(crate) fn file_len(&self) -> io::Result<u64> {
+        let mut st: libc::stat = unsafe_zeroed_stat();
+        // SAFETY: st is a valid out-pointer.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st.st_size as u64)
+    }
+
     /// Grows the file to at least `len` bytes (never shrinks it).
     pub(crate) fn grow_to(&self, len: u64) -> io::Result<()> {
         if len > self.reserve as u64 {
@@ -83,12 +93,7 @@ impl Region {
                 self.reserve
             )));
         }
-        let mut st: libc::stat = unsafe_zeroed_stat();
-        // SAFETY: st is a valid out-pointer.
-        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if (st.st_size as u64) < len {
+        if self.file_len()? < len {
             // SAFETY: ftruncate on our descriptor has no memory-safety preconditions.
             if unsafe { libc::ftruncate(self.fd.as_raw_fd(), len as libc::off_t) } != 0 {
                 return Err(io::Error::last_os_error());
