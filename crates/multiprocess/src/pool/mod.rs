@@ -91,6 +91,8 @@ struct State {
     terminated: bool,
     /// Why the pool cannot run tasks any more (workers that cannot start, a failed supervisor).
     broken: Option<String>,
+    /// `imap` iterators still alive: after `close`, the pool keeps running for them.
+    open_iterators: usize,
 }
 
 impl Inner {
@@ -682,6 +684,7 @@ impl Pool {
                     .map(AsyncResult::new),
             )
         };
+        self.inner.lock().open_iterators += 1;
         IMap {
             pool: self,
             submit: Box::new(submit),
@@ -726,6 +729,7 @@ impl Pool {
                     .map(|slot| (index, AsyncResult::new(slot))),
             )
         };
+        self.inner.lock().open_iterators += 1;
         IMapUnordered {
             pool: self,
             submit: Box::new(submit),
@@ -749,7 +753,9 @@ impl Pool {
     }
 
     /// Waits for the workers to exit, after [`close`](Self::close) or
-    /// [`terminate`](Self::terminate) (an error otherwise, as in Python).
+    /// [`terminate`](Self::terminate) (an error otherwise, as in Python). After `close`, an
+    /// `imap` iterator begun before it is still served: `join` also waits until it is used up
+    /// or dropped.
     pub fn join(&self) -> Result<()> {
         {
             let state = self.inner.lock();
@@ -936,5 +942,25 @@ impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+}
+
+/// An `imap` iterator that goes away lets a closed pool finish.
+fn iterator_dropped(pool: &Pool) {
+    let mut state = pool.inner.lock();
+    state.open_iterators = state.open_iterators.saturating_sub(1);
+    drop(state);
+    pool.inner.wake();
+}
+
+impl<R> Drop for IMap<'_, R> {
+    fn drop(&mut self) {
+        iterator_dropped(self.pool);
+    }
+}
+
+impl<R> Drop for IMapUnordered<'_, R> {
+    fn drop(&mut self) {
+        iterator_dropped(self.pool);
     }
 }

@@ -247,7 +247,8 @@ fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pend
         let (closing, terminated) = {
             let mut state = inner.lock();
             queue.extend(state.pending.drain(..));
-            (state.closing, state.terminated)
+            // A closed pool still serves the `imap` iterators begun before `close`.
+            (state.closing && state.open_iterators == 0, state.terminated)
         };
         if terminated {
             shut_down(workers, std::mem::take(queue), "the pool was terminated");
