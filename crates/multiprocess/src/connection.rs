@@ -71,14 +71,6 @@ pub struct Connection {
     outbox: Option<Arc<SharedDeque>>,
 }
 
-impl std::fmt::Debug for SharedDeque {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedDeque")
-            .field("len", &self.len())
-            .finish()
-    }
-}
-
 fn channel() -> Result<Arc<SharedDeque>> {
     Ok(Arc::new(SharedDeque::create(PIPE_CAPACITY as u64)?))
 }

@@ -140,6 +140,8 @@ pub struct PoolBuilder {
     soft_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     worker: worker::WorkerConfig,
+    /// The initializer's entry, checked at `build` like a task's.
+    initializer_entry: Option<EntryFn>,
 }
 
 impl PoolBuilder {
@@ -165,6 +167,7 @@ impl PoolBuilder {
         let _ = f;
         let entry: EntryFn = target::run_discarding::<F, Args>;
         self.worker.initializer = Some((target::entry_offset(entry), codec::encode(&args)?));
+        self.initializer_entry = Some(entry);
         Ok(self)
     }
 
@@ -214,6 +217,10 @@ impl PoolBuilder {
                 "a pool needs at least one process".into(),
             ));
         }
+        let start_method = self.start_method.unwrap_or_else(get_start_method);
+        if let (true, Some(entry)) = (start_method.reexecutes(), self.initializer_entry) {
+            target::check_same_object(entry)?;
+        }
         if self.worker.max_tasks == Some(0) {
             return Err(Error::InvalidState(
                 "maxtasksperchild must be at least 1".into(),
@@ -226,7 +233,7 @@ impl PoolBuilder {
             wake_rx,
             wake_pending: Default::default(),
             processes,
-            start_method: self.start_method.unwrap_or_else(get_start_method),
+            start_method,
             task_timeout: self.task_timeout,
             soft_timeout: self.soft_timeout,
             idle_timeout: self.idle_timeout,

@@ -298,8 +298,10 @@ where
                 parent_pid: me.pid(),
                 parent_name: me.name().to_string(),
             },
-            cwd: std::env::current_dir()
-                .ok()
+            // Fork and Spawn children inherit it; only a fork-server child needs telling.
+            cwd: (method == StartMethod::ForkServer)
+                .then(std::env::current_dir)
+                .and_then(|d| d.ok())
                 .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string())),
         };
         let (report_mine, report_child) = if wants_report || method == StartMethod::Spawn {

@@ -186,6 +186,14 @@ pub(crate) struct SharedDeque {
     region: Region,
 }
 
+impl std::fmt::Debug for SharedDeque {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedDeque")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 impl SharedDeque {
     /// A new, empty deque holding at most `maxsize` records (0: no limit but [`MAX_ITEMS`]).
     pub(crate) fn create(maxsize: u64) -> Result<SharedDeque> {
