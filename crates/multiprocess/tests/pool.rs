@@ -217,6 +217,52 @@ fn e07_make_pool(method: StartMethod) {
     );
 }
 
+static REPORTS: std::sync::OnceLock<multiprocess::Queue<u32>> = std::sync::OnceLock::new();
+
+fn keep_queue(q: multiprocess::Queue<u32>) {
+    REPORTS
+        .set(q)
+        .ok()
+        .expect("the initializer runs once per worker");
+}
+
+fn report_pid() {
+    REPORTS
+        .get()
+        .expect("initialized")
+        .put(std::process::id())
+        .unwrap();
+}
+
+/// An initializer's arguments may hold handles: every worker, the replacements too, gets its
+/// own copy of the queue (Python's `Pool(initializer=f, initargs=(queue,))`).
+fn initializer_receives_handles(method: StartMethod) {
+    let q = multiprocess::Queue::<u32>::new().unwrap();
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .maxtasksperchild(2)
+        .initializer(keep_queue, (q.clone(),))
+        .unwrap()
+        .build()
+        .unwrap();
+    let results: Vec<_> = (0..8)
+        .map(|_| p.apply_async(report_pid, ()).unwrap())
+        .collect();
+    for r in results {
+        r.get_timeout(DEADLINE).unwrap();
+    }
+    p.close();
+    p.join().unwrap();
+    let pids: std::collections::HashSet<u32> =
+        (0..8).map(|_| q.get_timeout(DEADLINE).unwrap()).collect();
+    assert!(q.empty());
+    assert!(
+        pids.len() >= 4,
+        "replaced workers got the queue too: {pids:?}"
+    );
+}
+
 /// E08: empty inputs give empty results without stalling.
 fn e08_empty(method: StartMethod) {
     let p = pool(method, 1);
@@ -936,6 +982,7 @@ per_method!(
     no_task_waits_behind_a_long_one,
     too_many_handles_fail_at_the_call,
     initializers_and_limits,
+    initializer_receives_handles,
     timeout_kill_hits_only_its_task,
     close_bad_values_and_callbacks,
     e06_input_iterator_panics,

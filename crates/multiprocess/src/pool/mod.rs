@@ -157,7 +157,9 @@ impl PoolBuilder {
         self
     }
 
-    /// A function each worker runs once, with `args`, before any task.
+    /// A function each worker runs once, with `args`, before any task. The arguments may hold
+    /// handles (a [`Queue`](crate::Queue), an [`Event`](crate::Event), ...): each worker gets
+    /// its own, as with Python's `Pool(initializer=init, initargs=(queue,))`.
     pub fn initializer<F, Args>(mut self, f: F, args: Args) -> Result<Self>
     where
         F: Target<Args>,
@@ -166,7 +168,12 @@ impl PoolBuilder {
         target::assert_zero_sized::<F>();
         let _ = f;
         let entry: EntryFn = target::run_discarding::<F, Args>;
-        self.worker.initializer = Some((target::entry_offset(entry), codec::encode(&args)?));
+        let (args, fds) = codec::encode_with_fds(&args)?;
+        self.worker.initializer = Some(worker::Initializer {
+            entry: target::entry_offset(entry),
+            args,
+            handles: worker::SharedHandles(Arc::new(fds)),
+        });
         self.initializer_entry = Some(entry);
         Ok(self)
     }

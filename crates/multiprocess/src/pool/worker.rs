@@ -51,12 +51,7 @@ pub(crate) struct Handles(pub Vec<OwnedFd>);
 
 impl Serialize for Handles {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for fd in &self.0 {
-            seq.serialize_element(&FdOut(std::os::fd::AsFd::as_fd(fd)))?;
-        }
-        seq.end()
+        serialize_fds(&self.0, s)
     }
 }
 
@@ -67,11 +62,56 @@ impl<'de> Deserialize<'de> for Handles {
     }
 }
 
+/// A pool initializer: its entry, its encoded arguments, and the descriptors of the handles
+/// (queues, events, ...) among them, which every worker receives when it starts.
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct Initializer {
+    pub entry: i64,
+    pub args: Vec<u8>,
+    pub handles: SharedHandles,
+}
+
+/// Descriptors shared by every clone of a [`WorkerConfig`]; each worker start sends copies.
+#[derive(Clone, Default)]
+pub(crate) struct SharedHandles(pub std::sync::Arc<Vec<OwnedFd>>);
+
+impl Serialize for SharedHandles {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_fds(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedHandles {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(SharedHandles(std::sync::Arc::new(
+            Handles::deserialize(d)?.0,
+        )))
+    }
+}
+
+impl SharedHandles {
+    /// The descriptors, as owned ones (duplicated if another clone still holds them).
+    fn into_fds(self) -> Vec<OwnedFd> {
+        std::sync::Arc::try_unwrap(self.0)
+            .unwrap_or_else(|shared| shared.iter().filter_map(|fd| fd.try_clone().ok()).collect())
+    }
+}
+
+/// Serializes descriptors through the side table of `codec::encode_with_fds`.
+fn serialize_fds<S: Serializer>(fds: &[OwnedFd], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(fds.len()))?;
+    for fd in fds {
+        seq.serialize_element(&FdOut(std::os::fd::AsFd::as_fd(fd)))?;
+    }
+    seq.end()
+}
+
 /// How a worker is set up.
 #[derive(Serialize, Deserialize, Clone, Default)]
 pub(crate) struct WorkerConfig {
-    /// The initializer entry and its encoded arguments, run once before any task.
-    pub initializer: Option<(i64, Vec<u8>)>,
+    /// Run once before any task.
+    pub initializer: Option<Initializer>,
     /// Exit after this many tasks (Python's `maxtasksperchild`).
     pub max_tasks: Option<u64>,
     /// Exit after a task that left the worker's resident memory above this many bytes.
@@ -130,14 +170,14 @@ fn install_soft_limit_handler() {
 }
 
 /// The worker process's target.
-pub(crate) fn worker_main(conn: Connection, config: WorkerConfig) {
+pub(crate) fn worker_main(conn: Connection, mut config: WorkerConfig) {
     // A forked worker is a copy of the supervisor thread: it is not the supervisor.
     super::supervisor::ON_SUPERVISOR.with(|f| f.set(false));
     install_soft_limit_handler();
-    if let Some((entry, args)) = &config.initializer {
+    if let Some(init) = config.initializer.take() {
         // SAFETY: the offset came from the pool, in a process running this very binary.
-        let entry = unsafe { target::entry_from_offset(*entry) };
-        if let Some(report) = bootstrap::call_entry(entry, args, Vec::new()) {
+        let entry = unsafe { target::entry_from_offset(init.entry) };
+        if let Some(report) = bootstrap::call_entry(entry, &init.args, init.handles.into_fds()) {
             if !matches!(report, Report::Returned(_)) {
                 eprintln!(
                     "multiprocess: pool initializer failed: {}",
