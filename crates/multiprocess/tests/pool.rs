@@ -220,10 +220,10 @@ fn e07_make_pool(method: StartMethod) {
 static REPORTS: std::sync::OnceLock<multiprocess::Queue<u32>> = std::sync::OnceLock::new();
 
 fn keep_queue(q: multiprocess::Queue<u32>) {
-    REPORTS
-        .set(q)
-        .ok()
-        .expect("the initializer runs once per worker");
+    assert!(
+        REPORTS.set(q).is_ok(),
+        "the initializer runs once per worker"
+    );
 }
 
 fn report_pid() {
