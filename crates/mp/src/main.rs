@@ -2,11 +2,14 @@
 //!
 //! - `mp demo` shows the library at work: processes with names and pids under every start
 //!   method, a process that returns a value, one that panics, one that is terminated.
+//! - `mp copy SOURCE... DEST` copies files and folders like `cp -a`, on a pool of processes.
+//! - `mp completions SHELL` prints a completion script.
 //! - `mp --version`.
 
+mod copy;
 mod demo;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Python's multiprocessing, done right, in Rust.
 #[derive(Parser)]
@@ -20,6 +23,12 @@ struct Cli {
 enum Command {
     /// Start processes under every start method and show what happens.
     Demo,
+    Copy(copy::CopyArgs),
+    /// Print a shell completion script (e.g. `mp completions bash > /etc/bash_completion.d/mp`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +36,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo => demo::run(),
+        Command::Copy(args) => return std::process::ExitCode::from(copy::run(args).code()),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mp", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

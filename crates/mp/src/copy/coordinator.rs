@@ -1,0 +1,772 @@
+//! The coordinator: the parent process's side of a copy. It hands directories to the pool,
+//! turns each directory's report into the next tasks, keeps hard-link groups together, splits
+//! large files into spans, applies a directory's metadata once everything inside it is
+//! written, and stops cleanly on Ctrl-C or a full disk.
+//!
+//! Memory stays bounded: the coordinator keeps a node per directory still being copied (not
+//! per file), a stack of tasks walked depth first, and an entry per hard-link group.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use multiprocess::{Error, Event, Pool, Queue};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::fsops::{self, Options};
+use super::meta::{Entry, Failure, Kind, Meta, RawPath};
+use super::progress::Live;
+use super::worker::{
+    self, BatchReport, BatchTask, Counts, DirReport, DirTask, SpanTask, Stop, Tick, BATCH,
+    LARGE_FILE,
+};
+
+/// How much of a large file one span task copies.
+const SPAN: u64 = 32 << 20;
+
+/// SIGINTs received so far (the first stops cleanly, the second at once).
+pub static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Routes SIGINT to [`INTERRUPTS`].
+pub fn catch_interrupts() {
+    // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigint as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
+/// How a copy ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub counts: Counts,
+    pub failures: Vec<Failure>,
+    pub warnings: Vec<String>,
+    /// The copy stopped early because the destination is full.
+    pub disk_full: Option<Failure>,
+    pub interrupted: bool,
+}
+
+/// A unit of work for the pool.
+enum Job {
+    Dir(u64, DirTask),
+    Batch(u64, Option<(u64, u64)>, BatchTask),
+    Span(u64, SpanTask),
+    Verify(u64, RawPath, RawPath),
+}
+
+/// A finished unit of work, as the pool's callbacks send it back.
+enum Done {
+    Dir(u64, multiprocess::Result<DirReport>),
+    Batch(u64, Option<(u64, u64)>, multiprocess::Result<BatchReport>),
+    Span(u64, multiprocess::Result<Result<u64, Failure>>),
+    Verify(u64, multiprocess::Result<Result<(), Failure>>),
+}
+
+/// A directory being copied.
+struct DirNode {
+    parent: Option<u64>,
+    src: PathBuf,
+    dst: PathBuf,
+    /// The source's metadata (none for the top level, which is not a copy of anything).
+    meta: Option<Meta>,
+    ancestors: Vec<(u64, u64)>,
+    /// Tasks and entries inside it still being copied.
+    pending: usize,
+    existed: bool,
+    /// Its metadata is already applied (by the worker).
+    finished: bool,
+}
+
+/// A hard-link group: the first name is copied, the others linked to it.
+struct Group {
+    first: PathBuf,
+    /// `None` while the first copy runs; then whether it succeeded.
+    copied: Option<bool>,
+    waiters: Vec<(u64, PathBuf, PathBuf, Meta)>,
+}
+
+/// A large file copied in spans into a temporary file.
+struct LargeFile {
+    dir: u64,
+    src: PathBuf,
+    dst: PathBuf,
+    temp: PathBuf,
+    fd: OwnedFd,
+    meta: Meta,
+    spans_left: usize,
+    failure: Option<Failure>,
+    group: Option<(u64, u64)>,
+}
+
+/// The state of one copy.
+pub struct Coordinator {
+    pool: Pool,
+    progress: Queue<Tick>,
+    stop: Event,
+    options: Options,
+    split_large: bool,
+    tx: Sender<Done>,
+    rx: Receiver<Done>,
+    ready: Vec<Job>,
+    in_flight: usize,
+    max_in_flight: usize,
+    next_id: u64,
+    dirs: HashMap<u64, DirNode>,
+    groups: HashMap<(u64, u64), Group>,
+    large: HashMap<u64, LargeFile>,
+    stopping: bool,
+    outcome: Outcome,
+}
+
+/// The top-level node's id: top-level entries belong to it.
+const TOP: u64 = 0;
+
+impl Coordinator {
+    /// Starts `jobs` workers.
+    pub fn new(jobs: usize, options: Options) -> multiprocess::Result<Coordinator> {
+        let progress = Queue::new()?;
+        let stop = Event::new()?;
+        let split_large = jobs > 1;
+        let pool = Pool::builder()
+            .processes(jobs)
+            .initializer(
+                worker::setup,
+                (progress.clone(), stop.clone(), options, split_large),
+            )?
+            .build()?;
+        let (tx, rx) = channel();
+        let mut dirs = HashMap::new();
+        dirs.insert(
+            TOP,
+            DirNode {
+                parent: None,
+                src: PathBuf::new(),
+                dst: PathBuf::new(),
+                meta: None,
+                ancestors: Vec::new(),
+                pending: 0,
+                existed: true,
+                finished: true,
+            },
+        );
+        Ok(Coordinator {
+            pool,
+            progress,
+            stop,
+            options,
+            split_large,
+            tx,
+            rx,
+            ready: Vec::new(),
+            in_flight: 0,
+            max_in_flight: jobs * 4,
+            next_id: TOP + 1,
+            dirs,
+            groups: HashMap::new(),
+            large: HashMap::new(),
+            stopping: false,
+            outcome: Outcome::default(),
+        })
+    }
+
+    /// Adds a top-level copy of `src` (with its metadata `meta`) to `dst`.
+    pub fn add(&mut self, src: PathBuf, dst: PathBuf, meta: Meta) {
+        self.dirs.get_mut(&TOP).expect("top").pending += 1;
+        if meta.kind == Kind::Dir {
+            self.add_dir(TOP, src, dst, meta);
+        } else {
+            self.place(TOP, src, dst, meta, true);
+        }
+    }
+
+    /// Records a failure found before the copy starts (a bad argument).
+    pub fn fail(&mut self, failure: Failure) {
+        self.outcome.failures.push(failure);
+    }
+
+    fn add_dir(&mut self, parent: u64, src: PathBuf, dst: PathBuf, meta: Meta) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut ancestors = self.dirs[&parent].ancestors.clone();
+        if let Some(m) = self.dirs[&parent].meta {
+            ancestors.push((m.dev, m.ino));
+        }
+        let task = DirTask {
+            src: RawPath::new(&src),
+            dst: RawPath::new(&dst),
+            meta,
+            ancestors: ancestors.clone(),
+        };
+        self.dirs.insert(
+            id,
+            DirNode {
+                parent: Some(parent),
+                src,
+                dst,
+                meta: Some(meta),
+                ancestors,
+                pending: 1,
+                existed: false,
+                finished: false,
+            },
+        );
+        self.ready.push(Job::Dir(id, task));
+    }
+
+    /// Runs until everything is copied (or the copy stops); `tick` is called about every
+    /// 100 ms with the live counters.
+    pub fn run(mut self, live: &Live, tick: &mut dyn FnMut()) -> Outcome {
+        if self.dirs[&TOP].pending == 0 {
+            return self.outcome;
+        }
+        loop {
+            if !self.stopping {
+                while self.in_flight < self.max_in_flight {
+                    let Some(job) = self.ready.pop() else { break };
+                    self.submit(job);
+                }
+            }
+            if self.in_flight == 0 && (self.ready.is_empty() || self.stopping) {
+                break;
+            }
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(done) => {
+                    self.in_flight -= 1;
+                    self.handle(done, live);
+                    while let Ok(done) = self.rx.try_recv() {
+                        self.in_flight -= 1;
+                        self.handle(done, live);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
+            }
+            self.drain_progress(live);
+            tick();
+            let interrupts = INTERRUPTS.load(Ordering::SeqCst);
+            if interrupts > 0 && !self.stopping {
+                self.outcome.interrupted = true;
+                self.stop_all();
+            }
+            if interrupts > 1 {
+                // Asked twice: do not wait for the workers to wind down.
+                self.pool.terminate();
+                break;
+            }
+        }
+        self.drain_progress(live);
+        self.pool.terminate();
+        let _ = self.pool.join();
+        for (_, file) in self.large.drain() {
+            let _ = std::fs::remove_file(&file.temp);
+        }
+        self.outcome
+    }
+
+    fn stop_all(&mut self) {
+        self.stopping = true;
+        self.stop.set();
+    }
+
+    fn drain_progress(&mut self, live: &Live) {
+        while let Ok((files, bytes)) = self.progress.get_nowait() {
+            live.add(files, bytes);
+        }
+    }
+
+    fn submit(&mut self, job: Job) {
+        let tx = self.tx.clone();
+        let tx2 = self.tx.clone();
+        let submitted = match job {
+            Job::Dir(id, task) => self
+                .pool
+                .apply_async_with(
+                    worker::copy_dir,
+                    (task,),
+                    move |r| drop(tx.send(Done::Dir(id, Ok(r)))),
+                    move |e| drop(tx2.send(Done::Dir(id, Err(e)))),
+                )
+                .map(drop),
+            Job::Batch(dir, group, task) => self
+                .pool
+                .apply_async_with(
+                    worker::copy_batch,
+                    (task,),
+                    move |r| drop(tx.send(Done::Batch(dir, group, Ok(r)))),
+                    move |e| drop(tx2.send(Done::Batch(dir, group, Err(e)))),
+                )
+                .map(drop),
+            Job::Span(file, task) => self
+                .pool
+                .apply_async_with(
+                    worker::copy_span,
+                    (task,),
+                    move |r| drop(tx.send(Done::Span(file, Ok(r)))),
+                    move |e| drop(tx2.send(Done::Span(file, Err(e)))),
+                )
+                .map(drop),
+            Job::Verify(file, src, copy) => self
+                .pool
+                .apply_async_with(
+                    worker::verify_pair,
+                    (src, copy),
+                    move |r| drop(tx.send(Done::Verify(file, Ok(r)))),
+                    move |e| drop(tx2.send(Done::Verify(file, Err(e)))),
+                )
+                .map(drop),
+        };
+        match submitted {
+            Ok(()) => self.in_flight += 1,
+            Err(e) => {
+                // The pool is broken: nothing more can run.
+                self.outcome.failures.push(Failure::new(
+                    Path::new("."),
+                    format!("the worker pool failed: {e}"),
+                ));
+                self.stop_all();
+            }
+        }
+    }
+
+    fn handle(&mut self, done: Done, live: &Live) {
+        match done {
+            Done::Dir(id, Ok(report)) => self.dir_listed(id, report),
+            Done::Dir(id, Err(e)) => {
+                let src = self.dirs[&id].src.clone();
+                self.task_lost(&src, e);
+                self.one_done(id);
+            }
+            Done::Batch(dir, group, report) => {
+                let ok = match report {
+                    Ok(report) => {
+                        let ok = report.failures.is_empty() && report.stopped.is_none();
+                        self.absorb(
+                            report.counts,
+                            report.failures,
+                            report.warnings,
+                            report.stopped,
+                        );
+                        ok
+                    }
+                    Err(e) => {
+                        let src = self.dirs[&dir].src.clone();
+                        self.task_lost(&src, e);
+                        false
+                    }
+                };
+                if let Some(key) = group {
+                    self.group_copied(key, ok, live);
+                }
+                self.one_done(dir);
+            }
+            Done::Span(file, result) => {
+                let f = self.large.get_mut(&file).expect("a large file in progress");
+                f.spans_left -= 1;
+                let failure = match result {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(failure)) => Some(failure),
+                    Err(e) => Some(Failure::new(&f.src, e)),
+                };
+                if let Some(failure) = failure {
+                    if f.failure.is_none() {
+                        f.failure = Some(failure);
+                    }
+                }
+                if f.spans_left == 0 {
+                    if self.options.verify && f.failure.is_none() {
+                        let job = Job::Verify(file, RawPath::new(&f.src), RawPath::new(&f.temp));
+                        self.ready.push(job);
+                    } else {
+                        self.finish_large(file, live);
+                    }
+                }
+            }
+            Done::Verify(file, result) => {
+                let f = self.large.get_mut(&file).expect("a large file in progress");
+                f.failure = match result {
+                    Ok(r) => r.err(),
+                    Err(e) => Some(Failure::new(&f.src, e)),
+                };
+                self.finish_large(file, live);
+            }
+        }
+    }
+
+    /// A task whose worker died or whose report could not be read.
+    fn task_lost(&mut self, src: &Path, e: Error) {
+        if !matches!(e, Error::InvalidState(_)) || !self.stopping {
+            self.outcome.failures.push(Failure::new(src, e));
+        }
+    }
+
+    fn absorb(
+        &mut self,
+        counts: Counts,
+        mut failures: Vec<Failure>,
+        mut warnings: Vec<String>,
+        stopped: Option<Stop>,
+    ) {
+        self.outcome.counts.add(&counts);
+        self.outcome.failures.append(&mut failures);
+        self.outcome.warnings.append(&mut warnings);
+        match stopped {
+            Some(Stop::DiskFull(failure)) => {
+                if self.outcome.disk_full.is_none() {
+                    self.outcome.disk_full = Some(failure);
+                }
+                self.stop_all();
+            }
+            Some(Stop::Interrupted) | None => {}
+        }
+    }
+
+    fn dir_listed(&mut self, id: u64, mut report: DirReport) {
+        let subdirs = std::mem::take(&mut report.subdirs);
+        let deferred = std::mem::take(&mut report.deferred);
+        let spill = std::mem::take(&mut report.spill);
+        let finished = report.finished;
+        self.absorb(
+            report.counts,
+            report.failures,
+            report.warnings,
+            report.stopped,
+        );
+        let node = self.dirs.get_mut(&id).expect("a listed directory");
+        node.existed = report.existed;
+        node.finished = finished;
+        if self.stopping {
+            return;
+        }
+        let (src, dst, existed) = (node.src.clone(), node.dst.clone(), node.existed);
+        node.pending += subdirs.len() + deferred.len() + spill.len().div_ceil(BATCH);
+        for chunk in spill.chunks(BATCH) {
+            let task = BatchTask {
+                src_dir: RawPath::new(&src),
+                dst_dir: RawPath::new(&dst),
+                entries: chunk.to_vec(),
+                rename: None,
+                existed,
+            };
+            self.ready.push(Job::Batch(id, None, task));
+        }
+        for Entry { name, meta } in deferred {
+            self.place(
+                id,
+                src.join(name.path()),
+                dst.join(name.path()),
+                meta,
+                false,
+            );
+        }
+        for Entry { name, meta } in subdirs.into_iter().rev() {
+            self.add_dir(id, src.join(name.path()), dst.join(name.path()), meta);
+        }
+        self.one_done(id);
+    }
+
+    /// Copies one entry the coordinator places itself: a top-level file, a member of a
+    /// hard-link group, or a large file. Counted in `dir`'s pending work by the caller.
+    fn place(&mut self, dir: u64, src: PathBuf, dst: PathBuf, meta: Meta, top: bool) {
+        let key = (meta.dev, meta.ino);
+        if meta.is_multiply_linked() {
+            if let Some(group) = self.groups.get_mut(&key) {
+                match group.copied {
+                    None => group.waiters.push((dir, src, dst, meta)),
+                    Some(true) => {
+                        let first = group.first.clone();
+                        self.link(dir, &first, &src, &dst, meta);
+                    }
+                    Some(false) => self.copy_one(dir, src, dst, meta, None, top),
+                }
+                return;
+            }
+            self.groups.insert(
+                key,
+                Group {
+                    first: dst.clone(),
+                    copied: None,
+                    waiters: Vec::new(),
+                },
+            );
+            self.copy_one(dir, src, dst, meta, Some(key), top);
+        } else {
+            self.copy_one(dir, src, dst, meta, None, top);
+        }
+    }
+
+    fn copy_one(
+        &mut self,
+        dir: u64,
+        src: PathBuf,
+        dst: PathBuf,
+        meta: Meta,
+        group: Option<(u64, u64)>,
+        top: bool,
+    ) {
+        if meta.kind == Kind::File && self.split_large && meta.size >= LARGE_FILE {
+            let existed = top || self.dirs[&dir].existed;
+            match self.start_large(dir, &src, &dst, meta, group, existed) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Already up to date (`--update`).
+                    self.outcome.counts.skipped += 1;
+                    if let Some(key) = group {
+                        self.group_copied_quiet(key);
+                    }
+                    self.one_done(dir);
+                }
+                Err(e) => {
+                    self.outcome.failures.push(Failure::new(&src, &e));
+                    if fsops::is_disk_full(&e) {
+                        self.outcome.disk_full = self.outcome.failures.pop();
+                        self.stop_all();
+                    }
+                    if let Some(key) = group {
+                        self.group_failed_quiet(key);
+                    }
+                    self.one_done(dir);
+                }
+            }
+            return;
+        }
+        let parent = |p: &Path| {
+            p.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf()
+        };
+        let src_name = src.file_name().map(PathBuf::from).unwrap_or_default();
+        let dst_name = dst.file_name().map(PathBuf::from).unwrap_or_default();
+        let task = BatchTask {
+            src_dir: RawPath::new(parent(&src)),
+            dst_dir: RawPath::new(parent(&dst)),
+            entries: vec![Entry {
+                name: RawPath::new(&src_name),
+                meta,
+            }],
+            rename: (src_name != dst_name).then(|| RawPath::new(dst_name)),
+            existed: top || self.dirs[&dir].existed,
+        };
+        self.ready.push(Job::Batch(dir, group, task));
+    }
+
+    /// Links `dst` to the group's first copy `first`.
+    fn link(&mut self, dir: u64, first: &Path, src: &Path, dst: &Path, meta: Meta) {
+        let result = match rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty()) {
+            Err(Errno::EXIST) => relink(first, dst),
+            other => other.map_err(io::Error::from),
+        };
+        match result {
+            Ok(()) => self.outcome.counts.hard_links += 1,
+            Err(e) => {
+                // Linking failed (e.g. across file systems): copy the file instead.
+                if e.raw_os_error() == Some(libc::EXDEV) {
+                    self.copy_one(dir, src.to_path_buf(), dst.to_path_buf(), meta, None, false);
+                    return;
+                }
+                self.outcome.failures.push(Failure::new(src, e));
+            }
+        }
+        self.one_done(dir);
+    }
+
+    fn group_copied(&mut self, key: (u64, u64), ok: bool, live: &Live) {
+        let Some(group) = self.groups.get_mut(&key) else {
+            return;
+        };
+        group.copied = Some(ok);
+        let first = group.first.clone();
+        let waiters = std::mem::take(&mut group.waiters);
+        for (dir, src, dst, meta) in waiters {
+            if self.stopping {
+                self.one_done(dir);
+            } else if ok {
+                self.link(dir, &first, &src, &dst, meta);
+                live.add(1, 0);
+            } else {
+                self.copy_one(dir, src, dst, meta, None, false);
+            }
+        }
+    }
+
+    fn group_copied_quiet(&mut self, key: (u64, u64)) {
+        self.group_copied(key, true, &Live::default());
+    }
+
+    fn group_failed_quiet(&mut self, key: (u64, u64)) {
+        self.group_copied(key, false, &Live::default());
+    }
+
+    /// Prepares a large file: a temporary file beside its destination, cloned at once where
+    /// the file system can, otherwise filled by span tasks. `Ok(false)`: up to date, skipped.
+    fn start_large(
+        &mut self,
+        dir: u64,
+        src: &Path,
+        dst: &Path,
+        meta: Meta,
+        group: Option<(u64, u64)>,
+        existed: bool,
+    ) -> io::Result<bool> {
+        if existed {
+            if let Ok(old) = rfs::lstat(dst) {
+                let old = Meta::from_stat(&old);
+                if old.kind == Kind::Dir {
+                    return Err(io::Error::other(
+                        "cannot overwrite a directory with a non-directory",
+                    ));
+                }
+                if self.options.update
+                    && old.kind == Kind::File
+                    && old.size == meta.size
+                    && old.mtime == meta.mtime
+                {
+                    return Ok(false);
+                }
+            }
+        }
+        let dst_dir = dst.parent().unwrap_or(Path::new("."));
+        let temp = dst_dir.join(std::ffi::OsStr::from_bytes(fsops::temp_name().as_bytes()));
+        let fd = rfs::open(
+            &temp,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut file = LargeFile {
+            dir,
+            src: src.to_path_buf(),
+            dst: dst.to_path_buf(),
+            temp: temp.clone(),
+            fd,
+            meta,
+            spans_left: 0,
+            failure: None,
+            group,
+        };
+        let src_fd = rfs::open(src, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+        let cloned = match &src_fd {
+            Ok(s) => fsops::try_reflink(s.as_fd(), file.fd.as_fd(), self.options.reflink),
+            Err(e) => Err(io::Error::from(*e)),
+        };
+        match cloned {
+            Ok(true) => {
+                self.large.insert(id, file);
+                self.finish_large(id, &Live::default());
+                return Ok(true);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
+        }
+        if let Err(e) = rfs::ftruncate(&file.fd, meta.size) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e.into());
+        }
+        let mut start = 0;
+        while start < meta.size {
+            let end = (start + SPAN).min(meta.size);
+            self.ready.push(Job::Span(
+                id,
+                SpanTask {
+                    src: RawPath::new(src),
+                    temp: RawPath::new(&temp),
+                    start,
+                    end,
+                    sparse: meta.is_sparse(),
+                },
+            ));
+            file.spans_left += 1;
+            start = end;
+        }
+        self.large.insert(id, file);
+        Ok(true)
+    }
+
+    /// Finishes a large file: metadata, then the rename that makes it visible.
+    fn finish_large(&mut self, id: u64, live: &Live) {
+        let f = self.large.remove(&id).expect("a large file in progress");
+        let result = match f.failure {
+            Some(failure) => Err(failure),
+            None => self.seal(&f).map_err(|e| Failure::new(&f.src, e)),
+        };
+        let ok = match result {
+            Ok(()) => {
+                self.outcome.counts.files += 1;
+                self.outcome.counts.bytes += f.meta.size;
+                live.add(1, 0);
+                true
+            }
+            Err(failure) => {
+                let _ = std::fs::remove_file(&f.temp);
+                if !self.stopping {
+                    self.outcome.failures.push(failure);
+                }
+                false
+            }
+        };
+        if let Some(key) = f.group {
+            self.group_copied(key, ok, live);
+        }
+        self.one_done(f.dir);
+    }
+
+    fn seal(&self, f: &LargeFile) -> io::Result<()> {
+        let src = rfs::open(&f.src, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        fsops::apply_file_meta(f.fd.as_fd(), Some(src.as_fd()), &f.meta, 0o600)?;
+        std::fs::rename(&f.temp, &f.dst)
+    }
+
+    /// One piece of work inside `dir` is done; a directory with nothing left gets its
+    /// metadata and tells its parent.
+    fn one_done(&mut self, dir: u64) {
+        let node = self.dirs.get_mut(&dir).expect("a directory in progress");
+        node.pending -= 1;
+        if node.pending > 0 || self.stopping {
+            return;
+        }
+        let node = self.dirs.remove(&dir).expect("present");
+        if let (false, Some(meta)) = (node.finished, node.meta) {
+            if let Err(e) = fsops::apply_dir_meta(&node.src, &node.dst, &meta) {
+                self.outcome.failures.push(Failure::new(
+                    &node.src,
+                    format!("cannot set directory attributes: {e}"),
+                ));
+            }
+        }
+        if let Some(parent) = node.parent {
+            self.one_done(parent);
+        }
+    }
+}
+
+/// Replaces `dst` by a hard link to `first`, unless it already is one.
+fn relink(first: &Path, dst: &Path) -> io::Result<()> {
+    let (a, b) = (rfs::lstat(first)?, rfs::lstat(dst)?);
+    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
+        return Ok(());
+    }
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let temp = dir.join(std::ffi::OsStr::from_bytes(fsops::temp_name().as_bytes()));
+    std::fs::hard_link(first, &temp)?;
+    std::fs::rename(&temp, dst).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}

@@ -1,0 +1,470 @@
+//! The file-system work for one entry: the copy ladder (reflink, `copy_file_range`, read and
+//! write), holes, metadata, extended attributes, and placing a finished file under its name.
+//!
+//! Every function here works relative to open directory descriptors, so a worker resolves a
+//! directory's path once and not once per file.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+use super::meta::{Kind, Meta};
+
+/// How to use copy-on-write clones (`--reflink`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Reflink {
+    /// Clone where the file system can, copy elsewhere.
+    Auto,
+    /// Clone or fail.
+    Always,
+    /// Always copy the bytes.
+    Never,
+}
+
+/// The options every copying process needs.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Options {
+    pub reflink: Reflink,
+    /// Follow symbolic links in the source (`-L`).
+    pub dereference: bool,
+    /// Skip files whose size and modification time already match (`--update`).
+    pub update: bool,
+    /// Re-read both sides of every copied file and compare checksums (`--verify`).
+    pub verify: bool,
+}
+
+/// How many bytes one `copy_file_range` or read/write round moves at most: small enough to
+/// notice a stop request and report progress often.
+const ROUND: usize = 16 << 20;
+
+/// The read/write fallback's buffer.
+const BUFFER: usize = 1 << 20;
+
+/// Set once FICLONE has failed as unsupported: no more attempts in this process.
+static NO_REFLINK: AtomicBool = AtomicBool::new(false);
+/// Set once `copy_file_range` has failed as unsupported.
+static NO_COPY_FILE_RANGE: AtomicBool = AtomicBool::new(false);
+/// Set once `O_TMPFILE` has failed as unsupported.
+static NO_TMPFILE: AtomicBool = AtomicBool::new(false);
+/// Set once `linkat(AT_EMPTY_PATH)` was refused (it needs CAP_DAC_READ_SEARCH).
+static NO_EMPTY_PATH_LINK: AtomicBool = AtomicBool::new(false);
+
+/// Whether an error means "the disk is full": the copy stops at once.
+pub fn is_disk_full(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
+    )
+}
+
+fn unsupported(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::OPNOTSUPP | Errno::NOSYS | Errno::XDEV | Errno::INVAL | Errno::NOTTY | Errno::BADF
+    )
+}
+
+/// Copies the bytes of `src` into the empty file `dst`, whole, keeping holes: reflink first,
+/// then `copy_file_range`, then read/write. `progress` hears of every round's bytes; `stop`
+/// is asked between rounds.
+pub fn copy_contents(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    meta: &Meta,
+    options: &Options,
+    progress: &mut dyn FnMut(u64),
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    if meta.size == 0 {
+        return Ok(());
+    }
+    if try_reflink(src, dst, options.reflink)? {
+        progress(meta.size);
+        return Ok(());
+    }
+    copy_span(src, dst, 0, meta.size, meta.is_sparse(), progress, stop)?;
+    if meta.is_sparse() {
+        // A trailing hole: the file ends past the last data written.
+        rfs::ftruncate(dst, meta.size)?;
+    }
+    Ok(())
+}
+
+/// Clones `src` into `dst` if allowed and possible: `Ok(true)` when done.
+pub fn try_reflink(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mode: Reflink) -> io::Result<bool> {
+    if mode == Reflink::Never || (mode == Reflink::Auto && NO_REFLINK.load(Ordering::Relaxed)) {
+        return Ok(false);
+    }
+    match rfs::ioctl_ficlone(dst, src) {
+        Ok(()) => Ok(true),
+        Err(e) if mode == Reflink::Always => Err(io::Error::other(format!(
+            "--reflink=always: cannot clone: {}",
+            io::Error::from(e)
+        ))),
+        Err(e) if unsupported(e) => {
+            NO_REFLINK.store(true, Ordering::Relaxed);
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies the bytes in `[start, end)` of `src` to the same offsets of `dst`. With `sparse`,
+/// only the data segments are copied (SEEK_DATA/SEEK_HOLE), so holes stay holes.
+pub fn copy_span(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    sparse: bool,
+    progress: &mut dyn FnMut(u64),
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    if !sparse {
+        return copy_range(src, dst, start, end, progress, stop);
+    }
+    let mut at = start;
+    while at < end {
+        let data = match rfs::seek(src, SeekFrom::Data(at)) {
+            Ok(d) => d,
+            Err(Errno::NXIO) => break, // only a hole is left
+            Err(e) if unsupported(e) => return copy_range(src, dst, at, end, progress, stop),
+            Err(e) => return Err(e.into()),
+        };
+        if data >= end {
+            break;
+        }
+        let hole = rfs::seek(src, SeekFrom::Hole(data))?.min(end);
+        copy_range(src, dst, data, hole, progress, stop)?;
+        at = hole;
+    }
+    Ok(())
+}
+
+/// Copies `[start, end)` with `copy_file_range`, or read/write where that is not supported.
+/// A source that ends early (it shrank) ends the copy there.
+fn copy_range(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    progress: &mut dyn FnMut(u64),
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let mut at = start;
+    if !NO_COPY_FILE_RANGE.load(Ordering::Relaxed) {
+        while at < end {
+            if stop() {
+                return Err(interrupted());
+            }
+            let want = ((end - at) as usize).min(ROUND);
+            let (mut off_in, mut off_out) = (at, at);
+            match rfs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
+                Ok(0) if at == start => break, // some files lie about their size: read them
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    at += n as u64;
+                    progress(n as u64);
+                }
+                Err(Errno::INTR) => {}
+                Err(e) if unsupported(e) && at == start => {
+                    NO_COPY_FILE_RANGE.store(e != Errno::XDEV, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if at >= end {
+            return Ok(());
+        }
+    }
+    read_write(src, dst, at, end, progress, stop)
+}
+
+/// The last rung of the ladder: `pread` into a large buffer, `pwrite` out.
+fn read_write(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    mut at: u64,
+    end: u64,
+    progress: &mut dyn FnMut(u64),
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; BUFFER.min((end - at) as usize).max(1)];
+    while at < end {
+        if stop() {
+            return Err(interrupted());
+        }
+        let want = ((end - at) as usize).min(buf.len());
+        let n = match rustix::io::pread(src, &mut buf[..want], at) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut written = 0;
+        while written < n {
+            match rustix::io::pwrite(dst, &buf[written..n], at + written as u64) {
+                Ok(w) => written += w,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        at += n as u64;
+        progress(n as u64);
+    }
+    Ok(())
+}
+
+/// The error a stop request turns into.
+pub fn interrupted() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "interrupted")
+}
+
+/// Whether two open files hold the same bytes, by xxh3-128 checksums of both, read back.
+pub fn same_contents(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(checksum(a)? == checksum(b)?)
+}
+
+fn checksum(fd: BorrowedFd<'_>) -> io::Result<u128> {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; BUFFER];
+    let mut at = 0u64;
+    loop {
+        match rustix::io::pread(fd, &mut buf, at) {
+            Ok(0) => return Ok(hasher.digest128()),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                at += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether this process may give files away (`chown` to any owner).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Sets owner, mode, extended attributes and times of an open copy, in the order that keeps
+/// each: owner first (it clears setuid bits), mode, attributes, times last. Owner and
+/// attributes are kept where permitted, as `cp -a` does.
+pub fn apply_file_meta(
+    dst: BorrowedFd<'_>,
+    src: Option<BorrowedFd<'_>>,
+    meta: &Meta,
+    created_mode: u32,
+) -> io::Result<()> {
+    let chowned = set_owner(|uid, gid| rfs::fchown(dst, uid, gid), meta)?;
+    if chowned || meta.mode != created_mode {
+        rfs::fchmod(dst, Mode::from_raw_mode(meta.mode))?;
+    }
+    if let Some(src) = src {
+        copy_xattrs_fd(src, dst);
+    }
+    rfs::futimens(dst, &meta.timestamps())?;
+    Ok(())
+}
+
+/// Gives the copy its source's owner and group where permitted. `Ok(true)` if ownership was
+/// changed.
+fn set_owner(
+    chown: impl FnOnce(Option<rfs::Uid>, Option<rfs::Gid>) -> rustix::io::Result<()>,
+    meta: &Meta,
+) -> io::Result<bool> {
+    let (euid, egid) = (rustix::process::geteuid(), rustix::process::getegid());
+    let (uid, gid) = (rfs::Uid::from_raw(meta.uid), rfs::Gid::from_raw(meta.gid));
+    let want_uid = (euid.is_root() && uid != euid).then_some(uid);
+    let want_gid = (gid != egid).then_some(gid);
+    if want_uid.is_none() && want_gid.is_none() {
+        return Ok(false);
+    }
+    match chown(want_uid, want_gid) {
+        Ok(()) => Ok(true),
+        Err(Errno::PERM) | Err(Errno::ACCESS) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies the extended attributes (ACLs included) an open file has, ignoring those this
+/// process or the destination's file system may not set.
+fn copy_xattrs_fd(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
+    let mut names = vec![0u8; 1024];
+    let len = match rfs::flistxattr(src, &mut names[..]) {
+        Ok(0) | Err(_) => return, // none, or none readable: nothing to keep
+        Ok(n) => n,
+    };
+    let mut value = vec![0u8; 4096];
+    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = CString::new(name) else {
+            continue;
+        };
+        if let Ok(n) = rfs::fgetxattr(src, name.as_c_str(), &mut value[..]) {
+            let _ = rfs::fsetxattr(dst, name.as_c_str(), &value[..n], rfs::XattrFlags::empty());
+        }
+    }
+}
+
+/// Copies the extended attributes of `src` (a path, not followed) onto `dst`.
+fn copy_xattrs_path(src: &Path, dst: &Path) {
+    let mut names = vec![0u8; 1024];
+    let len = match rfs::llistxattr(src, &mut names[..]) {
+        Ok(0) | Err(_) => return,
+        Ok(n) => n,
+    };
+    let mut value = vec![0u8; 4096];
+    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = CString::new(name) else {
+            continue;
+        };
+        if let Ok(n) = rfs::lgetxattr(src, name.as_c_str(), &mut value[..]) {
+            let _ = rfs::lsetxattr(dst, name.as_c_str(), &value[..n], rfs::XattrFlags::empty());
+        }
+    }
+}
+
+/// Sets a directory's owner, mode, attributes and times, once everything inside it is
+/// written (a read-only directory can then still be filled).
+pub fn apply_dir_meta(src: &Path, dst: &Path, meta: &Meta) -> io::Result<()> {
+    set_owner(|u, g| rfs::chown(dst, u, g), meta)?;
+    copy_xattrs_path(src, dst);
+    rfs::chmod(dst, Mode::from_raw_mode(meta.mode))?;
+    rfs::utimensat(rfs::CWD, dst, &meta.timestamps(), AtFlags::empty())?;
+    Ok(())
+}
+
+/// Sets owner, mode and times of a link or special file by name (not followed).
+pub fn apply_node_meta(dir: BorrowedFd<'_>, name: &Path, meta: &Meta) -> io::Result<()> {
+    set_owner(
+        |u, g| rfs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW),
+        meta,
+    )?;
+    if meta.kind != Kind::Symlink {
+        rfs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
+    }
+    rfs::utimensat(dir, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
+
+/// A file being written where nobody sees it yet: an anonymous `O_TMPFILE` inode, or (where
+/// the file system has none) a hidden temporary name that [`Staged::discard`] removes.
+pub struct Staged {
+    pub fd: OwnedFd,
+    /// The temporary name, if the file has one.
+    temp_name: Option<CString>,
+}
+
+/// Counts temporary names made by this process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A hidden name for a temporary file, unique to this process.
+pub fn temp_name() -> CString {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    CString::new(format!(".mp-copy-{}-{n}.tmp", std::process::id())).expect("no NUL")
+}
+
+impl Staged {
+    /// Creates an empty file in `dir` with `mode`, readable back when `readable`.
+    pub fn create(dir: BorrowedFd<'_>, mode: u32, readable: bool) -> io::Result<Staged> {
+        let access = if readable {
+            OFlags::RDWR
+        } else {
+            OFlags::WRONLY
+        };
+        let mode = Mode::from_raw_mode(mode & 0o777);
+        if !NO_TMPFILE.load(Ordering::Relaxed) {
+            match rfs::openat(dir, c".", OFlags::TMPFILE | access | OFlags::CLOEXEC, mode) {
+                Ok(fd) => {
+                    return Ok(Staged {
+                        fd,
+                        temp_name: None,
+                    })
+                }
+                Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
+                    NO_TMPFILE.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let name = temp_name();
+        let flags = OFlags::CREATE | OFlags::EXCL | access | OFlags::CLOEXEC;
+        let fd = rfs::openat(dir, name.as_c_str(), flags, mode)?;
+        Ok(Staged {
+            fd,
+            temp_name: Some(name),
+        })
+    }
+
+    /// Gives the finished file its name in `dir`, replacing what was there. Nobody ever sees
+    /// a partial file under `name`.
+    pub fn place(mut self, dir: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
+        if let Some(temp) = self.temp_name.take() {
+            return rfs::renameat(dir, temp.as_c_str(), dir, name).map_err(|e| {
+                let _ = rfs::unlinkat(dir, temp.as_c_str(), AtFlags::empty());
+                e.into()
+            });
+        }
+        match link_anonymous(self.fd.as_fd(), dir, name) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                // Replace: link under a temporary name, then rename over the old file.
+                let temp = temp_name();
+                link_anonymous(
+                    self.fd.as_fd(),
+                    dir,
+                    Path::new(std::ffi::OsStr::from_bytes(temp.as_bytes())),
+                )?;
+                rfs::renameat(dir, temp.as_c_str(), dir, name).map_err(|e| {
+                    let _ = rfs::unlinkat(dir, temp.as_c_str(), AtFlags::empty());
+                    e.into()
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Throws the unfinished file away.
+    pub fn discard(mut self, dir: BorrowedFd<'_>) {
+        if let Some(temp) = self.temp_name.take() {
+            let _ = rfs::unlinkat(dir, temp.as_c_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// Links an `O_TMPFILE` inode into `dir` as `name`.
+fn link_anonymous(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &Path) -> rustix::io::Result<()> {
+    if !NO_EMPTY_PATH_LINK.load(Ordering::Relaxed) {
+        match rfs::linkat(fd, c"", dir, name, AtFlags::EMPTY_PATH) {
+            Err(Errno::PERM | Errno::NOENT | Errno::ACCESS) => {
+                NO_EMPTY_PATH_LINK.store(true, Ordering::Relaxed);
+            }
+            other => return other,
+        }
+    }
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rfs::linkat(
+        rfs::CWD,
+        proc_path.as_str(),
+        dir,
+        name,
+        AtFlags::SYMLINK_FOLLOW,
+    )
+}
+
+/// Opens a directory for `*at` calls.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rfs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}

@@ -1,0 +1,228 @@
+//! `mp copy`: copies files and folders with `cp -a`'s fidelity, on a pool of worker processes.
+//!
+//! The seeds' case study (a process pool copies a folder while the parent shows progress
+//! from a queue), made into a tool: the [`coordinator`] hands directories to a
+//! [`multiprocess::Pool`], the [`worker`]s copy them and report progress on a
+//! [`multiprocess::Queue`], and [`fsops`] does the file-system work (reflink,
+//! `copy_file_range`, holes, metadata, atomic placement).
+
+mod coordinator;
+mod fsops;
+mod meta;
+mod plan;
+mod progress;
+mod worker;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use coordinator::Coordinator;
+use fsops::{Options, Reflink};
+use progress::{human_bytes, thousands, Bar, Live, Totals};
+
+/// `mp copy`'s arguments.
+#[derive(Args, Debug)]
+#[command(
+    about = "Copy files and folders like `cp -a`, on several processes",
+    long_about = "Copy files and folders like `cp -a`, on several processes.\n\n\
+        Placement follows `cp -r`: with one SOURCE and a DEST that does not exist, DEST \
+        becomes the copy; otherwise DEST must be a directory and each SOURCE is copied into \
+        it under its own name.\n\n\
+        Like `cp -a`, the copy keeps contents, modes, owners (where permitted), access and \
+        modification times of files and directories, extended attributes, symbolic links \
+        (never followed unless -L), hard links, holes in sparse files, FIFOs and devices \
+        (as root). A file only ever appears under its name once it is complete.",
+    after_help = "Exit status: 0 when everything was copied, 1 when something failed (each \
+        failure is listed), 130 when interrupted.\n\nExamples:\n  \
+        mp copy photos /mnt/backup/          copy the folder into /mnt/backup\n  \
+        mp copy --update photos /mnt/backup/ resume: skip what is already copied\n  \
+        mp copy -j 8 --json src dst          eight workers, a JSON summary"
+)]
+pub struct CopyArgs {
+    /// Files or folders to copy.
+    #[arg(required = true, value_name = "SOURCE")]
+    sources: Vec<PathBuf>,
+    /// Where to copy them.
+    #[arg(value_name = "DEST")]
+    dest: PathBuf,
+    /// Worker processes [default: the number of CPUs, at least 2].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: Option<u16>,
+    /// Follow symbolic links in SOURCE (copy what they point to).
+    #[arg(short = 'L', long)]
+    dereference: bool,
+    /// Skip files whose size and modification time already match (resumes a copy).
+    #[arg(short, long)]
+    update: bool,
+    /// Re-read every copied file and its source and compare checksums.
+    #[arg(long)]
+    verify: bool,
+    /// Copy-on-write clones: where possible (auto), required (always) or never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    reflink: Reflink,
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with = "json")]
+    quiet: bool,
+    /// Print a JSON summary (files, bytes, seconds, failures) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How `mp copy` ended, as an exit code.
+pub enum Status {
+    Success,
+    Failed,
+    Interrupted,
+}
+
+impl Status {
+    /// The process exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Status::Success => 0,
+            Status::Failed => 1,
+            Status::Interrupted => 130,
+        }
+    }
+}
+
+/// Runs `mp copy`.
+pub fn run(args: CopyArgs) -> Status {
+    let started = Instant::now();
+    let options = Options {
+        reflink: args.reflink,
+        dereference: args.dereference,
+        update: args.update,
+        verify: args.verify,
+    };
+    let jobs = args.jobs.map(usize::from).unwrap_or_else(default_jobs);
+    let plan = match plan::plan(&args.sources, &args.dest, args.dereference) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("mp copy: {message}");
+            return Status::Failed;
+        }
+    };
+    coordinator::catch_interrupts();
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let mut coordinator = match Coordinator::new(jobs, options) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mp copy: cannot start the workers: {e}");
+            return Status::Failed;
+        }
+    };
+    let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
+    let mut bar = show_bar.then(|| {
+        let sources = plan.copies.iter().map(|c| c.src.clone()).collect();
+        Bar::new(Totals::scan(sources, args.dereference))
+    });
+    for failure in plan.refused {
+        coordinator.fail(failure);
+    }
+    for copy in plan.copies {
+        coordinator.add(copy.src, copy.dst, copy.meta);
+    }
+    let live = Live::default();
+    let outcome = coordinator.run(&live, &mut || {
+        if let Some(bar) = bar.as_mut() {
+            bar.draw(&live);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    report(&outcome, seconds, &args, show_bar);
+    if outcome.interrupted {
+        Status::Interrupted
+    } else if outcome.failures.is_empty() && outcome.disk_full.is_none() {
+        Status::Success
+    } else {
+        Status::Failed
+    }
+}
+
+/// Workers by default: one per CPU, at least two (a copy waits on the disk as much as it
+/// computes).
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+
+/// Prints warnings and failures on stderr, and the summary (a line on a terminal, JSON with
+/// `--json`).
+fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_terminal: bool) {
+    for warning in &outcome.warnings {
+        if !args.quiet {
+            eprintln!("mp copy: warning: {warning}");
+        }
+    }
+    for failure in &outcome.failures {
+        eprintln!(
+            "mp copy: {}: {}",
+            failure.path.path().display(),
+            failure.reason
+        );
+    }
+    if let Some(full) = &outcome.disk_full {
+        eprintln!(
+            "mp copy: stopped: the destination is full ({}: {})",
+            full.path.path().display(),
+            full.reason
+        );
+    }
+    if outcome.interrupted {
+        eprintln!("mp copy: interrupted; run again with --update to resume");
+    }
+    if !outcome.failures.is_empty() {
+        eprintln!(
+            "mp copy: {} failure{}",
+            outcome.failures.len(),
+            if outcome.failures.len() == 1 { "" } else { "s" }
+        );
+    }
+    let c = &outcome.counts;
+    if args.json {
+        let failures: Vec<_> = outcome
+            .failures
+            .iter()
+            .chain(outcome.disk_full.iter())
+            .map(|f| {
+                serde_json::json!({
+                    "path": f.path.path().to_string_lossy(),
+                    "error": f.reason,
+                })
+            })
+            .collect();
+        let summary = serde_json::json!({
+            "files": c.files,
+            "bytes": c.bytes,
+            "directories": c.dirs,
+            "symlinks": c.symlinks,
+            "hard_links": c.hard_links,
+            "specials": c.specials,
+            "skipped": c.skipped,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "failures": failures,
+            "warnings": outcome.warnings,
+            "disk_full": outcome.disk_full.is_some(),
+            "interrupted": outcome.interrupted,
+        });
+        println!("{summary}");
+    } else if on_terminal {
+        let mut line = format!(
+            "copied {} files, {} in {:.2} s ({}/s)",
+            thousands(c.files),
+            human_bytes(c.bytes),
+            seconds,
+            human_bytes((c.bytes as f64 / seconds.max(1e-3)) as u64),
+        );
+        if c.skipped > 0 {
+            line.push_str(&format!(", {} up to date", thousands(c.skipped)));
+        }
+        println!("{line}");
+    }
+}

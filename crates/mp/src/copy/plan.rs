@@ -1,0 +1,190 @@
+//! `cp -r`'s placement rules: which source goes where, and the arguments refused before any
+//! copying starts.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use rustix::fs as rfs;
+
+use super::meta::{Failure, Kind, Meta};
+
+/// One top-level copy.
+pub struct Copy {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub meta: Meta,
+}
+
+/// What to copy, and the sources refused (each reported, the others still copied).
+pub struct Plan {
+    pub copies: Vec<Copy>,
+    pub refused: Vec<Failure>,
+}
+
+/// Applies the rules. An `Err` refuses the whole command (nothing is copied).
+///
+/// - DEST is an existing directory (or a link to one): each SOURCE goes into it, under its
+///   own name.
+/// - Otherwise there must be one SOURCE, and DEST becomes its copy; a directory cannot
+///   replace a file.
+/// - A directory is never copied into itself, and a file never onto itself.
+pub fn plan(sources: &[PathBuf], dest: &Path, dereference: bool) -> Result<Plan, String> {
+    let dest_meta = rfs::stat(dest).ok().map(|st| Meta::from_stat(&st));
+    let into_dir = dest_meta.is_some_and(|m| m.kind == Kind::Dir);
+    if sources.len() > 1 && !into_dir {
+        return Err(format!("target '{}' is not a directory", dest.display()));
+    }
+    let mut plan = Plan {
+        copies: Vec::new(),
+        refused: Vec::new(),
+    };
+    for src in sources {
+        let stat = if dereference {
+            rfs::stat(src)
+        } else {
+            rfs::lstat(src)
+        };
+        let meta = match stat {
+            Ok(st) => Meta::from_stat(&st),
+            Err(e) => {
+                plan.refused.push(Failure::new(
+                    src,
+                    format!("cannot stat: {}", std::io::Error::from(e)),
+                ));
+                continue;
+            }
+        };
+        let dst = if into_dir {
+            match name_of(src) {
+                Some(name) => dest.join(name),
+                None => {
+                    plan.refused
+                        .push(Failure::new(src, "cannot tell the name to copy it under"));
+                    continue;
+                }
+            }
+        } else {
+            dest.to_path_buf()
+        };
+        if let Err(why) = check(src, &dst, &meta) {
+            plan.refused.push(Failure::new(src, why));
+            continue;
+        }
+        plan.copies.push(Copy {
+            src: src.clone(),
+            dst,
+            meta,
+        });
+    }
+    Ok(plan)
+}
+
+/// The name a source is copied under inside a directory: its last component (`a/b/` gives
+/// `b`; `.` gives the current directory's name).
+fn name_of(src: &Path) -> Option<PathBuf> {
+    match src.file_name() {
+        Some(name) => Some(PathBuf::from(name)),
+        None => std::fs::canonicalize(src)
+            .ok()?
+            .file_name()
+            .map(|n: &OsStr| PathBuf::from(n)),
+    }
+}
+
+/// Refuses a copy onto itself or into itself, and a directory over a file.
+fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<(), String> {
+    let existing = rfs::stat(dst).ok().map(|st| Meta::from_stat(&st));
+    if let Some(old) = existing {
+        if (old.dev, old.ino) == (meta.dev, meta.ino) {
+            return Err(format!(
+                "'{}' and '{}' are the same file",
+                src.display(),
+                dst.display()
+            ));
+        }
+        if meta.kind == Kind::Dir && old.kind != Kind::Dir {
+            return Err(format!(
+                "cannot overwrite non-directory '{}' with directory '{}'",
+                dst.display(),
+                src.display()
+            ));
+        }
+    }
+    if meta.kind == Kind::Dir {
+        let inside = resolved(dst).zip(std::fs::canonicalize(src).ok());
+        if let Some((dst_real, src_real)) = inside {
+            if dst_real.starts_with(&src_real) {
+                return Err(format!(
+                    "cannot copy a directory, '{}', into itself, '{}'",
+                    src.display(),
+                    dst.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where `path` is, with its parent's symbolic links resolved (the path itself may not exist
+/// yet).
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return Some(real);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(parent).ok()?.join(path.file_name()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mp-plan-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("src/sub")).unwrap();
+        std::fs::write(dir.join("file"), b"x").unwrap();
+        dir
+    }
+
+    #[test]
+    fn placement_follows_cp() {
+        let d = scratch("place");
+        let src = d.join("src");
+        // DEST missing: DEST becomes the copy.
+        let p = plan(std::slice::from_ref(&src), &d.join("new"), false).unwrap();
+        assert_eq!(p.copies[0].dst, d.join("new"));
+        // DEST a directory: the copy goes inside, under the source's name (slash or not).
+        std::fs::create_dir(d.join("out")).unwrap();
+        let p = plan(&[d.join("src/")], &d.join("out"), false).unwrap();
+        assert_eq!(p.copies[0].dst, d.join("out/src"));
+        // Several sources need a directory.
+        let err = plan(&[src.clone(), d.join("file")], &d.join("nope"), false)
+            .err()
+            .unwrap();
+        assert!(err.contains("is not a directory"), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn refuses_self_copies() {
+        let d = scratch("self");
+        let src = d.join("src");
+        let p = plan(std::slice::from_ref(&src), &src.join("sub"), false).unwrap();
+        assert!(p.copies.is_empty());
+        assert!(p.refused[0].reason.contains("into itself"));
+        let p = plan(&[d.join("file")], &d.join("file"), false).unwrap();
+        assert!(p.refused[0].reason.contains("the same file"));
+        let p = plan(&[src], &d.join("file"), false).unwrap();
+        assert!(p.refused[0]
+            .reason
+            .contains("cannot overwrite non-directory"));
+        // A missing source is refused alone.
+        let p = plan(&[d.join("missing"), d.join("file")], &d.join("src"), false).unwrap();
+        assert_eq!((p.copies.len(), p.refused.len()), (1, 1));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,206 @@
+//! Progress: live counters the coordinator feeds from the workers' queue, totals from a
+//! concurrent pre-scan of the sources, and the one-line bar drawn on a terminal.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Files and bytes finished so far.
+#[derive(Default)]
+pub struct Live {
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Live {
+    /// Adds finished work.
+    pub fn add(&self, files: u64, bytes: u64) {
+        self.files.fetch_add(files, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u64, u64) {
+        (
+            self.files.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What the pre-scan has counted so far, and whether it is complete.
+#[derive(Default)]
+pub struct Totals {
+    files: AtomicU64,
+    bytes: AtomicU64,
+    complete: AtomicBool,
+}
+
+impl Totals {
+    /// Counts the sources' files and bytes in a background thread; the counts grow as it goes.
+    pub fn scan(sources: Vec<PathBuf>, dereference: bool) -> Arc<Totals> {
+        let totals = Arc::new(Totals::default());
+        let counter = Arc::clone(&totals);
+        std::thread::spawn(move || {
+            let mut stack = sources;
+            while let Some(path) = stack.pop() {
+                let meta = if dereference {
+                    std::fs::metadata(&path).or_else(|_| std::fs::symlink_metadata(&path))
+                } else {
+                    std::fs::symlink_metadata(&path)
+                };
+                let Ok(meta) = meta else { continue };
+                if meta.is_dir() {
+                    if let Ok(entries) = std::fs::read_dir(&path) {
+                        stack.extend(entries.flatten().map(|e| e.path()));
+                    }
+                } else {
+                    counter.files.fetch_add(1, Ordering::Relaxed);
+                    if meta.is_file() {
+                        counter.bytes.fetch_add(meta.len(), Ordering::Relaxed);
+                    }
+                }
+            }
+            counter.complete.store(true, Ordering::Release);
+        });
+        totals
+    }
+}
+
+/// The bar on a terminal: `files 1,234/5,678  bytes 1.2 GiB/3.4 GiB  45%  230 MiB/s  ETA 0:12`.
+pub struct Bar {
+    started: Instant,
+    last_draw: Option<Instant>,
+    totals: Arc<Totals>,
+}
+
+impl Bar {
+    /// A bar measuring from now.
+    pub fn new(totals: Arc<Totals>) -> Bar {
+        Bar {
+            started: Instant::now(),
+            last_draw: None,
+            totals,
+        }
+    }
+
+    /// Redraws, at most ten times a second.
+    pub fn draw(&mut self, live: &Live) {
+        if self
+            .last_draw
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        let line = self.line(live);
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "\r\x1b[2K{line}");
+        let _ = out.flush();
+    }
+
+    /// Clears the bar.
+    pub fn clear(&self) {
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "\r\x1b[2K");
+        let _ = out.flush();
+    }
+
+    fn line(&self, live: &Live) -> String {
+        let (files, bytes) = live.get();
+        let total_files = self.totals.files.load(Ordering::Relaxed).max(files);
+        let total_bytes = self.totals.bytes.load(Ordering::Relaxed).max(bytes);
+        let complete = self.totals.complete.load(Ordering::Acquire);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = bytes as f64 / secs;
+        let more = if complete { "" } else { "+" };
+        let mut line = format!(
+            "files {}/{}{more}  {}/{}{more}  {}/s",
+            thousands(files),
+            thousands(total_files),
+            human_bytes(bytes),
+            human_bytes(total_bytes),
+            human_bytes(rate as u64),
+        );
+        if complete && total_bytes + total_files > 0 {
+            let done = fraction(files, total_files, bytes, total_bytes);
+            line.push_str(&format!("  {:>3.0}%", done * 100.0));
+            if done > 0.0 && done < 1.0 {
+                let left = secs * (1.0 - done) / done;
+                line.push_str(&format!("  ETA {}", clock(left)));
+            }
+        }
+        line
+    }
+}
+
+/// How far along, weighing files and bytes alike (many small files cost as much as data).
+fn fraction(files: u64, total_files: u64, bytes: u64, total_bytes: u64) -> f64 {
+    let f = if total_files == 0 {
+        1.0
+    } else {
+        files as f64 / total_files as f64
+    };
+    let b = if total_bytes == 0 {
+        1.0
+    } else {
+        bytes as f64 / total_bytes as f64
+    };
+    ((f + b) / 2.0).clamp(0.0, 1.0)
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in binary units: `512 B`, `1.5 KiB`, `3.2 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Seconds as `m:ss` or `h:mm:ss`.
+fn clock(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(clock(75.0), "1:15");
+        assert_eq!(clock(3725.0), "1:02:05");
+        assert_eq!(fraction(5, 10, 0, 0), 0.75);
+    }
+}

@@ -1,0 +1,634 @@
+//! What runs in the copier's pool workers: list a directory and copy what it holds, copy a
+//! batch of entries, copy one span of a large file, compare two files.
+//!
+//! Each worker gets, once at start ([`setup`]), the queue it reports progress on, the event
+//! that asks it to stop, and the options. Tasks return what the coordinator must do next:
+//! subdirectories to walk, entries it must place itself (hard links, large files), failures.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use multiprocess::{Event, Queue};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+use super::fsops::{self, Options, Staged};
+use super::meta::{Entry, Failure, Kind, Meta, RawPath};
+
+/// Progress as workers report it: files and bytes finished since the last report.
+pub type Tick = (u64, u64);
+
+/// A directory too big for one task hands the rest of its entries back in batches this big.
+pub const BATCH: usize = 1000;
+
+/// Files at least this large (with more than one worker) are copied in spans by several
+/// workers at once.
+pub const LARGE_FILE: u64 = 64 << 20;
+
+struct WorkerState {
+    progress: Queue<Tick>,
+    stop: Event,
+    options: Options,
+    /// Whether large files go back to the coordinator to be split.
+    split_large: bool,
+}
+
+static STATE: OnceLock<WorkerState> = OnceLock::new();
+
+/// The pool initializer: keeps the progress queue, the stop event and the options; lets
+/// Ctrl-C reach only the coordinator, which stops the workers cleanly through `stop`.
+pub fn setup(progress: Queue<Tick>, stop: Event, options: Options, split_large: bool) {
+    // SAFETY: ignoring SIGINT installs no handler code; the coordinator asks workers to stop.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    rustix::process::umask(Mode::empty());
+    let _ = STATE.set(WorkerState {
+        progress,
+        stop,
+        options,
+        split_large,
+    });
+}
+
+fn state() -> &'static WorkerState {
+    STATE
+        .get()
+        .expect("copier workers are set up by their initializer")
+}
+
+/// Sums progress and sends it every 50 ms, and when dropped.
+struct Reporter {
+    files: u64,
+    bytes: u64,
+    last: Instant,
+}
+
+impl Reporter {
+    fn new() -> Reporter {
+        Reporter {
+            files: 0,
+            bytes: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn bytes(&mut self, n: u64) {
+        self.bytes += n;
+        self.maybe_flush();
+    }
+
+    fn file(&mut self) {
+        self.files += 1;
+        self.maybe_flush();
+    }
+
+    fn maybe_flush(&mut self) {
+        if self.last.elapsed() >= Duration::from_millis(50) {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.files + self.bytes > 0 {
+            let _ = state().progress.put((self.files, self.bytes));
+        }
+        self.files = 0;
+        self.bytes = 0;
+        self.last = Instant::now();
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// What a task counted.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Counts {
+    pub files: u64,
+    pub bytes: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub specials: u64,
+    pub hard_links: u64,
+    /// Left alone by `--update`: already up to date.
+    pub skipped: u64,
+}
+
+impl Counts {
+    /// Adds another task's counts.
+    pub fn add(&mut self, other: &Counts) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.dirs += other.dirs;
+        self.symlinks += other.symlinks;
+        self.specials += other.specials;
+        self.hard_links += other.hard_links;
+        self.skipped += other.skipped;
+    }
+}
+
+/// What ended a task early for every file after it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Stop {
+    /// The coordinator asked to stop.
+    Interrupted,
+    /// The destination is full: nothing more can be written.
+    DiskFull(Failure),
+}
+
+/// Copy one source directory into its destination.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DirTask {
+    pub src: RawPath,
+    pub dst: RawPath,
+    pub meta: Meta,
+    /// `(dev, ino)` of the directories above, to notice loops under `-L`.
+    pub ancestors: Vec<(u64, u64)>,
+}
+
+/// What a directory task found and did.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DirReport {
+    pub counts: Counts,
+    pub subdirs: Vec<Entry>,
+    /// Entries the coordinator places itself: hard-link groups and large files.
+    pub deferred: Vec<Entry>,
+    /// Entries left for batch tasks (a very large directory).
+    pub spill: Vec<Entry>,
+    pub failures: Vec<Failure>,
+    pub warnings: Vec<String>,
+    /// The directory's own metadata is already applied (nothing was left to do inside it).
+    pub finished: bool,
+    /// The destination directory existed before.
+    pub existed: bool,
+    pub stopped: Option<Stop>,
+}
+
+/// Where a batch's entries come from and go to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchTask {
+    pub src_dir: RawPath,
+    pub dst_dir: RawPath,
+    pub entries: Vec<Entry>,
+    /// The destination name when it differs from the source's (a single file copied to a
+    /// new name).
+    pub rename: Option<RawPath>,
+    /// The destination directory existed before (its entries may exist).
+    pub existed: bool,
+}
+
+/// What a batch did.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BatchReport {
+    pub counts: Counts,
+    pub failures: Vec<Failure>,
+    pub warnings: Vec<String>,
+    pub stopped: Option<Stop>,
+}
+
+/// One span of a large file, copied into a temporary file the coordinator made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SpanTask {
+    pub src: RawPath,
+    pub temp: RawPath,
+    pub start: u64,
+    pub end: u64,
+    pub sparse: bool,
+}
+
+/// The open directories a task works in.
+struct Dirs {
+    src: OwnedFd,
+    dst: OwnedFd,
+    src_path: PathBuf,
+    existed: bool,
+}
+
+/// Lists a directory, copies its entries, and reports what is left for the coordinator.
+pub fn copy_dir(task: DirTask) -> DirReport {
+    let mut report = DirReport::default();
+    let src_path = task.src.path();
+    let dst_path = task.dst.path();
+    match rfs::mkdir(dst_path, Mode::from_raw_mode(0o700)) {
+        Ok(()) => {}
+        Err(Errno::EXIST) if dst_path.is_dir() => report.existed = true,
+        Err(e) => {
+            let e = io::Error::from(e);
+            if fsops::is_disk_full(&e) {
+                report.stopped = Some(Stop::DiskFull(Failure::new(dst_path, e)));
+            } else {
+                report.failures.push(Failure::new(
+                    src_path,
+                    format!("cannot create {}: {e}", dst_path.display()),
+                ));
+            }
+            return report;
+        }
+    }
+    report.counts.dirs = 1;
+    let dirs = match open_pair(src_path, dst_path, report.existed) {
+        Ok(d) => d,
+        Err(e) => {
+            report.failures.push(Failure::new(src_path, e));
+            return report;
+        }
+    };
+    let entries = match list(&dirs, &task, &mut report) {
+        Ok(entries) => entries,
+        Err(e) => {
+            report
+                .failures
+                .push(Failure::new(src_path, format!("cannot list: {e}")));
+            Vec::new()
+        }
+    };
+    let mut reporter = Reporter::new();
+    let mut here = Vec::new();
+    for entry in entries {
+        match entry.meta.kind {
+            Kind::Dir => report.subdirs.push(entry),
+            _ if entry.meta.is_multiply_linked() => report.deferred.push(entry),
+            Kind::File if state().split_large && entry.meta.size >= LARGE_FILE => {
+                report.deferred.push(entry)
+            }
+            _ => here.push(entry),
+        }
+    }
+    if here.len() > BATCH {
+        report.spill = here.split_off(BATCH);
+    }
+    let mut batch = BatchReport::default();
+    copy_entries(&dirs, &here, None, &mut batch, &mut reporter);
+    report.counts.add(&batch.counts);
+    report.failures.append(&mut batch.failures);
+    report.warnings.append(&mut batch.warnings);
+    report.stopped = batch.stopped;
+    if report.subdirs.is_empty()
+        && report.deferred.is_empty()
+        && report.spill.is_empty()
+        && report.stopped.is_none()
+    {
+        if let Err(e) = fsops::apply_dir_meta(src_path, dst_path, &task.meta) {
+            report.failures.push(Failure::new(
+                src_path,
+                format!("cannot set directory attributes: {e}"),
+            ));
+        }
+        report.finished = true;
+    }
+    report
+}
+
+/// Copies a batch of entries of one directory.
+pub fn copy_batch(task: BatchTask) -> BatchReport {
+    let mut report = BatchReport::default();
+    let dirs = match open_pair(task.src_dir.path(), task.dst_dir.path(), task.existed) {
+        Ok(d) => d,
+        Err(e) => {
+            for entry in &task.entries {
+                let path = task.src_dir.path().join(entry.name.path());
+                report.failures.push(Failure::new(&path, &e));
+            }
+            return report;
+        }
+    };
+    let mut reporter = Reporter::new();
+    copy_entries(
+        &dirs,
+        &task.entries,
+        task.rename.as_ref(),
+        &mut report,
+        &mut reporter,
+    );
+    report
+}
+
+/// Copies one span of a large file into the coordinator's temporary file.
+pub fn copy_span(task: SpanTask) -> Result<u64, Failure> {
+    let fail = |e: io::Error| Failure::new(task.src.path(), e);
+    let src = rfs::open(
+        task.src.path(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail(e.into()))?;
+    let dst = rfs::open(
+        task.temp.path(),
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail(e.into()))?;
+    let mut reporter = Reporter::new();
+    let stop = || state().stop.is_set();
+    fsops::copy_span(
+        src.as_fd(),
+        dst.as_fd(),
+        task.start,
+        task.end,
+        task.sparse,
+        &mut |n| reporter.bytes(n),
+        &stop,
+    )
+    .map_err(fail)?;
+    Ok(task.end - task.start)
+}
+
+/// Compares a source file with its copy by checksums (`--verify` for large files).
+pub fn verify_pair(src: RawPath, copy: RawPath) -> Result<(), Failure> {
+    let open = |p: &Path| rfs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+    let fail = |e: io::Error| Failure::new(src.path(), e);
+    let a = open(src.path()).map_err(|e| fail(e.into()))?;
+    let b = open(copy.path()).map_err(|e| fail(e.into()))?;
+    match fsops::same_contents(a.as_fd(), b.as_fd()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::new(
+            src.path(),
+            "verification failed: the copy differs",
+        )),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+fn open_pair(src: &Path, dst: &Path, existed: bool) -> io::Result<Dirs> {
+    let src_fd = fsops::open_dir(src)?;
+    let dst_fd = fsops::open_dir(dst)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", dst.display())))?;
+    Ok(Dirs {
+        src: src_fd,
+        dst: dst_fd,
+        src_path: src.to_path_buf(),
+        existed,
+    })
+}
+
+/// Reads a directory's entries with their metadata.
+fn list(dirs: &Dirs, task: &DirTask, report: &mut DirReport) -> io::Result<Vec<Entry>> {
+    let follow = state().options.dereference;
+    let flags = if follow {
+        AtFlags::empty()
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    let mut entries = Vec::new();
+    for item in rfs::Dir::read_from(&dirs.src)? {
+        let item = item?;
+        let name = item.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let name = PathBuf::from(std::ffi::OsStr::from_bytes(name));
+        let stat = match rfs::statat(&dirs.src, &name, flags) {
+            Ok(st) => st,
+            Err(Errno::NOENT) if follow => {
+                rfs::statat(&dirs.src, &name, AtFlags::SYMLINK_NOFOLLOW)?
+            }
+            Err(e) => {
+                report
+                    .failures
+                    .push(Failure::new(&dirs.src_path.join(&name), io::Error::from(e)));
+                continue;
+            }
+        };
+        let meta = Meta::from_stat(&stat);
+        if meta.kind == Kind::Dir
+            && (task.ancestors.contains(&(meta.dev, meta.ino))
+                || (task.meta.dev, task.meta.ino) == (meta.dev, meta.ino))
+        {
+            report.failures.push(Failure::new(
+                &dirs.src_path.join(&name),
+                "a symbolic link loop: not followed again",
+            ));
+            continue;
+        }
+        entries.push(Entry {
+            name: RawPath(name),
+            meta,
+        });
+    }
+    Ok(entries)
+}
+
+/// Copies entries of one directory, stopping at a stop request or a full disk.
+fn copy_entries(
+    dirs: &Dirs,
+    entries: &[Entry],
+    rename: Option<&RawPath>,
+    report: &mut BatchReport,
+    reporter: &mut Reporter,
+) {
+    let stop = || state().stop.is_set();
+    for entry in entries {
+        if stop() {
+            report.stopped = Some(Stop::Interrupted);
+            return;
+        }
+        let dst_name = rename.unwrap_or(&entry.name).path();
+        match copy_entry(dirs, entry, dst_name, &mut report.counts, reporter, &stop) {
+            Ok(None) => {}
+            Ok(Some(warning)) => report.warnings.push(warning),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                report.stopped = Some(Stop::Interrupted);
+                return;
+            }
+            Err(e) => {
+                let failure = Failure::new(&dirs.src_path.join(entry.name.path()), &e);
+                if fsops::is_disk_full(&e) {
+                    report.stopped = Some(Stop::DiskFull(failure));
+                    return;
+                }
+                report.failures.push(failure);
+            }
+        }
+    }
+}
+
+/// Copies one entry. `Ok(Some(..))` is a warning: the entry was skipped for a reason that is
+/// not a failure (a device without the right to create it).
+fn copy_entry(
+    dirs: &Dirs,
+    entry: &Entry,
+    dst_name: &Path,
+    counts: &mut Counts,
+    reporter: &mut Reporter,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<Option<String>> {
+    let meta = &entry.meta;
+    let existing = if dirs.existed {
+        match rfs::statat(&dirs.dst, dst_name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(Meta::from_stat(&st)),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    if let Some(old) = &existing {
+        if old.kind == Kind::Dir {
+            return Err(io::Error::other(
+                "cannot overwrite a directory with a non-directory",
+            ));
+        }
+        if state().options.update && up_to_date(dirs, entry, dst_name, old) {
+            counts.skipped += 1;
+            reporter.file();
+            return Ok(None);
+        }
+    }
+    match meta.kind {
+        Kind::File => {
+            let bytes = copy_file(dirs, entry, dst_name, reporter, stop)?;
+            counts.files += 1;
+            counts.bytes += bytes;
+            reporter.file();
+        }
+        Kind::Symlink => {
+            let target = rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new())?;
+            replace_node(
+                dirs.dst.as_fd(),
+                dst_name,
+                existing.is_some(),
+                |dir, name| rfs::symlinkat(target.as_c_str(), dir, name),
+            )?;
+            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta)?;
+            counts.symlinks += 1;
+            reporter.file();
+        }
+        Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
+            if matches!(meta.kind, Kind::CharDevice | Kind::BlockDevice) && !fsops::is_root() {
+                return Ok(Some(format!(
+                    "skipped device {} (creating devices needs root)",
+                    dirs.src_path.join(entry.name.path()).display()
+                )));
+            }
+            let file_type = rfs::FileType::from_raw_mode(match meta.kind {
+                Kind::Fifo => libc::S_IFIFO,
+                Kind::Socket => libc::S_IFSOCK,
+                Kind::CharDevice => libc::S_IFCHR,
+                _ => libc::S_IFBLK,
+            });
+            replace_node(
+                dirs.dst.as_fd(),
+                dst_name,
+                existing.is_some(),
+                |dir, name| {
+                    rfs::mknodat(
+                        dir,
+                        name,
+                        file_type,
+                        Mode::from_raw_mode(meta.mode & 0o777),
+                        meta.rdev,
+                    )
+                },
+            )?;
+            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta)?;
+            counts.specials += 1;
+            reporter.file();
+        }
+        Kind::Dir => unreachable!("directories are walked, not copied as entries"),
+    }
+    Ok(None)
+}
+
+/// Whether the existing copy already matches (`--update`): same kind, size and modification
+/// time for files; same target for links.
+fn up_to_date(dirs: &Dirs, entry: &Entry, dst_name: &Path, old: &Meta) -> bool {
+    let meta = &entry.meta;
+    match meta.kind {
+        Kind::File => old.kind == Kind::File && old.size == meta.size && old.mtime == meta.mtime,
+        Kind::Symlink => {
+            old.kind == Kind::Symlink
+                && rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new()).ok()
+                    == rfs::readlinkat(&dirs.dst, dst_name, Vec::new()).ok()
+        }
+        other => old.kind == other,
+    }
+}
+
+/// Creates a link or special file; over an existing entry, creates it under a temporary
+/// name and renames it into place.
+fn replace_node(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    exists: bool,
+    make: impl Fn(BorrowedFd<'_>, &Path) -> rustix::io::Result<()>,
+) -> io::Result<()> {
+    if !exists {
+        match make(dir, name) {
+            Err(Errno::EXIST) => {}
+            other => return Ok(other?),
+        }
+    }
+    let temp = fsops::temp_name();
+    let temp = Path::new(std::ffi::OsStr::from_bytes(temp.as_bytes()));
+    make(dir, temp)?;
+    rfs::renameat(dir, temp, dir, name).map_err(|e| {
+        let _ = rfs::unlinkat(dir, temp, AtFlags::empty());
+        e.into()
+    })
+}
+
+/// Copies a regular file through a staged file: the name only ever shows a complete copy.
+fn copy_file(
+    dirs: &Dirs,
+    entry: &Entry,
+    dst_name: &Path,
+    reporter: &mut Reporter,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<u64> {
+    let options = &state().options;
+    let src = rfs::openat(
+        &dirs.src,
+        entry.name.path(),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .or_else(|e| match e {
+        // Under -L the entry may be a link to a file.
+        Errno::LOOP if options.dereference => rfs::openat(
+            &dirs.src,
+            entry.name.path(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ),
+        e => Err(e),
+    })?;
+    let staged = Staged::create(dirs.dst.as_fd(), entry.meta.mode, options.verify)?;
+    let result = (|| {
+        fsops::copy_contents(
+            src.as_fd(),
+            staged.fd.as_fd(),
+            &entry.meta,
+            options,
+            &mut |n| reporter.bytes(n),
+            stop,
+        )?;
+        if options.verify && !fsops::same_contents(src.as_fd(), staged.fd.as_fd())? {
+            return Err(io::Error::other("verification failed: the copy differs"));
+        }
+        fsops::apply_file_meta(
+            staged.fd.as_fd(),
+            Some(src.as_fd()),
+            &entry.meta,
+            entry.meta.mode & 0o777,
+        )
+    })();
+    match result {
+        Ok(()) => {
+            staged.place(dirs.dst.as_fd(), dst_name)?;
+            Ok(entry.meta.size)
+        }
+        Err(e) => {
+            staged.discard(dirs.dst.as_fd());
+            Err(e)
+        }
+    }
+}
