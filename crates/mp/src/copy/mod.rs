@@ -51,6 +51,10 @@ pub struct CopyArgs {
     /// Worker processes [default: the number of CPUs, at least 2].
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: Option<u16>,
+    /// Treat DEST as the copy itself, even if it is a directory (merge into it): how an
+    /// interrupted `mp copy SOURCE NEW` resumes.
+    #[arg(short = 'T', long)]
+    no_target_directory: bool,
     /// Follow symbolic links in SOURCE (copy what they point to).
     #[arg(short = 'L', long)]
     dereference: bool,
@@ -99,7 +103,12 @@ pub fn run(args: CopyArgs) -> Status {
         verify: args.verify,
     };
     let jobs = args.jobs.map(usize::from).unwrap_or_else(default_jobs);
-    let plan = match plan::plan(&args.sources, &args.dest, args.dereference) {
+    let plan = match plan::plan(
+        &args.sources,
+        &args.dest,
+        args.dereference,
+        args.no_target_directory,
+    ) {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!("mp copy: {message}");
@@ -120,6 +129,7 @@ pub fn run(args: CopyArgs) -> Status {
         let sources = plan.copies.iter().map(|c| c.src.clone()).collect();
         Bar::new(Totals::scan(sources, args.dereference))
     });
+    let resume_hint = resume_command(&args, plan.dest_is_copy);
     for failure in plan.refused {
         coordinator.fail(failure);
     }
@@ -138,12 +148,53 @@ pub fn run(args: CopyArgs) -> Status {
     let seconds = started.elapsed().as_secs_f64();
     report(&outcome, seconds, &args, show_bar);
     if outcome.interrupted {
+        eprintln!("mp copy: interrupted; to resume, run: {resume_hint}");
+    }
+    if outcome.interrupted {
         Status::Interrupted
     } else if outcome.failures.is_empty() && outcome.disk_full.is_none() {
         Status::Success
     } else {
         Status::Failed
     }
+}
+
+/// The command that resumes this copy: the same one with `--update`, and `-T` where DEST
+/// was the copy itself (it now exists, and would otherwise receive a second copy inside).
+fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
+    let mut words = vec!["mp copy --update".to_string()];
+    if dest_is_copy && !args.no_target_directory {
+        words.push("-T".into());
+    }
+    let quote = |p: &PathBuf| {
+        let s = p.to_string_lossy();
+        if s.chars()
+            .all(|c| c.is_alphanumeric() || "/._-+:@".contains(c))
+        {
+            s.into_owned()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    if let Some(jobs) = args.jobs {
+        words.push(format!("-j {jobs}"));
+    }
+    for (on, flag) in [
+        (args.dereference, "-L"),
+        (args.verify, "--verify"),
+        (args.quiet, "--quiet"),
+        (args.json, "--json"),
+    ] {
+        if on {
+            words.push(flag.into());
+        }
+    }
+    if args.reflink != Reflink::Auto {
+        words.push(format!("--reflink={:?}", args.reflink).to_lowercase());
+    }
+    words.extend(args.sources.iter().map(quote));
+    words.push(quote(&args.dest));
+    words.join(" ")
 }
 
 /// Workers by default: one per CPU, at least two (a copy waits on the disk as much as it
@@ -173,9 +224,6 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_term
             full.path.path().display(),
             full.reason
         );
-    }
-    if outcome.interrupted {
-        eprintln!("mp copy: interrupted; run again with --update to resume");
     }
     if !outcome.failures.is_empty() {
         eprintln!(

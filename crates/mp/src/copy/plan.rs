@@ -19,6 +19,8 @@ pub struct Copy {
 pub struct Plan {
     pub copies: Vec<Copy>,
     pub refused: Vec<Failure>,
+    /// DEST is the copy itself (not a directory the copies go into).
+    pub dest_is_copy: bool,
 }
 
 /// Applies the rules. An `Err` refuses the whole command (nothing is copied).
@@ -27,16 +29,30 @@ pub struct Plan {
 ///   own name.
 /// - Otherwise there must be one SOURCE, and DEST becomes its copy; a directory cannot
 ///   replace a file.
+/// - With `no_target_dir` (`-T`), DEST is always the copy: an existing directory is merged
+///   into, which is how an interrupted `mp copy SRC NEW` resumes.
 /// - A directory is never copied into itself, and a file never onto itself.
-pub fn plan(sources: &[PathBuf], dest: &Path, dereference: bool) -> Result<Plan, String> {
+pub fn plan(
+    sources: &[PathBuf],
+    dest: &Path,
+    dereference: bool,
+    no_target_dir: bool,
+) -> Result<Plan, String> {
+    if no_target_dir && sources.len() > 1 {
+        return Err(format!(
+            "extra operand '{}': -T takes one SOURCE",
+            sources[1].display()
+        ));
+    }
     let dest_meta = rfs::stat(dest).ok().map(|st| Meta::from_stat(&st));
-    let into_dir = dest_meta.is_some_and(|m| m.kind == Kind::Dir);
+    let into_dir = !no_target_dir && dest_meta.is_some_and(|m| m.kind == Kind::Dir);
     if sources.len() > 1 && !into_dir {
         return Err(format!("target '{}' is not a directory", dest.display()));
     }
     let mut plan = Plan {
         copies: Vec::new(),
         refused: Vec::new(),
+        dest_is_copy: !into_dir,
     };
     for src in sources {
         let stat = if dereference {
@@ -155,16 +171,25 @@ mod tests {
         let d = scratch("place");
         let src = d.join("src");
         // DEST missing: DEST becomes the copy.
-        let p = plan(std::slice::from_ref(&src), &d.join("new"), false).unwrap();
+        let p = plan(std::slice::from_ref(&src), &d.join("new"), false, false).unwrap();
         assert_eq!(p.copies[0].dst, d.join("new"));
         // DEST a directory: the copy goes inside, under the source's name (slash or not).
         std::fs::create_dir(d.join("out")).unwrap();
-        let p = plan(&[d.join("src/")], &d.join("out"), false).unwrap();
+        let p = plan(&[d.join("src/")], &d.join("out"), false, false).unwrap();
         assert_eq!(p.copies[0].dst, d.join("out/src"));
+        // -T: DEST is the copy even when it is a directory (a resumed copy merges into it).
+        let p = plan(std::slice::from_ref(&src), &d.join("out"), false, true).unwrap();
+        assert_eq!(p.copies[0].dst, d.join("out"));
+        assert!(plan(&[src.clone(), src.clone()], &d.join("out"), false, true).is_err());
         // Several sources need a directory.
-        let err = plan(&[src.clone(), d.join("file")], &d.join("nope"), false)
-            .err()
-            .unwrap();
+        let err = plan(
+            &[src.clone(), d.join("file")],
+            &d.join("nope"),
+            false,
+            false,
+        )
+        .err()
+        .unwrap();
         assert!(err.contains("is not a directory"), "{err}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -173,17 +198,23 @@ mod tests {
     fn refuses_self_copies() {
         let d = scratch("self");
         let src = d.join("src");
-        let p = plan(std::slice::from_ref(&src), &src.join("sub"), false).unwrap();
+        let p = plan(std::slice::from_ref(&src), &src.join("sub"), false, false).unwrap();
         assert!(p.copies.is_empty());
         assert!(p.refused[0].reason.contains("into itself"));
-        let p = plan(&[d.join("file")], &d.join("file"), false).unwrap();
+        let p = plan(&[d.join("file")], &d.join("file"), false, false).unwrap();
         assert!(p.refused[0].reason.contains("the same file"));
-        let p = plan(&[src], &d.join("file"), false).unwrap();
+        let p = plan(&[src], &d.join("file"), false, false).unwrap();
         assert!(p.refused[0]
             .reason
             .contains("cannot overwrite non-directory"));
         // A missing source is refused alone.
-        let p = plan(&[d.join("missing"), d.join("file")], &d.join("src"), false).unwrap();
+        let p = plan(
+            &[d.join("missing"), d.join("file")],
+            &d.join("src"),
+            false,
+            false,
+        )
+        .unwrap();
         assert_eq!((p.copies.len(), p.refused.len()), (1, 1));
         std::fs::remove_dir_all(&d).unwrap();
     }
