@@ -4,7 +4,7 @@
 //! Every function here works relative to open directory descriptors, so a worker resolves a
 //! directory's path once and not once per file.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -250,9 +250,15 @@ fn checksum(fd: BorrowedFd<'_>) -> io::Result<u128> {
     }
 }
 
+/// This process's effective user and group, asked once.
+fn identity() -> (rfs::Uid, rfs::Gid) {
+    static IDS: std::sync::OnceLock<(rfs::Uid, rfs::Gid)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| (rustix::process::geteuid(), rustix::process::getegid()))
+}
+
 /// Whether this process may give files away (`chown` to any owner).
 pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+    identity().0.is_root()
 }
 
 /// Sets owner, mode, extended attributes and times of an open copy, in the order that keeps
@@ -281,7 +287,7 @@ fn set_owner(
     chown: impl FnOnce(Option<rfs::Uid>, Option<rfs::Gid>) -> rustix::io::Result<()>,
     meta: &Meta,
 ) -> io::Result<bool> {
-    let (euid, egid) = (rustix::process::geteuid(), rustix::process::getegid());
+    let (euid, egid) = identity();
     let (uid, gid) = (rfs::Uid::from_raw(meta.uid), rfs::Gid::from_raw(meta.gid));
     let want_uid = (euid.is_root() && uid != euid).then_some(uid);
     let want_gid = (gid != egid).then_some(gid);
@@ -298,36 +304,58 @@ fn set_owner(
 /// Copies the extended attributes (ACLs included) an open file has, ignoring those this
 /// process or the destination's file system may not set.
 fn copy_xattrs_fd(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
-    let mut names = vec![0u8; 1024];
-    let len = match rfs::flistxattr(src, &mut names[..]) {
-        Ok(0) | Err(_) => return, // none, or none readable: nothing to keep
-        Ok(n) => n,
-    };
-    let mut value = vec![0u8; 4096];
-    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(name) = CString::new(name) else {
-            continue;
-        };
-        if let Ok(n) = rfs::fgetxattr(src, name.as_c_str(), &mut value[..]) {
-            let _ = rfs::fsetxattr(dst, name.as_c_str(), &value[..n], rfs::XattrFlags::empty());
-        }
-    }
+    copy_xattrs(
+        |buf| rfs::flistxattr(src, buf),
+        |name, buf| rfs::fgetxattr(src, name, buf),
+        |name, value| rfs::fsetxattr(dst, name, value, rfs::XattrFlags::empty()),
+    );
 }
 
 /// Copies the extended attributes of `src` (a path, not followed) onto `dst`.
 fn copy_xattrs_path(src: &Path, dst: &Path) {
-    let mut names = vec![0u8; 1024];
-    let len = match rfs::llistxattr(src, &mut names[..]) {
-        Ok(0) | Err(_) => return,
-        Ok(n) => n,
+    copy_xattrs(
+        |buf| rfs::llistxattr(src, buf),
+        |name, buf| rfs::lgetxattr(src, name, buf),
+        |name, value| rfs::lsetxattr(dst, name, value, rfs::XattrFlags::empty()),
+    );
+}
+
+/// Reads with `read` into a buffer that grows until the answer fits (ERANGE).
+fn read_growing(
+    mut read: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match read(&mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::RANGE) if buf.len() < 64 << 20 => {
+                let bigger = buf.len() * 4;
+                buf.resize(bigger, 0);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The attribute copy itself, over listing, reading and setting functions. Attributes that
+/// cannot be read or set (no permission, not supported there) are skipped, as `cp -a` does.
+fn copy_xattrs(
+    mut list: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+    mut get: impl FnMut(&CStr, &mut [u8]) -> rustix::io::Result<usize>,
+    mut set: impl FnMut(&CStr, &[u8]) -> rustix::io::Result<()>,
+) {
+    let Ok(names) = read_growing(&mut list) else {
+        return;
     };
-    let mut value = vec![0u8; 4096];
-    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let Ok(name) = CString::new(name) else {
             continue;
         };
-        if let Ok(n) = rfs::lgetxattr(src, name.as_c_str(), &mut value[..]) {
-            let _ = rfs::lsetxattr(dst, name.as_c_str(), &value[..n], rfs::XattrFlags::empty());
+        if let Ok(value) = read_growing(|buf| get(&name, buf)) {
+            let _ = set(&name, &value);
         }
     }
 }
