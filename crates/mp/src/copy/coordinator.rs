@@ -373,28 +373,7 @@ impl Coordinator {
                 }
                 self.one_done(dir);
             }
-            Done::Span(file, result) => {
-                let f = self.large.get_mut(&file).expect("a large file in progress");
-                f.spans_left -= 1;
-                let failure = match result {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(failure)) => Some(failure),
-                    Err(e) => Some(Failure::new(&f.src, e)),
-                };
-                if let Some(failure) = failure {
-                    if f.failure.is_none() {
-                        f.failure = Some(failure);
-                    }
-                }
-                if f.spans_left == 0 {
-                    if self.options.verify && f.failure.is_none() {
-                        let job = Job::Verify(file, RawPath::new(&f.src), RawPath::new(&f.temp));
-                        self.ready.push(job);
-                    } else {
-                        self.finish_large(file, live);
-                    }
-                }
-            }
+            Done::Span(file, result) => self.span_done(file, result, live),
             Done::Verify(file, result) => {
                 let f = self.large.get_mut(&file).expect("a large file in progress");
                 f.failure = match result {
@@ -403,6 +382,46 @@ impl Coordinator {
                 };
                 self.finish_large(file, live);
             }
+        }
+    }
+
+    fn span_done(
+        &mut self,
+        file: u64,
+        result: multiprocess::Result<Result<u64, Failure>>,
+        live: &Live,
+    ) {
+        let f = self.large.get_mut(&file).expect("a large file in progress");
+        f.spans_left -= 1;
+        let failure = match result {
+            Ok(Ok(_)) => None,
+            Ok(Err(failure)) => Some(failure),
+            Err(e) => Some(Failure::new(&f.src, e)),
+        };
+        let full = failure.as_ref().filter(|f| f.disk_full).cloned();
+        if f.failure.is_none() {
+            f.failure = failure;
+        }
+        let (left, verify) = (f.spans_left, self.options.verify && f.failure.is_none());
+        let job = verify.then(|| Job::Verify(file, RawPath::new(&f.src), RawPath::new(&f.temp)));
+        if let Some(full) = full {
+            // Stop now, not once the file's other spans have failed too.
+            self.failed(full);
+        }
+        match (left, job) {
+            (0, Some(job)) => self.ready.push(job),
+            (0, None) => self.finish_large(file, live),
+            _ => {}
+        }
+    }
+
+    /// Records a failure; a full disk stops the copy.
+    fn failed(&mut self, failure: Failure) {
+        if !failure.disk_full {
+            self.outcome.failures.push(failure);
+        } else if self.outcome.disk_full.is_none() {
+            self.outcome.disk_full = Some(failure);
+            self.stop_all();
         }
     }
 
@@ -530,11 +549,7 @@ impl Coordinator {
                     self.one_done(dir);
                 }
                 Err(e) => {
-                    self.outcome.failures.push(Failure::new(&src, &e));
-                    if fsops::is_disk_full(&e) {
-                        self.outcome.disk_full = self.outcome.failures.pop();
-                        self.stop_all();
-                    }
+                    self.failed(Failure::io(&src, &e));
                     if let Some(key) = group {
                         self.group_failed_quiet(key);
                     }
@@ -705,7 +720,7 @@ impl Coordinator {
         let f = self.large.remove(&id).expect("a large file in progress");
         let result = match f.failure {
             Some(failure) => Err(failure),
-            None => self.seal(&f).map_err(|e| Failure::new(&f.src, e)),
+            None => self.seal(&f).map_err(|e| Failure::io(&f.src, &e)),
         };
         let ok = match result {
             Ok(()) => {
@@ -717,7 +732,7 @@ impl Coordinator {
             Err(failure) => {
                 let _ = std::fs::remove_file(&f.temp);
                 if !self.stopping {
-                    self.outcome.failures.push(failure);
+                    self.failed(failure);
                 }
                 false
             }

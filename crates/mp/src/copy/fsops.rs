@@ -56,14 +56,6 @@ static NO_TMPFILE: AtomicBool = AtomicBool::new(false);
 /// Set once `linkat(AT_EMPTY_PATH)` was refused (it needs CAP_DAC_READ_SEARCH).
 static NO_EMPTY_PATH_LINK: AtomicBool = AtomicBool::new(false);
 
-/// Whether an error means "the disk is full": the copy stops at once.
-pub fn is_disk_full(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
-    )
-}
-
 fn unsupported(e: Errno) -> bool {
     matches!(
         e,

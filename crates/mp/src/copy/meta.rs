@@ -163,6 +163,8 @@ pub struct Entry {
 pub struct Failure {
     pub path: RawPath,
     pub reason: String,
+    /// The destination is full: the whole copy must stop.
+    pub disk_full: bool,
 }
 
 impl Failure {
@@ -171,6 +173,18 @@ impl Failure {
         Failure {
             path: RawPath::new(path),
             reason: reason.to_string(),
+            disk_full: false,
+        }
+    }
+
+    /// A failure of `path` from an I/O error, which may say the disk is full.
+    pub fn io(path: &Path, err: &std::io::Error) -> Failure {
+        Failure {
+            disk_full: matches!(
+                err.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
+            ),
+            ..Failure::new(path, err)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! copying starts.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs as rfs;
@@ -82,6 +83,13 @@ pub fn plan(
         } else {
             dest.to_path_buf()
         };
+        if dest_meta.is_none() && ends_with_slash(dest) && meta.kind != Kind::Dir {
+            plan.refused.push(Failure::new(
+                src,
+                format!("cannot create '{}': Not a directory", dest.display()),
+            ));
+            continue;
+        }
         if let Err(why) = check(src, &dst, &meta) {
             plan.refused.push(Failure::new(src, why));
             continue;
@@ -93,6 +101,11 @@ pub fn plan(
         });
     }
     Ok(plan)
+}
+
+/// Whether a path ends in `/` (it names a directory).
+fn ends_with_slash(path: &Path) -> bool {
+    path.as_os_str().as_bytes().ends_with(b"/")
 }
 
 /// The name a source is copied under inside a directory: its last component (`a/b/` gives

@@ -166,7 +166,8 @@ pub struct DirReport {
     pub spill: Vec<Entry>,
     pub failures: Vec<Failure>,
     pub warnings: Vec<String>,
-    /// The directory's own metadata is already applied (nothing was left to do inside it).
+    /// The directory's own metadata is already applied (nothing was left to do inside it),
+    /// or must not be (the destination could not be made).
     pub finished: bool,
     /// The destination directory existed before.
     pub existed: bool,
@@ -220,17 +221,34 @@ pub fn copy_dir(task: DirTask) -> DirReport {
     let dst_path = task.dst.path();
     match rfs::mkdir(dst_path, Mode::from_raw_mode(0o700)) {
         Ok(()) => {}
-        Err(Errno::EXIST) if dst_path.is_dir() => report.existed = true,
+        // A real directory only: never write through a link to somewhere else.
+        Err(Errno::EXIST) if std::fs::symlink_metadata(dst_path).is_ok_and(|m| m.is_dir()) => {
+            report.existed = true
+        }
+        Err(Errno::EXIST) => {
+            report.failures.push(Failure::new(
+                src_path,
+                format!(
+                    "cannot overwrite non-directory '{}' with a directory",
+                    dst_path.display()
+                ),
+            ));
+            // The destination is not ours to set metadata on.
+            report.finished = true;
+            return report;
+        }
         Err(e) => {
-            let e = io::Error::from(e);
-            if fsops::is_disk_full(&e) {
-                report.stopped = Some(Stop::DiskFull(Failure::new(dst_path, e)));
+            let failure = Failure::io(dst_path, &io::Error::from(e));
+            if failure.disk_full {
+                report.stopped = Some(Stop::DiskFull(failure));
             } else {
                 report.failures.push(Failure::new(
                     src_path,
                     format!("cannot create {}: {e}", dst_path.display()),
                 ));
             }
+            // The destination is not ours to set metadata on.
+            report.finished = true;
             return report;
         }
     }
@@ -314,7 +332,7 @@ pub fn copy_batch(task: BatchTask) -> BatchReport {
 
 /// Copies one span of a large file into the coordinator's temporary file.
 pub fn copy_span(task: SpanTask) -> Result<u64, Failure> {
-    let fail = |e: io::Error| Failure::new(task.src.path(), e);
+    let fail = |e: io::Error| Failure::io(task.src.path(), &e);
     let src = rfs::open(
         task.src.path(),
         OFlags::RDONLY | OFlags::CLOEXEC,
@@ -440,8 +458,8 @@ fn copy_entries(
                 return;
             }
             Err(e) => {
-                let failure = Failure::new(&dirs.src_path.join(entry.name.path()), &e);
-                if fsops::is_disk_full(&e) {
+                let failure = Failure::io(&dirs.src_path.join(entry.name.path()), &e);
+                if failure.disk_full {
                     report.stopped = Some(Stop::DiskFull(failure));
                     return;
                 }

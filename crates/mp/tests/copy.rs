@@ -1,0 +1,971 @@
+//! `mp copy`, run as a user runs it: fidelity against `cp -a`, `cp -r`'s placement rules,
+//! `--update`, `--verify`, the summaries, and the failure paths (unreadable files, a full
+//! disk, Ctrl-C and a resumed copy, a worker killed).
+
+mod copy_common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use copy_common::*;
+
+// ---------------------------------------------------------------------------------------
+// Trees
+// ---------------------------------------------------------------------------------------
+
+/// A small tree: `dir/a`, `dir/sub/b`, `dir/empty/`.
+fn small_tree(dir: &Path) {
+    write(&dir.join("a"), b"alpha\n");
+    write(&dir.join("sub/b"), b"beta\n");
+    fs::create_dir(dir.join("empty")).unwrap();
+}
+
+/// What the fidelity tree could hold on this machine.
+struct Built {
+    xattrs: bool,
+}
+
+/// Every kind of entry `cp -a` keeps: files of varied sizes and modes, nested, empty and
+/// read-only directories, links of every kind, a hard-link group across directories,
+/// sparse files (small ones copied by a worker, a large one in spans), names that are not
+/// UTF-8, a FIFO, extended attributes, and (as root) other owners and a device.
+fn build_fidelity_tree(src: &Path) -> Built {
+    let dirs = [
+        "",
+        "nested/a/b/c",
+        "empty",
+        "nested/empty_too",
+        "readonly/sub",
+        "modes/setgid",
+        "modes/sticky",
+        "links",
+        "hard",
+        "sparse",
+    ];
+    for d in dirs {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    write(&src.join("zero"), b"");
+    write(&src.join("one"), b"1");
+    write(&src.join("nested/a/b/c/hundred_k"), &pattern(1, 100 * KIB));
+    write(&src.join("nested/a/three_mib"), &pattern(2, 3 * MIB));
+    write(&src.join("nested/a/b/small"), b"small\n");
+    write(&src.join("readonly/inside"), b"in a read-only directory\n");
+    write(&src.join("readonly/sub/deeper"), &pattern(3, 5000));
+
+    for (name, mode) in [("m600", 0o600), ("m755", 0o755), ("m4755", 0o4755)] {
+        write(&src.join("modes").join(name), name.as_bytes());
+        chmod(&src.join("modes").join(name), mode);
+    }
+    write(&src.join("modes/m444"), b"read only\n");
+    chmod(&src.join("modes/m444"), 0o444);
+    chmod(&src.join("modes/setgid"), 0o2750);
+    chmod(&src.join("modes/sticky"), 0o1777);
+
+    std::os::unix::fs::symlink("../one", src.join("links/relative")).unwrap();
+    std::os::unix::fs::symlink("no/such/target", src.join("links/dangling")).unwrap();
+    std::os::unix::fs::symlink(src.join("zero"), src.join("links/absolute")).unwrap();
+
+    write(&src.join("hard/first"), b"one inode, three names\n");
+    fs::hard_link(src.join("hard/first"), src.join("nested/second")).unwrap();
+    fs::hard_link(src.join("hard/first"), src.join("nested/a/b/third")).unwrap();
+
+    // Below LARGE_FILE (copied whole by a worker): a trailing hole, then a leading one.
+    write_sparse(
+        &src.join("sparse/trailing_hole"),
+        8 * MIB as u64,
+        &[(MIB as u64, pattern(4, 4 * KIB))],
+    );
+    write_sparse(
+        &src.join("sparse/leading_hole"),
+        8 * MIB as u64,
+        &[(8 * MIB as u64 - 4096, pattern(5, 4 * KIB))],
+    );
+    // 64 MiB: with several workers, copied in spans by the coordinator.
+    write_sparse(
+        &src.join("sparse/large"),
+        64 * MIB as u64,
+        &[
+            (0, pattern(6, 4 * KIB)),
+            (5 * MIB as u64, pattern(7, 64 * KIB)),
+            (40 * MIB as u64, pattern(8, 4 * KIB)),
+        ],
+    );
+
+    write(&src.join(OsStr::from_bytes(b"caf\xe9")), b"latin-1 name\n");
+    write(
+        &src.join(OsStr::from_bytes(b"dir\xff")).join("inside"),
+        b"in a directory whose name is not UTF-8\n",
+    );
+    mkfifo(&src.join("fifo"), 0o640);
+
+    write(&src.join("xattr_file"), b"has an attribute\n");
+    let xattrs = match set_xattr(&src.join("xattr_file"), "user.test", b"hello") {
+        Ok(()) => {
+            let all_bytes: Vec<u8> = (0..=255).collect();
+            set_xattr(&src.join("nested"), "user.dir", &all_bytes).unwrap();
+            true
+        }
+        Err(e) => {
+            eprintln!("skipping extended attributes: this file system refuses them ({e})");
+            false
+        }
+    };
+
+    if is_root() {
+        fs::create_dir(src.join("owned")).unwrap();
+        write(&src.join("owned/file"), b"owned by someone else\n");
+        chmod(&src.join("owned/file"), 0o640);
+        std::os::unix::fs::symlink("file", src.join("owned/link")).unwrap();
+        for p in ["owned/file", "owned/link", "owned"] {
+            std::os::unix::fs::lchown(src.join(p), Some(1234), Some(1234)).unwrap();
+        }
+        chmod(&src.join("owned"), 0o750);
+        if let Err(e) = mknod_char(&src.join("device"), 1, 3) {
+            eprintln!("skipping the device node: mknod refused ({e})");
+        }
+    } else {
+        eprintln!("not root: skipping files owned by another user and device nodes");
+    }
+
+    chmod(&src.join("readonly/sub"), 0o555);
+    chmod(&src.join("readonly"), 0o555);
+    Built { xattrs }
+}
+
+/// `dirs` directories of `files` files of `size` bytes each (each file different).
+fn build_bulk_tree(src: &Path, dirs: usize, files: usize, size: usize) {
+    let base = pattern(42, size);
+    for d in 0..dirs {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..files {
+            let mut contents = base.clone();
+            contents[..16].copy_from_slice(format!("{d:08}{f:08}").as_bytes());
+            fs::write(dir.join(format!("f{f:03}")), &contents).unwrap();
+        }
+    }
+}
+
+/// Whether reading the tree leaves access times alone here (`relatime` with times in the
+/// future, or `noatime`): only then can copied access times be compared with those set.
+fn atimes_survive_reads(src: &Path, times: &Stamps) -> bool {
+    let tree = snapshot(src);
+    for (rel, node) in &tree {
+        if node.kind == Kind::File {
+            let _ = fs::read(join(src, rel)).unwrap();
+        }
+    }
+    let again = snapshot(src);
+    again.iter().all(|(rel, node)| node.atime == times[rel].0)
+}
+
+/// Asserts that every entry of `dst` has the access and modification times set on its
+/// source (access times only when `atimes`).
+#[track_caller]
+fn assert_times(dst: &Path, times: &Stamps, atimes: bool) {
+    let tree = snapshot(dst);
+    for (rel, (atime, mtime)) in times {
+        let node = tree
+            .get(rel)
+            .unwrap_or_else(|| panic!("'{}' missing", rel.display()));
+        assert_eq!(node.mtime, *mtime, "mtime of '{}'", rel.display());
+        if atimes {
+            assert_eq!(node.atime, *atime, "atime of '{}'", rel.display());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Fidelity
+// ---------------------------------------------------------------------------------------
+
+/// Copies the fidelity tree with `mp copy` (with `jobs` workers, or the default) and with
+/// `cp -a`, and compares every entry; checks times against those set, the JSON counts, and
+/// that no temporary file is left. With `other_fs`, both copies go to a tmpfs (no
+/// `copy_file_range` across file systems: the read/write fallback).
+fn fidelity(name: &str, jobs: Option<&str>, other_fs: bool) {
+    let s = Scratch::new(name);
+    let mut out_dir = s.root.clone();
+    let _tmpfs = if other_fs {
+        out_dir = s.path("mnt");
+        let Some(tmpfs) = Tmpfs::mount(&out_dir, "256m") else {
+            return;
+        };
+        Some(tmpfs)
+    } else {
+        None
+    };
+    let src = s.path("src");
+    let built = build_fidelity_tree(&src);
+    let times = stamp_times(&src);
+    let atimes = atimes_survive_reads(&src, &times);
+    if !atimes {
+        eprintln!("reading files updates access times here: not comparing access times");
+    }
+    let expected = Counts::of(&src);
+    let dst = out_dir.join("dst");
+    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"copy", &"--json"];
+    if let Some(jobs) = &jobs {
+        args.extend([&"-j" as &dyn AsRef<OsStr>, jobs]);
+    }
+    args.extend([&src as &dyn AsRef<OsStr>, &dst]);
+    let out = mp(&args);
+    out.expect_clean_success();
+    let summary = out.json();
+    assert_eq!(Counts::from_json(&summary), expected, "{summary}");
+    assert_eq!(summary["skipped"], 0, "{summary}");
+    assert_eq!(summary["failures"], serde_json::json!([]), "{summary}");
+
+    // The copy's own times first: reading the reference copy cannot touch them.
+    assert_times(&dst, &times, atimes);
+    let reference = out_dir.join("reference");
+    cp_a(&[], &src, &reference);
+    assert_no_temp_files(&dst);
+    assert_same_tree(&reference, &dst);
+    assert_same_tree(&src, &dst);
+
+    let large = fs::symlink_metadata(dst.join("sparse/large")).unwrap();
+    assert!(
+        large.blocks() * 512 < 2 * MIB as u64,
+        "the 64 MiB sparse file takes {} blocks",
+        large.blocks()
+    );
+    if built.xattrs {
+        let attrs = xattrs(&dst.join("xattr_file"));
+        assert_eq!(
+            attrs.get(&b"user.test"[..]).map(Vec::as_slice),
+            Some(&b"hello"[..])
+        );
+    }
+    if is_root() {
+        let owned = fs::symlink_metadata(dst.join("owned/file")).unwrap();
+        assert_eq!((owned.uid(), owned.gid()), (1234, 1234));
+    }
+}
+
+/// A copy with the default workers is `cp -a`'s: contents, kinds, modes (setuid, setgid,
+/// sticky), owners, times of files, links and directories, link targets, hard-link groups,
+/// holes, extended attributes, FIFOs, devices, names that are not UTF-8, read-only
+/// directories; the JSON summary counts what was copied.
+#[test]
+fn copy_is_as_faithful_as_cp_a() {
+    fidelity("fidelity", None, false);
+}
+
+/// The same with a single worker, where large files are copied whole by the worker rather
+/// than in spans by the coordinator.
+#[test]
+fn copy_with_one_worker_is_as_faithful_as_cp_a() {
+    fidelity("fidelity-j1", Some("1"), false);
+}
+
+/// The same onto another file system (a tmpfs; needs root), where the bytes go through the
+/// read/write fallback and temporary files through O_TMPFILE on tmpfs.
+#[test]
+fn copy_to_another_file_system_is_as_faithful_as_cp_a() {
+    fidelity("fidelity-tmpfs", None, true);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Placement
+// ---------------------------------------------------------------------------------------
+
+/// `mp copy DIR NEW`, NEW missing: NEW becomes the copy.
+#[test]
+fn a_missing_dest_becomes_the_copy() {
+    let s = Scratch::new("place-new");
+    small_tree(&s.path("dir"));
+    mp(&[&"copy", &s.path("dir"), &s.path("new")]).expect_clean_success();
+    assert_same_tree(&s.path("dir"), &s.path("new"));
+}
+
+/// `mp copy DIR EXISTING`: the copy goes inside, as EXISTING/DIR; what EXISTING held stays.
+#[test]
+fn an_existing_dest_directory_receives_the_source() {
+    let s = Scratch::new("place-into");
+    small_tree(&s.path("dir"));
+    write(&s.path("existing/keep"), b"keep me\n");
+    mp(&[&"copy", &s.path("dir"), &s.path("existing")]).expect_clean_success();
+    assert_same_tree(&s.path("dir"), &s.path("existing/dir"));
+    assert_eq!(fs::read(s.path("existing/keep")).unwrap(), b"keep me\n");
+}
+
+/// `mp copy A B EXISTING`: each source goes inside under its own name.
+#[test]
+fn several_sources_go_into_the_directory() {
+    let s = Scratch::new("place-several");
+    write(&s.path("a"), b"file a\n");
+    small_tree(&s.path("b"));
+    fs::create_dir(s.path("out")).unwrap();
+    mp(&[&"copy", &s.path("a"), &s.path("b"), &s.path("out")]).expect_clean_success();
+    assert_eq!(fs::read(s.path("out/a")).unwrap(), b"file a\n");
+    assert_same_tree(&s.path("b"), &s.path("out/b"));
+}
+
+/// Several sources and a DEST that is not a directory: refused, nothing copied.
+#[test]
+fn several_sources_need_a_directory() {
+    let s = Scratch::new("place-notdir");
+    write(&s.path("a"), b"a");
+    write(&s.path("b"), b"b");
+    write(&s.path("file"), b"file");
+    for dest in [s.path("file"), s.path("missing")] {
+        let out = mp(&[&"copy", &s.path("a"), &s.path("b"), &dest]);
+        out.expect_code(1);
+        assert!(out.stderr.contains("not a directory"), "{out}");
+    }
+    assert_eq!(fs::read(s.path("file")).unwrap(), b"file");
+    assert!(!s.path("missing").exists());
+}
+
+/// A single file to a new name, then over an existing (read-only, longer) file: the
+/// contents, mode and times are the source's.
+#[test]
+fn a_file_is_copied_to_a_new_name_and_over_a_file() {
+    let s = Scratch::new("place-file");
+    let src = s.path("src.txt");
+    write(&src, b"new contents\n");
+    chmod(&src, 0o640);
+    set_times(&src, (1_600_000_000, 1), (1_500_000_000, 2));
+    mp(&[&"copy", &src, &s.path("renamed")]).expect_clean_success();
+    assert_same_tree(&src, &s.path("renamed"));
+
+    let old = s.path("old");
+    write(&old, b"old contents that are longer than the new ones\n");
+    chmod(&old, 0o444);
+    mp(&[&"copy", &src, &old]).expect_clean_success();
+    assert_eq!(fs::read(&old).unwrap(), b"new contents\n");
+    assert_same_tree(&src, &old);
+    assert_no_temp_files(&s.root);
+}
+
+/// `mp copy D D/sub`: refused ("into itself"), exit 1, nothing created.
+#[test]
+fn a_directory_is_not_copied_into_itself() {
+    let s = Scratch::new("place-self");
+    let d = s.path("d");
+    small_tree(&d);
+    let before = snapshot(&d);
+    for dest in [d.join("sub"), d.join("sub/new"), d.clone()] {
+        let out = mp(&[&"copy", &d, &dest]);
+        out.expect_code(1);
+        assert!(out.stderr.contains("into itself"), "{out}");
+    }
+    let after = snapshot(&d);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+}
+
+/// A file onto itself is refused too, and leaves the file alone.
+#[test]
+fn a_file_is_not_copied_onto_itself() {
+    let s = Scratch::new("place-same");
+    let f = s.path("f");
+    write(&f, b"same\n");
+    let out = mp(&[&"copy", &f, &f]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("the same file"), "{out}");
+    assert_eq!(fs::read(&f).unwrap(), b"same\n");
+}
+
+/// A missing source among others: the others are copied, the failure is listed on stderr,
+/// exit 1.
+#[test]
+fn a_missing_source_does_not_stop_the_others() {
+    let s = Scratch::new("place-missing");
+    write(&s.path("a"), b"a\n");
+    small_tree(&s.path("b"));
+    fs::create_dir(s.path("out")).unwrap();
+    let missing = s.path("no-such-source");
+    let out = mp(&[
+        &"copy",
+        &s.path("a"),
+        &missing,
+        &s.path("b"),
+        &s.path("out"),
+    ]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains(&*missing.to_string_lossy()) && l.contains("No such file")),
+        "{out}"
+    );
+    assert_eq!(fs::read(s.path("out/a")).unwrap(), b"a\n");
+    assert_same_tree(&s.path("b"), &s.path("out/b"));
+}
+
+/// `-T`: DEST is the copy even when it is an existing directory (merged into); with two
+/// sources, refused.
+#[test]
+fn no_target_directory_merges_into_dest() {
+    let s = Scratch::new("place-T");
+    small_tree(&s.path("dir"));
+    write(&s.path("existing/keep"), b"keep\n");
+    mp(&[&"copy", &"-T", &s.path("dir"), &s.path("existing")]).expect_clean_success();
+    assert!(!s.path("existing/dir").exists());
+    assert_eq!(fs::read(s.path("existing/a")).unwrap(), b"alpha\n");
+    assert_eq!(fs::read(s.path("existing/sub/b")).unwrap(), b"beta\n");
+    assert_eq!(fs::read(s.path("existing/keep")).unwrap(), b"keep\n");
+
+    let out = mp(&[
+        &"copy",
+        &"-T",
+        &s.path("dir"),
+        &s.path("existing/a"),
+        &s.path("existing"),
+    ]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("-T takes one SOURCE"), "{out}");
+}
+
+/// `mp copy FILE MISSING/`: like `cp`, a trailing slash names a directory, so a file cannot
+/// be copied there.
+#[test]
+fn a_file_is_not_copied_to_a_missing_directory_path() {
+    let s = Scratch::new("place-slash");
+    write(&s.path("f"), b"f\n");
+    let mut dest = s.path("missing").into_os_string();
+    dest.push("/");
+    let out = mp(&[&"copy", &s.path("f"), &dest]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("Not a directory"), "{out}");
+    assert!(fs::symlink_metadata(s.path("missing")).is_err());
+}
+
+/// Copying into an existing destination never writes through a link found there: where the
+/// destination holds a link to a directory elsewhere under a source directory's name, that
+/// directory is left alone (`cp -a` refuses: "cannot overwrite non-directory").
+#[test]
+fn an_existing_link_in_dest_is_not_written_through() {
+    let s = Scratch::new("through-link");
+    let src = s.path("src");
+    write(&src.join("x/file"), b"data\n");
+    let elsewhere = s.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    chmod(&elsewhere, 0o700);
+    set_times(&elsewhere, (1_000_000_000, 0), (1_000_000_000, 0));
+    let before = snapshot(&elsewhere);
+    let dst = s.path("dst");
+    fs::create_dir(&dst).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dst.join("x")).unwrap();
+    let out = mp(&[&"copy", &"-T", &src, &dst]);
+    eprintln!("{out}");
+    assert!(
+        fs::read_dir(&elsewhere).unwrap().next().is_none(),
+        "the copy went through the link into {}",
+        elsewhere.display()
+    );
+    let after = snapshot(&elsewhere);
+    assert_eq!(before[Path::new("")].mode, after[Path::new("")].mode);
+    assert_eq!(before[Path::new("")].mtime, after[Path::new("")].mtime);
+}
+
+/// `-L` follows links: the copy holds regular files and directories where the source had
+/// links, with the metadata of what they point to, as `cp -aL --no-preserve=links` makes it
+/// (plain `cp -aL` would also hard-link the names that reach one inode through links).
+#[test]
+fn dereference_copies_what_links_point_to() {
+    let s = Scratch::new("deref");
+    let src = s.path("src");
+    small_tree(&src.join("dir"));
+    write(&src.join("file"), b"target\n");
+    std::os::unix::fs::symlink("file", src.join("link")).unwrap();
+    std::os::unix::fs::symlink("dir", src.join("dirlink")).unwrap();
+    let dst = s.path("dst");
+    mp(&[&"copy", &"-L", &src, &dst]).expect_clean_success();
+    let link = fs::symlink_metadata(dst.join("link")).unwrap();
+    assert!(link.file_type().is_file(), "{link:?}");
+    assert_eq!(fs::read(dst.join("link")).unwrap(), b"target\n");
+    assert!(fs::symlink_metadata(dst.join("dirlink")).unwrap().is_dir());
+    let reference = s.path("reference");
+    cp_a(&["-L", "--no-preserve=links"], &src, &reference);
+    assert_same_tree(&reference, &dst);
+
+    // A link given as the source is followed too.
+    mp(&[&"copy", &"-L", &src.join("link"), &s.path("followed")]).expect_clean_success();
+    assert!(fs::symlink_metadata(s.path("followed")).unwrap().is_file());
+}
+
+// ---------------------------------------------------------------------------------------
+// 3-5. --update, --verify, summaries
+// ---------------------------------------------------------------------------------------
+
+/// `--update`: a second run copies nothing (every file skipped, a large one included); after
+/// one source file changes (contents and mtime, same size), only it is copied again.
+#[test]
+fn update_copies_only_what_changed() {
+    let s = Scratch::new("update");
+    let src = s.path("src");
+    build_bulk_tree(&src, 2, 5, 10 * KIB);
+    write_sparse(
+        &src.join("large"),
+        64 * MIB as u64,
+        &[(MIB as u64, pattern(9, 4 * KIB))],
+    );
+    let out_dir = s.path("out");
+    fs::create_dir(&out_dir).unwrap();
+    let run = || mp(&[&"copy", &"--update", &"--json", &src, &out_dir]);
+
+    let first = run();
+    first.expect_clean_success();
+    assert_eq!(first.json()["files"], 11, "{first}");
+
+    let second = run();
+    second.expect_clean_success();
+    let summary = second.json();
+    assert_eq!(
+        (summary["files"].as_u64(), summary["skipped"].as_u64()),
+        (Some(0), Some(11)),
+        "{summary}"
+    );
+
+    let changed = src.join("d01/f003");
+    let mut contents = fs::read(&changed).unwrap();
+    contents.reverse();
+    fs::write(&changed, &contents).unwrap();
+    set_times(&changed, (1_700_000_000, 0), (1_700_000_000, 5));
+    let third = run();
+    third.expect_clean_success();
+    let summary = third.json();
+    assert_eq!(
+        (summary["files"].as_u64(), summary["skipped"].as_u64()),
+        (Some(1), Some(10)),
+        "{summary}"
+    );
+    assert_same_tree(&src, &out_dir.join("src"));
+}
+
+/// `--verify` re-reads and compares every file (small ones in the worker, a large one after
+/// its spans): a normal copy passes.
+#[test]
+fn verify_passes_on_a_good_copy() {
+    let s = Scratch::new("verify");
+    let src = s.path("src");
+    small_tree(&src);
+    write(&src.join("mib"), &pattern(10, MIB + 17));
+    fs::hard_link(src.join("mib"), src.join("sub/mib_again")).unwrap();
+    write_sparse(
+        &src.join("large"),
+        64 * MIB as u64,
+        &[(3 * MIB as u64, pattern(11, 8 * KIB))],
+    );
+    let dst = s.path("dst");
+    let out = mp(&[&"copy", &"--verify", &"--json", &src, &dst]);
+    out.expect_clean_success();
+    assert_eq!(out.json()["failures"], serde_json::json!([]), "{out}");
+    assert_same_tree(&src, &dst);
+}
+
+/// `--json` prints one JSON object with every key, failures as `{path, error}`.
+#[test]
+fn json_summary_has_every_key() {
+    let s = Scratch::new("json");
+    write(&s.path("file"), b"12345");
+    small_tree(&s.path("dir"));
+    fs::create_dir(s.path("out")).unwrap();
+    let missing = s.path("missing");
+    let out = mp(&[
+        &"copy",
+        &"--json",
+        &s.path("file"),
+        &missing,
+        &s.path("dir"),
+        &s.path("out"),
+    ]);
+    out.expect_code(1);
+    let summary = out.json();
+    for key in [
+        "files",
+        "bytes",
+        "directories",
+        "symlinks",
+        "hard_links",
+        "specials",
+        "skipped",
+    ] {
+        assert!(summary[key].is_u64(), "{key}: {summary}");
+    }
+    assert!(
+        summary["seconds"].as_f64().is_some_and(|s| s >= 0.0),
+        "{summary}"
+    );
+    assert_eq!(summary["interrupted"], false, "{summary}");
+    assert_eq!(summary["disk_full"], false, "{summary}");
+    assert!(summary["warnings"].is_array(), "{summary}");
+    assert_eq!(
+        Counts::from_json(&summary),
+        Counts {
+            files: 3,
+            bytes: 5 + 6 + 5,
+            directories: 3,
+            ..Counts::default()
+        }
+    );
+    let failures = summary["failures"].as_array().expect("an array");
+    assert_eq!(failures.len(), 1, "{summary}");
+    assert_eq!(failures[0]["path"], *missing.to_string_lossy(), "{summary}");
+    let error = failures[0]["error"].as_str().expect("a string");
+    assert!(error.contains("No such file"), "{summary}");
+}
+
+/// Without `--json` and with stdout not a terminal, a successful copy prints nothing; so
+/// does `--quiet`, which still prints errors.
+#[test]
+fn success_is_silent_off_a_terminal_and_quiet() {
+    let s = Scratch::new("quiet");
+    small_tree(&s.path("src"));
+    let plain = mp(&[&"copy", &s.path("src"), &s.path("plain")]);
+    plain.expect_clean_success();
+    assert_eq!(plain.stdout, "", "{plain}");
+    let quiet = mp(&[&"copy", &"--quiet", &s.path("src"), &s.path("quiet")]);
+    quiet.expect_clean_success();
+    assert_eq!(quiet.stdout, "", "{quiet}");
+    assert_same_tree(&s.path("src"), &s.path("quiet"));
+
+    fs::create_dir(s.path("out")).unwrap();
+    let failed = mp(&[
+        &"copy",
+        &"--quiet",
+        &s.path("missing"),
+        &s.path("src"),
+        &s.path("out"),
+    ]);
+    failed.expect_code(1);
+    assert_eq!(failed.stdout, "", "{failed}");
+    assert!(failed.stderr.contains("missing"), "{failed}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Failure paths
+// ---------------------------------------------------------------------------------------
+
+/// Whether `other` users may reach `path` (every directory on the way searchable by all).
+fn reachable_by_others(path: &Path) -> bool {
+    path.ancestors()
+        .skip(1)
+        .all(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// An unreadable file: reported on stderr with "Permission denied", exit 1, everything else
+/// copied. As root, `mp` runs as user 65534 (root reads everything).
+#[test]
+fn an_unreadable_file_is_reported_and_the_rest_copied() {
+    let s = Scratch::new("unreadable");
+    let src = s.path("src");
+    small_tree(&src);
+    write(&src.join("sub/secret"), b"secret\n");
+    write(&src.join("sub/after"), b"after\n");
+    chmod(&src.join("sub/secret"), 0o000);
+    let dst = s.path("dst");
+
+    let mut cmd;
+    if is_root() {
+        if !reachable_by_others(&s.root) {
+            eprintln!("skipping: user 65534 cannot reach {}", s.root.display());
+            return;
+        }
+        chmod(&s.root, 0o777);
+        // The source belongs to that user (mode 000 still keeps the secret from its owner),
+        // so that the copy it makes can be compared owners included.
+        for rel in snapshot(&src).keys() {
+            std::os::unix::fs::lchown(join(&src, rel), Some(65534), Some(65534)).unwrap();
+        }
+        let mut bin = mp_bin();
+        let bin_mode = fs::metadata(&bin).unwrap().permissions().mode();
+        if !reachable_by_others(&bin) || bin_mode & 0o005 != 0o005 {
+            let copy = s.path("mp");
+            fs::copy(&bin, &copy).unwrap();
+            chmod(&copy, 0o755);
+            bin = copy;
+        }
+        cmd = Command::new(bin);
+        cmd.uid(65534).gid(65534).current_dir(&s.root);
+    } else {
+        cmd = Command::new(mp_bin());
+    }
+    cmd.args([OsStr::new("copy"), OsStr::new("--json")])
+        .arg(&src)
+        .arg(&dst);
+    let out = run(cmd);
+    out.expect_code(1);
+    let secret = src.join("sub/secret");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains(&*secret.to_string_lossy()) && l.contains("Permission denied")),
+        "{out}"
+    );
+    let failures = out.json()["failures"].clone();
+    assert_eq!(failures.as_array().map(Vec::len), Some(1), "{out}");
+    assert!(!dst.join("sub/secret").exists());
+    // Without the unreadable file (its directory's times kept), the rest must be identical.
+    let sub = fs::symlink_metadata(src.join("sub")).unwrap();
+    fs::remove_file(&secret).unwrap();
+    set_times(
+        &src.join("sub"),
+        (sub.atime(), sub.atime_nsec()),
+        (sub.mtime(), sub.mtime_nsec()),
+    );
+    assert_no_temp_files(&dst);
+    assert_same_tree(&src, &dst);
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "2m") at `dir`; `None` (with the reason printed) where
+    /// that is not possible.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            eprintln!("skipping: mounting a tmpfs needs root");
+            return None;
+        }
+        fs::create_dir_all(dir).unwrap();
+        let mut cmd = Command::new("mount");
+        cmd.args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size}"))
+            .arg("tmpfs")
+            .arg(dir);
+        let out = run(cmd);
+        if out.code() != Some(0) {
+            eprintln!("skipping: cannot mount a tmpfs: {out}");
+            return None;
+        }
+        Some(Tmpfs {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("umount");
+        cmd.arg(&self.dir);
+        if run(cmd).code() != Some(0) {
+            let mut lazy = Command::new("umount");
+            lazy.arg("-l").arg(&self.dir);
+            let _ = run(lazy);
+        }
+    }
+}
+
+/// Copies `src` into the 2 MiB tmpfs at `mnt` and checks a clean stop: exit 1 quickly,
+/// "the destination is full", `disk_full` in the summary, no partial file, no temporary file.
+fn expect_full_disk_stop(src: &Path, mnt: &Path) {
+    let started = Instant::now();
+    let out = mp(&[&"copy", &"--json", &src, &mnt]);
+    let took = started.elapsed();
+    out.expect_code(1);
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(out.stderr.contains("the destination is full"), "{out}");
+    assert_eq!(out.json()["disk_full"], true, "{out}");
+    assert_no_temp_files(mnt);
+    let copied = assert_present_files_complete(src, &mnt.join("src"));
+    eprintln!("{copied} files fitted before the disk was full");
+}
+
+/// A full destination stops the copy cleanly: exit 1, "the destination is full", and every
+/// file present under its name is complete (needs root, to mount a small tmpfs).
+#[test]
+fn a_full_disk_stops_the_copy_cleanly() {
+    let s = Scratch::new("full");
+    let src = s.path("src");
+    build_bulk_tree(&src, 2, 10, 500 * KIB);
+    let mnt = s.path("mnt");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, "2m") else {
+        return;
+    };
+    expect_full_disk_stop(&src, &mnt);
+}
+
+/// The same when the disk fills during a large file (copied in spans by the coordinator).
+#[test]
+fn a_full_disk_during_a_large_file_stops_the_copy_cleanly() {
+    let s = Scratch::new("full-large");
+    let src = s.path("src");
+    write_sparse(
+        &src.join("large"),
+        64 * MIB as u64,
+        &[
+            (MIB as u64, pattern(12, MIB)),
+            (20 * MIB as u64, pattern(13, MIB)),
+            (40 * MIB as u64, pattern(14, MIB)),
+        ],
+    );
+    let mnt = s.path("mnt");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, "2m") else {
+        return;
+    };
+    expect_full_disk_stop(&src, &mnt);
+}
+
+/// Starts `mp copy` with `args` and, once a file has appeared in `dst`, `act`s on it; returns
+/// its output, or `None` if it finished before any file appeared.
+fn act_mid_copy(
+    args: &[&dyn AsRef<OsStr>],
+    dst: &Path,
+    act: impl FnOnce(&Running),
+) -> Option<Output> {
+    let mut child = Running::start(mp_command(args));
+    let mut finished = false;
+    let appeared = poll_until(DEADLINE, || {
+        finished = child.has_exited();
+        finished || has_a_file(dst)
+    });
+    assert!(appeared, "no file appeared in {} in time", dst.display());
+    if finished {
+        let out = child.wait(DEADLINE);
+        eprintln!("the copy ended before anything could be done to it: {out}");
+        return None;
+    }
+    act(&child);
+    Some(child.wait(DEADLINE))
+}
+
+/// The resume command an interrupted copy printed, without its leading `mp`.
+fn resume_command(out: &Output) -> Vec<String> {
+    let hint = "to resume, run: ";
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once(hint).map(|(_, cmd)| cmd))
+        .unwrap_or_else(|| panic!("no resume command: {out}"));
+    let words = shell_words(line);
+    assert_eq!(words.first().map(String::as_str), Some("mp"), "{line}");
+    words[1..].to_vec()
+}
+
+/// Ctrl-C in the middle of a copy: exit 130, no temporary file, every file present complete;
+/// the resume command it prints (`--update -T`) then completes the copy exactly.
+#[test]
+fn an_interrupted_copy_stops_cleanly_and_resumes() {
+    let s = Scratch::new("sigint");
+    let src = s.path("src");
+    let dst = s.path("dst");
+    let mut interrupted = None;
+    for (attempt, files) in [(1, 20), (2, 40)] {
+        build_bulk_tree(&src, 10, files, 2 * MIB);
+        let out = act_mid_copy(&[&"copy", &"-j", &"2", &src, &dst], &dst, |child| {
+            child.signal(libc::SIGINT)
+        });
+        match out {
+            Some(out) if out.code() == Some(130) => {
+                interrupted = Some(out);
+                break;
+            }
+            Some(out) => {
+                out.expect_code(0);
+                eprintln!("attempt {attempt}: the copy finished before Ctrl-C; a bigger tree");
+            }
+            None => {}
+        }
+        remove_tree(&dst);
+    }
+    let Some(out) = interrupted else {
+        eprintln!("the copy always finished before Ctrl-C: not checking an interrupted copy");
+        return;
+    };
+    assert!(out.stderr.contains("interrupted"), "{out}");
+    assert_no_temp_files(&dst);
+    let present = assert_present_files_complete(&src, &dst);
+    eprintln!("{present} files were copied before Ctrl-C");
+
+    let resume = resume_command(&out);
+    assert!(resume.iter().any(|w| w == "--update"), "{resume:?}");
+    assert!(resume.iter().any(|w| w == "-T"), "{resume:?}");
+    let args: Vec<&dyn AsRef<OsStr>> = resume.iter().map(|w| w as &dyn AsRef<OsStr>).collect();
+    let resumed = mp(&args);
+    resumed.expect_clean_success();
+    assert_no_temp_files(&dst);
+    assert_same_tree(&src, &dst);
+}
+
+/// The pids of the processes whose parent is `parent`.
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+/// Workers killed with SIGKILL mid-copy do not hang it: it ends in time, each lost task
+/// reported as such, and `--update -T` then completes the copy.
+#[test]
+fn killed_workers_do_not_hang_the_copy() {
+    let s = Scratch::new("sigkill");
+    let src = s.path("src");
+    let dst = s.path("dst");
+    build_bulk_tree(&src, 10, 20, 2 * MIB);
+    let mut killed = 0;
+    let out = act_mid_copy(&[&"copy", &"-j", &"2", &src, &dst], &dst, |child| {
+        // mp → the pool's supervisor → the workers.
+        for supervisor in children_of(child.pid()) {
+            for worker in children_of(supervisor) {
+                // SAFETY: kill has no memory-safety preconditions.
+                if unsafe { libc::kill(worker, libc::SIGKILL) } == 0 {
+                    killed += 1;
+                }
+            }
+        }
+    });
+    if let Some(out) = &out {
+        eprintln!("killed {killed} workers: {out}");
+        match out.code() {
+            Some(0) => {}
+            Some(1) => assert!(out.stderr.contains("killed by signal 9"), "{out}"),
+            _ => panic!("unexpected exit: {out}"),
+        }
+    }
+    let left = temp_files(&dst);
+    if !left.is_empty() {
+        eprintln!("killed workers left temporary files (no O_TMPFILE here?): {left:?}");
+        for temp in left {
+            fs::remove_file(join(&dst, &temp)).unwrap();
+        }
+    }
+    assert_present_files_complete(&src, &dst);
+    mp(&[&"copy", &"--update", &"-T", &src, &dst]).expect_clean_success();
+    assert_same_tree(&src, &dst);
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Help and completions
+// ---------------------------------------------------------------------------------------
+
+/// `mp completions bash` knows the `copy` subcommand; `mp copy --help` documents `--update`.
+#[test]
+fn completions_and_help_mention_copy() {
+    let completions = mp(&[&"completions", &"bash"]);
+    completions.expect_clean_success();
+    assert!(completions.stdout.contains("copy"), "{completions}");
+    let help = mp(&[&"copy", &"--help"]);
+    help.expect_clean_success();
+    assert!(help.stdout.contains("--update"), "{help}");
+}
