@@ -23,12 +23,11 @@ use super::fsops::{self, Options};
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 use super::progress::Live;
 use super::worker::{
-    self, BatchReport, BatchTask, Counts, DirReport, DirTask, SpanTask, Stop, Tick, BATCH,
-    LARGE_FILE,
+    self, BatchReport, BatchTask, Counts, DirReport, DirTask, SpanTask, Stop, Tick, LARGE_FILE,
 };
 
 /// How much of a large file one span task copies.
-const SPAN: u64 = 32 << 20;
+const SPAN: u64 = 64 << 20;
 
 /// SIGINTs received so far (the first stops cleanly, the second at once).
 pub static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
@@ -471,12 +470,12 @@ impl Coordinator {
             return;
         }
         let (src, dst, existed) = (node.src.clone(), node.dst.clone(), node.existed);
-        node.pending += subdirs.len() + deferred.len() + spill.len().div_ceil(BATCH);
-        for chunk in spill.chunks(BATCH) {
+        node.pending += subdirs.len() + deferred.len() + spill.len();
+        for entries in spill {
             let task = BatchTask {
                 src_dir: RawPath::new(&src),
                 dst_dir: RawPath::new(&dst),
-                entries: chunk.to_vec(),
+                entries,
                 rename: None,
                 existed,
             };
@@ -745,6 +744,7 @@ impl Coordinator {
 
     fn seal(&self, f: &LargeFile) -> io::Result<()> {
         let src = rfs::open(&f.src, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        fsops::trim_to_source(src.as_fd(), f.fd.as_fd(), f.meta.size)?;
         fsops::apply_file_meta(f.fd.as_fd(), Some(src.as_fd()), &f.meta, 0o600)?;
         std::fs::rename(&f.temp, &f.dst)
     }

@@ -23,12 +23,17 @@ use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 /// Progress as workers report it: files and bytes finished since the last report.
 pub type Tick = (u64, u64);
 
-/// A directory too big for one task hands the rest of its entries back in batches this big.
-pub const BATCH: usize = 1000;
+/// A directory with more than one task's worth of entries hands the rest back in batches of
+/// at most this many entries...
+const BATCH_ENTRIES: usize = 1000;
+
+/// ... and at most this many bytes, so that the files of one directory are copied by every
+/// worker at once.
+const BATCH_BYTES: u64 = 8 << 20;
 
 /// Files at least this large (with more than one worker) are copied in spans by several
 /// workers at once.
-pub const LARGE_FILE: u64 = 64 << 20;
+pub const LARGE_FILE: u64 = 256 << 20;
 
 struct WorkerState {
     progress: Queue<Tick>,
@@ -162,8 +167,8 @@ pub struct DirReport {
     pub subdirs: Vec<Entry>,
     /// Entries the coordinator places itself: hard-link groups and large files.
     pub deferred: Vec<Entry>,
-    /// Entries left for batch tasks (a very large directory).
-    pub spill: Vec<Entry>,
+    /// Entries left for batch tasks (a directory with more than one batch of work).
+    pub spill: Vec<Vec<Entry>>,
     pub failures: Vec<Failure>,
     pub warnings: Vec<String>,
     /// The directory's own metadata is already applied (nothing was left to do inside it),
@@ -281,9 +286,14 @@ pub fn copy_dir(task: DirTask) -> DirReport {
             _ => here.push(entry),
         }
     }
-    if here.len() > BATCH {
-        report.spill = here.split_off(BATCH);
+    let mut batches = batches(here);
+    if !report.subdirs.is_empty() || batches.len() > 1 {
+        // More work than this task should do alone: hand it all back at once, so that the
+        // walk goes on below and every worker copies this directory's files.
+        report.spill = batches;
+        return report;
     }
+    let here = batches.pop().unwrap_or_default();
     let mut batch = BatchReport::default();
     copy_entries(&dirs, &here, None, &mut batch, &mut reporter);
     report.counts.add(&batch.counts);
@@ -304,6 +314,27 @@ pub fn copy_dir(task: DirTask) -> DirReport {
         report.finished = true;
     }
     report
+}
+
+/// Splits entries into batches of at most [`BATCH_ENTRIES`] entries and [`BATCH_BYTES`]
+/// bytes (a larger file alone).
+fn batches(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
+    let mut out: Vec<Vec<Entry>> = Vec::new();
+    let mut bytes = 0;
+    for entry in entries {
+        let size = entry.meta.size;
+        match out.last_mut() {
+            Some(batch) if batch.len() < BATCH_ENTRIES && bytes + size <= BATCH_BYTES => {
+                bytes += size;
+                batch.push(entry);
+            }
+            _ => {
+                bytes = size;
+                out.push(vec![entry]);
+            }
+        }
+    }
+    out
 }
 
 /// Copies a batch of entries of one directory.
