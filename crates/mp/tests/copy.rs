@@ -645,6 +645,32 @@ fn success_is_silent_off_a_terminal_and_quiet() {
     assert!(failed.stderr.contains("missing"), "{failed}");
 }
 
+/// On a terminal (a pseudo-terminal made by util-linux `script`), the progress line is drawn,
+/// cleared, and followed by a one-line summary.
+#[test]
+fn a_terminal_gets_a_progress_line_and_a_summary() {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: util-linux `script` is needed for a pseudo-terminal");
+        return;
+    }
+    let s = Scratch::new("tty");
+    small_tree(&s.path("src"));
+    let line = format!(
+        "{} copy {} {}",
+        mp_bin().display(),
+        s.path("src").display(),
+        s.path("dst").display()
+    );
+    let mut cmd = Command::new("/usr/bin/script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    let out = run(cmd);
+    out.expect_code(0);
+    assert!(out.stdout.contains("\x1b[2K"), "the line is cleared: {out}");
+    assert!(out.stdout.contains("copied "), "a summary follows: {out}");
+    assert!(out.stdout.contains(" files, "), "{out}");
+    assert_same_tree(&s.path("src"), &s.path("dst"));
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Failure paths
 // ---------------------------------------------------------------------------------------
