@@ -27,7 +27,7 @@
 #               symlinks, an xattr, a deep chain of folders. No FIFOs, sockets or devices.
 #   4. per dataset: warms the cache (tar of the source into a pipe), makes the cp -a
 #      reference copy (removed afterwards unless KEEP_REF=1), then for every tool:
-#      hyperfine --runs RUNS with --prepare "rm -rf DST; sync", one more run of "TOOL && sync"
+#      hyperfine --runs RUNS with --prepare "mv DST trash/; sync", one more run of "TOOL && sync"
 #      (the "with sync" column), and tree_compare.py of that last copy against the reference.
 #   5. ceilings, cheaply, on the same file system: for small, creating the same tree of
 #      SMALL_FILES empty files with 2 processes; for large, writing the same number of MiB
@@ -46,6 +46,7 @@
 #   SLOW_RUNS     [1];  SKIP_SLOW=1 leaves the SLOW_TOOLS out altogether
 #   TOOLS         which tools, of: cp rsync xcp fcp cpz tar pypool mp [all]
 #   MP            the mp binary (no build when set);  MP_JOBS  its -j [3]
+#   SETTLE        seconds to wait after deleting a tool's copies [65] (see aside())
 #   PYTHON        the Python for the helpers and the seeds' copier [python3]
 #   PY_JOBS       the Python copier's pool size [2]
 #   SMALL_FILES [100000]  LARGE_FILES [8]  LARGE_MIB [128]  SEED [1]
@@ -77,6 +78,7 @@ SLOW_RUNS=${SLOW_RUNS:-1}
 SKIP_SLOW=${SKIP_SLOW:-0}
 TOOLS=${TOOLS:-cp rsync xcp fcp cpz tar pypool mp}
 MP_JOBS=${MP_JOBS:-3}
+SETTLE=${SETTLE:-65}
 PY_JOBS=${PY_JOBS:-2}
 SMALL_FILES=${SMALL_FILES:-100000}
 LARGE_FILES=${LARGE_FILES:-8}
@@ -473,15 +475,35 @@ bench() {
     "${HF[@]}" --runs "$3" ${4:+--prepare "$4"} --export-json "$2" -n "$1" "$5" >&2
 }
 
+# The --prepare command that moves the last copy at $1 aside, not deletes it. Without a
+# journal, ext4 skips inodes freed in the last 60 s (more while their table is dirty) when it
+# allocates new ones, and the scan (recently_deleted() in the kernel's perf profile) made
+# runs after an `rm -rf` of the last copy up to 10x slower: 13-18 s instead of 2 s for
+# cp -a on 30k files. So a tool's copies of small and mixed pile up in the trash, and
+# `settle` empties it and waits before the next tool: each tool starts from the same state
+# (letting the trash grow over all tools slowed the last ones, mp among them, by up to 2x).
+aside() {
+    echo "mkdir -p $(q "$WORK/trash") && { [ ! -e $(q "$1") ] || mv $(q "$1") $(q "$WORK/trash")/\$(date +%s%N); } && sync"
+}
+
+settle() {
+    [ -d "$WORK/trash" ] || return 0
+    log "emptying the trash, then ${SETTLE}s for the file system to settle"
+    rm -rf "$WORK/trash"
+    sync
+    sleep "$SETTLE"
+}
+
 ceilings() { # $1: dataset
     local c=$WORK/ceiling mib
     case $1 in
         small)
             log "ceiling: create $SMALL_FILES empty files in the same tree, 2 processes"
             bench "create $SMALL_FILES empty files (2 procs)" "$RUN/ceil.small-create.json" "$RUNS" \
-                "rm -rf $(q "$c") && sync" "$(q "$PYTHON") $(q "$HELP/gen.py") ceil-create $(q "$c") $SMALL_FILES 2" ||
+                "$(aside "$c")" "$(q "$PYTHON") $(q "$HELP/gen.py") ceil-create $(q "$c") $SMALL_FILES 2" ||
                 warn "the small-file ceiling failed"
-            rm -rf "$c"
+            mkdir -p "$WORK/trash" && mv "$c" "$WORK/trash/ceiling.last" 2>/dev/null || true
+            settle
             ;;
         large)
             mib=$((LARGE_FILES * LARGE_MIB))
@@ -532,7 +554,11 @@ for ds in "${datasets[@]}"; do
             runs=$SLOW_RUNS
         fi
         cmd=$(tool_cmd "$t" "$src" "$dst")
-        prep="rm -rf $(q "$dst") && sync"
+        if [ "$ds" = large ]; then
+            prep="rm -rf $(q "$dst") && sync" # a few inodes: nothing to skip
+        else
+            prep=$(aside "$dst")
+        fi
         log "$ds: ${LABEL[$t]}  ($runs runs)  $cmd"
         if ! bench "${LABEL[$t]}" "$res/$t.json" "$runs" "$prep" "$cmd"; then
             rm -f "$res/$t.json"
@@ -552,9 +578,19 @@ for ds in "${datasets[@]}"; do
             echo "no copy made" >"$res/$t.verdict"
         fi
         echo "fidelity of ${LABEL[$t]} on $ds: $(cat "$res/$t.verdict")" >&2
-        [ "$KEEP_OUT" = 1 ] || rm -rf "$dst"
+        if [ "$KEEP_OUT" = 1 ]; then
+            :
+        elif [ "$ds" = large ]; then
+            rm -rf "$dst"
+        else
+            mkdir -p "$WORK/trash" && mv "$dst" "$WORK/trash/$t.last" 2>/dev/null || true
+            settle
+        fi
     done
-    [ "$KEEP_REF" = 1 ] || rm -rf "$ref" "$WORK/ref/.$ds.stamp"
+    if [ "$KEEP_REF" != 1 ]; then
+        mkdir -p "$WORK/trash" && mv "$ref" "$WORK/trash/ref.$ds" && rm -f "$WORK/ref/.$ds.stamp"
+        settle
+    fi
 done
 
 # ---------------------------------------------------------------- 6. report

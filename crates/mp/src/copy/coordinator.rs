@@ -345,7 +345,10 @@ impl Coordinator {
         match done {
             Done::Dir(id, Ok(report)) => self.dir_listed(id, report),
             Done::Dir(id, Err(e)) => {
-                let src = self.dirs[&id].src.clone();
+                let node = self.dirs.get_mut(&id).expect("a directory in progress");
+                // Left as it is: its metadata would make a partial copy look finished.
+                node.finished = true;
+                let src = node.src.clone();
                 self.task_lost(&src, e);
                 self.one_done(id);
             }

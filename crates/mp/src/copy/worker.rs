@@ -257,7 +257,7 @@ pub fn copy_dir(task: DirTask) -> DirReport {
             return report;
         }
     }
-    report.counts.dirs = 1;
+    report.counts.dirs = u64::from(!report.existed);
     let dirs = match open_pair(src_path, dst_path, report.existed) {
         Ok(d) => d,
         Err(e) => {
@@ -274,7 +274,6 @@ pub fn copy_dir(task: DirTask) -> DirReport {
             Vec::new()
         }
     };
-    let mut reporter = Reporter::new();
     let mut here = Vec::new();
     for entry in entries {
         match entry.meta.kind {
@@ -295,16 +294,12 @@ pub fn copy_dir(task: DirTask) -> DirReport {
     }
     let here = batches.pop().unwrap_or_default();
     let mut batch = BatchReport::default();
-    copy_entries(&dirs, &here, None, &mut batch, &mut reporter);
+    copy_entries(&dirs, &here, None, &mut batch, &mut Reporter::new());
     report.counts.add(&batch.counts);
     report.failures.append(&mut batch.failures);
     report.warnings.append(&mut batch.warnings);
     report.stopped = batch.stopped;
-    if report.subdirs.is_empty()
-        && report.deferred.is_empty()
-        && report.spill.is_empty()
-        && report.stopped.is_none()
-    {
+    if report.deferred.is_empty() && report.stopped.is_none() {
         if let Err(e) = fsops::apply_dir_meta(src_path, dst_path, &task.meta) {
             report.failures.push(Failure::new(
                 src_path,
