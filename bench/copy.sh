@@ -46,7 +46,7 @@
 #   SLOW_RUNS     [1];  SKIP_SLOW=1 leaves the SLOW_TOOLS out altogether
 #   TOOLS         which tools, of: cp rsync xcp fcp cpz tar pypool mp [all]
 #   MP            the mp binary (no build when set);  MP_JOBS  its -j [3]
-#   SETTLE        seconds to wait after deleting a tool's copies [65] (see aside())
+#   SETTLE        seconds to wait after deleting a dataset's copies [65] (see aside())
 #   PYTHON        the Python for the helpers and the seeds' copier [python3]
 #   PY_JOBS       the Python copier's pool size [2]
 #   SMALL_FILES [100000]  LARGE_FILES [8]  LARGE_MIB [128]  SEED [1]
@@ -479,9 +479,11 @@ bench() {
 # journal, ext4 skips inodes freed in the last 60 s (more while their table is dirty) when it
 # allocates new ones, and the scan (recently_deleted() in the kernel's perf profile) made
 # runs after an `rm -rf` of the last copy up to 10x slower: 13-18 s instead of 2 s for
-# cp -a on 30k files. So a tool's copies of small and mixed pile up in the trash, and
-# `settle` empties it and waits before the next tool: each tool starts from the same state
-# (letting the trash grow over all tools slowed the last ones, mp among them, by up to 2x).
+# cp -a on 30k files, and deleting between tools did not help (the slowness lasted longer
+# than a minute). So every copy of small and mixed piles up in the trash until the dataset is
+# done (mind the free space); `settle` then empties it and waits before the next dataset.
+# Dropping the page cache before each tool was tried too: it made most tools 2-4x slower
+# (the allocator's bitmaps and inode tables must then be read back from disk).
 aside() {
     echo "mkdir -p $(q "$WORK/trash") && { [ ! -e $(q "$1") ] || mv $(q "$1") $(q "$WORK/trash")/\$(date +%s%N); } && sync"
 }
@@ -503,7 +505,6 @@ ceilings() { # $1: dataset
                 "$(aside "$c")" "$(q "$PYTHON") $(q "$HELP/gen.py") ceil-create $(q "$c") $SMALL_FILES 2" ||
                 warn "the small-file ceiling failed"
             mkdir -p "$WORK/trash" && mv "$c" "$WORK/trash/ceiling.last" 2>/dev/null || true
-            settle
             ;;
         large)
             mib=$((LARGE_FILES * LARGE_MIB))
@@ -584,13 +585,12 @@ for ds in "${datasets[@]}"; do
             rm -rf "$dst"
         else
             mkdir -p "$WORK/trash" && mv "$dst" "$WORK/trash/$t.last" 2>/dev/null || true
-            settle
         fi
     done
     if [ "$KEEP_REF" != 1 ]; then
         mkdir -p "$WORK/trash" && mv "$ref" "$WORK/trash/ref.$ds" && rm -f "$WORK/ref/.$ds.stamp"
-        settle
     fi
+    settle
 done
 
 # ---------------------------------------------------------------- 6. report

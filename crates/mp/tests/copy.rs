@@ -645,6 +645,58 @@ fn success_is_silent_off_a_terminal_and_quiet() {
     assert!(failed.stderr.contains("missing"), "{failed}");
 }
 
+/// As another user (root's tests run `mp` as uid 65534), with a binary that user can run.
+fn as_nobody(s: &Scratch) -> Option<Command> {
+    if !is_root() || !reachable_by_others(&s.root) {
+        eprintln!("skipped: needs root, and a scratch folder user 65534 can reach");
+        return None;
+    }
+    chmod(&s.root, 0o777);
+    let copy = s.path("mp");
+    fs::copy(mp_bin(), &copy).unwrap();
+    chmod(&copy, 0o755);
+    let mut cmd = Command::new(copy);
+    cmd.uid(65534).gid(65534).current_dir(&s.root);
+    Some(cmd)
+}
+
+/// A copy that cannot keep its source's owner loses the setuid and setgid bits, as with
+/// `cp -a`: a user's copy of root's setuid program must not be a setuid program of that user.
+#[test]
+fn a_copy_under_another_owner_drops_setuid() {
+    let s = Scratch::new("setuid");
+    let Some(mut cmd) = as_nobody(&s) else { return };
+    write(&s.path("prog"), b"#!/bin/sh\n");
+    chmod(&s.path("prog"), 0o6755);
+    fs::create_dir(s.path("out")).unwrap();
+    std::os::unix::fs::chown(s.path("out"), Some(65534), Some(65534)).unwrap();
+    cmd.args([OsStr::new("copy")])
+        .arg(s.path("prog"))
+        .arg(s.path("out"));
+    run(cmd).expect_code(0);
+    let copy = fs::symlink_metadata(s.path("out/prog")).unwrap();
+    assert_eq!((copy.uid(), copy.gid()), (65534, 65534));
+    assert_eq!(copy.mode() & 0o7777, 0o755, "setuid and setgid dropped");
+}
+
+/// A file in a directory that may be searched but not listed (mode 0311) is copied, as `cp`
+/// does: only directories that are walked need to be readable.
+#[test]
+fn a_file_in_a_search_only_directory_is_copied() {
+    let s = Scratch::new("search-only");
+    let Some(mut cmd) = as_nobody(&s) else { return };
+    write(&s.path("p/f"), b"hi\n");
+    std::os::unix::fs::chown(s.path("p/f"), Some(65534), Some(65534)).unwrap();
+    chmod(&s.path("p"), 0o311);
+    cmd.args([OsStr::new("copy")])
+        .arg(s.path("p/f"))
+        .arg(s.path("copy"));
+    let out = run(cmd);
+    chmod(&s.path("p"), 0o755);
+    out.expect_code(0);
+    assert_eq!(fs::read(s.path("copy")).unwrap(), b"hi\n");
+}
+
 /// On a terminal (a pseudo-terminal made by util-linux `script`), the progress line is drawn,
 /// cleared, and followed by a one-line summary.
 #[test]

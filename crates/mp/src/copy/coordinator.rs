@@ -29,22 +29,24 @@ use super::worker::{
 /// How much of a large file one span task copies.
 const SPAN: u64 = 64 << 20;
 
-/// SIGINTs received so far (the first stops cleanly, the second at once).
+/// Stop signals received so far (the first stops cleanly, the second at once).
 pub static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTS.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Routes SIGINT to [`INTERRUPTS`].
+/// Routes SIGINT, SIGTERM and SIGHUP to [`INTERRUPTS`]: each stops the copy cleanly.
 pub fn catch_interrupts() {
-    // SAFETY: the handler only increments an atomic, which is async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigint as *const () as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigint as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
     }
 }
 
@@ -355,7 +357,9 @@ impl Coordinator {
             Done::Batch(dir, group, report) => {
                 let ok = match report {
                     Ok(report) => {
-                        let ok = report.failures.is_empty() && report.stopped.is_none();
+                        let ok = report.failures.is_empty()
+                            && report.warnings.is_empty()
+                            && report.stopped.is_none();
                         self.absorb(
                             report.counts,
                             report.failures,
@@ -365,7 +369,9 @@ impl Coordinator {
                         ok
                     }
                     Err(e) => {
-                        let src = self.dirs[&dir].src.clone();
+                        let node = self.dirs.get_mut(&dir).expect("a directory in progress");
+                        node.finished = true; // partly copied: not to look finished
+                        let src = node.src.clone();
                         self.task_lost(&src, e);
                         false
                     }
@@ -650,7 +656,7 @@ impl Coordinator {
                 if self.options.update
                     && old.kind == Kind::File
                     && old.size == meta.size
-                    && old.mtime == meta.mtime
+                    && worker::same_mtime(&old, &meta)
                 {
                     return Ok(false);
                 }
@@ -748,7 +754,7 @@ impl Coordinator {
     fn seal(&self, f: &LargeFile) -> io::Result<()> {
         let src = rfs::open(&f.src, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
         fsops::trim_to_source(src.as_fd(), f.fd.as_fd(), f.meta.size)?;
-        fsops::apply_file_meta(f.fd.as_fd(), Some(src.as_fd()), &f.meta, 0o600)?;
+        fsops::apply_file_meta(f.fd.as_fd(), Some(src.as_fd()), &f.meta)?;
         std::fs::rename(&f.temp, &f.dst)
     }
 

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, SeekFrom};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
@@ -272,18 +272,21 @@ pub fn is_root() -> bool {
 }
 
 /// Sets owner, mode, extended attributes and times of an open copy, in the order that keeps
-/// each: owner first (it clears setuid bits), mode, attributes, times last. Owner and
-/// attributes are kept where permitted, as `cp -a` does.
+/// each: owner first (it clears setuid bits), mode (always: a default ACL on the destination
+/// may have masked the one it was created with), attributes, times last. Owner and attributes
+/// are kept where permitted, as `cp -a` does.
 pub fn apply_file_meta(
     dst: BorrowedFd<'_>,
     src: Option<BorrowedFd<'_>>,
     meta: &Meta,
-    created_mode: u32,
 ) -> io::Result<()> {
-    let chowned = set_owner(|uid, gid| rfs::fchown(dst, uid, gid), meta)?;
-    if chowned || meta.mode != created_mode {
-        rfs::fchmod(dst, Mode::from_raw_mode(meta.mode))?;
-    }
+    let now = rfs::fstat(dst)?;
+    let mode = set_owner(
+        |uid, gid| rfs::fchown(dst, uid, gid),
+        (now.st_uid, now.st_gid),
+        meta,
+    )?;
+    rfs::fchmod(dst, Mode::from_raw_mode(mode))?;
     if let Some(src) = src {
         copy_xattrs_fd(src, dst);
     }
@@ -291,24 +294,38 @@ pub fn apply_file_meta(
     Ok(())
 }
 
-/// Gives the copy its source's owner and group where permitted. `Ok(true)` if ownership was
-/// changed.
+/// Gives a copy owned by `now` (uid, gid) its source's owner and group where permitted, and
+/// returns the mode it may then have: without the source's owner no setuid bit, without its
+/// group no setgid bit (as `cp -a`: a copy must not gain powers under another owner).
 fn set_owner(
-    chown: impl FnOnce(Option<rfs::Uid>, Option<rfs::Gid>) -> rustix::io::Result<()>,
+    chown: impl Fn(Option<rfs::Uid>, Option<rfs::Gid>) -> rustix::io::Result<()>,
+    now: (u32, u32),
     meta: &Meta,
-) -> io::Result<bool> {
-    let (euid, egid) = identity();
-    let (uid, gid) = (rfs::Uid::from_raw(meta.uid), rfs::Gid::from_raw(meta.gid));
-    let want_uid = (euid.is_root() && uid != euid).then_some(uid);
-    let want_gid = (gid != egid).then_some(gid);
-    if want_uid.is_none() && want_gid.is_none() {
-        return Ok(false);
+) -> io::Result<u32> {
+    let root = identity().0.is_root();
+    let want_uid = (root && meta.uid != now.0).then(|| rfs::Uid::from_raw(meta.uid));
+    let want_gid = (meta.gid != now.1).then(|| rfs::Gid::from_raw(meta.gid));
+    let (mut uid_kept, mut gid_kept) = (meta.uid == now.0, meta.gid == now.1);
+    if want_uid.is_some() || want_gid.is_some() {
+        match chown(want_uid, want_gid) {
+            Ok(()) => (uid_kept, gid_kept) = (uid_kept || root, true),
+            Err(Errno::PERM | Errno::ACCESS) => {
+                // The group alone may still be allowed (one of ours).
+                if want_uid.is_some() && want_gid.is_some() && chown(None, want_gid).is_ok() {
+                    gid_kept = true;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    match chown(want_uid, want_gid) {
-        Ok(()) => Ok(true),
-        Err(Errno::PERM) | Err(Errno::ACCESS) => Ok(false),
-        Err(e) => Err(e.into()),
+    let mut mode = meta.mode;
+    if !uid_kept {
+        mode &= !libc::S_ISUID;
     }
+    if !gid_kept {
+        mode &= !libc::S_ISGID;
+    }
+    Ok(mode)
 }
 
 /// Copies the extended attributes (ACLs included) an open file has, ignoring those this
@@ -373,21 +390,27 @@ fn copy_xattrs(
 /// Sets a directory's owner, mode, attributes and times, once everything inside it is
 /// written (a read-only directory can then still be filled).
 pub fn apply_dir_meta(src: &Path, dst: &Path, meta: &Meta) -> io::Result<()> {
-    set_owner(|u, g| rfs::chown(dst, u, g), meta)?;
+    let now = rfs::lstat(dst)?;
+    if FileType::from_raw_mode(now.st_mode) != FileType::Directory {
+        return Err(io::Error::other("no longer a directory"));
+    }
+    let mode = set_owner(|u, g| rfs::chown(dst, u, g), (now.st_uid, now.st_gid), meta)?;
     copy_xattrs_path(src, dst);
-    rfs::chmod(dst, Mode::from_raw_mode(meta.mode))?;
+    rfs::chmod(dst, Mode::from_raw_mode(mode))?;
     rfs::utimensat(rfs::CWD, dst, &meta.timestamps(), AtFlags::empty())?;
     Ok(())
 }
 
 /// Sets owner, mode and times of a link or special file by name (not followed).
 pub fn apply_node_meta(dir: BorrowedFd<'_>, name: &Path, meta: &Meta) -> io::Result<()> {
-    set_owner(
+    let now = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let mode = set_owner(
         |u, g| rfs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW),
+        (now.st_uid, now.st_gid),
         meta,
     )?;
     if meta.kind != Kind::Symlink {
-        rfs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
+        rfs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
     }
     rfs::utimensat(dir, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
@@ -498,11 +521,17 @@ fn link_anonymous(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &Path) -> rusti
     )
 }
 
-/// Opens a directory for `*at` calls.
-pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+/// Opens a directory for `*at` calls: to be listed (`readable`, which needs read permission)
+/// or only to be worked in (`O_PATH`: search permission is enough, as for `cp`).
+pub fn open_dir(path: &Path, readable: bool) -> io::Result<OwnedFd> {
+    let access = if readable {
+        OFlags::RDONLY
+    } else {
+        OFlags::PATH
+    };
     Ok(rfs::open(
         path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        access | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?)
 }

@@ -180,10 +180,8 @@ impl Failure {
     /// A failure of `path` from an I/O error, which may say the disk is full.
     pub fn io(path: &Path, err: &std::io::Error) -> Failure {
         Failure {
-            disk_full: matches!(
-                err.raw_os_error(),
-                Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
-            ),
+            // Not EFBIG: a file too large for the destination fails alone.
+            disk_full: matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)),
             ..Failure::new(path, err)
         }
     }

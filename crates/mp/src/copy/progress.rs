@@ -44,6 +44,7 @@ impl Totals {
         let counter = Arc::clone(&totals);
         std::thread::spawn(move || {
             let mut stack = sources;
+            let mut seen = std::collections::HashSet::new();
             while let Some(path) = stack.pop() {
                 let meta = if dereference {
                     std::fs::metadata(&path).or_else(|_| std::fs::symlink_metadata(&path))
@@ -52,6 +53,10 @@ impl Totals {
                 };
                 let Ok(meta) = meta else { continue };
                 if meta.is_dir() {
+                    use std::os::unix::fs::MetadataExt;
+                    if !seen.insert((meta.dev(), meta.ino())) {
+                        continue; // a link loop under -L
+                    }
                     if let Ok(entries) = std::fs::read_dir(&path) {
                         stack.extend(entries.flatten().map(|e| e.path()));
                     }

@@ -222,6 +222,11 @@ struct Dirs {
 /// Lists a directory, copies its entries, and reports what is left for the coordinator.
 pub fn copy_dir(task: DirTask) -> DirReport {
     let mut report = DirReport::default();
+    if state().stop.is_set() {
+        report.stopped = Some(Stop::Interrupted);
+        report.finished = true;
+        return report;
+    }
     let src_path = task.src.path();
     let dst_path = task.dst.path();
     match rfs::mkdir(dst_path, Mode::from_raw_mode(0o700)) {
@@ -258,7 +263,7 @@ pub fn copy_dir(task: DirTask) -> DirReport {
         }
     }
     report.counts.dirs = u64::from(!report.existed);
-    let dirs = match open_pair(src_path, dst_path, report.existed) {
+    let dirs = match open_pair(src_path, dst_path, report.existed, true) {
         Ok(d) => d,
         Err(e) => {
             report.failures.push(Failure::new(src_path, e));
@@ -335,7 +340,12 @@ fn batches(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
 /// Copies a batch of entries of one directory.
 pub fn copy_batch(task: BatchTask) -> BatchReport {
     let mut report = BatchReport::default();
-    let dirs = match open_pair(task.src_dir.path(), task.dst_dir.path(), task.existed) {
+    let dirs = match open_pair(
+        task.src_dir.path(),
+        task.dst_dir.path(),
+        task.existed,
+        false,
+    ) {
         Ok(d) => d,
         Err(e) => {
             for entry in &task.entries {
@@ -402,9 +412,10 @@ pub fn verify_pair(src: RawPath, copy: RawPath) -> Result<(), Failure> {
     }
 }
 
-fn open_pair(src: &Path, dst: &Path, existed: bool) -> io::Result<Dirs> {
-    let src_fd = fsops::open_dir(src)?;
-    let dst_fd = fsops::open_dir(dst)
+/// Opens a task's two directories; the source readable only if it is to be listed.
+fn open_pair(src: &Path, dst: &Path, existed: bool, list: bool) -> io::Result<Dirs> {
+    let src_fd = fsops::open_dir(src, list)?;
+    let dst_fd = fsops::open_dir(dst, false)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", dst.display())))?;
     Ok(Dirs {
         src: src_fd,
@@ -430,11 +441,12 @@ fn list(dirs: &Dirs, task: &DirTask, report: &mut DirReport) -> io::Result<Vec<E
             continue;
         }
         let name = PathBuf::from(std::ffi::OsStr::from_bytes(name));
-        let stat = match rfs::statat(&dirs.src, &name, flags) {
+        let stat = match rfs::statat(&dirs.src, &name, flags).or_else(|e| match e {
+            // A dangling link under -L is copied as the link it is.
+            Errno::NOENT if follow => rfs::statat(&dirs.src, &name, AtFlags::SYMLINK_NOFOLLOW),
+            e => Err(e),
+        }) {
             Ok(st) => st,
-            Err(Errno::NOENT) if follow => {
-                rfs::statat(&dirs.src, &name, AtFlags::SYMLINK_NOFOLLOW)?
-            }
             Err(e) => {
                 report
                     .failures
@@ -479,7 +491,7 @@ fn copy_entries(
         match copy_entry(dirs, entry, dst_name, &mut report.counts, reporter, &stop) {
             Ok(None) => {}
             Ok(Some(warning)) => report.warnings.push(warning),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && stop() => {
                 report.stopped = Some(Stop::Interrupted);
                 return;
             }
@@ -587,7 +599,7 @@ fn copy_entry(
 fn up_to_date(dirs: &Dirs, entry: &Entry, dst_name: &Path, old: &Meta) -> bool {
     let meta = &entry.meta;
     match meta.kind {
-        Kind::File => old.kind == Kind::File && old.size == meta.size && old.mtime == meta.mtime,
+        Kind::File => old.kind == Kind::File && old.size == meta.size && same_mtime(old, meta),
         Kind::Symlink => {
             old.kind == Kind::Symlink
                 && rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new()).ok()
@@ -595,6 +607,12 @@ fn up_to_date(dirs: &Dirs, entry: &Entry, dst_name: &Path, old: &Meta) -> bool {
         }
         other => old.kind == other,
     }
+}
+
+/// Whether a copy's modification time is its source's, allowing for destinations that keep
+/// whole seconds only (FAT rounds to 2 s): such a copy has no nanoseconds.
+pub fn same_mtime(copy: &Meta, source: &Meta) -> bool {
+    copy.mtime == source.mtime || (copy.mtime.1 == 0 && (copy.mtime.0 - source.mtime.0).abs() <= 2)
 }
 
 /// Creates a link or special file; over an existing entry, creates it under a temporary
@@ -658,12 +676,7 @@ fn copy_file(
         if options.verify && !fsops::same_contents(src.as_fd(), staged.fd.as_fd())? {
             return Err(io::Error::other("verification failed: the copy differs"));
         }
-        fsops::apply_file_meta(
-            staged.fd.as_fd(),
-            Some(src.as_fd()),
-            &entry.meta,
-            entry.meta.mode & 0o777,
-        )
+        fsops::apply_file_meta(staged.fd.as_fd(), Some(src.as_fd()), &entry.meta)
     })();
     match result {
         Ok(()) => {
