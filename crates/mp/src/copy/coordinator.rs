@@ -754,7 +754,7 @@ impl Coordinator {
     fn seal(&self, f: &LargeFile) -> io::Result<()> {
         let src = rfs::open(&f.src, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
         fsops::trim_to_source(src.as_fd(), f.fd.as_fd(), f.meta.size)?;
-        fsops::apply_file_meta(f.fd.as_fd(), Some(src.as_fd()), &f.meta)?;
+        fsops::apply_file_meta(f.fd.as_fd(), Some(src.as_fd()), &f.meta, None)?;
         std::fs::rename(&f.temp, &f.dst)
     }
 

@@ -272,26 +272,67 @@ pub fn is_root() -> bool {
 }
 
 /// Sets owner, mode, extended attributes and times of an open copy, in the order that keeps
-/// each: owner first (it clears setuid bits), mode (always: a default ACL on the destination
-/// may have masked the one it was created with), attributes, times last. Owner and attributes
-/// are kept where permitted, as `cp -a` does.
+/// each: owner first (it clears setuid bits), mode (unless `created` vouches for it: a
+/// default ACL on the destination may mask the mode a file is created with), attributes,
+/// times last. Owner and attributes are kept where permitted, as `cp -a` does. Without
+/// `created`, the copy is asked what it is.
 pub fn apply_file_meta(
     dst: BorrowedFd<'_>,
     src: Option<BorrowedFd<'_>>,
     meta: &Meta,
+    created: Option<Created>,
 ) -> io::Result<()> {
-    let now = rfs::fstat(dst)?;
-    let mode = set_owner(
-        |uid, gid| rfs::fchown(dst, uid, gid),
-        (now.st_uid, now.st_gid),
-        meta,
-    )?;
-    rfs::fchmod(dst, Mode::from_raw_mode(mode))?;
+    let created = match created {
+        Some(c) => c,
+        None => {
+            let st = rfs::fstat(dst)?;
+            Created {
+                owner: (st.st_uid, st.st_gid),
+                mode: None,
+            }
+        }
+    };
+    let mode = set_owner(|uid, gid| rfs::fchown(dst, uid, gid), created.owner, meta)?;
+    if created.mode != Some(mode) {
+        rfs::fchmod(dst, Mode::from_raw_mode(mode))?;
+    }
     if let Some(src) = src {
         copy_xattrs_fd(src, dst);
     }
     rfs::futimens(dst, &meta.timestamps())?;
     Ok(())
+}
+
+/// What a file just created in a directory is known to be, without asking (see
+/// [`Created::in_dir`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Created {
+    /// Its owner and group.
+    pub owner: (u32, u32),
+    /// Its mode, if certain (no default ACL in the directory to mask it).
+    pub mode: Option<u32>,
+}
+
+impl Created {
+    /// What a file created with `mode` (under umask 0) in the directory `dir` (at `path`) is:
+    /// ours, of the directory's group if it is setgid, with its mode unless the directory has
+    /// a default ACL. Asked once per directory, not once per file.
+    pub fn in_dir(dir: BorrowedFd<'_>, path: &Path) -> io::Result<impl Fn(u32) -> Created> {
+        let st = rfs::fstat(dir)?;
+        let (euid, egid) = identity();
+        let gid = if st.st_mode & libc::S_ISGID != 0 {
+            st.st_gid
+        } else {
+            egid.as_raw()
+        };
+        let acl = rfs::lgetxattr(path, c"system.posix_acl_default", &mut [0u8; 0][..]);
+        let plain = matches!(acl, Err(Errno::NODATA | Errno::OPNOTSUPP));
+        let owner = (euid.as_raw(), gid);
+        Ok(move |mode: u32| Created {
+            owner,
+            mode: plain.then_some(mode),
+        })
+    }
 }
 
 /// Gives a copy owned by `now` (uid, gid) its source's owner and group where permitted, and

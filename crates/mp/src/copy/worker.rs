@@ -217,6 +217,8 @@ struct Dirs {
     dst: OwnedFd,
     src_path: PathBuf,
     existed: bool,
+    /// What a file created in `dst` with a given mode is.
+    created: Box<dyn Fn(u32) -> fsops::Created>,
 }
 
 /// Lists a directory, copies its entries, and reports what is left for the coordinator.
@@ -417,11 +419,13 @@ fn open_pair(src: &Path, dst: &Path, existed: bool, list: bool) -> io::Result<Di
     let src_fd = fsops::open_dir(src, list)?;
     let dst_fd = fsops::open_dir(dst, false)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", dst.display())))?;
+    let created = Box::new(fsops::Created::in_dir(dst_fd.as_fd(), dst)?);
     Ok(Dirs {
         src: src_fd,
         dst: dst_fd,
         src_path: src.to_path_buf(),
         existed,
+        created,
     })
 }
 
@@ -676,7 +680,12 @@ fn copy_file(
         if options.verify && !fsops::same_contents(src.as_fd(), staged.fd.as_fd())? {
             return Err(io::Error::other("verification failed: the copy differs"));
         }
-        fsops::apply_file_meta(staged.fd.as_fd(), Some(src.as_fd()), &entry.meta)
+        fsops::apply_file_meta(
+            staged.fd.as_fd(),
+            Some(src.as_fd()),
+            &entry.meta,
+            Some((dirs.created)(entry.meta.mode & 0o777)),
+        )
     })();
     match result {
         Ok(()) => {
