@@ -679,6 +679,25 @@ fn a_copy_under_another_owner_drops_setuid() {
     assert_eq!(copy.mode() & 0o7777, 0o755, "setuid and setgid dropped");
 }
 
+/// A copy into a setgid directory keeps its source's group, not the directory's (which a
+/// new file would inherit), as `cp -a` does.
+#[test]
+fn a_copy_into_a_setgid_directory_keeps_its_group() {
+    if !is_root() {
+        eprintln!("skipped: needs root to give the directory another group");
+        return;
+    }
+    let s = Scratch::new("setgid-dir");
+    write(&s.path("src/f"), b"f\n");
+    std::os::unix::fs::chown(s.path("src/f"), Some(0), Some(0)).unwrap();
+    fs::create_dir(s.path("out")).unwrap();
+    std::os::unix::fs::chown(s.path("out"), Some(0), Some(1234)).unwrap();
+    chmod(&s.path("out"), 0o2755);
+    mp(&[&"copy", &s.path("src"), &s.path("out")]).expect_clean_success();
+    let copy = fs::symlink_metadata(s.path("out/src/f")).unwrap();
+    assert_eq!((copy.uid(), copy.gid()), (0, 0));
+}
+
 /// A file in a directory that may be searched but not listed (mode 0311) is copied, as `cp`
 /// does: only directories that are walked need to be readable.
 #[test]
