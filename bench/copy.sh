@@ -47,6 +47,8 @@
 #   TOOLS         which tools, of: cp rsync xcp fcp cpz tar pypool mp [all]
 #   MP            the mp binary (no build when set);  MP_JOBS  its -j [3]
 #   SETTLE        seconds to wait after deleting a dataset's copies [65] (see aside())
+#   FRESH_FS      1: each tool copies inside a fresh loop-mounted ext4 image (source copied
+#                 in first) [1 as root]; 0: on $MP_BENCH_DIR's own file system
 #   PYTHON        the Python for the helpers and the seeds' copier [python3]
 #   PY_JOBS       the Python copier's pool size [2]
 #   SMALL_FILES [100000]  LARGE_FILES [8]  LARGE_MIB [128]  SEED [1]
@@ -79,6 +81,11 @@ SKIP_SLOW=${SKIP_SLOW:-0}
 TOOLS=${TOOLS:-cp rsync xcp fcp cpz tar pypool mp}
 MP_JOBS=${MP_JOBS:-3}
 SETTLE=${SETTLE:-65}
+# A fresh ext4 image (loop-mounted, no journal like the disk here) per tool and dataset: every
+# tool starts on the same clean file system. 1 by default where we can mount (root).
+if [ -z "${FRESH_FS:-}" ]; then
+    if [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null; then FRESH_FS=1; else FRESH_FS=0; fi
+fi
 PY_JOBS=${PY_JOBS:-2}
 SMALL_FILES=${SMALL_FILES:-100000}
 LARGE_FILES=${LARGE_FILES:-8}
@@ -484,9 +491,27 @@ bench() {
 # done (mind the free space); `settle` then empties it and waits before the next dataset.
 # Dropping the page cache before each tool was tried too: it made most tools 2-4x slower
 # (the allocator's bitmaps and inode tables must then be read back from disk).
-aside() {
-    echo "mkdir -p $(q "$WORK/trash") && { [ ! -e $(q "$1") ] || mv $(q "$1") $(q "$WORK/trash")/\$(date +%s%N); } && sync"
+aside() { # $1: the copy, $2: the trash folder (on the same file system) [$WORK/trash]
+    local trash=${2:-$WORK/trash}
+    echo "mkdir -p $(q "$trash") && { [ ! -e $(q "$1") ] || mv $(q "$1") $(q "$trash")/\$(date +%s%N); } && sync"
 }
+
+FS=$WORK/fs
+# Makes a fresh ext4 image big enough for $1 bytes of copies, mounts it at $FS.
+fs_up() {
+    fs_down
+    need_space "$1" "a fresh file system of $(($1 >> 20)) MiB"
+    truncate -s "$1" "$WORK/fs.img"
+    mkfs.ext4 -q -F -O ^has_journal -i 4096 "$WORK/fs.img"
+    mkdir -p "$FS"
+    mount -o loop "$WORK/fs.img" "$FS"
+}
+
+fs_down() {
+    if mountpoint -q "$FS" 2>/dev/null; then umount "$FS"; fi
+    rm -f "$WORK/fs.img"
+}
+trap fs_down EXIT
 
 settle() {
     [ -d "$WORK/trash" ] || return 0
@@ -497,14 +522,14 @@ settle() {
 }
 
 ceilings() { # $1: dataset
-    local c=$WORK/ceiling mib
+    local c=$CEIL_DIR/ceiling mib
     case $1 in
         small)
             log "ceiling: create $SMALL_FILES empty files in the same tree, 2 processes"
             bench "create $SMALL_FILES empty files (2 procs)" "$RUN/ceil.small-create.json" "$RUNS" \
-                "$(aside "$c")" "$(q "$PYTHON") $(q "$HELP/gen.py") ceil-create $(q "$c") $SMALL_FILES 2" ||
+                "$(aside "$c" "$CEIL_DIR/trash")" "$(q "$PYTHON") $(q "$HELP/gen.py") ceil-create $(q "$c") $SMALL_FILES 2" ||
                 warn "the small-file ceiling failed"
-            mkdir -p "$WORK/trash" && mv "$c" "$WORK/trash/ceiling.last" 2>/dev/null || true
+            mkdir -p "$CEIL_DIR/trash" && mv "$c" "$CEIL_DIR/trash/ceiling.last" 2>/dev/null || true
             ;;
         large)
             mib=$((LARGE_FILES * LARGE_MIB))
@@ -546,19 +571,36 @@ for ds in "${datasets[@]}"; do
     log "warming the cache: $ds"
     tar -C "$src" -cf - . | cat >/dev/null
 
+    # The image holds the source, a copy per run and the trash: room for RUNS + 3 of them.
+    fs_bytes=$(((RUNS + 3) * size * 6 / 5 + (1 << 30)))
+    CEIL_DIR=$WORK
+    if [ "$FRESH_FS" = 1 ]; then
+        fs_up "$fs_bytes"
+        CEIL_DIR=$FS
+    fi
     ceilings "$ds"
 
     for t in "${tools[@]}"; do
+        tsrc=$src
         dst=$WORK/out/$ds.$t
+        trash=$WORK/trash
+        if [ "$FRESH_FS" = 1 ]; then
+            fs_up "$fs_bytes"
+            cp -a "$src" "$FS/src"
+            tar -C "$FS/src" -cf - . | cat >/dev/null
+            tsrc=$FS/src
+            dst=$FS/out
+            trash=$FS/trash
+        fi
         runs=$RUNS
         if [ "$ds" != large ] && has_word "$SLOW_TOOLS" "$t" && ((SLOW_RUNS < RUNS)); then
             runs=$SLOW_RUNS
         fi
-        cmd=$(tool_cmd "$t" "$src" "$dst")
+        cmd=$(tool_cmd "$t" "$tsrc" "$dst")
         if [ "$ds" = large ]; then
             prep="rm -rf $(q "$dst") && sync" # a few inodes: nothing to skip
         else
-            prep=$(aside "$dst")
+            prep=$(aside "$dst" "$trash")
         fi
         log "$ds: ${LABEL[$t]}  ($runs runs)  $cmd"
         if ! bench "${LABEL[$t]}" "$res/$t.json" "$runs" "$prep" "$cmd"; then
@@ -579,7 +621,9 @@ for ds in "${datasets[@]}"; do
             echo "no copy made" >"$res/$t.verdict"
         fi
         echo "fidelity of ${LABEL[$t]} on $ds: $(cat "$res/$t.verdict")" >&2
-        if [ "$KEEP_OUT" = 1 ]; then
+        if [ "$FRESH_FS" = 1 ]; then
+            fs_down # KEEP_OUT does not apply: the image goes
+        elif [ "$KEEP_OUT" = 1 ]; then
             :
         elif [ "$ds" = large ]; then
             rm -rf "$dst"
@@ -590,6 +634,7 @@ for ds in "${datasets[@]}"; do
     if [ "$KEEP_REF" != 1 ]; then
         mkdir -p "$WORK/trash" && mv "$ref" "$WORK/trash/ref.$ds" && rm -f "$WORK/ref/.$ds.stamp"
     fi
+    fs_down
     settle
 done
 
