@@ -587,6 +587,7 @@ for ds in "${datasets[@]}"; do
         if [ "$FRESH_FS" = 1 ]; then
             fs_up "$fs_bytes"
             cp -a "$src" "$FS/src"
+            sync # or the first run competes with writing the source back
             tar -C "$FS/src" -cf - . | cat >/dev/null
             tsrc=$FS/src
             dst=$FS/out
