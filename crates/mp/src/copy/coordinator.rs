@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -653,17 +652,13 @@ impl Coordinator {
                         "cannot overwrite a directory with a non-directory",
                     ));
                 }
-                if self.options.update
-                    && old.kind == Kind::File
-                    && old.size == meta.size
-                    && worker::same_mtime(&old, &meta)
-                {
+                if self.options.update && worker::file_up_to_date(&old, &meta) {
                     return Ok(false);
                 }
             }
         }
         let dst_dir = dst.parent().unwrap_or(Path::new("."));
-        let temp = dst_dir.join(std::ffi::OsStr::from_bytes(fsops::temp_name().as_bytes()));
+        let temp = dst_dir.join(fsops::temp_name());
         let fd = rfs::open(
             &temp,
             OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
@@ -787,10 +782,18 @@ fn relink(first: &Path, dst: &Path) -> io::Result<()> {
     if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
         return Ok(());
     }
-    let dir = dst.parent().unwrap_or(Path::new("."));
-    let temp = dir.join(std::ffi::OsStr::from_bytes(fsops::temp_name().as_bytes()));
-    std::fs::hard_link(first, &temp)?;
-    std::fs::rename(&temp, dst).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
+    let (Some(dir), Some(name)) = (dst.parent(), dst.file_name()) else {
+        return Err(io::Error::other("no directory to link in"));
+    };
+    let dir = fsops::open_dir(
+        if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        },
+        false,
+    )?;
+    fsops::make_and_rename(dir.as_fd(), Path::new(name), |d, temp| {
+        rfs::linkat(rfs::CWD, first, d, temp, AtFlags::empty())
     })
 }

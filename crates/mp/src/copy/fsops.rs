@@ -7,8 +7,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom};
@@ -462,16 +461,36 @@ pub fn apply_node_meta(dir: BorrowedFd<'_>, name: &Path, meta: &Meta) -> io::Res
 pub struct Staged {
     pub fd: OwnedFd,
     /// The temporary name, if the file has one.
-    temp_name: Option<CString>,
+    temp_name: Option<PathBuf>,
 }
 
 /// Counts temporary names made by this process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A hidden name for a temporary file, unique to this process.
-pub fn temp_name() -> CString {
+pub fn temp_name() -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    CString::new(format!(".mp-copy-{}-{n}.tmp", std::process::id())).expect("no NUL")
+    PathBuf::from(format!(".mp-copy-{}-{n}.tmp", std::process::id()))
+}
+
+/// Makes an entry with `make` under a fresh temporary name in `dir`, then renames it over
+/// `name`: whatever `name` was is replaced at once, never missing or half made.
+pub fn make_and_rename(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    make: impl FnOnce(BorrowedFd<'_>, &Path) -> rustix::io::Result<()>,
+) -> io::Result<()> {
+    let temp = temp_name();
+    make(dir, &temp)?;
+    rename_into_place(dir, &temp, name)
+}
+
+/// Renames `temp` over `name` in `dir`; if that fails, `temp` is removed.
+fn rename_into_place(dir: BorrowedFd<'_>, temp: &Path, name: &Path) -> io::Result<()> {
+    rfs::renameat(dir, temp, dir, name).map_err(|e| {
+        let _ = rfs::unlinkat(dir, temp, AtFlags::empty());
+        e.into()
+    })
 }
 
 impl Staged {
@@ -499,7 +518,7 @@ impl Staged {
         }
         let name = temp_name();
         let flags = OFlags::CREATE | OFlags::EXCL | access | OFlags::CLOEXEC;
-        let fd = rfs::openat(dir, name.as_c_str(), flags, mode)?;
+        let fd = rfs::openat(dir, &name, flags, mode)?;
         Ok(Staged {
             fd,
             temp_name: Some(name),
@@ -510,34 +529,21 @@ impl Staged {
     /// a partial file under `name`.
     pub fn place(mut self, dir: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
         if let Some(temp) = self.temp_name.take() {
-            return rfs::renameat(dir, temp.as_c_str(), dir, name).map_err(|e| {
-                let _ = rfs::unlinkat(dir, temp.as_c_str(), AtFlags::empty());
-                e.into()
-            });
+            return rename_into_place(dir, &temp, name);
         }
         match link_anonymous(self.fd.as_fd(), dir, name) {
-            Ok(()) => Ok(()),
-            Err(Errno::EXIST) => {
-                // Replace: link under a temporary name, then rename over the old file.
-                let temp = temp_name();
-                link_anonymous(
-                    self.fd.as_fd(),
-                    dir,
-                    Path::new(std::ffi::OsStr::from_bytes(temp.as_bytes())),
-                )?;
-                rfs::renameat(dir, temp.as_c_str(), dir, name).map_err(|e| {
-                    let _ = rfs::unlinkat(dir, temp.as_c_str(), AtFlags::empty());
-                    e.into()
-                })
-            }
-            Err(e) => Err(e.into()),
+            // Replace: link under a temporary name, then rename over the old file.
+            Err(Errno::EXIST) => make_and_rename(dir, name, |d, temp| {
+                link_anonymous(self.fd.as_fd(), d, temp)
+            }),
+            other => Ok(other?),
         }
     }
 
     /// Throws the unfinished file away.
     pub fn discard(mut self, dir: BorrowedFd<'_>) {
         if let Some(temp) = self.temp_name.take() {
-            let _ = rfs::unlinkat(dir, temp.as_c_str(), AtFlags::empty());
+            let _ = rfs::unlinkat(dir, &temp, AtFlags::empty());
         }
     }
 }

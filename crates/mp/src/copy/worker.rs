@@ -603,7 +603,7 @@ fn copy_entry(
 fn up_to_date(dirs: &Dirs, entry: &Entry, dst_name: &Path, old: &Meta) -> bool {
     let meta = &entry.meta;
     match meta.kind {
-        Kind::File => old.kind == Kind::File && old.size == meta.size && same_mtime(old, meta),
+        Kind::File => file_up_to_date(old, meta),
         Kind::Symlink => {
             old.kind == Kind::Symlink
                 && rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new()).ok()
@@ -613,10 +613,13 @@ fn up_to_date(dirs: &Dirs, entry: &Entry, dst_name: &Path, old: &Meta) -> bool {
     }
 }
 
-/// Whether a copy's modification time is its source's, allowing for destinations that keep
-/// whole seconds only (FAT rounds to 2 s): such a copy has no nanoseconds.
-pub fn same_mtime(copy: &Meta, source: &Meta) -> bool {
-    copy.mtime == source.mtime || (copy.mtime.1 == 0 && (copy.mtime.0 - source.mtime.0).abs() <= 2)
+/// Whether an existing copy of a regular file is up to date (`--update`): a regular file of
+/// the same size and modification time, allowing for destinations that keep whole seconds
+/// only (FAT rounds to 2 s): such a copy has no nanoseconds.
+pub fn file_up_to_date(copy: &Meta, source: &Meta) -> bool {
+    let same_mtime = copy.mtime == source.mtime
+        || (copy.mtime.1 == 0 && (copy.mtime.0 - source.mtime.0).abs() <= 2);
+    copy.kind == Kind::File && copy.size == source.size && same_mtime
 }
 
 /// Creates a link or special file; over an existing entry, creates it under a temporary
@@ -633,13 +636,7 @@ fn replace_node(
             other => return Ok(other?),
         }
     }
-    let temp = fsops::temp_name();
-    let temp = Path::new(std::ffi::OsStr::from_bytes(temp.as_bytes()));
-    make(dir, temp)?;
-    rfs::renameat(dir, temp, dir, name).map_err(|e| {
-        let _ = rfs::unlinkat(dir, temp, AtFlags::empty());
-        e.into()
-    })
+    fsops::make_and_rename(dir, name, make)
 }
 
 /// Copies a regular file through a staged file: the name only ever shows a complete copy.
