@@ -502,7 +502,9 @@ impl Waitable for crate::ProcessHandle {
         self.sentinel()
     }
     fn begin_wait(&self) -> bool {
-        false // the sentinel, polled at once, tells
+        // Once its exit is collected, a process is ready for good (the sentinel of a fork
+        // server's child may not stay readable); otherwise the sentinel, polled, tells.
+        self.exit_collected()
     }
     fn ready(&self, fd_readable: bool) -> bool {
         fd_readable && !self.is_alive()
@@ -546,14 +548,14 @@ pub fn wait<T: Waitable>(objects: &[T], timeout: Option<Duration>) -> Result<Vec
     }
     let fds: Vec<BorrowedFd<'_>> = objects.iter().map(Waitable::wait_fd).collect();
     let result = (|| {
+        // At least one look, even with no time to wait.
         let mut first = true;
         while ready.is_empty() {
             let left = match deadline {
-                _ if first => Duration::ZERO, // a process already gone shows at once
                 None => MAX_SLEEP,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    if left.is_zero() && !first {
                         break;
                     }
                     left.min(MAX_SLEEP)

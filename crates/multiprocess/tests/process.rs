@@ -258,7 +258,8 @@ fn libtest_captures_output() -> bool {
     !nocapture
 }
 
-/// A10: the sentinel is not ready while the child runs, and ready once it has exited.
+/// A10: the sentinel is not ready while the child runs, and ready once it has exited, also
+/// to a wait with no time to wait.
 fn a10_sentinel(method: StartMethod) {
     let (release, theirs) = pipe().unwrap();
     let p = Process::new(block_on, (theirs,))
@@ -270,6 +271,11 @@ fn a10_sentinel(method: StartMethod) {
         .is_empty());
     release.send(&()).unwrap();
     assert_eq!(multiprocess::wait(&[&p], Some(DEADLINE)).unwrap(), vec![0]);
+    // A zero timeout still looks once.
+    assert_eq!(
+        multiprocess::wait(&[&p], Some(Duration::ZERO)).unwrap(),
+        vec![0]
+    );
     assert_eq!(join(&p), 0);
 }
 

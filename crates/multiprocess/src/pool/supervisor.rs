@@ -320,17 +320,29 @@ fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pend
             objects.push(&w.conn);
             objects.push(&w.process);
         }
-        let _ = wait(&objects, Some(timeout));
+        // Look only at what woke us (each look is a system call); at everything after a
+        // timeout or an error.
+        let ready = wait(&objects, Some(timeout)).unwrap_or_default();
         drop(objects);
-        while inner.wake_rx.poll(Duration::ZERO).unwrap_or(false) {
-            let _ = inner.wake_rx.recv_bytes();
+        let woke = |i: usize| ready.is_empty() || ready.contains(&i);
+        if woke(0) {
+            while inner.wake_rx.poll(Duration::ZERO).unwrap_or(false) {
+                let _ = inner.wake_rx.recv_bytes();
+            }
         }
+        // For each worker: whether its connection, and its process, woke us.
+        let mut look: Vec<(bool, bool)> = (0..workers.len())
+            .map(|k| (woke(1 + 2 * k), woke(2 + 2 * k)))
+            .collect();
 
         let now = Instant::now();
         let mut i = 0;
         while i < workers.len() {
             let w = &mut workers[i];
-            w.collect();
+            let (answers, exit) = look[i];
+            if answers {
+                w.collect();
+            }
             w.note_started(now);
             if w.deadline().is_some_and(|d| d <= now) && w.timed_out.is_none() {
                 w.timed_out = w.in_flight.front().map(|f| f.task.id);
@@ -348,9 +360,10 @@ fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pend
                 w.stopping = true;
                 let _ = w.conn.send(&ToWorker::<Handles>::Stop);
             }
-            if let Some(code) = w.process.exitcode() {
+            if let Some(code) = exit.then(|| w.process.exitcode()).flatten() {
                 w.collect(); // answers sent just before it exited
                 let dead = workers.swap_remove(i);
+                look.swap_remove(i);
                 if !dead.answered && !dead.stopping && dead.taken() == 0 {
                     failed_starts += 1;
                 } else {

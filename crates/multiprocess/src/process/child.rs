@@ -59,6 +59,11 @@ impl ChildState {
         self.exitcode.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The exit code if it has been collected already: no system call.
+    pub fn collected_exit(&self) -> Option<i32> {
+        *self.lock()
+    }
+
     /// The exit code if the child has exited (collecting it if needed), without blocking.
     pub fn poll_exit(&self) -> io::Result<Option<i32>> {
         let mut code = self.lock();

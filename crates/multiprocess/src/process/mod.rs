@@ -419,6 +419,10 @@ impl ProcessHandle {
     pub fn is_alive(&self) -> bool {
         self.exitcode().is_none()
     }
+    /// Whether the exit has been collected already (asks nothing of the system).
+    pub(crate) fn exit_collected(&self) -> bool {
+        self.state.collected_exit().is_some()
+    }
     /// `None` while running; then the exit code, or `-N` if a signal N killed it.
     pub fn exitcode(&self) -> Option<i32> {
         self.state.poll_exit().ok().flatten()
