@@ -742,6 +742,51 @@ fn a_terminal_gets_a_progress_line_and_a_summary() {
     assert_same_tree(&s.path("src"), &s.path("dst"));
 }
 
+/// A new directory without subdirectories is written under a hidden name and renamed once
+/// complete: watched all through the copy, its final name never shows a missing or partial
+/// file.
+#[test]
+fn a_new_directory_appears_only_when_complete() {
+    let s = Scratch::new("hidden");
+    let src = s.path("src");
+    let dst = s.path("dst");
+    let files = 40;
+    build_bulk_tree(&src, 1, files, 2 * MIB);
+    fs::create_dir(&dst).unwrap();
+    let leaf = src.join("d00");
+    let copy = dst.join("d00");
+    let mut child = Running::start(mp_command(&[&"copy", &"-j", &"2", &leaf, &dst]));
+    let (mut seen_hidden, mut seen_final) = (false, false);
+    let finished = poll_until(DEADLINE, || {
+        let done = child.has_exited();
+        seen_hidden |= fs::read_dir(&dst)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().as_bytes().starts_with(TEMP_PREFIX));
+        if let Ok(entries) = fs::read_dir(&copy) {
+            seen_final = true;
+            let sizes: Vec<u64> = entries
+                .flatten()
+                .map(|e| e.metadata().unwrap().len())
+                .collect();
+            assert_eq!(sizes.len(), files, "the copy shows before it is complete");
+            assert!(
+                sizes.iter().all(|&n| n == 2 * MIB as u64),
+                "a partial file: {sizes:?}"
+            );
+        }
+        done
+    });
+    assert!(finished, "the copy did not end in time");
+    child.wait(DEADLINE).expect_clean_success();
+    assert!(seen_final);
+    if !seen_hidden {
+        eprintln!("the copy was too quick to be seen under its hidden name");
+    }
+    assert_no_temp_files(&dst);
+    assert_same_tree(&leaf, &copy);
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Failure paths
 // ---------------------------------------------------------------------------------------

@@ -3,6 +3,10 @@
 //! large files into spans, applies a directory's metadata once everything inside it is
 //! written, and stops cleanly on Ctrl-C or a full disk.
 //!
+//! A new directory without subdirectories is written under a hidden name; the coordinator
+//! gives it its name when the worker could not (its files were spread over several tasks), and
+//! on a stop publishes what such directories hold, minus any file a worker was cut short in.
+//!
 //! Memory stays bounded: the coordinator keeps a node per directory still being copied (not
 //! per file), a stack of tasks walked depth first, and an entry per hard-link group.
 
@@ -81,6 +85,12 @@ struct DirNode {
     parent: Option<u64>,
     src: PathBuf,
     dst: PathBuf,
+    /// Where it is written while hidden (see [`worker::copy_dir`]).
+    hidden: PathBuf,
+    /// It is at `hidden` now, to be renamed to `dst` when finished.
+    is_hidden: bool,
+    /// A task inside it was lost (its worker died): a file may be cut short.
+    suspect: bool,
     /// The source's metadata (none for the top level, which is not a copy of anything).
     meta: Option<Meta>,
     ancestors: Vec<(u64, u64)>,
@@ -93,6 +103,10 @@ struct DirNode {
 
 /// A hard-link group: the first name is copied, the others linked to it.
 struct Group {
+    /// The first copy: the directory it is in, and its path while that directory is hidden
+    /// and once it is not.
+    first_dir: u64,
+    first_hidden: PathBuf,
     first: PathBuf,
     /// `None` while the first copy runs; then whether it succeeded.
     copied: Option<bool>,
@@ -156,6 +170,9 @@ impl Coordinator {
                 parent: None,
                 src: PathBuf::new(),
                 dst: PathBuf::new(),
+                hidden: PathBuf::new(),
+                is_hidden: false,
+                suspect: false,
                 meta: None,
                 ancestors: Vec::new(),
                 pending: 0,
@@ -205,18 +222,24 @@ impl Coordinator {
         if let Some(m) = self.dirs[&parent].meta {
             ancestors.push((m.dev, m.ino));
         }
+        let hidden_name = fsops::temp_name();
         let task = DirTask {
             src: RawPath::new(&src),
             dst: RawPath::new(&dst),
             meta,
             ancestors: ancestors.clone(),
+            hidden: RawPath::new(&hidden_name),
         };
+        let hidden = dst.with_file_name(hidden_name);
         self.dirs.insert(
             id,
             DirNode {
                 parent: Some(parent),
                 src,
                 dst,
+                hidden,
+                is_hidden: false,
+                suspect: false,
                 meta: Some(meta),
                 ancestors,
                 pending: 1,
@@ -274,7 +297,27 @@ impl Coordinator {
         for (_, file) in self.large.drain() {
             let _ = std::fs::remove_file(&file.temp);
         }
+        // Stopped early: what the hidden directories hold is kept for a resume, without
+        // anything a worker may have been cut short in.
+        // (A task still running when the workers were killed may have made one unreported.)
+        for (_, node) in std::mem::take(&mut self.dirs) {
+            let is_dir = || std::fs::symlink_metadata(&node.hidden).is_ok_and(|m| m.is_dir());
+            if node.parent.is_some() && (node.is_hidden || is_dir()) {
+                self.publish(&node, true);
+            }
+        }
         self.outcome
+    }
+
+    /// Gives a hidden directory its final name; `unfinished` first removes every file in it
+    /// that does not match its source (one a worker was killed in the middle of).
+    fn publish(&mut self, node: &DirNode, unfinished: bool) {
+        if unfinished {
+            remove_unfinished(&node.src, &node.hidden, self.options.dereference);
+        }
+        if let Err(failure) = worker::publish(&node.hidden, &node.dst) {
+            self.outcome.failures.push(failure);
+        }
     }
 
     fn stop_all(&mut self) {
@@ -349,6 +392,8 @@ impl Coordinator {
                 let node = self.dirs.get_mut(&id).expect("a directory in progress");
                 // Left as it is: its metadata would make a partial copy look finished.
                 node.finished = true;
+                node.suspect = true;
+                node.is_hidden = std::fs::symlink_metadata(&node.hidden).is_ok_and(|m| m.is_dir());
                 let src = node.src.clone();
                 self.task_lost(&src, e);
                 self.one_done(id);
@@ -370,6 +415,7 @@ impl Coordinator {
                     Err(e) => {
                         let node = self.dirs.get_mut(&dir).expect("a directory in progress");
                         node.finished = true; // partly copied: not to look finished
+                        node.suspect = true;
                         let src = node.src.clone();
                         self.task_lost(&src, e);
                         false
@@ -474,18 +520,30 @@ impl Coordinator {
         let node = self.dirs.get_mut(&id).expect("a listed directory");
         node.existed = report.existed;
         node.finished = finished;
+        node.is_hidden = report.hidden;
         if self.stopping {
             return;
         }
-        let (src, dst, existed) = (node.src.clone(), node.dst.clone(), node.existed);
+        let (src, dst, existed, hidden) = (
+            node.src.clone(),
+            node.dst.clone(),
+            node.existed,
+            node.is_hidden,
+        );
+        let work = if hidden {
+            node.hidden.clone()
+        } else {
+            dst.clone()
+        };
         node.pending += subdirs.len() + deferred.len() + spill.len();
         for entries in spill {
             let task = BatchTask {
                 src_dir: RawPath::new(&src),
-                dst_dir: RawPath::new(&dst),
+                dst_dir: RawPath::new(&work),
                 entries,
                 rename: None,
                 existed,
+                hidden,
             };
             self.ready.push(Job::Batch(id, None, task));
         }
@@ -493,7 +551,7 @@ impl Coordinator {
             self.place(
                 id,
                 src.join(name.path()),
-                dst.join(name.path()),
+                work.join(name.path()),
                 meta,
                 false,
             );
@@ -513,17 +571,23 @@ impl Coordinator {
                 match group.copied {
                     None => group.waiters.push((dir, src, dst, meta)),
                     Some(true) => {
-                        let first = group.first.clone();
+                        let first = self.group_first(key);
                         self.link(dir, &first, &src, &dst, meta);
                     }
                     Some(false) => self.copy_one(dir, src, dst, meta, None, top),
                 }
                 return;
             }
+            let first = match self.dirs.get(&dir) {
+                Some(node) if node.is_hidden => node.dst.join(dst.file_name().unwrap_or_default()),
+                _ => dst.clone(),
+            };
             self.groups.insert(
                 key,
                 Group {
-                    first: dst.clone(),
+                    first_dir: dir,
+                    first_hidden: dst.clone(),
+                    first,
                     copied: None,
                     waiters: Vec::new(),
                 },
@@ -582,6 +646,7 @@ impl Coordinator {
             }],
             rename: (src_name != dst_name).then(|| RawPath::new(dst_name)),
             existed: top || self.dirs[&dir].existed,
+            hidden: !top && self.dirs[&dir].is_hidden,
         };
         self.ready.push(Job::Batch(dir, group, task));
     }
@@ -611,8 +676,8 @@ impl Coordinator {
             return;
         };
         group.copied = Some(ok);
-        let first = group.first.clone();
         let waiters = std::mem::take(&mut group.waiters);
+        let first = self.group_first(key);
         for (dir, src, dst, meta) in waiters {
             if self.stopping {
                 self.one_done(dir);
@@ -622,6 +687,15 @@ impl Coordinator {
             } else {
                 self.copy_one(dir, src, dst, meta, None, false);
             }
+        }
+    }
+
+    /// Where a hard-link group's first copy is now.
+    fn group_first(&self, key: (u64, u64)) -> PathBuf {
+        let group = &self.groups[&key];
+        match self.dirs.get(&group.first_dir) {
+            Some(node) if node.is_hidden => group.first_hidden.clone(),
+            _ => group.first.clone(),
         }
     }
 
@@ -677,7 +751,7 @@ impl Coordinator {
             failure: None,
             group,
         };
-        let src_fd = rfs::open(src, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+        let src_fd = fsops::open_source(rfs::CWD, src, true);
         let cloned = match &src_fd {
             Ok(s) => fsops::try_reflink(s.as_fd(), file.fd.as_fd(), self.options.reflink),
             Err(e) => Err(io::Error::from(*e)),
@@ -747,7 +821,7 @@ impl Coordinator {
     }
 
     fn seal(&self, f: &LargeFile) -> io::Result<()> {
-        let src = rfs::open(&f.src, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let src = fsops::open_source(rfs::CWD, &f.src, true)?;
         fsops::trim_to_source(src.as_fd(), f.fd.as_fd(), f.meta.size)?;
         fsops::apply_file_meta(f.fd.as_fd(), Some(src.as_fd()), &f.meta, None)?;
         std::fs::rename(&f.temp, &f.dst)
@@ -762,16 +836,56 @@ impl Coordinator {
             return;
         }
         let node = self.dirs.remove(&dir).expect("present");
+        let work = if node.is_hidden {
+            &node.hidden
+        } else {
+            &node.dst
+        };
         if let (false, Some(meta)) = (node.finished, node.meta) {
-            if let Err(e) = fsops::apply_dir_meta(&node.src, &node.dst, &meta) {
+            if let Err(e) = fsops::apply_dir_meta(&node.src, work, &meta) {
                 self.outcome.failures.push(Failure::new(
                     &node.src,
                     format!("cannot set directory attributes: {e}"),
                 ));
             }
         }
+        if node.is_hidden {
+            self.publish(&node, node.suspect);
+        }
         if let Some(parent) = node.parent {
             self.one_done(parent);
+        }
+    }
+}
+
+/// Removes every regular file in the hidden directory `hidden` that is not a finished copy
+/// of its namesake in `src`: same size and modification time (a copy gets its times last),
+/// and every temporary file.
+fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
+    let Ok(entries) = std::fs::read_dir(hidden) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(copy) = rfs::lstat(&path) else {
+            continue;
+        };
+        let copy = Meta::from_stat(&copy);
+        if copy.kind != Kind::File {
+            continue;
+        }
+        let source = src.join(entry.file_name());
+        let source = if dereference {
+            rfs::stat(&source)
+        } else {
+            rfs::lstat(&source)
+        };
+        let finished = source.is_ok_and(|st| {
+            let st = Meta::from_stat(&st);
+            st.kind == Kind::File && st.size == copy.size && st.mtime == copy.mtime
+        });
+        if !finished {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

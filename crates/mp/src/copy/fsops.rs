@@ -54,6 +54,25 @@ static NO_COPY_FILE_RANGE: AtomicBool = AtomicBool::new(false);
 static NO_TMPFILE: AtomicBool = AtomicBool::new(false);
 /// Set once `linkat(AT_EMPTY_PATH)` was refused (it needs CAP_DAC_READ_SEARCH).
 static NO_EMPTY_PATH_LINK: AtomicBool = AtomicBool::new(false);
+/// Set once `O_NOATIME` was refused (the source is not ours and we are not root).
+static NO_NOATIME: AtomicBool = AtomicBool::new(false);
+
+/// Opens a source file to read its bytes, in `dir` (or [`rfs::CWD`]). Where allowed, its
+/// access time is left as it was (`O_NOATIME`): a copy does not change its source, and the
+/// copy gets the source's times as they were. `follow`: the last component may be a link.
+pub fn open_source(dir: BorrowedFd<'_>, path: &Path, follow: bool) -> rustix::io::Result<OwnedFd> {
+    let mut flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    if !NO_NOATIME.load(Ordering::Relaxed) {
+        match rfs::openat(dir, path, flags | OFlags::NOATIME, Mode::empty()) {
+            Err(Errno::PERM) => NO_NOATIME.store(true, Ordering::Relaxed),
+            other => return other,
+        }
+    }
+    rfs::openat(dir, path, flags, Mode::empty())
+}
 
 fn unsupported(e: Errno) -> bool {
     matches!(
@@ -456,18 +475,28 @@ pub fn apply_node_meta(dir: BorrowedFd<'_>, name: &Path, meta: &Meta) -> io::Res
     Ok(())
 }
 
-/// A file being written where nobody sees it yet: an anonymous `O_TMPFILE` inode, or (where
-/// the file system has none) a hidden temporary name that [`Staged::discard`] removes.
+/// A file being written where nobody sees it yet: an anonymous `O_TMPFILE` inode, a hidden
+/// temporary name (where the file system has no `O_TMPFILE`), or its own name inside a
+/// directory that is itself still hidden. [`Staged::discard`] removes a name it made.
 pub struct Staged {
     pub fd: OwnedFd,
-    /// The temporary name, if the file has one.
-    temp_name: Option<PathBuf>,
+    name: StagedName,
+}
+
+/// Where a [`Staged`] file is.
+enum StagedName {
+    /// Nowhere yet: an `O_TMPFILE` inode.
+    Anonymous,
+    /// Under a temporary name, renamed into place.
+    Temporary(PathBuf),
+    /// Under its own name in a hidden directory: in place already.
+    Final(PathBuf),
 }
 
 /// Counts temporary names made by this process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A hidden name for a temporary file, unique to this process.
+/// A hidden name for a temporary file or directory, unique to this process.
 pub fn temp_name() -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     PathBuf::from(format!(".mp-copy-{}-{n}.tmp", std::process::id()))
@@ -493,21 +522,27 @@ fn rename_into_place(dir: BorrowedFd<'_>, temp: &Path, name: &Path) -> io::Resul
     })
 }
 
+/// Renames `from` to `to` unless `to` exists (`ErrorKind::AlreadyExists` then). Where the
+/// file system cannot promise that, a plain rename, which still never replaces a directory
+/// that holds anything.
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    match rfs::renameat_with(rfs::CWD, from, rfs::CWD, to, rfs::RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL | Errno::NOSYS) => Ok(rfs::rename(from, to)?),
+        other => Ok(other?),
+    }
+}
+
 impl Staged {
     /// Creates an empty file in `dir` with `mode`, readable back when `readable`.
     pub fn create(dir: BorrowedFd<'_>, mode: u32, readable: bool) -> io::Result<Staged> {
-        let access = if readable {
-            OFlags::RDWR
-        } else {
-            OFlags::WRONLY
-        };
+        let access = access(readable);
         let mode = Mode::from_raw_mode(mode & 0o777);
         if !NO_TMPFILE.load(Ordering::Relaxed) {
             match rfs::openat(dir, c".", OFlags::TMPFILE | access | OFlags::CLOEXEC, mode) {
                 Ok(fd) => {
                     return Ok(Staged {
                         fd,
-                        temp_name: None,
+                        name: StagedName::Anonymous,
                     })
                 }
                 Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
@@ -517,35 +552,65 @@ impl Staged {
             }
         }
         let name = temp_name();
-        let flags = OFlags::CREATE | OFlags::EXCL | access | OFlags::CLOEXEC;
-        let fd = rfs::openat(dir, &name, flags, mode)?;
+        let fd = create_new(dir, &name, access, mode)?;
         Ok(Staged {
             fd,
-            temp_name: Some(name),
+            name: StagedName::Temporary(name),
+        })
+    }
+
+    /// Creates the empty file `name` in `dir`, a hidden directory that nobody sees yet.
+    pub fn create_in_hidden(
+        dir: BorrowedFd<'_>,
+        name: &Path,
+        mode: u32,
+        readable: bool,
+    ) -> io::Result<Staged> {
+        let mode = Mode::from_raw_mode(mode & 0o777);
+        let fd = create_new(dir, name, access(readable), mode)?;
+        Ok(Staged {
+            fd,
+            name: StagedName::Final(name.to_path_buf()),
         })
     }
 
     /// Gives the finished file its name in `dir`, replacing what was there. Nobody ever sees
     /// a partial file under `name`.
     pub fn place(mut self, dir: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
-        if let Some(temp) = self.temp_name.take() {
-            return rename_into_place(dir, &temp, name);
-        }
-        match link_anonymous(self.fd.as_fd(), dir, name) {
-            // Replace: link under a temporary name, then rename over the old file.
-            Err(Errno::EXIST) => make_and_rename(dir, name, |d, temp| {
-                link_anonymous(self.fd.as_fd(), d, temp)
-            }),
-            other => Ok(other?),
+        match std::mem::replace(&mut self.name, StagedName::Anonymous) {
+            StagedName::Final(_) => Ok(()),
+            StagedName::Temporary(temp) => rename_into_place(dir, &temp, name),
+            StagedName::Anonymous => match link_anonymous(self.fd.as_fd(), dir, name) {
+                // Replace: link under a temporary name, then rename over the old file.
+                Err(Errno::EXIST) => make_and_rename(dir, name, |d, temp| {
+                    link_anonymous(self.fd.as_fd(), d, temp)
+                }),
+                other => Ok(other?),
+            },
         }
     }
 
     /// Throws the unfinished file away.
-    pub fn discard(mut self, dir: BorrowedFd<'_>) {
-        if let Some(temp) = self.temp_name.take() {
-            let _ = rfs::unlinkat(dir, &temp, AtFlags::empty());
+    pub fn discard(self, dir: BorrowedFd<'_>) {
+        if let StagedName::Temporary(name) | StagedName::Final(name) = &self.name {
+            let _ = rfs::unlinkat(dir, name, AtFlags::empty());
         }
     }
+}
+
+/// Write access, and read access too when `readable`.
+fn access(readable: bool) -> OFlags {
+    if readable {
+        OFlags::RDWR
+    } else {
+        OFlags::WRONLY
+    }
+}
+
+/// Creates the file `name` in `dir`, which must not exist yet.
+fn create_new(dir: BorrowedFd<'_>, name: &Path, access: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    let flags = OFlags::CREATE | OFlags::EXCL | access | OFlags::CLOEXEC;
+    Ok(rfs::openat(dir, name, flags, mode)?)
 }
 
 /// Links an `O_TMPFILE` inode into `dir` as `name`.

@@ -158,6 +158,9 @@ pub struct DirTask {
     pub meta: Meta,
     /// `(dev, ino)` of the directories above, to notice loops under `-L`.
     pub ancestors: Vec<(u64, u64)>,
+    /// The name, beside `dst`, the directory is written under if it is new and has no
+    /// subdirectories (see [`copy_dir`]).
+    pub hidden: RawPath,
 }
 
 /// What a directory task found and did.
@@ -176,6 +179,8 @@ pub struct DirReport {
     pub finished: bool,
     /// The destination directory existed before.
     pub existed: bool,
+    /// The destination is still at its hidden name (the coordinator finishes it).
+    pub hidden: bool,
     pub stopped: Option<Stop>,
 }
 
@@ -190,6 +195,8 @@ pub struct BatchTask {
     pub rename: Option<RawPath>,
     /// The destination directory existed before (its entries may exist).
     pub existed: bool,
+    /// The destination directory is a hidden one this copy made (see [`copy_dir`]).
+    pub hidden: bool,
 }
 
 /// What a batch did.
@@ -217,11 +224,41 @@ struct Dirs {
     dst: OwnedFd,
     src_path: PathBuf,
     existed: bool,
+    /// `dst` is a hidden directory this copy made: files are created under their own names.
+    direct: bool,
     /// What a file created in `dst` with a given mode is.
     created: Box<dyn Fn(u32) -> fsops::Created>,
 }
 
+impl Dirs {
+    /// Opens the destination directory `dst` to work in beside the open source `src`.
+    fn open(
+        src: OwnedFd,
+        src_path: &Path,
+        dst: &Path,
+        existed: bool,
+        direct: bool,
+    ) -> io::Result<Dirs> {
+        let dst_fd = fsops::open_dir(dst, false)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", dst.display())))?;
+        let created = Box::new(fsops::Created::in_dir(dst_fd.as_fd(), dst)?);
+        Ok(Dirs {
+            src,
+            dst: dst_fd,
+            src_path: src_path.to_path_buf(),
+            existed,
+            direct,
+            created,
+        })
+    }
+}
+
 /// Lists a directory, copies its entries, and reports what is left for the coordinator.
+///
+/// A new directory without subdirectories is written under its hidden name (`task.hidden`)
+/// and its files are created directly under their own names inside it: nothing in it can be
+/// seen under its final path until it is complete and renamed. When the task finishes the
+/// directory, the worker renames it; otherwise the report says it is still hidden.
 pub fn copy_dir(task: DirTask) -> DirReport {
     let mut report = DirReport::default();
     if state().stop.is_set() {
@@ -230,49 +267,18 @@ pub fn copy_dir(task: DirTask) -> DirReport {
         return report;
     }
     let src_path = task.src.path();
-    let dst_path = task.dst.path();
-    match rfs::mkdir(dst_path, Mode::from_raw_mode(0o700)) {
-        Ok(()) => {}
-        // A real directory only: never write through a link to somewhere else.
-        Err(Errno::EXIST) if std::fs::symlink_metadata(dst_path).is_ok_and(|m| m.is_dir()) => {
-            report.existed = true
-        }
-        Err(Errno::EXIST) => {
-            report.failures.push(Failure::new(
-                src_path,
-                format!(
-                    "cannot overwrite non-directory '{}' with a directory",
-                    dst_path.display()
-                ),
-            ));
-            // The destination is not ours to set metadata on.
-            report.finished = true;
-            return report;
-        }
+    let src = match fsops::open_dir(src_path, true) {
+        Ok(fd) => fd,
         Err(e) => {
-            let failure = Failure::io(dst_path, &io::Error::from(e));
-            if failure.disk_full {
-                report.stopped = Some(Stop::DiskFull(failure));
-            } else {
-                report.failures.push(Failure::new(
-                    src_path,
-                    format!("cannot create {}: {e}", dst_path.display()),
-                ));
+            // Made all the same, as `cp -a` makes it, with the source's metadata.
+            if let Some(failure) = make_dir(src_path, task.dst.path(), &mut report) {
+                report.failures.push(failure);
             }
-            // The destination is not ours to set metadata on.
-            report.finished = true;
-            return report;
-        }
-    }
-    report.counts.dirs = u64::from(!report.existed);
-    let dirs = match open_pair(src_path, dst_path, report.existed, true) {
-        Ok(d) => d,
-        Err(e) => {
             report.failures.push(Failure::new(src_path, e));
             return report;
         }
     };
-    let entries = match list(&dirs, &task, &mut report) {
+    let entries = match list(&src, src_path, &task, &mut report) {
         Ok(entries) => entries,
         Err(e) => {
             report
@@ -292,6 +298,33 @@ pub fn copy_dir(task: DirTask) -> DirReport {
             _ => here.push(entry),
         }
     }
+    let dst_path = task.dst.path();
+    let hidden_path = dst_path.with_file_name(task.hidden.path());
+    let hide = report.subdirs.is_empty() && !exists(dst_path);
+    let work = if hide { &hidden_path } else { dst_path };
+    if let Some(failure) = make_dir(src_path, work, &mut report) {
+        report.failures.push(failure);
+    }
+    if report.finished || report.stopped.is_some() {
+        report.subdirs.clear();
+        report.deferred.clear();
+        return report;
+    }
+    report.hidden = hide;
+    report.counts.dirs = u64::from(!report.existed);
+    let dirs = match Dirs::open(src, src_path, work, report.existed, hide) {
+        Ok(d) => d,
+        Err(e) => {
+            report.failures.push(Failure::new(src_path, e));
+            report.subdirs.clear();
+            report.deferred.clear();
+            if hide {
+                publish_unfinished(&task, &hidden_path, &mut report);
+                report.finished = true;
+            }
+            return report;
+        }
+    };
     let mut batches = batches(here);
     if !report.subdirs.is_empty() || batches.len() > 1 {
         // More work than this task should do alone: hand it all back at once, so that the
@@ -306,16 +339,96 @@ pub fn copy_dir(task: DirTask) -> DirReport {
     report.failures.append(&mut batch.failures);
     report.warnings.append(&mut batch.warnings);
     report.stopped = batch.stopped;
-    if report.deferred.is_empty() && report.stopped.is_none() {
-        if let Err(e) = fsops::apply_dir_meta(src_path, dst_path, &task.meta) {
+    if report.stopped.is_some() {
+        // What is there is complete (a file cut short was removed): keep it for a resume.
+        if hide {
+            publish_unfinished(&task, &hidden_path, &mut report);
+        }
+        report.finished = true;
+    } else if report.deferred.is_empty() {
+        if let Err(e) = fsops::apply_dir_meta(src_path, work, &task.meta) {
             report.failures.push(Failure::new(
                 src_path,
                 format!("cannot set directory attributes: {e}"),
             ));
         }
+        if hide {
+            if let Err(failure) = publish(&hidden_path, dst_path) {
+                report.failures.push(failure);
+            }
+            report.hidden = false;
+        }
         report.finished = true;
     }
     report
+}
+
+/// Whether anything is at `path` (not followed).
+fn exists(path: &Path) -> bool {
+    !matches!(rfs::lstat(path), Err(Errno::NOENT))
+}
+
+/// Makes the destination directory `dst` (0700 until its metadata is applied), or finds a
+/// real directory there (`report.existed`). A full disk stops the task (`report.stopped`);
+/// anything else that prevents it is returned as `src`'s failure, and the directory is not
+/// ours to finish.
+fn make_dir(src: &Path, dst: &Path, report: &mut DirReport) -> Option<Failure> {
+    match rfs::mkdir(dst, Mode::from_raw_mode(0o700)) {
+        Ok(()) => None,
+        // A real directory only: never write through a link to somewhere else.
+        Err(Errno::EXIST) if std::fs::symlink_metadata(dst).is_ok_and(|m| m.is_dir()) => {
+            report.existed = true;
+            None
+        }
+        Err(e) => {
+            report.finished = true;
+            if e == Errno::EXIST {
+                return Some(Failure::new(
+                    src,
+                    format!(
+                        "cannot overwrite non-directory '{}' with a directory",
+                        dst.display()
+                    ),
+                ));
+            }
+            let failure = Failure::io(dst, &io::Error::from(e));
+            if failure.disk_full {
+                report.stopped = Some(Stop::DiskFull(failure));
+                return None;
+            }
+            Some(Failure::new(
+                src,
+                format!("cannot create {}: {e}", dst.display()),
+            ))
+        }
+    }
+}
+
+/// Gives a hidden directory its final name, unless something took that name meanwhile.
+pub fn publish(hidden: &Path, dst: &Path) -> Result<(), Failure> {
+    fsops::rename_no_replace(hidden, dst).map_err(|e| {
+        let why = if e.kind() == io::ErrorKind::AlreadyExists {
+            "it appeared during the copy".to_string()
+        } else {
+            e.to_string()
+        };
+        Failure::new(
+            dst,
+            format!(
+                "cannot put the copy in place ({why}); it is left at {}",
+                hidden.display()
+            ),
+        )
+    })
+}
+
+/// Publishes a hidden directory the task could not finish (stopped, or its destination
+/// could not be opened): what it holds is complete, so a resume keeps it.
+fn publish_unfinished(task: &DirTask, hidden: &Path, report: &mut DirReport) {
+    if let Err(failure) = publish(hidden, task.dst.path()) {
+        report.failures.push(failure);
+    }
+    report.hidden = false;
 }
 
 /// Splits entries into batches of at most [`BATCH_ENTRIES`] entries and [`BATCH_BYTES`]
@@ -342,12 +455,10 @@ fn batches(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
 /// Copies a batch of entries of one directory.
 pub fn copy_batch(task: BatchTask) -> BatchReport {
     let mut report = BatchReport::default();
-    let dirs = match open_pair(
-        task.src_dir.path(),
-        task.dst_dir.path(),
-        task.existed,
-        false,
-    ) {
+    let src_dir = task.src_dir.path();
+    let opened = fsops::open_dir(src_dir, false)
+        .and_then(|src| Dirs::open(src, src_dir, task.dst_dir.path(), task.existed, task.hidden));
+    let dirs = match opened {
         Ok(d) => d,
         Err(e) => {
             for entry in &task.entries {
@@ -371,12 +482,7 @@ pub fn copy_batch(task: BatchTask) -> BatchReport {
 /// Copies one span of a large file into the coordinator's temporary file.
 pub fn copy_span(task: SpanTask) -> Result<u64, Failure> {
     let fail = |e: io::Error| Failure::io(task.src.path(), &e);
-    let src = rfs::open(
-        task.src.path(),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| fail(e.into()))?;
+    let src = fsops::open_source(rfs::CWD, task.src.path(), true).map_err(|e| fail(e.into()))?;
     let dst = rfs::open(
         task.temp.path(),
         OFlags::WRONLY | OFlags::CLOEXEC,
@@ -400,7 +506,7 @@ pub fn copy_span(task: SpanTask) -> Result<u64, Failure> {
 
 /// Compares a source file with its copy by checksums (`--verify` for large files).
 pub fn verify_pair(src: RawPath, copy: RawPath) -> Result<(), Failure> {
-    let open = |p: &Path| rfs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+    let open = |p: &Path| fsops::open_source(rfs::CWD, p, true);
     let fail = |e: io::Error| Failure::new(src.path(), e);
     let a = open(src.path()).map_err(|e| fail(e.into()))?;
     let b = open(copy.path()).map_err(|e| fail(e.into()))?;
@@ -414,23 +520,13 @@ pub fn verify_pair(src: RawPath, copy: RawPath) -> Result<(), Failure> {
     }
 }
 
-/// Opens a task's two directories; the source readable only if it is to be listed.
-fn open_pair(src: &Path, dst: &Path, existed: bool, list: bool) -> io::Result<Dirs> {
-    let src_fd = fsops::open_dir(src, list)?;
-    let dst_fd = fsops::open_dir(dst, false)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", dst.display())))?;
-    let created = Box::new(fsops::Created::in_dir(dst_fd.as_fd(), dst)?);
-    Ok(Dirs {
-        src: src_fd,
-        dst: dst_fd,
-        src_path: src.to_path_buf(),
-        existed,
-        created,
-    })
-}
-
 /// Reads a directory's entries with their metadata.
-fn list(dirs: &Dirs, task: &DirTask, report: &mut DirReport) -> io::Result<Vec<Entry>> {
+fn list(
+    src: &OwnedFd,
+    src_path: &Path,
+    task: &DirTask,
+    report: &mut DirReport,
+) -> io::Result<Vec<Entry>> {
     let follow = state().options.dereference;
     let flags = if follow {
         AtFlags::empty()
@@ -438,23 +534,23 @@ fn list(dirs: &Dirs, task: &DirTask, report: &mut DirReport) -> io::Result<Vec<E
         AtFlags::SYMLINK_NOFOLLOW
     };
     let mut entries = Vec::new();
-    for item in rfs::Dir::read_from(&dirs.src)? {
+    for item in rfs::Dir::read_from(src)? {
         let item = item?;
         let name = item.file_name().to_bytes();
         if name == b"." || name == b".." {
             continue;
         }
         let name = PathBuf::from(std::ffi::OsStr::from_bytes(name));
-        let stat = match rfs::statat(&dirs.src, &name, flags).or_else(|e| match e {
+        let stat = match rfs::statat(src, &name, flags).or_else(|e| match e {
             // A dangling link under -L is copied as the link it is.
-            Errno::NOENT if follow => rfs::statat(&dirs.src, &name, AtFlags::SYMLINK_NOFOLLOW),
+            Errno::NOENT if follow => rfs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW),
             e => Err(e),
         }) {
             Ok(st) => st,
             Err(e) => {
                 report
                     .failures
-                    .push(Failure::new(&dirs.src_path.join(&name), io::Error::from(e)));
+                    .push(Failure::new(&src_path.join(&name), io::Error::from(e)));
                 continue;
             }
         };
@@ -464,7 +560,7 @@ fn list(dirs: &Dirs, task: &DirTask, report: &mut DirReport) -> io::Result<Vec<E
                 || (task.meta.dev, task.meta.ino) == (meta.dev, meta.ino))
         {
             report.failures.push(Failure::new(
-                &dirs.src_path.join(&name),
+                &src_path.join(&name),
                 "a symbolic link loop: not followed again",
             ));
             continue;
@@ -648,23 +744,13 @@ fn copy_file(
     stop: &dyn Fn() -> bool,
 ) -> io::Result<u64> {
     let options = &state().options;
-    let src = rfs::openat(
-        &dirs.src,
-        entry.name.path(),
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )
-    .or_else(|e| match e {
-        // Under -L the entry may be a link to a file.
-        Errno::LOOP if options.dereference => rfs::openat(
-            &dirs.src,
-            entry.name.path(),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ),
-        e => Err(e),
-    })?;
-    let staged = Staged::create(dirs.dst.as_fd(), entry.meta.mode, options.verify)?;
+    // Under -L the entry may be a link to a file.
+    let src = fsops::open_source(dirs.src.as_fd(), entry.name.path(), options.dereference)?;
+    let staged = if dirs.direct {
+        Staged::create_in_hidden(dirs.dst.as_fd(), dst_name, entry.meta.mode, options.verify)?
+    } else {
+        Staged::create(dirs.dst.as_fd(), entry.meta.mode, options.verify)?
+    };
     let result = (|| {
         fsops::copy_contents(
             src.as_fd(),
