@@ -24,7 +24,8 @@ pub(crate) struct Task<H = Handles> {
     pub id: u64,
     /// The chunk entry (`target::run_chunk::<F, Args>`), as an offset (see `target.rs`).
     pub entry: i64,
-    /// The encoded `Vec<Args>`.
+    /// The encoded `Vec<Args>` (one byte string on the wire, not an array of numbers).
+    #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
     /// Descriptors of handles among the arguments.
     pub handles: H,
@@ -67,6 +68,7 @@ impl<'de> Deserialize<'de> for Handles {
 #[derive(Serialize, Deserialize, Clone)]
 pub(crate) struct Initializer {
     pub entry: i64,
+    #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
     pub handles: SharedHandles,
 }
@@ -224,5 +226,37 @@ pub(crate) fn worker_main(conn: Connection, mut config: WorkerConfig) {
         if recycle {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    /// Encoded arguments and results cross as one byte string each, not as an array with one
+    /// number per byte (which cost a decoding step per byte and up to twice the size).
+    #[test]
+    fn payloads_cross_as_byte_strings() {
+        let payload = vec![0xC8u8; 1000];
+        let task = Task::<()> {
+            id: 7,
+            entry: -3,
+            args: payload.clone(),
+            handles: (),
+        };
+        let bytes = codec::encode(&task).unwrap();
+        assert!(bytes.len() < 1030, "{} bytes for 1000", bytes.len());
+        let back: Task<()> = codec::decode(&bytes).unwrap();
+        assert_eq!((back.id, back.entry, back.args), (7, -3, payload.clone()));
+
+        let answer = Answer {
+            id: 7,
+            report: Report::Returned(payload.clone()),
+        };
+        let bytes = codec::encode(&answer).unwrap();
+        assert!(bytes.len() < 1030, "{} bytes for 1000", bytes.len());
+        let back: Answer = codec::decode(&bytes).unwrap();
+        assert!(matches!(back.report, Report::Returned(r) if r == payload));
     }
 }

@@ -32,7 +32,8 @@ pub(crate) struct Bootstrap {
     pub exe: [u64; 4],
     /// The entry function, as `target::entry_offset` gave it.
     pub entry: i64,
-    /// The encoded arguments.
+    /// The encoded arguments (one byte string on the wire).
+    #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
     /// Whether the parent waits for a [`Report`].
     pub wants_report: bool,
@@ -55,8 +56,8 @@ pub(crate) struct ChildFds {
 /// What a child tells its parent about the target's run.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Report {
-    /// The target returned; here is its encoded result.
-    Returned(Vec<u8>),
+    /// The target returned; here is its encoded result (one byte string on the wire).
+    Returned(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The target panicked.
     Panicked {
         message: String,
