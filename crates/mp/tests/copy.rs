@@ -742,36 +742,31 @@ fn a_terminal_gets_a_progress_line_and_a_summary() {
     assert_same_tree(&s.path("src"), &s.path("dst"));
 }
 
-/// A new directory without subdirectories is written under a hidden name and renamed once
-/// complete: watched all through the copy, its final name never shows a missing or partial
-/// file.
-#[test]
-fn a_new_directory_appears_only_when_complete() {
-    let s = Scratch::new("hidden");
-    let src = s.path("src");
-    let dst = s.path("dst");
-    let files = 40;
-    build_bulk_tree(&src, 1, files, 2 * MIB);
-    fs::create_dir(&dst).unwrap();
-    let leaf = src.join("d00");
-    let copy = dst.join("d00");
+/// Copies `leaf` into the existing `dst` with `-j 2`, checking all through the copy that
+/// whenever the copy's directory exists it holds every file of the source's own files
+/// (`files` of `size` bytes). Returns whether the copy was seen under its hidden name.
+fn watch_directory_appear(leaf: &Path, dst: &Path, files: usize, size: u64) -> bool {
+    let copy = dst.join(leaf.file_name().unwrap());
     let mut child = Running::start(mp_command(&[&"copy", &"-j", &"2", &leaf, &dst]));
     let (mut seen_hidden, mut seen_final) = (false, false);
     let finished = poll_until(DEADLINE, || {
         let done = child.has_exited();
-        seen_hidden |= fs::read_dir(&dst)
+        seen_hidden |= fs::read_dir(dst)
             .unwrap()
             .flatten()
             .any(|e| e.file_name().as_bytes().starts_with(TEMP_PREFIX));
         if let Ok(entries) = fs::read_dir(&copy) {
             seen_final = true;
+            // (A hidden subdirectory may be renamed between listing and looking.)
             let sizes: Vec<u64> = entries
                 .flatten()
-                .map(|e| e.metadata().unwrap().len())
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
                 .collect();
             assert_eq!(sizes.len(), files, "the copy shows before it is complete");
             assert!(
-                sizes.iter().all(|&n| n == 2 * MIB as u64),
+                sizes.iter().all(|&n| n == size),
                 "a partial file: {sizes:?}"
             );
         }
@@ -780,11 +775,37 @@ fn a_new_directory_appears_only_when_complete() {
     assert!(finished, "the copy did not end in time");
     child.wait(DEADLINE).expect_clean_success();
     assert!(seen_final);
-    if !seen_hidden {
+    assert_no_temp_files(dst);
+    assert_same_tree(leaf, &copy);
+    seen_hidden
+}
+
+/// A new directory without subdirectories is written under a hidden name and renamed once
+/// complete: watched all through the copy, its final name never shows a missing or partial
+/// file (40 files of 2 MiB: several batches, renamed by the coordinator).
+#[test]
+fn a_new_directory_appears_only_when_complete() {
+    let s = Scratch::new("hidden");
+    let src = s.path("src");
+    build_bulk_tree(&src, 1, 40, 2 * MIB);
+    fs::create_dir(s.path("dst")).unwrap();
+    if !watch_directory_appear(&src.join("d00"), &s.path("dst"), 40, 2 * MIB as u64) {
         eprintln!("the copy was too quick to be seen under its hidden name");
     }
-    assert_no_temp_files(&dst);
-    assert_same_tree(&leaf, &copy);
+}
+
+/// The same for a directory with a subdirectory and one batch of files of its own (900 of
+/// 8 KiB): it takes its name once its own files are written, before the walk goes on.
+#[test]
+fn a_new_parent_directory_appears_with_its_files() {
+    let s = Scratch::new("hidden-parent");
+    let src = s.path("src");
+    build_bulk_tree(&src, 1, 900, 8 << 10);
+    build_bulk_tree(&src.join("d00"), 2, 5, 8 << 10);
+    fs::create_dir(s.path("dst")).unwrap();
+    if !watch_directory_appear(&src.join("d00"), &s.path("dst"), 900, 8 << 10) {
+        eprintln!("the copy was too quick to be seen under its hidden name");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

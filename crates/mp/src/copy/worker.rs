@@ -255,10 +255,12 @@ impl Dirs {
 
 /// Lists a directory, copies its entries, and reports what is left for the coordinator.
 ///
-/// A new directory without subdirectories is written under its hidden name (`task.hidden`)
-/// and its files are created directly under their own names inside it: nothing in it can be
-/// seen under its final path until it is complete and renamed. When the task finishes the
-/// directory, the worker renames it; otherwise the report says it is still hidden.
+/// A new directory is written under its hidden name (`task.hidden`) when it has files and
+/// no subdirectories, or files in one batch: its files are created directly under their own
+/// names inside it, and none can be seen under its final path until all are complete and the
+/// directory renamed. The worker renames it once its files are written (with subdirectories:
+/// before the walk goes on below it); a directory whose files went to several tasks is still
+/// hidden in the report, and the coordinator renames it.
 pub fn copy_dir(task: DirTask) -> DirReport {
     let mut report = DirReport::default();
     if state().stop.is_set() {
@@ -298,9 +300,14 @@ pub fn copy_dir(task: DirTask) -> DirReport {
             _ => here.push(entry),
         }
     }
+    let mut batches = batches(here);
     let dst_path = task.dst.path();
     let hidden_path = dst_path.with_file_name(task.hidden.path());
-    let hide = report.subdirs.is_empty() && !exists(dst_path);
+    // Hidden while its files are written, if new and if this task writes them all before
+    // the walk goes on below (no subdirectories, or only one batch of files).
+    let hide = !batches.is_empty()
+        && (report.subdirs.is_empty() || batches.len() == 1)
+        && !exists(dst_path);
     let work = if hide { &hidden_path } else { dst_path };
     if let Some(failure) = make_dir(src_path, work, &mut report) {
         report.failures.push(failure);
@@ -325,8 +332,7 @@ pub fn copy_dir(task: DirTask) -> DirReport {
             return report;
         }
     };
-    let mut batches = batches(here);
-    if !report.subdirs.is_empty() || batches.len() > 1 {
+    if batches.len() > 1 || (!report.subdirs.is_empty() && !hide) {
         // More work than this task should do alone: hand it all back at once, so that the
         // walk goes on below and every worker copies this directory's files.
         report.spill = batches;
@@ -345,6 +351,16 @@ pub fn copy_dir(task: DirTask) -> DirReport {
             publish_unfinished(&task, &hidden_path, &mut report);
         }
         report.finished = true;
+    } else if hide && !report.subdirs.is_empty() {
+        // Its files are complete: it takes its name before the walk goes on below it (its
+        // metadata comes once everything inside is written).
+        if let Err(failure) = publish(&hidden_path, dst_path) {
+            report.failures.push(failure);
+            report.subdirs.clear();
+            report.deferred.clear();
+            report.finished = true;
+        }
+        report.hidden = false;
     } else if report.deferred.is_empty() {
         if let Err(e) = fsops::apply_dir_meta(src_path, work, &task.meta) {
             report.failures.push(Failure::new(
