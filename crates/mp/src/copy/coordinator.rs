@@ -3,9 +3,10 @@
 //! large files into spans, applies a directory's metadata once everything inside it is
 //! written, and stops cleanly on Ctrl-C or a full disk.
 //!
-//! A new directory without subdirectories is written under a hidden name; the coordinator
-//! gives it its name when the worker could not (its files were spread over several tasks), and
-//! on a stop publishes what such directories hold, minus any file a worker was cut short in.
+//! A new directory is written under a hidden name while its files are (see
+//! [`worker::copy_dir`]); the coordinator gives it its name when the worker could not (its
+//! files were spread over several tasks), and on a stop publishes what such directories hold,
+//! minus any file a worker was cut short in.
 //!
 //! Memory stays bounded: the coordinator keeps a node per directory still being copied (not
 //! per file), a stack of tasks walked depth first, and an entry per hard-link group.
