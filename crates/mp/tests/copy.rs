@@ -500,6 +500,49 @@ fn dereference_copies_what_links_point_to() {
 // 3-5. --update, --verify, summaries
 // ---------------------------------------------------------------------------------------
 
+/// Reading a source leaves its access time alone (`O_NOATIME`, allowed for the files' owner),
+/// where a plain read would set it (`relatime` updates an access time older than a day); the
+/// copy gets the source's times as they were.
+#[test]
+fn sources_keep_their_access_times() {
+    let s = Scratch::new("noatime");
+    let src = s.path("src");
+    build_bulk_tree(&src, 1, 3, 4 * KIB);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let old: Time = (now - 3 * 86_400, 0);
+    let probe = s.path("probe");
+    fs::write(&probe, b"probe").unwrap();
+    set_times(&probe, old, old);
+    fs::read(&probe).unwrap();
+    if fs::metadata(&probe).unwrap().atime() == old.0 {
+        eprintln!("reads do not set access times here (noatime?): nothing to check");
+        return;
+    }
+    let files: Vec<PathBuf> = (0..3).map(|f| src.join(format!("d00/f{f:03}"))).collect();
+    for file in &files {
+        set_times(file, old, old);
+    }
+    mp(&[&"copy", &src, &s.path("dst")]).expect_clean_success();
+    for file in &files {
+        assert_eq!(
+            fs::metadata(file).unwrap().atime(),
+            old.0,
+            "{}",
+            file.display()
+        );
+        let copy = s.path("dst").join(file.strip_prefix(&src).unwrap());
+        assert_eq!(
+            fs::metadata(&copy).unwrap().atime(),
+            old.0,
+            "{}",
+            copy.display()
+        );
+    }
+}
+
 /// `--update`: a second run copies nothing (every file skipped, a large one included); after
 /// one source file changes (contents and mtime, same size), only it is copied again.
 #[test]
