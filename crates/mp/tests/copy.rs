@@ -786,8 +786,9 @@ fn a_terminal_gets_a_progress_line_and_a_summary() {
 }
 
 /// Copies `leaf` into the existing `dst` with `-j 2`, checking all through the copy that
-/// whenever the copy's directory exists it holds every file of the source's own files
-/// (`files` of `size` bytes). Returns whether the copy was seen under its hidden name.
+/// whenever the copy of `leaf` exists under its name, it holds all of `leaf`'s own files
+/// (`files` of `size` bytes), complete. Returns whether the copy was seen under its hidden
+/// name.
 fn watch_directory_appear(leaf: &Path, dst: &Path, files: usize, size: u64) -> bool {
     let copy = dst.join(leaf.file_name().unwrap());
     let mut child = Running::start(mp_command(&[&"copy", &"-j", &"2", &leaf, &dst]));

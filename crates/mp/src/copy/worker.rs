@@ -158,8 +158,8 @@ pub struct DirTask {
     pub meta: Meta,
     /// `(dev, ino)` of the directories above, to notice loops under `-L`.
     pub ancestors: Vec<(u64, u64)>,
-    /// The name, beside `dst`, the directory is written under if it is new and has no
-    /// subdirectories (see [`copy_dir`]).
+    /// The name, beside `dst`, the directory is written under while hidden (see
+    /// [`copy_dir`]).
     pub hidden: RawPath,
 }
 
