@@ -1128,10 +1128,29 @@ fn children_of(parent: i32) -> Vec<i32> {
 fn killed_workers_do_not_hang_the_copy() {
     let s = Scratch::new("sigkill");
     let src = s.path("src");
-    let dst = s.path("dst");
     build_bulk_tree(&src, 10, 20, 2 * MIB);
+    kill_workers_mid_copy(&src, &s.path("dst"));
+}
+
+/// The same in a tree of many small directories, which each task copies several of at once
+/// (under hidden names): what a killed task left is removed, nothing partial or hidden stays.
+#[test]
+fn killed_workers_in_small_directories_leave_nothing_partial() {
+    let s = Scratch::new("sigkill-small");
+    let src = s.path("src");
+    for p in 0..8 {
+        build_bulk_tree(&src.join(format!("p{p}")), 12, 40, 32 * KIB);
+    }
+    kill_workers_mid_copy(&src, &s.path("dst"));
+}
+
+/// Copies `src` to `dst` with `-j 2`, SIGKILLs the workers once a file appeared, then checks
+/// that the copy ended in time, that every file present is complete and that no temporary
+/// file or hidden directory is left (but for named temporary files where the file system
+/// has no `O_TMPFILE`), and that `--update -T` completes the copy.
+fn kill_workers_mid_copy(src: &Path, dst: &Path) {
     let mut killed = 0;
-    let out = act_mid_copy(&[&"copy", &"-j", &"2", &src, &dst], &dst, |child| {
+    let out = act_mid_copy(&[&"copy", &"-j", &"2", &src, &dst], dst, |child| {
         // mp → the pool's supervisor → the workers.
         for supervisor in children_of(child.pid()) {
             for worker in children_of(supervisor) {
@@ -1150,16 +1169,16 @@ fn killed_workers_do_not_hang_the_copy() {
             _ => panic!("unexpected exit: {out}"),
         }
     }
-    let left = temp_files(&dst);
+    let left = temp_files(dst);
     if !left.is_empty() {
         eprintln!("killed workers left temporary files (no O_TMPFILE here?): {left:?}");
         for temp in left {
-            fs::remove_file(join(&dst, &temp)).unwrap();
+            fs::remove_file(join(dst, &temp)).unwrap();
         }
     }
-    assert_present_files_complete(&src, &dst);
+    assert_present_files_complete(src, dst);
     mp(&[&"copy", &"--update", &"-T", &src, &dst]).expect_clean_success();
-    assert_same_tree(&src, &dst);
+    assert_same_tree(src, dst);
 }
 
 // ---------------------------------------------------------------------------------------

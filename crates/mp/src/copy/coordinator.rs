@@ -302,8 +302,11 @@ impl Coordinator {
         // anything a worker may have been cut short in.
         // (A task still running when the workers were killed may have made one unreported.)
         for (_, node) in std::mem::take(&mut self.dirs) {
-            let is_dir = || std::fs::symlink_metadata(&node.hidden).is_ok_and(|m| m.is_dir());
-            if node.parent.is_some() && (node.is_hidden || is_dir()) {
+            if node.parent.is_none() {
+                continue;
+            }
+            remove_inline_leaves(&node.dst, &node.hidden);
+            if node.is_hidden || std::fs::symlink_metadata(&node.hidden).is_ok_and(|m| m.is_dir()) {
                 self.publish(&node, true);
             }
         }
@@ -395,6 +398,7 @@ impl Coordinator {
                 node.finished = true;
                 node.suspect = true;
                 node.is_hidden = std::fs::symlink_metadata(&node.hidden).is_ok_and(|m| m.is_dir());
+                remove_inline_leaves(&node.dst, &node.hidden);
                 let src = node.src.clone();
                 self.task_lost(&src, e);
                 self.one_done(id);
@@ -855,6 +859,26 @@ impl Coordinator {
         }
         if let Some(parent) = node.parent {
             self.one_done(parent);
+        }
+    }
+}
+
+/// Removes what a lost directory task left of the small leaves it was copying itself (see
+/// `worker::copy_small_leaves`): hidden directories in `dst` named after its own `hidden`
+/// name plus `.N`. Those it finished have their names already.
+fn remove_inline_leaves(dst: &Path, hidden: &Path) {
+    let Some(prefix) = hidden
+        .file_name()
+        .map(|n| format!("{}.", n.to_string_lossy()))
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dst) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -262,25 +262,33 @@ impl Dirs {
 /// before the walk goes on below it); a directory whose files went to several tasks is still
 /// hidden in the report, and the coordinator renames it.
 pub fn copy_dir(task: DirTask) -> DirReport {
+    copy_dir_as(&task, false).expect("a task always reports")
+}
+
+/// [`copy_dir`]'s body. `inline`: the directory is a subdirectory the task of its parent
+/// copies if it turns out to be a small leaf (see [`copy_small_leaves`]); `None` (and nothing
+/// done) if it is not.
+fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
     let mut report = DirReport::default();
     if state().stop.is_set() {
         report.stopped = Some(Stop::Interrupted);
         report.finished = true;
-        return report;
+        return Some(report);
     }
     let src_path = task.src.path();
     let src = match fsops::open_dir(src_path, true) {
         Ok(fd) => fd,
+        Err(_) if inline => return None,
         Err(e) => {
             // Made all the same, as `cp -a` makes it, with the source's metadata.
             if let Some(failure) = make_dir(src_path, task.dst.path(), &mut report) {
                 report.failures.push(failure);
             }
             report.failures.push(Failure::new(src_path, e));
-            return report;
+            return Some(report);
         }
     };
-    let entries = match list(&src, src_path, &task, &mut report) {
+    let entries = match list(&src, src_path, task, &mut report) {
         Ok(entries) => entries,
         Err(e) => {
             report
@@ -308,6 +316,9 @@ pub fn copy_dir(task: DirTask) -> DirReport {
     let hide = !batches.is_empty()
         && (report.subdirs.is_empty() || batches.len() == 1)
         && !exists(dst_path);
+    if inline && !(report.subdirs.is_empty() && report.deferred.is_empty() && batches.len() <= 1) {
+        return None;
+    }
     let work = if hide { &hidden_path } else { dst_path };
     if let Some(failure) = make_dir(src_path, work, &mut report) {
         report.failures.push(failure);
@@ -315,7 +326,7 @@ pub fn copy_dir(task: DirTask) -> DirReport {
     if report.finished || report.stopped.is_some() {
         report.subdirs.clear();
         report.deferred.clear();
-        return report;
+        return Some(report);
     }
     report.hidden = hide;
     report.counts.dirs = u64::from(!report.existed);
@@ -326,17 +337,20 @@ pub fn copy_dir(task: DirTask) -> DirReport {
             report.subdirs.clear();
             report.deferred.clear();
             if hide {
-                publish_unfinished(&task, &hidden_path, &mut report);
+                publish_unfinished(task, &hidden_path, &mut report);
                 report.finished = true;
             }
-            return report;
+            return Some(report);
         }
     };
     if batches.len() > 1 || (!report.subdirs.is_empty() && !hide) {
         // More work than this task should do alone: hand it all back at once, so that the
         // walk goes on below and every worker copies this directory's files.
         report.spill = batches;
-        return report;
+        if !hide {
+            copy_small_leaves(task, &mut report);
+        }
+        return Some(report);
     }
     let here = batches.pop().unwrap_or_default();
     let mut batch = BatchReport::default();
@@ -348,17 +362,20 @@ pub fn copy_dir(task: DirTask) -> DirReport {
     if report.stopped.is_some() {
         // What is there is complete (a file cut short was removed): keep it for a resume.
         if hide {
-            publish_unfinished(&task, &hidden_path, &mut report);
+            publish_unfinished(task, &hidden_path, &mut report);
         }
         report.finished = true;
     } else if hide && !report.subdirs.is_empty() {
         // Its files are complete: it takes its name before the walk goes on below it (its
         // metadata comes once everything inside is written).
-        if let Err(failure) = publish(&hidden_path, dst_path) {
-            report.failures.push(failure);
-            report.subdirs.clear();
-            report.deferred.clear();
-            report.finished = true;
+        match publish(&hidden_path, dst_path) {
+            Ok(()) => copy_small_leaves(task, &mut report),
+            Err(failure) => {
+                report.failures.push(failure);
+                report.subdirs.clear();
+                report.deferred.clear();
+                report.finished = true;
+            }
         }
         report.hidden = false;
     } else if report.deferred.is_empty() {
@@ -376,7 +393,45 @@ pub fn copy_dir(task: DirTask) -> DirReport {
         }
         report.finished = true;
     }
-    report
+    Some(report)
+}
+
+/// Copies, within the task of their parent, the subdirectories that are small leaves: no
+/// subdirectories of their own (a directory's link count is 2 then, on the file systems that
+/// count them), one batch of files, nothing for the coordinator; up to one batch's worth of
+/// files in all. A tree of many small directories then takes a task per parent, not per
+/// directory. The others are handed back as usual; so is one that turns out not to be small.
+/// Such a leaf is hidden under the task's hidden name plus `.N` while it is written.
+fn copy_small_leaves(task: &DirTask, report: &mut DirReport) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut ancestors = task.ancestors.clone();
+    ancestors.push((task.meta.dev, task.meta.ino));
+    let mut handed_back = Vec::new();
+    for (n, sub) in std::mem::take(&mut report.subdirs).into_iter().enumerate() {
+        let room = files < BATCH_ENTRIES as u64 && bytes < BATCH_BYTES;
+        if !room || sub.meta.nlink != 2 || report.stopped.is_some() {
+            handed_back.push(sub);
+            continue;
+        }
+        let leaf = DirTask {
+            src: RawPath::new(task.src.path().join(sub.name.path())),
+            dst: RawPath::new(task.dst.path().join(sub.name.path())),
+            meta: sub.meta,
+            ancestors: ancestors.clone(),
+            hidden: RawPath::new(format!("{}.{n}", task.hidden.path().display())),
+        };
+        let Some(mut done) = copy_dir_as(&leaf, true) else {
+            handed_back.push(sub);
+            continue;
+        };
+        files += done.counts.files + done.counts.symlinks + done.counts.specials;
+        bytes += done.counts.bytes;
+        report.counts.add(&done.counts);
+        report.failures.append(&mut done.failures);
+        report.warnings.append(&mut done.warnings);
+        report.stopped = report.stopped.take().or(done.stopped);
+    }
+    report.subdirs = handed_back;
 }
 
 /// Whether anything is at `path` (not followed).
