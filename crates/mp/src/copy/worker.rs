@@ -260,7 +260,8 @@ impl Dirs {
 /// names inside it, and none can be seen under its final path until all are complete and the
 /// directory renamed. The worker renames it once its files are written (with subdirectories:
 /// before the walk goes on below it); a directory whose files went to several tasks is still
-/// hidden in the report, and the coordinator renames it.
+/// hidden in the report, and the coordinator renames it. Small leaf subdirectories are copied
+/// by the same task (see [`copy_small_leaves`]); the others are handed back.
 pub fn copy_dir(task: DirTask) -> DirReport {
     copy_dir_as(&task, false).expect("a task always reports")
 }
