@@ -102,6 +102,17 @@ struct DirNode {
     finished: bool,
 }
 
+impl DirNode {
+    /// Where it is written now: its hidden name while hidden, else its destination.
+    fn work(&self) -> &Path {
+        if self.is_hidden {
+            &self.hidden
+        } else {
+            &self.dst
+        }
+    }
+}
+
 /// A hard-link group: the first name is copied, the others linked to it.
 struct Group {
     /// The first copy: the directory it is in, and its path while that directory is hidden
@@ -306,7 +317,7 @@ impl Coordinator {
                 continue;
             }
             remove_inline_leaves(&node.dst, &node.hidden);
-            if node.is_hidden || std::fs::symlink_metadata(&node.hidden).is_ok_and(|m| m.is_dir()) {
+            if node.is_hidden || fsops::is_real_dir(&node.hidden) {
                 self.publish(&node, true);
             }
         }
@@ -397,7 +408,7 @@ impl Coordinator {
                 // Left as it is: its metadata would make a partial copy look finished.
                 node.finished = true;
                 node.suspect = true;
-                node.is_hidden = std::fs::symlink_metadata(&node.hidden).is_ok_and(|m| m.is_dir());
+                node.is_hidden = fsops::is_real_dir(&node.hidden);
                 remove_inline_leaves(&node.dst, &node.hidden);
                 let src = node.src.clone();
                 self.task_lost(&src, e);
@@ -535,11 +546,7 @@ impl Coordinator {
             node.existed,
             node.is_hidden,
         );
-        let work = if hidden {
-            node.hidden.clone()
-        } else {
-            dst.clone()
-        };
+        let work = node.work().to_path_buf();
         node.pending += subdirs.len() + deferred.len() + spill.len();
         for entries in spill {
             let task = BatchTask {
@@ -841,13 +848,8 @@ impl Coordinator {
             return;
         }
         let node = self.dirs.remove(&dir).expect("present");
-        let work = if node.is_hidden {
-            &node.hidden
-        } else {
-            &node.dst
-        };
         if let (false, Some(meta)) = (node.finished, node.meta) {
-            if let Err(e) = fsops::apply_dir_meta(&node.src, work, &meta) {
+            if let Err(e) = fsops::apply_dir_meta(&node.src, node.work(), &meta) {
                 self.outcome.failures.push(Failure::new(
                     &node.src,
                     format!("cannot set directory attributes: {e}"),

@@ -633,6 +633,11 @@ fn link_anonymous(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &Path) -> rusti
     )
 }
 
+/// Whether `path` is a real directory (not a link to one).
+pub fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
 /// Opens a directory for `*at` calls: to be listed (`readable`, which needs read permission)
 /// or only to be worked in (`O_PATH`: search permission is enough, as for `cp`).
 pub fn open_dir(path: &Path, readable: bool) -> io::Result<OwnedFd> {

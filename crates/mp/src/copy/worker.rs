@@ -310,6 +310,9 @@ fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
         }
     }
     let mut batches = batches(here);
+    if inline && !(report.subdirs.is_empty() && report.deferred.is_empty() && batches.len() <= 1) {
+        return None;
+    }
     let dst_path = task.dst.path();
     let hidden_path = dst_path.with_file_name(task.hidden.path());
     // Hidden while its files are written, if new and if this task writes them all before
@@ -317,9 +320,6 @@ fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
     let hide = !batches.is_empty()
         && (report.subdirs.is_empty() || batches.len() == 1)
         && !exists(dst_path);
-    if inline && !(report.subdirs.is_empty() && report.deferred.is_empty() && batches.len() <= 1) {
-        return None;
-    }
     let work = if hide { &hidden_path } else { dst_path };
     if let Some(failure) = make_dir(src_path, work, &mut report) {
         report.failures.push(failure);
@@ -448,7 +448,7 @@ fn make_dir(src: &Path, dst: &Path, report: &mut DirReport) -> Option<Failure> {
     match rfs::mkdir(dst, Mode::from_raw_mode(0o700)) {
         Ok(()) => None,
         // A real directory only: never write through a link to somewhere else.
-        Err(Errno::EXIST) if std::fs::symlink_metadata(dst).is_ok_and(|m| m.is_dir()) => {
+        Err(Errno::EXIST) if fsops::is_real_dir(dst) => {
             report.existed = true;
             None
         }
