@@ -428,6 +428,28 @@ fn no_target_directory_merges_into_dest() {
     assert!(out.stderr.contains("-T takes one SOURCE"), "{out}");
 }
 
+/// Destinations given as `.`, as a path ending in `..`, or relative to the current
+/// directory: each names the directory it resolves to, as for `cp`.
+#[test]
+fn destinations_without_a_final_name_are_resolved() {
+    let s = Scratch::new("place-dot");
+    small_tree(&s.path("dir"));
+    fs::create_dir_all(s.path("here/sub")).unwrap();
+    let mut cmd = mp_command(&[&"copy", &"-T", &s.path("dir"), &"."]);
+    cmd.current_dir(s.path("here"));
+    run(cmd).expect_clean_success();
+    assert_eq!(fs::read(s.path("here/a")).unwrap(), b"alpha\n");
+    assert_eq!(fs::read(s.path("here/sub/b")).unwrap(), b"beta\n");
+
+    mp(&[&"copy", &s.path("dir"), &s.path("here/sub/..")]).expect_clean_success();
+    assert_eq!(fs::read(s.path("here/dir/sub/b")).unwrap(), b"beta\n");
+
+    let mut cmd = mp_command(&[&"copy", &s.path("dir"), &"copy"]);
+    cmd.current_dir(s.path("here"));
+    run(cmd).expect_clean_success();
+    assert_same_tree(&s.path("dir"), &s.path("here/copy"));
+}
+
 /// `mp copy FILE MISSING/`: like `cp`, a trailing slash names a directory, so a file cannot
 /// be copied there.
 #[test]

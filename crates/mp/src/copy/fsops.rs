@@ -343,7 +343,12 @@ impl Created {
         } else {
             egid.as_raw()
         };
-        let acl = rfs::lgetxattr(path, c"system.posix_acl_default", &mut [0u8; 0][..]);
+        let name = c"system.posix_acl_default";
+        // An `O_PATH` descriptor cannot be asked: the path is, then.
+        let acl = match rfs::fgetxattr(dir, name, &mut [0u8; 0][..]) {
+            Err(Errno::BADF) => rfs::lgetxattr(path, name, &mut [0u8; 0][..]),
+            other => other,
+        };
         let plain = matches!(acl, Err(Errno::NODATA | Errno::OPNOTSUPP));
         let owner = (euid.as_raw(), gid);
         Ok(move |mode: u32| Created {
@@ -460,6 +465,16 @@ pub fn apply_dir_meta(src: &Path, dst: &Path, meta: &Meta) -> io::Result<()> {
     Ok(())
 }
 
+/// [`apply_dir_meta`] through open descriptors of both directories (`dst` readable, not
+/// `O_PATH`): nothing is looked up by path.
+pub fn apply_open_dir_meta(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    meta: &Meta,
+) -> io::Result<()> {
+    apply_file_meta(dst, Some(src), meta, None)
+}
+
 /// Sets owner, mode and times of a link or special file by name (not followed).
 pub fn apply_node_meta(dir: BorrowedFd<'_>, name: &Path, meta: &Meta) -> io::Result<()> {
     let now = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
@@ -522,12 +537,12 @@ fn rename_into_place(dir: BorrowedFd<'_>, temp: &Path, name: &Path) -> io::Resul
     })
 }
 
-/// Renames `from` to `to` unless `to` exists (`ErrorKind::AlreadyExists` then). Where the
-/// file system cannot promise that, a plain rename, which still never replaces a directory
-/// that holds anything.
-pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    match rfs::renameat_with(rfs::CWD, from, rfs::CWD, to, rfs::RenameFlags::NOREPLACE) {
-        Err(Errno::INVAL | Errno::NOSYS) => Ok(rfs::rename(from, to)?),
+/// Renames `from` to `to` in `dir` (or [`rfs::CWD`]) unless `to` exists
+/// (`ErrorKind::AlreadyExists` then). Where the file system cannot promise that, a plain
+/// rename, which still never replaces a directory that holds anything.
+pub fn rename_no_replace_at(dir: BorrowedFd<'_>, from: &Path, to: &Path) -> io::Result<()> {
+    match rfs::renameat_with(dir, from, dir, to, rfs::RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL | Errno::NOSYS) => Ok(rfs::renameat(dir, from, dir, to)?),
         other => Ok(other?),
     }
 }
@@ -635,20 +650,42 @@ fn link_anonymous(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &Path) -> rusti
 
 /// Whether `path` is a real directory (not a link to one).
 pub fn is_real_dir(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+    is_real_dir_at(rfs::CWD, path)
+}
+
+/// Whether `name` in `dir` is a real directory (not a link to one).
+pub fn is_real_dir_at(dir: BorrowedFd<'_>, name: &Path) -> bool {
+    rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
 }
 
 /// Opens a directory for `*at` calls: to be listed (`readable`, which needs read permission)
 /// or only to be worked in (`O_PATH`: search permission is enough, as for `cp`).
 pub fn open_dir(path: &Path, readable: bool) -> io::Result<OwnedFd> {
+    open_dir_at(rfs::CWD, path, readable, true)
+}
+
+/// [`open_dir`] of `name` in `dir`; `follow`: `name` may be a link to a directory.
+pub fn open_dir_at(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    readable: bool,
+    follow: bool,
+) -> io::Result<OwnedFd> {
     let access = if readable {
         OFlags::RDONLY
     } else {
         OFlags::PATH
     };
-    Ok(rfs::open(
-        path,
-        access | OFlags::DIRECTORY | OFlags::CLOEXEC,
+    let follow = if follow {
+        OFlags::empty()
+    } else {
+        OFlags::NOFOLLOW
+    };
+    Ok(rfs::openat(
+        dir,
+        name,
+        access | follow | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?)
 }

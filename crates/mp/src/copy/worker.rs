@@ -226,30 +226,91 @@ struct Dirs {
     existed: bool,
     /// `dst` is a hidden directory this copy made: files are created under their own names.
     direct: bool,
+    /// `dst` was opened to be read (not `O_PATH`): its metadata can be set through it.
+    dst_readable: bool,
     /// What a file created in `dst` with a given mode is.
     created: Box<dyn Fn(u32) -> fsops::Created>,
 }
 
 impl Dirs {
-    /// Opens the destination directory `dst` to work in beside the open source `src`.
-    fn open(
+    /// Works in the open destination directory `dst` (at `dst_path`) beside the open source
+    /// `src`.
+    fn new(
         src: OwnedFd,
         src_path: &Path,
-        dst: &Path,
+        dst: OwnedFd,
+        dst_path: &Path,
         existed: bool,
         direct: bool,
     ) -> io::Result<Dirs> {
-        let dst_fd = fsops::open_dir(dst, false)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", dst.display())))?;
-        let created = Box::new(fsops::Created::in_dir(dst_fd.as_fd(), dst)?);
+        let created = Box::new(fsops::Created::in_dir(dst.as_fd(), dst_path)?);
         Ok(Dirs {
             src,
-            dst: dst_fd,
+            dst,
             src_path: src_path.to_path_buf(),
             existed,
             direct,
+            dst_readable: false,
             created,
         })
+    }
+}
+
+/// Where a directory task makes its copy: a directory open in the worker and the names in
+/// it, so that the calls on the copy look up one name, not its whole path each time.
+struct Site<'p> {
+    /// The directory the copy is made in, opened for this task...
+    owned: Option<OwnedFd>,
+    /// ... or the one the task of its parent works in (a small leaf).
+    parent: Option<BorrowedFd<'p>>,
+    name: PathBuf,
+    hidden: PathBuf,
+}
+
+impl<'p> Site<'p> {
+    /// The site of `task`'s copy: in `parent`'s destination for a small leaf; otherwise in
+    /// the directory above `task.dst`, opened now. Where that cannot be opened (or `dst` has
+    /// no name, as `.`), names are whole paths from the current directory.
+    fn of(task: &DirTask, parent: Option<&'p Dirs>) -> Site<'p> {
+        let dst = task.dst.path();
+        let Some(name) = dst.file_name() else {
+            return Site::whole_paths(task);
+        };
+        let site = |owned, parent| Site {
+            owned,
+            parent,
+            name: PathBuf::from(name),
+            hidden: task.hidden.path().to_path_buf(),
+        };
+        if let Some(p) = parent {
+            return site(None, Some(p.dst.as_fd()));
+        }
+        let above = match dst.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        match fsops::open_dir(above, false) {
+            Ok(fd) => site(Some(fd), None),
+            Err(_) => Site::whole_paths(task),
+        }
+    }
+
+    fn whole_paths(task: &DirTask) -> Site<'p> {
+        let dst = task.dst.path();
+        Site {
+            owned: None,
+            parent: None,
+            name: dst.to_path_buf(),
+            hidden: dst.with_file_name(task.hidden.path()),
+        }
+    }
+
+    fn dir(&self) -> BorrowedFd<'_> {
+        match (&self.owned, self.parent) {
+            (Some(fd), _) => fd.as_fd(),
+            (None, Some(fd)) => fd,
+            (None, None) => rfs::CWD,
+        }
     }
 }
 
@@ -263,13 +324,14 @@ impl Dirs {
 /// hidden in the report, and the coordinator renames it. Small leaf subdirectories are copied
 /// by the same task (see [`copy_small_leaves`]); the others are handed back.
 pub fn copy_dir(task: DirTask) -> DirReport {
-    copy_dir_as(&task, false).expect("a task always reports")
+    copy_dir_as(&task, None).expect("a task always reports")
 }
 
-/// [`copy_dir`]'s body. `inline`: the directory is a subdirectory the task of its parent
-/// copies if it turns out to be a small leaf (see [`copy_small_leaves`]); `None` (and nothing
-/// done) if it is not.
-fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
+/// [`copy_dir`]'s body. `parent`: the directory is a subdirectory the task of its parent
+/// (working in `parent`) copies if it turns out to be a small leaf (see
+/// [`copy_small_leaves`]); `None` (and nothing done) if it is not.
+fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
+    let inline = parent.is_some();
     let mut report = DirReport::default();
     if state().stop.is_set() {
         report.stopped = Some(Stop::Interrupted);
@@ -277,12 +339,24 @@ fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
         return Some(report);
     }
     let src_path = task.src.path();
-    let src = match fsops::open_dir(src_path, true) {
+    let dst_path = task.dst.path();
+    let opened = match parent {
+        Some(p) => fsops::open_dir_at(
+            p.src.as_fd(),
+            Path::new(src_path.file_name().unwrap_or_default()),
+            true,
+            state().options.dereference,
+        ),
+        None => fsops::open_dir(src_path, true),
+    };
+    let src = match opened {
         Ok(fd) => fd,
         Err(_) if inline => return None,
         Err(e) => {
             // Made all the same, as `cp -a` makes it, with the source's metadata.
-            if let Some(failure) = make_dir(src_path, task.dst.path(), &mut report) {
+            let site = Site::of(task, None);
+            if let Some(failure) = make_dir(site.dir(), &site.name, src_path, dst_path, &mut report)
+            {
                 report.failures.push(failure);
             }
             report.failures.push(Failure::new(src_path, e));
@@ -313,15 +387,19 @@ fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
     if inline && !(report.subdirs.is_empty() && report.deferred.is_empty() && batches.len() <= 1) {
         return None;
     }
-    let dst_path = task.dst.path();
+    let site = Site::of(task, parent);
     let hidden_path = dst_path.with_file_name(task.hidden.path());
     // Hidden while its files are written, if new and if this task writes them all before
     // the walk goes on below (no subdirectories, or only one batch of files).
     let hide = !batches.is_empty()
         && (report.subdirs.is_empty() || batches.len() == 1)
-        && !exists(dst_path);
-    let work = if hide { &hidden_path } else { dst_path };
-    if let Some(failure) = make_dir(src_path, work, &mut report) {
+        && !exists(site.dir(), &site.name);
+    let (work_name, work) = if hide {
+        (site.hidden.as_path(), hidden_path.as_path())
+    } else {
+        (site.name.as_path(), dst_path)
+    };
+    if let Some(failure) = make_dir(site.dir(), work_name, src_path, work, &mut report) {
         report.failures.push(failure);
     }
     if report.finished || report.stopped.is_some() {
@@ -331,25 +409,31 @@ fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
     }
     report.hidden = hide;
     report.counts.dirs = u64::from(!report.existed);
-    let dirs = match Dirs::open(src, src_path, work, report.existed, hide) {
+    // A directory this task made is readable by it: its metadata is then set through it.
+    let readable = !report.existed;
+    let dirs = fsops::open_dir_at(site.dir(), work_name, readable, false)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", work.display())))
+        .and_then(|dst| Dirs::new(src, src_path, dst, work, report.existed, hide));
+    let mut dirs = match dirs {
         Ok(d) => d,
         Err(e) => {
             report.failures.push(Failure::new(src_path, e));
             report.subdirs.clear();
             report.deferred.clear();
             if hide {
-                publish_unfinished(task, &hidden_path, &mut report);
+                publish_unfinished(&site, &hidden_path, dst_path, &mut report);
                 report.finished = true;
             }
             return Some(report);
         }
     };
+    dirs.dst_readable = readable;
     if batches.len() > 1 || (!report.subdirs.is_empty() && !hide) {
         // More work than this task should do alone: hand it all back at once, so that the
         // walk goes on below and every worker copies this directory's files.
         report.spill = batches;
         if !hide {
-            copy_small_leaves(task, &mut report);
+            copy_small_leaves(task, &dirs, &mut report);
         }
         return Some(report);
     }
@@ -363,14 +447,14 @@ fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
     if report.stopped.is_some() {
         // What is there is complete (a file cut short was removed): keep it for a resume.
         if hide {
-            publish_unfinished(task, &hidden_path, &mut report);
+            publish_unfinished(&site, &hidden_path, dst_path, &mut report);
         }
         report.finished = true;
     } else if hide && !report.subdirs.is_empty() {
         // Its files are complete: it takes its name before the walk goes on below it (its
         // metadata comes once everything inside is written).
-        match publish(&hidden_path, dst_path) {
-            Ok(()) => copy_small_leaves(task, &mut report),
+        match publish_at(&site, &hidden_path, dst_path) {
+            Ok(()) => copy_small_leaves(task, &dirs, &mut report),
             Err(failure) => {
                 report.failures.push(failure);
                 report.subdirs.clear();
@@ -380,14 +464,19 @@ fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
         }
         report.hidden = false;
     } else if report.deferred.is_empty() {
-        if let Err(e) = fsops::apply_dir_meta(src_path, work, &task.meta) {
+        let applied = if dirs.dst_readable {
+            fsops::apply_open_dir_meta(dirs.src.as_fd(), dirs.dst.as_fd(), &task.meta)
+        } else {
+            fsops::apply_dir_meta(src_path, work, &task.meta)
+        };
+        if let Err(e) = applied {
             report.failures.push(Failure::new(
                 src_path,
                 format!("cannot set directory attributes: {e}"),
             ));
         }
         if hide {
-            if let Err(failure) = publish(&hidden_path, dst_path) {
+            if let Err(failure) = publish_at(&site, &hidden_path, dst_path) {
                 report.failures.push(failure);
             }
             report.hidden = false;
@@ -403,7 +492,7 @@ fn copy_dir_as(task: &DirTask, inline: bool) -> Option<DirReport> {
 /// files in all. A tree of many small directories then takes a task per parent, not per
 /// directory. The others are handed back as usual; so is one that turns out not to be small.
 /// Such a leaf is hidden under the task's hidden name plus `.N` while it is written.
-fn copy_small_leaves(task: &DirTask, report: &mut DirReport) {
+fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
     let (mut files, mut bytes) = (0, 0);
     let mut ancestors = task.ancestors.clone();
     ancestors.push((task.meta.dev, task.meta.ino));
@@ -421,7 +510,7 @@ fn copy_small_leaves(task: &DirTask, report: &mut DirReport) {
             ancestors: ancestors.clone(),
             hidden: RawPath::new(format!("{}.{n}", task.hidden.path().display())),
         };
-        let Some(mut done) = copy_dir_as(&leaf, true) else {
+        let Some(mut done) = copy_dir_as(&leaf, Some(dirs)) else {
             handed_back.push(sub);
             continue;
         };
@@ -435,20 +524,29 @@ fn copy_small_leaves(task: &DirTask, report: &mut DirReport) {
     report.subdirs = handed_back;
 }
 
-/// Whether anything is at `path` (not followed).
-fn exists(path: &Path) -> bool {
-    !matches!(rfs::lstat(path), Err(Errno::NOENT))
+/// Whether anything is at `name` in `dir` (not followed).
+fn exists(dir: BorrowedFd<'_>, name: &Path) -> bool {
+    !matches!(
+        rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
+        Err(Errno::NOENT)
+    )
 }
 
-/// Makes the destination directory `dst` (0700 until its metadata is applied), or finds a
-/// real directory there (`report.existed`). A full disk stops the task (`report.stopped`);
-/// anything else that prevents it is returned as `src`'s failure, and the directory is not
-/// ours to finish.
-fn make_dir(src: &Path, dst: &Path, report: &mut DirReport) -> Option<Failure> {
-    match rfs::mkdir(dst, Mode::from_raw_mode(0o700)) {
+/// Makes the destination directory `name` in `dir` (at `dst`; 0700 until its metadata is
+/// applied), or finds a real directory there (`report.existed`). A full disk stops the task
+/// (`report.stopped`); anything else that prevents it is returned as `src`'s failure, and
+/// the directory is not ours to finish.
+fn make_dir(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    src: &Path,
+    dst: &Path,
+    report: &mut DirReport,
+) -> Option<Failure> {
+    match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
         Ok(()) => None,
         // A real directory only: never write through a link to somewhere else.
-        Err(Errno::EXIST) if fsops::is_real_dir(dst) => {
+        Err(Errno::EXIST) if fsops::is_real_dir_at(dir, name) => {
             report.existed = true;
             None
         }
@@ -478,7 +576,22 @@ fn make_dir(src: &Path, dst: &Path, report: &mut DirReport) -> Option<Failure> {
 
 /// Gives a hidden directory its final name, unless something took that name meanwhile.
 pub fn publish(hidden: &Path, dst: &Path) -> Result<(), Failure> {
-    fsops::rename_no_replace(hidden, dst).map_err(|e| {
+    publish_named(rfs::CWD, hidden, dst, hidden, dst)
+}
+
+/// [`publish`] of a task's copy at its site (`hidden` and `dst` are its paths, for messages).
+fn publish_at(site: &Site<'_>, hidden: &Path, dst: &Path) -> Result<(), Failure> {
+    publish_named(site.dir(), &site.hidden, &site.name, hidden, dst)
+}
+
+fn publish_named(
+    dir: BorrowedFd<'_>,
+    from: &Path,
+    to: &Path,
+    hidden: &Path,
+    dst: &Path,
+) -> Result<(), Failure> {
+    fsops::rename_no_replace_at(dir, from, to).map_err(|e| {
         let why = if e.kind() == io::ErrorKind::AlreadyExists {
             "it appeared during the copy".to_string()
         } else {
@@ -496,8 +609,8 @@ pub fn publish(hidden: &Path, dst: &Path) -> Result<(), Failure> {
 
 /// Publishes a hidden directory the task could not finish (stopped, or its destination
 /// could not be opened): what it holds is complete, so a resume keeps it.
-fn publish_unfinished(task: &DirTask, hidden: &Path, report: &mut DirReport) {
-    if let Err(failure) = publish(hidden, task.dst.path()) {
+fn publish_unfinished(site: &Site<'_>, hidden: &Path, dst: &Path, report: &mut DirReport) {
+    if let Err(failure) = publish_at(site, hidden, dst) {
         report.failures.push(failure);
     }
     report.hidden = false;
@@ -528,8 +641,13 @@ fn batches(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
 pub fn copy_batch(task: BatchTask) -> BatchReport {
     let mut report = BatchReport::default();
     let src_dir = task.src_dir.path();
-    let opened = fsops::open_dir(src_dir, false)
-        .and_then(|src| Dirs::open(src, src_dir, task.dst_dir.path(), task.existed, task.hidden));
+    let dst_dir = task.dst_dir.path();
+    let opened = fsops::open_dir(src_dir, false).and_then(|src| {
+        let dst = fsops::open_dir(dst_dir, false).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot open {}: {e}", dst_dir.display()))
+        })?;
+        Dirs::new(src, src_dir, dst, dst_dir, task.existed, task.hidden)
+    });
     let dirs = match opened {
         Ok(d) => d,
         Err(e) => {
@@ -606,7 +724,10 @@ fn list(
         AtFlags::SYMLINK_NOFOLLOW
     };
     let mut entries = Vec::new();
-    for item in rfs::Dir::read_from(src)? {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 32 << 10];
+    // Read through `src` itself (freshly opened, at offset 0), not a reopened copy of it.
+    let mut listing = rfs::RawDir::new(src, &mut buf);
+    while let Some(item) = listing.next() {
         let item = item?;
         let name = item.file_name().to_bytes();
         if name == b"." || name == b".." {
