@@ -278,7 +278,12 @@ fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pend
         };
         for _ in active..wanted {
             match Worker::start(inner) {
-                Ok(w) => workers.push(w),
+                Ok(w) => {
+                    workers.push(w);
+                    // Work waiting starts on the first workers while the others are started.
+                    queue.extend(inner.lock().pending.drain(..));
+                    dispatch(workers, queue);
+                }
                 Err(err) => {
                     eprintln!("multiprocess: could not start a pool worker: {err}");
                     failed_starts += 1;
