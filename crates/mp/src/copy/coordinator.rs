@@ -141,7 +141,8 @@ struct LargeFile {
 /// The state of one copy.
 pub struct Coordinator {
     pool: Pool,
-    progress: Queue<Tick>,
+    /// Where workers report progress, when it is shown.
+    progress: Option<Queue<Tick>>,
     stop: Event,
     options: Options,
     split_large: bool,
@@ -162,9 +163,9 @@ pub struct Coordinator {
 const TOP: u64 = 0;
 
 impl Coordinator {
-    /// Starts `jobs` workers.
-    pub fn new(jobs: usize, options: Options) -> multiprocess::Result<Coordinator> {
-        let progress = Queue::new()?;
+    /// Starts `jobs` workers; with `live`, they report progress as they go.
+    pub fn new(jobs: usize, options: Options, live: bool) -> multiprocess::Result<Coordinator> {
+        let progress = if live { Some(Queue::new()?) } else { None };
         let stop = Event::new()?;
         let split_large = jobs > 1;
         let pool = Pool::builder()
@@ -341,7 +342,10 @@ impl Coordinator {
     }
 
     fn drain_progress(&mut self, live: &Live) {
-        while let Ok((files, bytes)) = self.progress.get_nowait() {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        while let Ok((files, bytes)) = progress.get_nowait() {
             live.add(files, bytes);
         }
     }

@@ -117,14 +117,14 @@ pub fn run(args: CopyArgs) -> Status {
     };
     coordinator::catch_interrupts();
     rustix::process::umask(rustix::fs::Mode::empty());
-    let mut coordinator = match Coordinator::new(jobs, options) {
+    let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
+    let mut coordinator = match Coordinator::new(jobs, options, show_bar) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mp copy: cannot start the workers: {e}");
             return Status::Failed;
         }
     };
-    let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
     let mut bar = show_bar.then(|| {
         let sources = plan.copies.iter().map(|c| c.src.clone()).collect();
         Bar::new(Totals::scan(sources, args.dereference))

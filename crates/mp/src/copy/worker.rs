@@ -36,7 +36,8 @@ const BATCH_BYTES: u64 = 8 << 20;
 pub const LARGE_FILE: u64 = 256 << 20;
 
 struct WorkerState {
-    progress: Queue<Tick>,
+    /// Where progress goes, when it is shown.
+    progress: Option<Queue<Tick>>,
     stop: Event,
     options: Options,
     /// Whether large files go back to the coordinator to be split.
@@ -45,9 +46,10 @@ struct WorkerState {
 
 static STATE: OnceLock<WorkerState> = OnceLock::new();
 
-/// The pool initializer: keeps the progress queue, the stop event and the options; lets
-/// Ctrl-C reach only the coordinator, which stops the workers cleanly through `stop`.
-pub fn setup(progress: Queue<Tick>, stop: Event, options: Options, split_large: bool) {
+/// The pool initializer: keeps the progress queue (`None`: progress is not shown), the stop
+/// event and the options; lets Ctrl-C reach only the coordinator, which stops the workers
+/// cleanly through `stop`.
+pub fn setup(progress: Option<Queue<Tick>>, stop: Event, options: Options, split_large: bool) {
     // SAFETY: ignoring SIGINT installs no handler code; the coordinator asks workers to stop.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
@@ -67,8 +69,10 @@ fn state() -> &'static WorkerState {
         .expect("copier workers are set up by their initializer")
 }
 
-/// Sums progress and sends it every 50 ms, and when dropped.
+/// Sums progress and sends it every 50 ms, and when dropped; does nothing when progress is
+/// not shown.
 struct Reporter {
+    progress: Option<&'static Queue<Tick>>,
     files: u64,
     bytes: u64,
     last: Instant,
@@ -77,6 +81,7 @@ struct Reporter {
 impl Reporter {
     fn new() -> Reporter {
         Reporter {
+            progress: state().progress.as_ref(),
             files: 0,
             bytes: 0,
             last: Instant::now(),
@@ -94,14 +99,14 @@ impl Reporter {
     }
 
     fn maybe_flush(&mut self) {
-        if self.last.elapsed() >= Duration::from_millis(50) {
+        if self.progress.is_some() && self.last.elapsed() >= Duration::from_millis(50) {
             self.flush();
         }
     }
 
     fn flush(&mut self) {
-        if self.files + self.bytes > 0 {
-            let _ = state().progress.put((self.files, self.bytes));
+        if let Some(progress) = self.progress.filter(|_| self.files + self.bytes > 0) {
+            let _ = progress.put((self.files, self.bytes));
         }
         self.files = 0;
         self.bytes = 0;
