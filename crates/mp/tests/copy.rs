@@ -1203,6 +1203,52 @@ fn kill_workers_mid_copy(src: &Path, dst: &Path) {
     assert_same_tree(src, dst);
 }
 
+/// Whether the process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn has_ended(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// `mp` itself killed with SIGKILL mid-copy cannot clean up: hidden directories stay. The
+/// resume (`--update -T`) removes them (their process is gone) and completes the copy.
+#[test]
+fn a_resume_removes_what_a_killed_copy_left() {
+    let s = Scratch::new("sigkill-mp");
+    let src = s.path("src");
+    let dst = s.path("dst");
+    for p in 0..4 {
+        build_bulk_tree(&src.join(format!("p{p}")), 12, 40, 32 * KIB);
+    }
+    let mut helpers = Vec::new();
+    let out = act_mid_copy(&[&"copy", &"-j", &"2", &src, &dst], &dst, |child| {
+        // mp → the fork server → the workers: all must be gone before the resume.
+        for server in children_of(child.pid()) {
+            helpers.extend(children_of(server));
+            helpers.push(server);
+        }
+        child.signal(libc::SIGKILL);
+    });
+    let Some(out) = out else {
+        eprintln!("the copy finished before it could be killed: nothing to check");
+        return;
+    };
+    assert_eq!(out.code(), None, "killed by a signal: {out}");
+    assert!(
+        poll_until(DEADLINE, || helpers.iter().all(|&pid| has_ended(pid))),
+        "the workers outlived mp"
+    );
+    let left = temp_files(s.path("").as_path());
+    eprintln!("a killed copy left {} hidden entries", left.len());
+
+    mp(&[&"copy", &"--update", &"-T", &src, &dst]).expect_clean_success();
+    assert_no_temp_files(s.path("").as_path());
+    assert_same_tree(&src, &dst);
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Help and completions
 // ---------------------------------------------------------------------------------------

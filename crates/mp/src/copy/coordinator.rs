@@ -11,7 +11,7 @@
 //! Memory stays bounded: the coordinator keeps a node per directory still being copied (not
 //! per file), a stack of tasks walked depth first, and an entry per hard-link group.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -157,6 +157,8 @@ pub struct Coordinator {
     large: HashMap<u64, LargeFile>,
     stopping: bool,
     outcome: Outcome,
+    /// Directories already rid of a killed copy's leftovers (`--update`).
+    cleaned: HashSet<PathBuf>,
 }
 
 /// The top-level node's id: top-level entries belong to it.
@@ -210,16 +212,34 @@ impl Coordinator {
             large: HashMap::new(),
             stopping: false,
             outcome: Outcome::default(),
+            cleaned: HashSet::new(),
         })
     }
 
     /// Adds a top-level copy of `src` (with its metadata `meta`) to `dst`.
     pub fn add(&mut self, src: PathBuf, dst: PathBuf, meta: Meta) {
+        if self.options.update {
+            self.remove_stale_beside(&dst);
+        }
         self.dirs.get_mut(&TOP).expect("top").pending += 1;
         if meta.kind == Kind::Dir {
             self.add_dir(TOP, src, dst, meta);
         } else {
             self.place(TOP, src, dst, meta, true);
+        }
+    }
+
+    /// On a resume, removes what a killed copy left beside a top-level destination (its
+    /// hidden directory, a temporary file); once per directory.
+    fn remove_stale_beside(&mut self, dst: &Path) {
+        let above = match dst.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if self.cleaned.insert(above.to_path_buf()) {
+            if let Ok(dir) = fsops::open_dir(above, false) {
+                fsops::remove_stale_temps(dir.as_fd(), above);
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -517,6 +518,61 @@ pub fn temp_name() -> PathBuf {
     PathBuf::from(format!(".mp-copy-{}-{n}.tmp", std::process::id()))
 }
 
+/// The process a temporary name of this copier belongs to: `.mp-copy-PID-N.tmp`, or a small
+/// leaf's `.mp-copy-PID-N.tmp.K`. `None` for any other name.
+pub fn temp_name_owner(name: &[u8]) -> Option<i32> {
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let rest = name.strip_prefix(b".mp-copy-")?;
+    let dash = rest.iter().position(|&b| b == b'-')?;
+    let (pid, rest) = (&rest[..dash], &rest[dash + 1..]);
+    let dot = rest.iter().position(|&b| b == b'.')?;
+    let (n, rest) = (&rest[..dot], &rest[dot..]);
+    let tail = rest.strip_prefix(b".tmp")?;
+    let leaf_ok = tail.is_empty() || tail.strip_prefix(b".").is_some_and(digits);
+    if !(digits(pid) && digits(n) && leaf_ok) {
+        return None;
+    }
+    std::str::from_utf8(pid).ok()?.parse().ok()
+}
+
+/// Removes from the directory `dir` (at `path`) what copies killed before they could finish
+/// left there: entries under this copier's temporary names whose process is gone. Returns
+/// how many it removed. A directory it cannot read is left alone.
+pub fn remove_stale_temps(dir: BorrowedFd<'_>, path: &Path) -> usize {
+    let Ok(listing) = rfs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return 0;
+    };
+    let mut stale = Vec::new();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 8 << 10];
+    let mut entries = rfs::RawDir::new(&listing, &mut buf);
+    while let Some(Ok(entry)) = entries.next() {
+        let name = entry.file_name().to_bytes();
+        let Some(pid) = temp_name_owner(name) else {
+            continue;
+        };
+        let gone = pid > 0
+            && rustix::process::Pid::from_raw(pid)
+                .is_some_and(|p| rustix::process::test_kill_process(p) == Err(Errno::SRCH));
+        if gone {
+            stale.push(PathBuf::from(std::ffi::OsStr::from_bytes(name)));
+        }
+    }
+    let mut removed = 0;
+    for name in stale {
+        let done = match rfs::unlinkat(dir, &name, AtFlags::empty()) {
+            Err(Errno::ISDIR | Errno::PERM) => std::fs::remove_dir_all(path.join(&name)).is_ok(),
+            other => other.is_ok(),
+        };
+        removed += usize::from(done);
+    }
+    removed
+}
+
 /// Makes an entry with `make` under a fresh temporary name in `dir`, then renames it over
 /// `name`: whatever `name` was is replaced at once, never missing or half made.
 pub fn make_and_rename(
@@ -688,4 +744,31 @@ pub fn open_dir_at(
         access | follow | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_tell_their_process() {
+        let mine = temp_name();
+        let me = std::process::id() as i32;
+        assert_eq!(temp_name_owner(mine.as_os_str().as_bytes()), Some(me));
+        assert_eq!(temp_name_owner(b".mp-copy-12-3.tmp"), Some(12));
+        assert_eq!(temp_name_owner(b".mp-copy-12-3.tmp.40"), Some(12));
+        for other in [
+            &b"file"[..],
+            b".mp-copy-12-3.tmp.",
+            b".mp-copy-12-3.tmpx",
+            b".mp-copy-12-3.tmp.4x",
+            b".mp-copy--3.tmp",
+            b".mp-copy-12-.tmp",
+            b".mp-copy-1a-3.tmp",
+            b".mp-copy-12.tmp",
+            b".mp-copy-99999999999999999999-3.tmp",
+        ] {
+            assert_eq!(temp_name_owner(other), None, "{}", other.escape_ascii());
+        }
+    }
 }

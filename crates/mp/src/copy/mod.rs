@@ -58,7 +58,8 @@ pub struct CopyArgs {
     /// Follow symbolic links in SOURCE (copy what they point to).
     #[arg(short = 'L', long)]
     dereference: bool,
-    /// Skip files whose size and modification time already match (resumes a copy).
+    /// Skip files whose size and modification time already match (resumes a copy), and
+    /// remove what a killed copy left in DEST (hidden `.mp-copy-*` entries).
     #[arg(short, long)]
     update: bool,
     /// Re-read every copied file and its source and compare checksums.

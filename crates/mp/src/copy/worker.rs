@@ -433,6 +433,10 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
         }
     };
     dirs.dst_readable = readable;
+    if report.existed && state().options.update {
+        // A resume: what a copy killed before it could finish left here goes.
+        fsops::remove_stale_temps(dirs.dst.as_fd(), work);
+    }
     if batches.len() > 1 || (!report.subdirs.is_empty() && !hide) {
         // More work than this task should do alone: hand it all back at once, so that the
         // walk goes on below and every worker copies this directory's files.
