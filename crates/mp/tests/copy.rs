@@ -110,6 +110,8 @@ fn build_fidelity_tree(src: &Path) -> Built {
         Ok(()) => {
             let all_bytes: Vec<u8> = (0..=255).collect();
             set_xattr(&src.join("nested"), "user.dir", &all_bytes).unwrap();
+            // Larger than the first buffer the copier reads attributes into.
+            set_xattr(&src.join("xattr_file"), "user.big", &pattern(7, 3000)).unwrap();
             true
         }
         Err(e) => {

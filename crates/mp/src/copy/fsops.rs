@@ -412,11 +412,18 @@ fn copy_xattrs_path(src: &Path, dst: &Path) {
     );
 }
 
-/// Reads with `read` into a buffer that grows until the answer fits (ERANGE).
+/// Reads with `read` into a buffer that grows until the answer fits (ERANGE). The first try
+/// is on the stack: most files have no attributes, and then nothing is allocated.
 fn read_growing(
     mut read: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
 ) -> rustix::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 1024];
+    let mut first = [0u8; 256];
+    match read(&mut first[..]) {
+        Ok(n) => return Ok(first[..n].to_vec()),
+        Err(Errno::RANGE) => {}
+        Err(e) => return Err(e),
+    }
+    let mut buf = vec![0u8; 4096];
     loop {
         match read(&mut buf[..]) {
             Ok(n) => {
