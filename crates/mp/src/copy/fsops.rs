@@ -543,20 +543,20 @@ pub fn temp_name_owner(name: &[u8]) -> Option<i32> {
 }
 
 /// Removes from the directory `dir` (at `path`) what copies killed before they could finish
-/// left there: entries under this copier's temporary names whose process is gone. Returns
-/// how many it removed. A directory it cannot read is left alone.
-pub fn remove_stale_temps(dir: BorrowedFd<'_>, path: &Path) -> usize {
+/// left there: entries under this copier's temporary names whose process is gone. A
+/// directory it cannot read is left alone.
+pub fn remove_stale_temps(dir: BorrowedFd<'_>, path: &Path) {
     let Ok(listing) = rfs::openat(
         dir,
         c".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     ) else {
-        return 0;
+        return;
     };
     let mut stale = Vec::new();
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 8 << 10];
-    let mut entries = rfs::RawDir::new(&listing, &mut buf);
+    let mut buf = Vec::with_capacity(8 << 10);
+    let mut entries = rfs::RawDir::new(&listing, buf.spare_capacity_mut());
     while let Some(Ok(entry)) = entries.next() {
         let name = entry.file_name().to_bytes();
         let Some(pid) = temp_name_owner(name) else {
@@ -569,15 +569,11 @@ pub fn remove_stale_temps(dir: BorrowedFd<'_>, path: &Path) -> usize {
             stale.push(PathBuf::from(std::ffi::OsStr::from_bytes(name)));
         }
     }
-    let mut removed = 0;
     for name in stale {
-        let done = match rfs::unlinkat(dir, &name, AtFlags::empty()) {
-            Err(Errno::ISDIR | Errno::PERM) => std::fs::remove_dir_all(path.join(&name)).is_ok(),
-            other => other.is_ok(),
-        };
-        removed += usize::from(done);
+        if let Err(Errno::ISDIR | Errno::PERM) = rfs::unlinkat(dir, &name, AtFlags::empty()) {
+            let _ = std::fs::remove_dir_all(path.join(&name));
+        }
     }
-    removed
 }
 
 /// Makes an entry with `make` under a fresh temporary name in `dir`, then renames it over

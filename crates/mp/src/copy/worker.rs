@@ -261,6 +261,11 @@ impl Dirs {
     }
 }
 
+/// Names the destination directory `path` in an error opening it.
+fn cannot_open(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+}
+
 /// Where a directory task makes its copy: a directory open in the worker and the names in
 /// it, so that the calls on the copy look up one name, not its whole path each time.
 struct Site<'p> {
@@ -417,9 +422,13 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     // A directory this task made is readable by it: its metadata is then set through it.
     let readable = !report.existed;
     let dirs = fsops::open_dir_at(site.dir(), work_name, readable, false)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", work.display())))
-        .and_then(|dst| Dirs::new(src, src_path, dst, work, report.existed, hide));
-    let mut dirs = match dirs {
+        .map_err(cannot_open(work))
+        .and_then(|dst| Dirs::new(src, src_path, dst, work, report.existed, hide))
+        .map(|d| Dirs {
+            dst_readable: readable,
+            ..d
+        });
+    let dirs = match dirs {
         Ok(d) => d,
         Err(e) => {
             report.failures.push(Failure::new(src_path, e));
@@ -432,7 +441,6 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
             return Some(report);
         }
     };
-    dirs.dst_readable = readable;
     if report.existed && state().options.update {
         // A resume: what a copy killed before it could finish left here goes.
         fsops::remove_stale_temps(dirs.dst.as_fd(), work);
@@ -652,9 +660,7 @@ pub fn copy_batch(task: BatchTask) -> BatchReport {
     let src_dir = task.src_dir.path();
     let dst_dir = task.dst_dir.path();
     let opened = fsops::open_dir(src_dir, false).and_then(|src| {
-        let dst = fsops::open_dir(dst_dir, false).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot open {}: {e}", dst_dir.display()))
-        })?;
+        let dst = fsops::open_dir(dst_dir, false).map_err(cannot_open(dst_dir))?;
         Dirs::new(src, src_dir, dst, dst_dir, task.existed, task.hidden)
     });
     let dirs = match opened {
@@ -733,9 +739,9 @@ fn list(
         AtFlags::SYMLINK_NOFOLLOW
     };
     let mut entries = Vec::new();
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 32 << 10];
+    let mut buf = Vec::with_capacity(32 << 10);
     // Read through `src` itself (freshly opened, at offset 0), not a reopened copy of it.
-    let mut listing = rfs::RawDir::new(src, &mut buf);
+    let mut listing = rfs::RawDir::new(src, buf.spare_capacity_mut());
     while let Some(item) = listing.next() {
         let item = item?;
         let name = item.file_name().to_bytes();
