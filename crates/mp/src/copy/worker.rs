@@ -601,6 +601,8 @@ fn publish_at(site: &Site<'_>, hidden: &Path, dst: &Path) -> Result<(), Failure>
     publish_named(site.dir(), &site.hidden, &site.name, hidden, dst)
 }
 
+/// Renames `from` to `to` in `dir` without replacing anything; the failure names the paths
+/// `hidden` and `dst`.
 fn publish_named(
     dir: BorrowedFd<'_>,
     from: &Path,
