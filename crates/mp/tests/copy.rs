@@ -1124,6 +1124,14 @@ fn an_interrupted_copy_stops_cleanly_and_resumes() {
     assert_same_tree(&src, &dst);
 }
 
+/// The fields of `/proc/PID/stat` after the command name ("state ppid ..."), if the process
+/// is there. The name may hold spaces and parentheses: it ends at the last `)`.
+fn stat_fields(pid: i32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')
+        .map(|(_, rest)| rest.trim_start().to_string())
+}
+
 /// The pids of the processes whose parent is `parent`.
 fn children_of(parent: i32) -> Vec<i32> {
     let mut children = Vec::new();
@@ -1131,14 +1139,13 @@ fn children_of(parent: i32) -> Vec<i32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(fields) = stat_fields(pid) else {
             continue;
         };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        let ppid = fields
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok());
         if ppid == Some(parent) {
             children.push(pid);
         }
@@ -1207,12 +1214,7 @@ fn kill_workers_mid_copy(src: &Path, dst: &Path) {
 
 /// Whether the process `pid` has ended (gone, or a zombie nobody reaped yet).
 fn has_ended(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
+    stat_fields(pid).map_or(true, |fields| fields.starts_with(['Z', 'X']))
 }
 
 /// `mp` itself killed with SIGKILL mid-copy cannot clean up: hidden directories stay. The

@@ -232,10 +232,7 @@ impl Coordinator {
     /// On a resume, removes what a killed copy left beside a top-level destination (its
     /// hidden directory, a temporary file); once per directory.
     fn remove_stale_beside(&mut self, dst: &Path) {
-        let above = match dst.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let above = fsops::dir_above(dst);
         if self.cleaned.insert(above.to_path_buf()) {
             if let Ok(dir) = fsops::open_dir(above, false) {
                 fsops::remove_stale_temps(dir.as_fd(), above);

@@ -546,12 +546,7 @@ pub fn temp_name_owner(name: &[u8]) -> Option<i32> {
 /// left there: entries under this copier's temporary names whose process is gone. A
 /// directory it cannot read is left alone.
 pub fn remove_stale_temps(dir: BorrowedFd<'_>, path: &Path) {
-    let Ok(listing) = rfs::openat(
-        dir,
-        c".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
+    let Ok(listing) = open_dir_at(dir, Path::new("."), true, true) else {
         return;
     };
     let mut stale = Vec::new();
@@ -705,6 +700,14 @@ fn link_anonymous(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &Path) -> rusti
         name,
         AtFlags::SYMLINK_FOLLOW,
     )
+}
+
+/// The directory `path` is in: its parent, or `.` for a bare name.
+pub fn dir_above(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Whether `path` is a real directory (not a link to one).

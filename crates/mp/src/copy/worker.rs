@@ -295,11 +295,7 @@ impl<'p> Site<'p> {
         if let Some(p) = parent {
             return site(None, Some(p.dst.as_fd()));
         }
-        let above = match dst.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        match fsops::open_dir(above, false) {
+        match fsops::open_dir(fsops::dir_above(dst), false) {
             Ok(fd) => site(Some(fd), None),
             Err(_) => Site::whole_paths(task),
         }
