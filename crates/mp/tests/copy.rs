@@ -876,6 +876,32 @@ fn a_new_parent_directory_appears_with_its_files() {
     }
 }
 
+/// A parent's task copies its subdirectories that are small leaves itself (one batch at
+/// most: 1000 entries, 8 MiB; no hard links), and hands the others back without looking at
+/// them twice. Leaves at each edge and just past it are copied whole, links kept.
+#[test]
+fn leaves_of_every_size_are_copied_whole() {
+    let s = Scratch::new("leaves");
+    let src = s.path("src");
+    // Each leaf under a parent of its own, so that each is the first its parent tries.
+    build_bulk_tree(&src.join("at_limit"), 1, 1000, 16);
+    build_bulk_tree(&src.join("over_limit"), 1, 1001, 16);
+    build_bulk_tree(&src.join("heavy"), 1, 2, 4 * MIB + 1);
+    build_bulk_tree(&src.join("one_large"), 1, 1, 9 * MIB);
+    build_bulk_tree(&src.join("linked"), 1, 3, 100);
+    let linked = src.join("linked/d00");
+    fs::hard_link(linked.join("f000"), linked.join("hard")).unwrap();
+    std::os::unix::fs::symlink("f001", linked.join("soft")).unwrap();
+    mp(&[&"copy", &"-j", &"2", &src, &s.path("dst")]).expect_clean_success();
+    assert_same_tree(&src, &s.path("dst"));
+    let copy = s.path("dst/linked/d00");
+    assert_eq!(
+        fs::metadata(copy.join("f000")).unwrap().ino(),
+        fs::metadata(copy.join("hard")).unwrap().ino(),
+        "the hard link is kept"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Failure paths
 // ---------------------------------------------------------------------------------------

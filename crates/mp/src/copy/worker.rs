@@ -369,8 +369,15 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
             return Some(report);
         }
     };
-    let entries = match list(&src, src_path, task, &mut report) {
-        Ok(entries) => entries,
+    let listing = if inline {
+        Listing::SmallLeaf
+    } else {
+        Listing::All
+    };
+    let entries = match list(&src, src_path, task, listing, &mut report) {
+        Ok(Some(entries)) => entries,
+        Ok(None) => return None,
+        Err(_) if inline => return None,
         Err(e) => {
             report
                 .failures
@@ -382,10 +389,7 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     for entry in entries {
         match entry.meta.kind {
             Kind::Dir => report.subdirs.push(entry),
-            _ if entry.meta.is_multiply_linked() => report.deferred.push(entry),
-            Kind::File if state().split_large && entry.meta.size >= LARGE_FILE => {
-                report.deferred.push(entry)
-            }
+            _ if for_coordinator(&entry.meta) => report.deferred.push(entry),
             _ => here.push(entry),
         }
     }
@@ -723,30 +727,52 @@ pub fn verify_pair(src: RawPath, copy: RawPath) -> Result<(), Failure> {
     }
 }
 
-/// Reads a directory's entries with their metadata.
+/// How much of a directory [`list`] is to read.
+#[derive(Clone, Copy, PartialEq)]
+enum Listing {
+    /// Every entry.
+    All,
+    /// Every entry of a small leaf, or nothing as soon as the directory is not one (see
+    /// [`copy_small_leaves`]): more entries or bytes than one batch, a subdirectory, an entry
+    /// for the coordinator. A huge leaf is not looked at twice, then: its names are counted
+    /// before any is statted.
+    SmallLeaf,
+}
+
+/// Reads a directory's entries with their metadata; `None` if it is not what `listing` asks
+/// for.
 fn list(
     src: &OwnedFd,
     src_path: &Path,
     task: &DirTask,
+    listing: Listing,
     report: &mut DirReport,
-) -> io::Result<Vec<Entry>> {
+) -> io::Result<Option<Vec<Entry>>> {
+    let small_only = listing == Listing::SmallLeaf;
+    let mut names = Vec::new();
+    let mut buf = Vec::with_capacity(32 << 10);
+    // Read through `src` itself (freshly opened, at offset 0), not a reopened copy of it.
+    let mut raw = rfs::RawDir::new(src, buf.spare_capacity_mut());
+    while let Some(item) = raw.next() {
+        let item = item?;
+        let name = item.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if small_only && names.len() == BATCH_ENTRIES {
+            return Ok(None);
+        }
+        names.push(PathBuf::from(std::ffi::OsStr::from_bytes(name)));
+    }
     let follow = state().options.dereference;
     let flags = if follow {
         AtFlags::empty()
     } else {
         AtFlags::SYMLINK_NOFOLLOW
     };
-    let mut entries = Vec::new();
-    let mut buf = Vec::with_capacity(32 << 10);
-    // Read through `src` itself (freshly opened, at offset 0), not a reopened copy of it.
-    let mut listing = rfs::RawDir::new(src, buf.spare_capacity_mut());
-    while let Some(item) = listing.next() {
-        let item = item?;
-        let name = item.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let name = PathBuf::from(std::ffi::OsStr::from_bytes(name));
+    let mut entries = Vec::with_capacity(names.len());
+    let mut bytes = 0;
+    for name in names {
         let stat = match rfs::statat(src, &name, flags).or_else(|e| match e {
             // A dangling link under -L is copied as the link it is.
             Errno::NOENT if follow => rfs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW),
@@ -761,6 +787,14 @@ fn list(
             }
         };
         let meta = Meta::from_stat(&stat);
+        if small_only {
+            bytes += meta.size;
+            // Two entries or more over BATCH_BYTES never fit in one batch.
+            let too_big = !entries.is_empty() && bytes > BATCH_BYTES;
+            if meta.kind == Kind::Dir || for_coordinator(&meta) || too_big {
+                return Ok(None);
+            }
+        }
         if meta.kind == Kind::Dir
             && (task.ancestors.contains(&(meta.dev, meta.ino))
                 || (task.meta.dev, task.meta.ino) == (meta.dev, meta.ino))
@@ -776,7 +810,15 @@ fn list(
             meta,
         });
     }
-    Ok(entries)
+    Ok(Some(entries))
+}
+
+/// Whether an entry that is not a directory goes back to the coordinator rather than being
+/// copied with its directory's files: a member of a hard-link group, or a file large enough
+/// to be split.
+fn for_coordinator(meta: &Meta) -> bool {
+    meta.is_multiply_linked()
+        || (meta.kind == Kind::File && state().split_large && meta.size >= LARGE_FILE)
 }
 
 /// Copies entries of one directory, stopping at a stop request or a full disk.
