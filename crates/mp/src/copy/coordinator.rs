@@ -259,6 +259,7 @@ impl Coordinator {
             meta,
             ancestors: ancestors.clone(),
             hidden: RawPath::new(&hidden_name),
+            parent_made: !self.dirs[&parent].existed,
         };
         let hidden = dst.with_file_name(hidden_name);
         self.dirs.insert(

@@ -483,12 +483,17 @@ pub fn apply_open_dir_meta(
     apply_file_meta(dst, Some(src), meta, None)
 }
 
-/// Sets owner, mode and times of a link or special file by name (not followed).
-pub fn apply_node_meta(dir: BorrowedFd<'_>, name: &Path, meta: &Meta) -> io::Result<()> {
-    let now = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+/// Sets owner, mode and times of a link or special file by name (not followed), which this
+/// process has just made: `owner` is its owner and group (see [`Created`]).
+pub fn apply_node_meta(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    meta: &Meta,
+    owner: (u32, u32),
+) -> io::Result<()> {
     let mode = set_owner(
         |u, g| rfs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW),
-        (now.st_uid, now.st_gid),
+        owner,
         meta,
     )?;
     if meta.kind != Kind::Symlink {

@@ -166,6 +166,9 @@ pub struct DirTask {
     /// The name, beside `dst`, the directory is written under while hidden (see
     /// [`copy_dir`]).
     pub hidden: RawPath,
+    /// The directory `dst` goes into was made by this copy: nothing is there yet under
+    /// `dst`'s name, so nobody needs to look.
+    pub parent_made: bool,
 }
 
 /// What a directory task found and did.
@@ -403,7 +406,7 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     // the walk goes on below (no subdirectories, or only one batch of files).
     let hide = !batches.is_empty()
         && (report.subdirs.is_empty() || batches.len() == 1)
-        && !exists(site.dir(), &site.name);
+        && (task.parent_made || !exists(site.dir(), &site.name));
     let (work_name, work) = if hide {
         (site.hidden.as_path(), hidden_path.as_path())
     } else {
@@ -526,6 +529,7 @@ fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
             meta: sub.meta,
             ancestors: ancestors.clone(),
             hidden: RawPath::new(format!("{}.{n}", task.hidden.path().display())),
+            parent_made: !dirs.existed,
         };
         let Some(mut done) = copy_dir_as(&leaf, Some(dirs)) else {
             handed_back.push(sub);
@@ -902,7 +906,7 @@ fn copy_entry(
                 existing.is_some(),
                 |dir, name| rfs::symlinkat(target.as_c_str(), dir, name),
             )?;
-            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta)?;
+            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta, (dirs.created)(0).owner)?;
             counts.symlinks += 1;
             reporter.file();
         }
@@ -933,7 +937,7 @@ fn copy_entry(
                     )
                 },
             )?;
-            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta)?;
+            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta, (dirs.created)(0).owner)?;
             counts.specials += 1;
             reporter.file();
         }
