@@ -810,10 +810,10 @@ fn a_terminal_gets_a_progress_line_and_a_summary() {
 }
 
 /// Copies `leaf` into the existing `dst` with `-j 2`, checking all through the copy that
-/// whenever the copy of `leaf` exists under its name, it holds all of `leaf`'s own files
-/// (`files` of `size` bytes), complete. Returns whether the copy was seen under its hidden
-/// name.
-fn watch_directory_appear(leaf: &Path, dst: &Path, files: usize, size: u64) -> bool {
+/// whenever the copy of `leaf` exists under its name, it is complete as `expect` says: for
+/// each directory there (a path relative to it; "" for itself), so many files of `size`
+/// bytes. Returns whether the copy was seen under its hidden name.
+fn watch_directory_appear(leaf: &Path, dst: &Path, expect: &[(&str, usize)], size: u64) -> bool {
     let copy = dst.join(leaf.file_name().unwrap());
     let mut child = Running::start(mp_command(&[&"copy", &"-j", &"2", &leaf, &dst]));
     let (mut seen_hidden, mut seen_final) = (false, false);
@@ -823,20 +823,24 @@ fn watch_directory_appear(leaf: &Path, dst: &Path, files: usize, size: u64) -> b
             .unwrap()
             .flatten()
             .any(|e| e.file_name().as_bytes().starts_with(TEMP_PREFIX));
-        if let Ok(entries) = fs::read_dir(&copy) {
+        if copy.exists() {
             seen_final = true;
-            // (A hidden subdirectory may be renamed between listing and looking.)
-            let sizes: Vec<u64> = entries
-                .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .collect();
-            assert_eq!(sizes.len(), files, "the copy shows before it is complete");
-            assert!(
-                sizes.iter().all(|&n| n == size),
-                "a partial file: {sizes:?}"
-            );
+            for &(dir, files) in expect {
+                let entries = fs::read_dir(copy.join(dir))
+                    .unwrap_or_else(|e| panic!("{dir:?} is missing from the copy: {e}"));
+                // (A hidden subdirectory may be renamed between listing and looking.)
+                let sizes: Vec<u64> = entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .collect();
+                assert_eq!(sizes.len(), files, "{dir:?} shows before it is complete");
+                assert!(
+                    sizes.iter().all(|&n| n == size),
+                    "a partial file in {dir:?}: {sizes:?}"
+                );
+            }
         }
         done
     });
@@ -857,21 +861,44 @@ fn a_new_directory_appears_only_when_complete() {
     let src = s.path("src");
     build_bulk_tree(&src, 1, 40, 2 * MIB);
     fs::create_dir(s.path("dst")).unwrap();
-    if !watch_directory_appear(&src.join("d00"), &s.path("dst"), 40, 2 * MIB as u64) {
+    if !watch_directory_appear(
+        &src.join("d00"),
+        &s.path("dst"),
+        &[("", 40)],
+        2 * MIB as u64,
+    ) {
         eprintln!("the copy was too quick to be seen under its hidden name");
     }
 }
 
-/// The same for a directory with a subdirectory and one batch of files of its own (900 of
-/// 8 KiB): it takes its name once its own files are written, before the walk goes on.
+/// The same for a directory with one batch of files of its own (900 of 8 KiB) and
+/// subdirectories: it takes its name once its own files and its small leaves (here `d01`,
+/// 5 files) are written, before the walk goes on below the others (`d00`, which has a
+/// subdirectory).
 #[test]
 fn a_new_parent_directory_appears_with_its_files() {
     let s = Scratch::new("hidden-parent");
     let src = s.path("src");
     build_bulk_tree(&src, 1, 900, 8 << 10);
     build_bulk_tree(&src.join("d00"), 2, 5, 8 << 10);
+    build_bulk_tree(&src.join("d00/d00"), 1, 3, 8 << 10);
     fs::create_dir(s.path("dst")).unwrap();
-    if !watch_directory_appear(&src.join("d00"), &s.path("dst"), 900, 8 << 10) {
+    let expect = [("", 900), ("d01", 5)];
+    if !watch_directory_appear(&src.join("d00"), &s.path("dst"), &expect, 8 << 10) {
+        eprintln!("the copy was too quick to be seen under its hidden name");
+    }
+}
+
+/// A new directory without files of its own but with small leaves is hidden too, and
+/// appears with the leaves complete.
+#[test]
+fn a_new_directory_of_leaves_appears_with_them() {
+    let s = Scratch::new("hidden-leaves");
+    let src = s.path("src");
+    build_bulk_tree(&src.join("d00"), 3, 100, 8 << 10);
+    fs::create_dir(s.path("dst")).unwrap();
+    let expect = [("", 0), ("d00", 100), ("d01", 100), ("d02", 100)];
+    if !watch_directory_appear(&src.join("d00"), &s.path("dst"), &expect, 8 << 10) {
         eprintln!("the copy was too quick to be seen under its hidden name");
     }
 }

@@ -909,7 +909,8 @@ fn remove_inline_leaves(dst: &Path, hidden: &Path) {
 
 /// Removes every regular file in the hidden directory `hidden` that is not a finished copy
 /// of its namesake in `src`: same size and modification time (a copy gets its times last),
-/// and every temporary file.
+/// and every temporary file. Directories inside (small leaves a lost task was copying into
+/// it) are looked through the same way.
 fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
     let Ok(entries) = std::fs::read_dir(hidden) else {
         return;
@@ -920,10 +921,13 @@ fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
             continue;
         };
         let copy = Meta::from_stat(&copy);
+        let source = src.join(entry.file_name());
+        if copy.kind == Kind::Dir {
+            remove_unfinished(&source, &path, dereference);
+        }
         if copy.kind != Kind::File {
             continue;
         }
-        let source = src.join(entry.file_name());
         let source = if dereference {
             rfs::stat(&source)
         } else {

@@ -231,8 +231,11 @@ struct Dirs {
     src: OwnedFd,
     dst: OwnedFd,
     src_path: PathBuf,
+    /// Where `dst` is now (under a hidden name, while it is hidden).
+    dst_path: PathBuf,
     existed: bool,
-    /// `dst` is a hidden directory this copy made: files are created under their own names.
+    /// `dst` is a hidden directory this copy made, or inside one: files are created under
+    /// their own names.
     direct: bool,
     /// `dst` was opened to be read (not `O_PATH`): its metadata can be set through it.
     dst_readable: bool,
@@ -256,6 +259,7 @@ impl Dirs {
             src,
             dst,
             src_path: src_path.to_path_buf(),
+            dst_path: dst_path.to_path_buf(),
             existed,
             direct,
             dst_readable: false,
@@ -326,12 +330,14 @@ impl<'p> Site<'p> {
 /// Lists a directory, copies its entries, and reports what is left for the coordinator.
 ///
 /// A new directory is written under its hidden name (`task.hidden`) when it has files and
-/// no subdirectories, or files in one batch: its files are created directly under their own
-/// names inside it, and none can be seen under its final path until all are complete and the
-/// directory renamed. The worker renames it once its files are written (with subdirectories:
-/// before the walk goes on below it); a directory whose files went to several tasks is still
-/// hidden in the report, and the coordinator renames it. Small leaf subdirectories are copied
-/// by the same task (see [`copy_small_leaves`]); the others are handed back.
+/// no subdirectories, files in one batch, or no files but subdirectories that may be small
+/// leaves: its files are created directly under their own names inside it, and none can be
+/// seen under its final path until all are complete and the directory renamed. The worker
+/// renames it once its files and small leaves are written (with other subdirectories:
+/// before the walk goes on below them); a directory whose files went to several tasks is
+/// still hidden in the report, and the coordinator renames it. Small leaf subdirectories are
+/// copied by the same task (see [`copy_small_leaves`]), inside the hidden directory if there
+/// is one, so that they need no hiding of their own; the others are handed back.
 pub fn copy_dir(task: DirTask) -> DirReport {
     copy_dir_as(&task, None).expect("a task always reports")
 }
@@ -341,6 +347,8 @@ pub fn copy_dir(task: DirTask) -> DirReport {
 /// [`copy_small_leaves`]); `None` (and nothing done) if it is not.
 fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     let inline = parent.is_some();
+    // A small leaf going into a directory that is still hidden is made under its own name.
+    let in_hidden = parent.is_some_and(|p| p.direct);
     let mut report = DirReport::default();
     if state().stop.is_set() {
         report.stopped = Some(Stop::Interrupted);
@@ -403,15 +411,20 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     let site = Site::of(task, parent);
     let hidden_path = dst_path.with_file_name(task.hidden.path());
     // Hidden while its files are written, if new and if this task writes them all before
-    // the walk goes on below (no subdirectories, or only one batch of files).
-    let hide = !batches.is_empty()
-        && (report.subdirs.is_empty() || batches.len() == 1)
-        && (task.parent_made || !exists(site.dir(), &site.name));
-    let (work_name, work) = if hide {
-        (site.hidden.as_path(), hidden_path.as_path())
+    // the walk goes on below (no subdirectories, only one batch of files, or no files but
+    // maybe small leaves).
+    let shape = if batches.is_empty() {
+        report.subdirs.iter().any(|d| may_be_leaf(&d.meta))
     } else {
-        (site.name.as_path(), dst_path)
+        report.subdirs.is_empty() || batches.len() == 1
     };
+    let hide = !in_hidden && shape && (task.parent_made || !exists(site.dir(), &site.name));
+    let (work_name, work_path) = match parent {
+        _ if hide => (site.hidden.as_path(), hidden_path.clone()),
+        Some(p) if in_hidden => (site.name.as_path(), p.dst_path.join(&site.name)),
+        _ => (site.name.as_path(), dst_path.to_path_buf()),
+    };
+    let work = work_path.as_path();
     if let Some(failure) = make_dir(site.dir(), work_name, src_path, work, &mut report) {
         report.failures.push(failure);
     }
@@ -426,7 +439,7 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     let readable = !report.existed;
     let dirs = fsops::open_dir_at(site.dir(), work_name, readable, false)
         .map_err(cannot_open(work))
-        .and_then(|dst| Dirs::new(src, src_path, dst, work, report.existed, hide))
+        .and_then(|dst| Dirs::new(src, src_path, dst, work, report.existed, hide || in_hidden))
         .map(|d| Dirs {
             dst_readable: readable,
             ..d
@@ -471,10 +484,12 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
         }
         report.finished = true;
     } else if hide && !report.subdirs.is_empty() {
-        // Its files are complete: it takes its name before the walk goes on below it (its
-        // metadata comes once everything inside is written).
+        // Its files are complete; so are its small leaves once copied into it. It takes its
+        // name before the walk goes on below it (its metadata comes once everything inside
+        // is written). A stop among the leaves leaves only complete files: they are kept.
+        copy_small_leaves(task, &dirs, &mut report);
         match publish_at(&site, &hidden_path, dst_path) {
-            Ok(()) => copy_small_leaves(task, &dirs, &mut report),
+            Ok(()) => {}
             Err(failure) => {
                 report.failures.push(failure);
                 report.subdirs.clear();
@@ -511,7 +526,8 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
 /// count them), one batch of files, nothing for the coordinator; up to one batch's worth of
 /// files in all. A tree of many small directories then takes a task per parent, not per
 /// directory. The others are handed back as usual; so is one that turns out not to be small.
-/// Such a leaf is hidden under the task's hidden name plus `.N` while it is written.
+/// Such a leaf is written inside the task's directory while that is still hidden, or else
+/// hidden under the task's hidden name plus `.N` while it is written.
 fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
     let (mut files, mut bytes) = (0, 0);
     let mut ancestors = task.ancestors.clone();
@@ -519,7 +535,7 @@ fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
     let mut handed_back = Vec::new();
     for (n, sub) in std::mem::take(&mut report.subdirs).into_iter().enumerate() {
         let room = files < BATCH_ENTRIES as u64 && bytes < BATCH_BYTES;
-        if !room || sub.meta.nlink != 2 || report.stopped.is_some() {
+        if !room || !may_be_leaf(&sub.meta) || report.stopped.is_some() {
             handed_back.push(sub);
             continue;
         }
@@ -543,6 +559,12 @@ fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
         report.stopped = report.stopped.take().or(done.stopped);
     }
     report.subdirs = handed_back;
+}
+
+/// Whether a subdirectory may be a leaf: no subdirectories of its own, as its link count
+/// says on the file systems that count them (2: its name and its `.`).
+fn may_be_leaf(meta: &Meta) -> bool {
+    meta.nlink == 2
 }
 
 /// Whether anything is at `name` in `dir` (not followed).
