@@ -317,6 +317,9 @@ impl Connection {
             };
             match n {
                 0 => return Ok(SockState::Closed),
+                // A stream socket gives all it holds, up to the buffer: a short read drained
+                // it (an end of file behind it shows at the next look).
+                n if n > 0 && (n as usize) < buf.len() => return Ok(SockState::Rang),
                 n if n > 0 => state = SockState::Rang,
                 _ => {
                     let err = io::Error::last_os_error();

@@ -1,7 +1,7 @@
 //! [`AsyncResult`]: the result of a task submitted to a pool, set once by the supervisor.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ pub(crate) struct Slot {
     done: AtomicBool,
     outcome: Mutex<Option<Outcome>>,
     ready: Condvar,
+    /// Threads asleep on `ready` (changed and read with `outcome` locked): without any, the
+    /// outcome is set without a wake-up call.
+    sleepers: AtomicUsize,
     finisher: Mutex<Option<Finisher>>,
 }
 
@@ -32,6 +35,7 @@ impl Slot {
             done: AtomicBool::new(false),
             outcome: Mutex::new(None),
             ready: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             finisher: Mutex::new(finisher),
         })
     }
@@ -59,7 +63,9 @@ impl Slot {
         if slot.is_none() {
             *slot = Some(outcome);
             self.done.store(true, Ordering::Release);
-            self.ready.notify_all();
+            if self.sleepers.load(Ordering::Relaxed) > 0 {
+                self.ready.notify_all();
+            }
         }
     }
 
@@ -93,19 +99,21 @@ impl Slot {
                     Err(e) => Err(e.clone_for_caller()),
                 });
             }
-            slot = match deadline {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
+                return None;
+            }
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
+            slot = match left {
                 None => self.ready.wait(slot).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
+                Some(left) => {
                     self.ready
                         .wait_timeout(slot, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
