@@ -335,9 +335,17 @@ pub struct Created {
 impl Created {
     /// What a file created with `mode` (under umask 0) in the directory `dir` (at `path`) is:
     /// ours, of the directory's group if it is setgid, with its mode unless the directory has
-    /// a default ACL. Asked once per directory, not once per file.
-    pub fn in_dir(dir: BorrowedFd<'_>, path: &Path) -> io::Result<impl Fn(u32) -> Created> {
+    /// a default ACL. Asked once per directory, not once per file. Also returns what `dir`
+    /// itself is (its owner; its mode is not vouched for).
+    pub fn in_dir(
+        dir: BorrowedFd<'_>,
+        path: &Path,
+    ) -> io::Result<(Created, impl Fn(u32) -> Created)> {
         let st = rfs::fstat(dir)?;
+        let itself = Created {
+            owner: (st.st_uid, st.st_gid),
+            mode: None,
+        };
         let (euid, egid) = identity();
         let gid = if st.st_mode & libc::S_ISGID != 0 {
             st.st_gid
@@ -352,10 +360,11 @@ impl Created {
         };
         let plain = matches!(acl, Err(Errno::NODATA | Errno::OPNOTSUPP));
         let owner = (euid.as_raw(), gid);
-        Ok(move |mode: u32| Created {
+        let created = move |mode: u32| Created {
             owner,
             mode: plain.then_some(mode),
-        })
+        };
+        Ok((itself, created))
     }
 }
 
@@ -474,13 +483,14 @@ pub fn apply_dir_meta(src: &Path, dst: &Path, meta: &Meta) -> io::Result<()> {
 }
 
 /// [`apply_dir_meta`] through open descriptors of both directories (`dst` readable, not
-/// `O_PATH`): nothing is looked up by path.
+/// `O_PATH`; `itself` what it is, as [`Created::in_dir`] found): nothing is looked up by path.
 pub fn apply_open_dir_meta(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
     meta: &Meta,
+    itself: Created,
 ) -> io::Result<()> {
-    apply_file_meta(dst, Some(src), meta, None)
+    apply_file_meta(dst, Some(src), meta, Some(itself))
 }
 
 /// Sets owner, mode and times of a link or special file by name (not followed), which this

@@ -239,8 +239,10 @@ struct Dirs {
     direct: bool,
     /// `dst` was opened to be read (not `O_PATH`): its metadata can be set through it.
     dst_readable: bool,
-    /// What a file created in `dst` with a given mode is.
+    /// What a file created in `dst` with a given mode is...
     created: Box<dyn Fn(u32) -> fsops::Created>,
+    /// ... and what `dst` itself is.
+    itself: fsops::Created,
 }
 
 impl Dirs {
@@ -254,7 +256,7 @@ impl Dirs {
         existed: bool,
         direct: bool,
     ) -> io::Result<Dirs> {
-        let created = Box::new(fsops::Created::in_dir(dst.as_fd(), dst_path)?);
+        let (itself, created) = fsops::Created::in_dir(dst.as_fd(), dst_path)?;
         Ok(Dirs {
             src,
             dst,
@@ -263,7 +265,8 @@ impl Dirs {
             existed,
             direct,
             dst_readable: false,
-            created,
+            created: Box::new(created),
+            itself,
         })
     }
 }
@@ -500,7 +503,7 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
         report.hidden = false;
     } else if report.deferred.is_empty() {
         let applied = if dirs.dst_readable {
-            fsops::apply_open_dir_meta(dirs.src.as_fd(), dirs.dst.as_fd(), &task.meta)
+            fsops::apply_open_dir_meta(dirs.src.as_fd(), dirs.dst.as_fd(), &task.meta, dirs.itself)
         } else {
             fsops::apply_dir_meta(src_path, work, &task.meta)
         };
