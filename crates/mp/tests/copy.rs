@@ -929,6 +929,19 @@ fn leaves_of_every_size_are_copied_whole() {
     );
 }
 
+/// Leaves beyond what a parent's task has room for (here 120 leaves of 20 files: 2400
+/// files, more than one batch) go out in bundles, each tried by one task: all are copied
+/// whole, with their metadata.
+#[test]
+fn many_small_leaves_are_copied_in_bundles() {
+    let s = Scratch::new("bundles");
+    let src = s.path("src");
+    build_bulk_tree(&src, 120, 20, 100);
+    chmod(&src.join("d07"), 0o555);
+    mp(&[&"copy", &"-j", &"2", &src, &s.path("dst")]).expect_clean_success();
+    assert_same_tree(&src, &s.path("dst"));
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Failure paths
 // ---------------------------------------------------------------------------------------

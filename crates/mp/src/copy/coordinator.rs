@@ -27,8 +27,13 @@ use super::fsops::{self, Options};
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 use super::progress::Live;
 use super::worker::{
-    self, BatchReport, BatchTask, Counts, DirReport, DirTask, SpanTask, Stop, Tick, LARGE_FILE,
+    self, BatchReport, BatchTask, Counts, DirReport, DirTask, LeavesTask, SpanTask, Stop, Tick,
+    LARGE_FILE,
 };
+
+/// How many subdirectories that may be small leaves one task is given to try (see
+/// `worker::copy_leaves`).
+const LEAVES_PER_TASK: usize = 32;
 
 /// How much of a large file one span task copies.
 const SPAN: u64 = 64 << 20;
@@ -68,6 +73,7 @@ pub struct Outcome {
 /// A unit of work for the pool.
 enum Job {
     Dir(u64, DirTask),
+    Leaves(u64, LeavesTask),
     Batch(u64, Option<(u64, u64)>, BatchTask),
     Span(u64, SpanTask),
     Verify(u64, RawPath, RawPath),
@@ -76,6 +82,8 @@ enum Job {
 /// A finished unit of work, as the pool's callbacks send it back.
 enum Done {
     Dir(u64, multiprocess::Result<DirReport>),
+    /// The directory, and the bundle's hidden name.
+    Leaves(u64, PathBuf, multiprocess::Result<DirReport>),
     Batch(u64, Option<(u64, u64)>, multiprocess::Result<BatchReport>),
     Span(u64, multiprocess::Result<Result<u64, Failure>>),
     Verify(u64, multiprocess::Result<Result<(), Failure>>),
@@ -381,6 +389,18 @@ impl Coordinator {
                     move |e| drop(tx2.send(Done::Dir(id, Err(e)))),
                 )
                 .map(drop),
+            Job::Leaves(id, task) => {
+                let hidden = task.parent.hidden.path().to_path_buf();
+                let hidden2 = hidden.clone();
+                self.pool
+                    .apply_async_with(
+                        worker::copy_leaves,
+                        (task,),
+                        move |r| drop(tx.send(Done::Leaves(id, hidden, Ok(r)))),
+                        move |e| drop(tx2.send(Done::Leaves(id, hidden2, Err(e)))),
+                    )
+                    .map(drop)
+            }
             Job::Batch(dir, group, task) => self
                 .pool
                 .apply_async_with(
@@ -425,6 +445,27 @@ impl Coordinator {
     fn handle(&mut self, done: Done, live: &Live) {
         match done {
             Done::Dir(id, Ok(report)) => self.dir_listed(id, report),
+            Done::Leaves(id, _, Ok(report)) => {
+                self.absorb(
+                    report.counts,
+                    report.failures,
+                    report.warnings,
+                    report.stopped,
+                );
+                if !self.stopping {
+                    self.add_subdirs(id, report.subdirs, report.leaves);
+                }
+                self.one_done(id);
+            }
+            Done::Leaves(id, hidden, Err(e)) => {
+                let node = self.dirs.get_mut(&id).expect("a directory in progress");
+                // Some of its subdirectories may be missing: not to look finished.
+                node.finished = true;
+                remove_inline_leaves(&node.dst, &hidden);
+                let src = node.src.clone();
+                self.task_lost(&src, e);
+                self.one_done(id);
+            }
             Done::Dir(id, Err(e)) => {
                 let node = self.dirs.get_mut(&id).expect("a directory in progress");
                 // Left as it is: its metadata would make a partial copy look finished.
@@ -546,6 +587,7 @@ impl Coordinator {
 
     fn dir_listed(&mut self, id: u64, mut report: DirReport) {
         let subdirs = std::mem::take(&mut report.subdirs);
+        let leaves = std::mem::take(&mut report.leaves);
         let deferred = std::mem::take(&mut report.deferred);
         let spill = std::mem::take(&mut report.spill);
         let finished = report.finished;
@@ -562,14 +604,9 @@ impl Coordinator {
         if self.stopping {
             return;
         }
-        let (src, dst, existed, hidden) = (
-            node.src.clone(),
-            node.dst.clone(),
-            node.existed,
-            node.is_hidden,
-        );
+        let (src, existed, hidden) = (node.src.clone(), node.existed, node.is_hidden);
         let work = node.work().to_path_buf();
-        node.pending += subdirs.len() + deferred.len() + spill.len();
+        node.pending += deferred.len() + spill.len();
         for entries in spill {
             let task = BatchTask {
                 src_dir: RawPath::new(&src),
@@ -590,10 +627,40 @@ impl Coordinator {
                 false,
             );
         }
+        self.add_subdirs(id, subdirs, leaves);
+        self.one_done(id);
+    }
+
+    /// Hands out the subdirectories a task found in directory `id`: those that may be small
+    /// leaves (and were left untried) in bundles, the others as directory tasks.
+    fn add_subdirs(&mut self, id: u64, subdirs: Vec<Entry>, leaves: Vec<Entry>) {
+        let node = self.dirs.get_mut(&id).expect("a directory in progress");
+        node.pending += subdirs.len() + leaves.len().div_ceil(LEAVES_PER_TASK);
+        let (src, dst) = (node.src.clone(), node.dst.clone());
+        let parent = DirTask {
+            src: RawPath::new(&src),
+            dst: RawPath::new(&dst),
+            meta: node.meta.expect("a listed directory has its metadata"),
+            ancestors: node.ancestors.clone(),
+            hidden: RawPath::new(""),
+            parent_made: false,
+        };
+        let existed = node.existed;
+        let mut leaves = leaves.into_iter().peekable();
+        while leaves.peek().is_some() {
+            let task = LeavesTask {
+                parent: DirTask {
+                    hidden: RawPath::new(fsops::temp_name()),
+                    ..parent.clone()
+                },
+                existed,
+                leaves: leaves.by_ref().take(LEAVES_PER_TASK).collect(),
+            };
+            self.ready.push(Job::Leaves(id, task));
+        }
         for Entry { name, meta } in subdirs.into_iter().rev() {
             self.add_dir(id, src.join(name.path()), dst.join(name.path()), meta);
         }
-        self.one_done(id);
     }
 
     /// Copies one entry the coordinator places itself: a top-level file, a member of a

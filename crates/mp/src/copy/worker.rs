@@ -176,6 +176,9 @@ pub struct DirTask {
 pub struct DirReport {
     pub counts: Counts,
     pub subdirs: Vec<Entry>,
+    /// Subdirectories that may be small leaves, left untried for lack of room (see
+    /// [`copy_small_leaves`]): the coordinator hands them out in bundles ([`LeavesTask`]).
+    pub leaves: Vec<Entry>,
     /// Entries the coordinator places itself: hard-link groups and large files.
     pub deferred: Vec<Entry>,
     /// Entries left for batch tasks (a directory with more than one batch of work).
@@ -190,6 +193,19 @@ pub struct DirReport {
     /// The destination is still at its hidden name (the coordinator finishes it).
     pub hidden: bool,
     pub stopped: Option<Stop>,
+}
+
+/// Subdirectories of one directory that may be small leaves, for one task to try together
+/// (see [`copy_leaves`]): a tree of many small directories takes a task per bundle of them,
+/// not per directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeavesTask {
+    /// Their directory, as its own task was given it; `parent.hidden` is this bundle's own
+    /// temporary name (each leaf is hidden under it plus `.N` while it is written).
+    pub parent: DirTask,
+    /// The destination directory existed before this copy.
+    pub existed: bool,
+    pub leaves: Vec<Entry>,
 }
 
 /// Where a batch's entries come from and go to.
@@ -497,6 +513,7 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
                 report.failures.push(failure);
                 report.subdirs.clear();
                 report.deferred.clear();
+                report.leaves.clear();
                 report.finished = true;
             }
         }
@@ -528,7 +545,8 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
 /// subdirectories of their own (a directory's link count is 2 then, on the file systems that
 /// count them), one batch of files, nothing for the coordinator; up to one batch's worth of
 /// files in all. A tree of many small directories then takes a task per parent, not per
-/// directory. The others are handed back as usual; so is one that turns out not to be small.
+/// directory. The others are handed back as usual (`report.subdirs`); so is one that turns
+/// out not to be small. Those left untried for lack of room go to `report.leaves`.
 /// Such a leaf is written inside the task's directory while that is still hidden, or else
 /// hidden under the task's hidden name plus `.N` while it is written.
 fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
@@ -538,8 +556,12 @@ fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
     let mut handed_back = Vec::new();
     for (n, sub) in std::mem::take(&mut report.subdirs).into_iter().enumerate() {
         let room = files < BATCH_ENTRIES as u64 && bytes < BATCH_BYTES;
-        if !room || !may_be_leaf(&sub.meta) || report.stopped.is_some() {
+        if !may_be_leaf(&sub.meta) {
             handed_back.push(sub);
+            continue;
+        }
+        if !room || report.stopped.is_some() {
+            report.leaves.push(sub);
             continue;
         }
         let leaf = DirTask {
@@ -712,6 +734,33 @@ pub fn copy_batch(task: BatchTask) -> BatchReport {
         &mut report,
         &mut reporter,
     );
+    report
+}
+
+/// Copies a bundle of subdirectories that may be small leaves, as [`copy_small_leaves`] does
+/// within a directory's own task. Those that are not, or do not fit, come back in the
+/// report's `subdirs` and `leaves`.
+pub fn copy_leaves(task: LeavesTask) -> DirReport {
+    let mut report = DirReport::default();
+    let src_dir = task.parent.src.path();
+    let dst_dir = task.parent.dst.path();
+    let opened = fsops::open_dir(src_dir, false).and_then(|src| {
+        let dst = fsops::open_dir(dst_dir, false).map_err(cannot_open(dst_dir))?;
+        Dirs::new(src, src_dir, dst, dst_dir, task.existed, false)
+    });
+    match opened {
+        Ok(dirs) => {
+            report.subdirs = task.leaves;
+            copy_small_leaves(&task.parent, &dirs, &mut report);
+        }
+        Err(e) => {
+            for leaf in &task.leaves {
+                report
+                    .failures
+                    .push(Failure::new(&src_dir.join(leaf.name.path()), &e));
+            }
+        }
+    }
     report
 }
 
