@@ -35,6 +35,10 @@ use super::worker::{
 /// `worker::copy_leaves`).
 const LEAVES_PER_TASK: usize = 32;
 
+/// How far down the ready jobs [`Coordinator::next_job`] looks for one that is not a batch of
+/// a busy directory.
+const LOOK_BACK: usize = 64;
+
 /// How much of a large file one span task copies.
 const SPAN: u64 = 64 << 20;
 
@@ -159,6 +163,10 @@ pub struct Coordinator {
     ready: Vec<Job>,
     in_flight: usize,
     max_in_flight: usize,
+    /// The number of workers.
+    workers: usize,
+    /// Batch jobs in flight, by directory (see [`Coordinator::next_job`]).
+    batches_in_flight: HashMap<u64, usize>,
     next_id: u64,
     dirs: HashMap<u64, DirNode>,
     groups: HashMap<(u64, u64), Group>,
@@ -214,6 +222,8 @@ impl Coordinator {
             ready: Vec::new(),
             in_flight: 0,
             max_in_flight: jobs * 4,
+            workers: jobs,
+            batches_in_flight: HashMap::new(),
             next_id: TOP + 1,
             dirs,
             groups: HashMap::new(),
@@ -298,7 +308,7 @@ impl Coordinator {
         loop {
             if !self.stopping {
                 while self.in_flight < self.max_in_flight {
-                    let Some(job) = self.ready.pop() else { break };
+                    let Some(job) = self.next_job() else { break };
                     self.submit(job);
                 }
             }
@@ -376,7 +386,31 @@ impl Coordinator {
         }
     }
 
+    /// The next job to submit: the latest one ready, except that a batch of a directory that
+    /// has one in flight already waits while other work is ready (within the last
+    /// [`LOOK_BACK`] jobs) or the workers have enough. Workers creating files in one
+    /// directory at once take turns on its lock, and spin while they wait for it.
+    fn next_job(&mut self) -> Option<Job> {
+        let busy = |job: &Job| match job {
+            Job::Batch(dir, _, _) => self.batches_in_flight.contains_key(dir),
+            _ => false,
+        };
+        let len = self.ready.len();
+        let other = (len.saturating_sub(LOOK_BACK)..len)
+            .rev()
+            .find(|&i| !busy(&self.ready[i]));
+        match other {
+            Some(i) => Some(self.ready.remove(i)),
+            None if self.in_flight < self.workers => self.ready.pop(),
+            None => None,
+        }
+    }
+
     fn submit(&mut self, job: Job) {
+        let batch_of = match &job {
+            Job::Batch(dir, _, _) => Some(*dir),
+            _ => None,
+        };
         let tx = self.tx.clone();
         let tx2 = self.tx.clone();
         let submitted = match job {
@@ -430,7 +464,12 @@ impl Coordinator {
                 .map(drop),
         };
         match submitted {
-            Ok(()) => self.in_flight += 1,
+            Ok(()) => {
+                self.in_flight += 1;
+                if let Some(dir) = batch_of {
+                    *self.batches_in_flight.entry(dir).or_default() += 1;
+                }
+            }
             Err(e) => {
                 // The pool is broken: nothing more can run.
                 self.outcome.failures.push(Failure::new(
@@ -478,6 +517,12 @@ impl Coordinator {
                 self.one_done(id);
             }
             Done::Batch(dir, group, report) => {
+                if let Some(n) = self.batches_in_flight.get_mut(&dir) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.batches_in_flight.remove(&dir);
+                    }
+                }
                 let ok = match report {
                     Ok(report) => {
                         let ok = report.failures.is_empty()
