@@ -39,6 +39,11 @@ const LEAVES_PER_TASK: usize = 32;
 /// a busy directory.
 const LOOK_BACK: usize = 64;
 
+/// A batch of at least this many entries creates files in its directory often enough to
+/// contend for its lock with another such batch (see [`Coordinator::next_job`]); a batch of
+/// a few large files does not.
+const MANY_ENTRIES: usize = 64;
+
 /// How much of a large file one span task copies.
 const SPAN: u64 = 64 << 20;
 
@@ -165,7 +170,8 @@ pub struct Coordinator {
     max_in_flight: usize,
     /// The number of workers.
     workers: usize,
-    /// Batch jobs in flight, by directory (see [`Coordinator::next_job`]).
+    /// Batch jobs of [`MANY_ENTRIES`] or more in flight, by directory (see
+    /// [`Coordinator::next_job`]).
     batches_in_flight: HashMap<u64, usize>,
     next_id: u64,
     dirs: HashMap<u64, DirNode>,
@@ -386,13 +392,15 @@ impl Coordinator {
         }
     }
 
-    /// The next job to submit: the latest one ready, except that a batch of a directory that
-    /// has one in flight already waits while other work is ready (within the last
-    /// [`LOOK_BACK`] jobs) or the workers have enough. Workers creating files in one
-    /// directory at once take turns on its lock, and spin while they wait for it.
+    /// The next job to submit: the latest one ready, except that a batch of many entries
+    /// for a directory that has one in flight already waits while other work is ready
+    /// (within the last [`LOOK_BACK`] jobs) or the workers have enough. Workers creating
+    /// files in one directory at once take turns on its lock, and spin while they wait.
     fn next_job(&mut self) -> Option<Job> {
         let busy = |job: &Job| match job {
-            Job::Batch(dir, _, _) => self.batches_in_flight.contains_key(dir),
+            Job::Batch(dir, _, task) if task.entries.len() >= MANY_ENTRIES => {
+                self.batches_in_flight.contains_key(dir)
+            }
             _ => false,
         };
         let len = self.ready.len();
@@ -408,7 +416,7 @@ impl Coordinator {
 
     fn submit(&mut self, job: Job) {
         let batch_of = match &job {
-            Job::Batch(dir, _, _) => Some(*dir),
+            Job::Batch(dir, _, task) if task.entries.len() >= MANY_ENTRIES => Some(*dir),
             _ => None,
         };
         let tx = self.tx.clone();
