@@ -904,8 +904,9 @@ fn a_new_directory_of_leaves_appears_with_them() {
 }
 
 /// A parent's task copies its subdirectories that are small leaves itself (one batch at
-/// most: 1000 entries, 8 MiB; no hard links), and hands the others back without looking at
-/// them twice. Leaves at each edge and just past it are copied whole, links kept.
+/// most: 1000 entries, 8 MiB; no hard links), and hands the others back (a leaf of more
+/// than 1000 names after counting them, before any is statted). Leaves at each edge and
+/// just past it are copied whole, links kept.
 #[test]
 fn leaves_of_every_size_are_copied_whole() {
     let s = Scratch::new("leaves");
