@@ -690,26 +690,28 @@ impl Coordinator {
         let node = self.dirs.get_mut(&id).expect("a directory in progress");
         node.pending += subdirs.len() + leaves.len().div_ceil(LEAVES_PER_TASK);
         let (src, dst) = (node.src.clone(), node.dst.clone());
-        let parent = DirTask {
-            src: RawPath::new(&src),
-            dst: RawPath::new(&dst),
-            meta: node.meta.expect("a listed directory has its metadata"),
-            ancestors: node.ancestors.clone(),
-            hidden: RawPath::new(""),
-            parent_made: false,
-        };
-        let existed = node.existed;
-        let mut leaves = leaves.into_iter().peekable();
-        while leaves.peek().is_some() {
-            let task = LeavesTask {
-                parent: DirTask {
-                    hidden: RawPath::new(fsops::temp_name()),
-                    ..parent.clone()
-                },
-                existed,
-                leaves: leaves.by_ref().take(LEAVES_PER_TASK).collect(),
+        if !leaves.is_empty() {
+            let parent = DirTask {
+                src: RawPath::new(&src),
+                dst: RawPath::new(&dst),
+                meta: node.meta.expect("a listed directory has its metadata"),
+                ancestors: node.ancestors.clone(),
+                hidden: RawPath::new(""),
+                parent_made: false,
             };
-            self.ready.push(Job::Leaves(id, task));
+            let existed = node.existed;
+            let mut leaves = leaves.into_iter().peekable();
+            while leaves.peek().is_some() {
+                let task = LeavesTask {
+                    parent: DirTask {
+                        hidden: RawPath::new(fsops::temp_name()),
+                        ..parent.clone()
+                    },
+                    existed,
+                    leaves: leaves.by_ref().take(LEAVES_PER_TASK).collect(),
+                };
+                self.ready.push(Job::Leaves(id, task));
+            }
         }
         for Entry { name, meta } in subdirs.into_iter().rev() {
             self.add_dir(id, src.join(name.path()), dst.join(name.path()), meta);

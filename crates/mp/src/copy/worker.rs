@@ -285,6 +285,14 @@ impl Dirs {
             itself,
         })
     }
+
+    /// Opens the source directory `src` and the destination directory `dst` by path (as a
+    /// batch or a bundle of leaves does) and works in them.
+    fn open(src: &Path, dst: &Path, existed: bool, direct: bool) -> io::Result<Dirs> {
+        let src_fd = fsops::open_dir(src, false)?;
+        let dst_fd = fsops::open_dir(dst, false).map_err(cannot_open(dst))?;
+        Dirs::new(src_fd, src, dst_fd, dst, existed, direct)
+    }
 }
 
 /// Names the destination directory `path` in an error opening it.
@@ -712,11 +720,7 @@ pub fn copy_batch(task: BatchTask) -> BatchReport {
     let mut report = BatchReport::default();
     let src_dir = task.src_dir.path();
     let dst_dir = task.dst_dir.path();
-    let opened = fsops::open_dir(src_dir, false).and_then(|src| {
-        let dst = fsops::open_dir(dst_dir, false).map_err(cannot_open(dst_dir))?;
-        Dirs::new(src, src_dir, dst, dst_dir, task.existed, task.hidden)
-    });
-    let dirs = match opened {
+    let dirs = match Dirs::open(src_dir, dst_dir, task.existed, task.hidden) {
         Ok(d) => d,
         Err(e) => {
             for entry in &task.entries {
@@ -744,11 +748,7 @@ pub fn copy_leaves(task: LeavesTask) -> DirReport {
     let mut report = DirReport::default();
     let src_dir = task.parent.src.path();
     let dst_dir = task.parent.dst.path();
-    let opened = fsops::open_dir(src_dir, false).and_then(|src| {
-        let dst = fsops::open_dir(dst_dir, false).map_err(cannot_open(dst_dir))?;
-        Dirs::new(src, src_dir, dst, dst_dir, task.existed, false)
-    });
-    match opened {
+    match Dirs::open(src_dir, dst_dir, task.existed, false) {
         Ok(dirs) => {
             report.subdirs = task.leaves;
             copy_small_leaves(&task.parent, &dirs, &mut report);
