@@ -826,15 +826,8 @@ fn watch_directory_appear(leaf: &Path, dst: &Path, expect: &[(&str, usize)], siz
         if copy.exists() {
             seen_final = true;
             for &(dir, files) in expect {
-                let entries = fs::read_dir(copy.join(dir))
+                let sizes = file_sizes(&copy.join(dir))
                     .unwrap_or_else(|e| panic!("{dir:?} is missing from the copy: {e}"));
-                // (A hidden subdirectory may be renamed between listing and looking.)
-                let sizes: Vec<u64> = entries
-                    .flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
-                    .collect();
                 assert_eq!(sizes.len(), files, "{dir:?} shows before it is complete");
                 assert!(
                     sizes.iter().all(|&n| n == size),
@@ -850,6 +843,17 @@ fn watch_directory_appear(leaf: &Path, dst: &Path, expect: &[(&str, usize)], siz
     assert_no_temp_files(dst);
     assert_same_tree(leaf, &copy);
     seen_hidden
+}
+
+/// The sizes of the regular files in `dir`. (A hidden subdirectory may be renamed between
+/// listing and looking: what cannot be looked at is left out.)
+fn file_sizes(dir: &Path) -> std::io::Result<Vec<u64>> {
+    Ok(fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .collect())
 }
 
 /// A new directory without subdirectories is written under a hidden name and renamed once
@@ -922,10 +926,14 @@ fn leaves_of_every_size_are_copied_whole() {
     std::os::unix::fs::symlink("f001", linked.join("soft")).unwrap();
     mp(&[&"copy", &"-j", &"2", &src, &s.path("dst")]).expect_clean_success();
     assert_same_tree(&src, &s.path("dst"));
-    let copy = s.path("dst/linked/d00");
+    assert_hard_link_kept(&s.path("dst/linked/d00"));
+}
+
+/// Checks that `f000` and `hard` in the copied directory `dir` are one file, as in the source.
+fn assert_hard_link_kept(dir: &Path) {
     assert_eq!(
-        fs::metadata(copy.join("f000")).unwrap().ino(),
-        fs::metadata(copy.join("hard")).unwrap().ino(),
+        fs::metadata(dir.join("f000")).unwrap().ino(),
+        fs::metadata(dir.join("hard")).unwrap().ino(),
         "the hard link is kept"
     );
 }
@@ -941,6 +949,88 @@ fn many_small_leaves_are_copied_in_bundles() {
     chmod(&src.join("d07"), 0o555);
     mp(&[&"copy", &"-j", &"2", &src, &s.path("dst")]).expect_clean_success();
     assert_same_tree(&src, &s.path("dst"));
+}
+
+/// Eight directories at once, each with a file and a small tree below it (`tree`: nested
+/// directories with files, in all less than one batch): enough work at once for every
+/// worker, so that each directory's task copies its tree itself.
+fn build_directories_with_trees(src: &Path) {
+    for i in 0..8 {
+        let p = src.join(format!("p{i}"));
+        build_bulk_tree(&p.join("tree"), 2, 5, 100);
+        build_bulk_tree(&p.join("tree/d00/deeper"), 2, 3, 100);
+        fs::write(p.join("file"), b"x").unwrap();
+    }
+}
+
+/// A task copies the small trees below its directory itself while the other workers have
+/// work enough (one batch of entries in all, at most 64 directories, no hard links, nothing
+/// large); it hands back trees past any of those limits. All are copied whole, with their
+/// metadata: read-only directories, links, names that are not UTF-8, deep nesting.
+#[test]
+fn small_trees_are_copied_whole() {
+    let s = Scratch::new("trees");
+    let src = s.path("src");
+    build_directories_with_trees(&src);
+    // Past the limits: 1001 entries; 65 directories; a hard link; more than 8 MiB.
+    build_bulk_tree(&src.join("p1/tree/d01/many"), 2, 500, 16);
+    build_bulk_tree(&src.join("p2/tree/d01/dirs"), 62, 0, 16);
+    fs::hard_link(src.join("p3/tree/d00/f000"), src.join("p3/tree/d00/hard")).unwrap();
+    build_bulk_tree(&src.join("p4/tree/d01/big"), 1, 2, 4 * MIB + 1);
+    // Within them: a link, an odd name, deep nesting, read-only directories.
+    std::os::unix::fs::symlink("../d01/f000", src.join("p5/tree/d00/link")).unwrap();
+    let odd = OsStr::from_bytes(b"odd-\xff-name");
+    fs::write(src.join("p5/tree/d01").join(odd), b"odd").unwrap();
+    build_bulk_tree(&src.join("p6/tree/d00/deeper/d00/a/b/c"), 1, 2, 100);
+    chmod(&src.join("p7/tree/d00/deeper/d01"), 0o555);
+    chmod(&src.join("p7/tree/d00"), 0o555);
+    mp(&[&"copy", &"-j", &"2", &src, &s.path("dst")]).expect_clean_success();
+    assert_same_tree(&src, &s.path("dst"));
+    assert_no_temp_files(&s.path("dst"));
+    assert_hard_link_kept(&s.path("dst/p3/tree/d00"));
+}
+
+/// A new directory whose task copies a small tree below it appears with the tree complete:
+/// watched all through the copy, no directory shows under its final name before every file
+/// below it is whole.
+#[test]
+fn a_new_directory_appears_with_its_small_tree() {
+    let s = Scratch::new("trees-appear");
+    let src = s.path("src");
+    build_directories_with_trees(&src);
+    let dst = s.path("dst");
+    let mut child = Running::start(mp_command(&[&"copy", &"-j", &"2", &src, &dst]));
+    let whole = |p: &Path| {
+        let below = [("", 1), ("tree/d00", 5), ("tree/d01", 5)];
+        let deeper = [("tree/d00/deeper/d00", 3), ("tree/d00/deeper/d01", 3)];
+        below.iter().chain(&deeper).all(|&(dir, files)| {
+            file_sizes(&p.join(dir)).is_ok_and(|sizes| {
+                let full = if dir.is_empty() { 1 } else { 100 };
+                sizes.len() == files && sizes.iter().all(|&n| n == full)
+            })
+        })
+    };
+    let mut seen = 0;
+    let finished = poll_until(DEADLINE, || {
+        let done = child.has_exited();
+        for i in 0..8 {
+            let p = dst.join(format!("p{i}"));
+            if p.exists() {
+                assert!(
+                    whole(&p),
+                    "{} shows before its tree is complete",
+                    p.display()
+                );
+                seen += 1;
+            }
+        }
+        done
+    });
+    assert!(finished, "the copy did not end in time");
+    child.wait(DEADLINE).expect_clean_success();
+    assert!(seen > 0);
+    assert_same_tree(&src, &dst);
+    assert_no_temp_files(&dst);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1238,6 +1328,22 @@ fn killed_workers_in_small_directories_leave_nothing_partial() {
     let src = s.path("src");
     for p in 0..8 {
         build_bulk_tree(&src.join(format!("p{p}")), 12, 40, 32 * KIB);
+    }
+    kill_workers_mid_copy(&src, &s.path("dst"));
+}
+
+/// The same in a tree of small trees, which each task copies several of at once (nested
+/// directories inside a hidden one, or under hidden names of their own).
+#[test]
+fn killed_workers_in_small_trees_leave_nothing_partial() {
+    let s = Scratch::new("sigkill-trees");
+    let src = s.path("src");
+    for p in 0..8 {
+        for q in 0..6 {
+            let tree = src.join(format!("p{p}/q{q}"));
+            build_bulk_tree(&tree.join("t"), 2, 15, 32 * KIB);
+            fs::write(tree.join("file"), b"x").unwrap();
+        }
     }
     kill_workers_mid_copy(&src, &s.path("dst"));
 }

@@ -284,6 +284,7 @@ impl Coordinator {
             ancestors: ancestors.clone(),
             hidden: RawPath::new(&hidden_name),
             parent_made: !self.dirs[&parent].existed,
+            small_trees: false,
         };
         let hidden = dst.with_file_name(hidden_name);
         self.dirs.insert(
@@ -421,12 +422,18 @@ impl Coordinator {
         };
         let tx = self.tx.clone();
         let tx2 = self.tx.clone();
+        // With little else to do, the workers wait for the subdirectories a task finds: it
+        // hands them all back rather than copy small trees among them itself.
+        let busy = self.ready.len() + self.in_flight >= 2 * self.workers;
         let submitted = match job {
             Job::Dir(id, task) => self
                 .pool
                 .apply_async_with(
                     worker::copy_dir,
-                    (task,),
+                    (DirTask {
+                        small_trees: busy,
+                        ..task
+                    },),
                     move |r| drop(tx.send(Done::Dir(id, Ok(r)))),
                     move |e| drop(tx2.send(Done::Dir(id, Err(e)))),
                 )
@@ -698,6 +705,7 @@ impl Coordinator {
                 ancestors: node.ancestors.clone(),
                 hidden: RawPath::new(""),
                 parent_made: false,
+                small_trees: false,
             };
             let existed = node.existed;
             let mut leaves = leaves.into_iter().peekable();

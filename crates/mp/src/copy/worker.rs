@@ -169,6 +169,9 @@ pub struct DirTask {
     /// The directory `dst` goes into was made by this copy: nothing is there yet under
     /// `dst`'s name, so nobody needs to look.
     pub parent_made: bool,
+    /// The task may copy small trees below it itself (see [`SmallTree`]); not while the
+    /// other workers wait for the subdirectories it finds.
+    pub small_trees: bool,
 }
 
 /// What a directory task found and did.
@@ -295,6 +298,22 @@ impl Dirs {
     }
 }
 
+/// Sets the metadata of the directory a task made or worked in (`dirs.dst`), through it if
+/// it could be read; a failure goes in the report.
+fn apply_meta(dirs: &Dirs, task: &DirTask, report: &mut DirReport) {
+    let applied = if dirs.dst_readable {
+        fsops::apply_open_dir_meta(dirs.src.as_fd(), dirs.dst.as_fd(), &task.meta, dirs.itself)
+    } else {
+        fsops::apply_dir_meta(&dirs.src_path, &dirs.dst_path, &task.meta)
+    };
+    if let Err(e) = applied {
+        report.failures.push(Failure::new(
+            &dirs.src_path,
+            format!("cannot set directory attributes: {e}"),
+        ));
+    }
+}
+
 /// Names the destination directory `path` in an error opening it.
 fn cannot_open(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
     move |e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
@@ -362,17 +381,23 @@ impl<'p> Site<'p> {
 /// seen under its final path until all are complete and the directory renamed. The worker
 /// renames it once its files and small leaves are written (with other subdirectories:
 /// before the walk goes on below them); a directory whose files went to several tasks is
-/// still hidden in the report, and the coordinator renames it. Small leaf subdirectories are
-/// copied by the same task (see [`copy_small_leaves`]), inside the hidden directory if there
-/// is one, so that they need no hiding of their own; the others are handed back.
+/// still hidden in the report, and the coordinator renames it. Small leaf subdirectories,
+/// and small trees while the other workers have work enough, are copied by the same task
+/// (see [`copy_small_leaves`]), inside the hidden directory if there is one, so that they need
+/// no hiding of their own; the others are handed back.
 pub fn copy_dir(task: DirTask) -> DirReport {
-    copy_dir_as(&task, None).expect("a task always reports")
+    copy_dir_as(&task, None, None).expect("a task always reports")
 }
 
 /// [`copy_dir`]'s body. `parent`: the directory is a subdirectory the task of its parent
 /// (working in `parent`) copies if it turns out to be a small leaf (see
-/// [`copy_small_leaves`]); `None` (and nothing done) if it is not.
-fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
+/// [`copy_small_leaves`]); `None` (and nothing done) if it is not. `planned`: it is a small
+/// tree, listed already, that this task copies whole (see [`SmallTree`]).
+fn copy_dir_as(
+    task: &DirTask,
+    parent: Option<&Dirs>,
+    planned: Option<SmallTree>,
+) -> Option<DirReport> {
     let inline = parent.is_some();
     // A small leaf going into a directory that is still hidden is made under its own name.
     let in_hidden = parent.is_some_and(|p| p.direct);
@@ -384,44 +409,13 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     }
     let src_path = task.src.path();
     let dst_path = task.dst.path();
-    let opened = match parent {
-        Some(p) => fsops::open_dir_at(
-            p.src.as_fd(),
-            Path::new(src_path.file_name().unwrap_or_default()),
-            true,
-            state().options.dereference,
-        ),
-        None => fsops::open_dir(src_path, true),
-    };
-    let src = match opened {
-        Ok(fd) => fd,
-        Err(_) if inline => return None,
-        Err(e) => {
-            // Made all the same, as `cp -a` makes it, with the source's metadata.
-            let site = Site::of(task, None);
-            if let Some(failure) = make_dir(site.dir(), &site.name, src_path, dst_path, &mut report)
-            {
-                report.failures.push(failure);
-            }
-            report.failures.push(Failure::new(src_path, e));
-            return Some(report);
-        }
-    };
-    let listing = if inline {
-        Listing::SmallLeaf
-    } else {
-        Listing::All
-    };
-    let entries = match list(&src, src_path, task, listing, &mut report) {
-        Ok(Some(entries)) => entries,
-        Ok(None) => return None,
-        Err(_) if inline => return None,
-        Err(e) => {
-            report
-                .failures
-                .push(Failure::new(src_path, format!("cannot list: {e}")));
-            Vec::new()
-        }
+    let (src, entries, trees) = match planned {
+        Some(tree) => (tree.src, tree.entries, tree.subdirs),
+        None => match open_and_list(task, parent, &mut report) {
+            Opened::Listed(src, entries) => (src, entries, Vec::new()),
+            Opened::NotALeaf => return None,
+            Opened::Failed => return Some(report),
+        },
     };
     let mut here = Vec::new();
     for entry in entries {
@@ -439,9 +433,13 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     let hidden_path = dst_path.with_file_name(task.hidden.path());
     // Hidden while its files are written, if new and if this task writes them all before
     // the walk goes on below (no subdirectories, only one batch of files, or no files but
-    // maybe small leaves).
-    let shape = if batches.is_empty() {
-        report.subdirs.iter().any(|d| may_be_leaf(&d.meta))
+    // maybe small leaves or trees; or a small tree, written whole).
+    let shape = if !trees.is_empty() {
+        true
+    } else if batches.is_empty() {
+        let trees = task.small_trees && !state().options.dereference;
+        let may_be_small = |d: &Entry| may_be_leaf(&d.meta) || trees;
+        report.subdirs.iter().any(may_be_small)
     } else {
         report.subdirs.is_empty() || batches.len() == 1
     };
@@ -504,6 +502,7 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     report.failures.append(&mut batch.failures);
     report.warnings.append(&mut batch.warnings);
     report.stopped = batch.stopped;
+    copy_small_trees(task, &dirs, trees, &mut report);
     if report.stopped.is_some() {
         // What is there is complete (a file cut short was removed): keep it for a resume.
         if hide {
@@ -514,7 +513,16 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
         // Its files are complete; so are its small leaves once copied into it. It takes its
         // name before the walk goes on below it (its metadata comes once everything inside
         // is written). A stop among the leaves leaves only complete files: they are kept.
+        // When all were copied here, nothing is left inside: its metadata comes now.
         copy_small_leaves(task, &dirs, &mut report);
+        let all_here = report.subdirs.is_empty()
+            && report.leaves.is_empty()
+            && report.deferred.is_empty()
+            && report.stopped.is_none();
+        if all_here {
+            apply_meta(&dirs, task, &mut report);
+            report.finished = true;
+        }
         match publish_at(&site, &hidden_path, dst_path) {
             Ok(()) => {}
             Err(failure) => {
@@ -527,17 +535,7 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
         }
         report.hidden = false;
     } else if report.deferred.is_empty() {
-        let applied = if dirs.dst_readable {
-            fsops::apply_open_dir_meta(dirs.src.as_fd(), dirs.dst.as_fd(), &task.meta, dirs.itself)
-        } else {
-            fsops::apply_dir_meta(src_path, work, &task.meta)
-        };
-        if let Err(e) = applied {
-            report.failures.push(Failure::new(
-                src_path,
-                format!("cannot set directory attributes: {e}"),
-            ));
-        }
+        apply_meta(&dirs, task, &mut report);
         if hide {
             if let Err(failure) = publish_at(&site, &hidden_path, dst_path) {
                 report.failures.push(failure);
@@ -549,49 +547,156 @@ fn copy_dir_as(task: &DirTask, parent: Option<&Dirs>) -> Option<DirReport> {
     Some(report)
 }
 
-/// Copies, within the task of their parent, the subdirectories that are small leaves: no
-/// subdirectories of their own (a directory's link count is 2 then, on the file systems that
-/// count them), one batch of files, nothing for the coordinator; up to one batch's worth of
-/// files in all. A tree of many small directories then takes a task per parent, not per
-/// directory. The others are handed back as usual (`report.subdirs`); so is one that turns
-/// out not to be small. Those left untried for lack of room go to `report.leaves`.
-/// Such a leaf is written inside the task's directory while that is still hidden, or else
-/// hidden under the task's hidden name plus `.N` while it is written.
+/// What [`open_and_list`] found.
+enum Opened {
+    /// The source directory, open, and its entries.
+    Listed(OwnedFd, Vec<Entry>),
+    /// A directory tried as a small leaf is not one: nothing was done.
+    NotALeaf,
+    /// It cannot be opened: the report says why (and the copy was made all the same).
+    Failed,
+}
+
+/// Opens and lists the source directory of `task`: as a small leaf of the task working in
+/// `parent` if there is one (see [`copy_small_leaves`]), else whole.
+fn open_and_list(task: &DirTask, parent: Option<&Dirs>, report: &mut DirReport) -> Opened {
+    let inline = parent.is_some();
+    let src_path = task.src.path();
+    let dst_path = task.dst.path();
+    let opened = match parent {
+        Some(p) => fsops::open_dir_at(
+            p.src.as_fd(),
+            Path::new(src_path.file_name().unwrap_or_default()),
+            true,
+            state().options.dereference,
+        ),
+        None => fsops::open_dir(src_path, true),
+    };
+    let src = match opened {
+        Ok(fd) => fd,
+        Err(_) if inline => return Opened::NotALeaf,
+        Err(e) => {
+            // Made all the same, as `cp -a` makes it, with the source's metadata.
+            let site = Site::of(task, None);
+            if let Some(failure) = make_dir(site.dir(), &site.name, src_path, dst_path, report) {
+                report.failures.push(failure);
+            }
+            report.failures.push(Failure::new(src_path, e));
+            return Opened::Failed;
+        }
+    };
+    let listing = if inline {
+        Listing::SmallLeaf
+    } else {
+        Listing::All
+    };
+    match list(&src, src_path, task, listing, report) {
+        Ok(Some(entries)) => Opened::Listed(src, entries),
+        Ok(None) => Opened::NotALeaf,
+        Err(_) if inline => Opened::NotALeaf,
+        Err(e) => {
+            report
+                .failures
+                .push(Failure::new(src_path, format!("cannot list: {e}")));
+            Opened::Listed(src, Vec::new())
+        }
+    }
+}
+
+/// Copies, within the task of their parent, the subdirectories that are small leaves (no
+/// subdirectories of their own: a directory's link count is 2 then, on the file systems that
+/// count them) or small trees (see [`SmallTree`]): one batch of entries, nothing for the
+/// coordinator; up to one batch's worth of files in all. A tree of many small directories
+/// then takes a task per parent, not per directory. The others are handed back as usual
+/// (`report.subdirs`); so is one that turns out not to be small. Leaves left untried for lack
+/// of room go to `report.leaves`.
+/// Such a subdirectory is written inside the task's directory while that is still hidden,
+/// or else hidden under the task's hidden name plus `.N` while it is written.
 fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
     let (mut files, mut bytes) = (0, 0);
-    let mut ancestors = task.ancestors.clone();
-    ancestors.push((task.meta.dev, task.meta.ino));
     let mut handed_back = Vec::new();
     for (n, sub) in std::mem::take(&mut report.subdirs).into_iter().enumerate() {
-        let room = files < BATCH_ENTRIES as u64 && bytes < BATCH_BYTES;
-        if !may_be_leaf(&sub.meta) {
+        let room = files < BATCH_ENTRIES as u64 && bytes < BATCH_BYTES && report.stopped.is_none();
+        let leaf = may_be_leaf(&sub.meta);
+        if !room {
+            if leaf {
+                report.leaves.push(sub);
+            } else {
+                handed_back.push(sub);
+            }
+            continue;
+        }
+        let planned = if leaf {
+            None
+        } else if !task.small_trees {
             handed_back.push(sub);
             continue;
-        }
-        if !room || report.stopped.is_some() {
-            report.leaves.push(sub);
-            continue;
-        }
-        let leaf = DirTask {
-            src: RawPath::new(task.src.path().join(sub.name.path())),
-            dst: RawPath::new(task.dst.path().join(sub.name.path())),
-            meta: sub.meta,
-            ancestors: ancestors.clone(),
-            hidden: RawPath::new(format!("{}.{n}", task.hidden.path().display())),
-            parent_made: !dirs.existed,
+        } else {
+            match plan_tree(dirs.src.as_fd(), &sub, task) {
+                Some(tree) => Some(tree),
+                None => {
+                    handed_back.push(sub);
+                    continue;
+                }
+            }
         };
-        let Some(mut done) = copy_dir_as(&leaf, Some(dirs)) else {
+        let hidden = format!("{}.{n}", task.hidden.path().display());
+        let child = inline_task(task, dirs, &sub, hidden.into());
+        let Some(done) = copy_dir_as(&child, Some(dirs), planned) else {
             handed_back.push(sub);
             continue;
         };
         files += done.counts.files + done.counts.symlinks + done.counts.specials;
         bytes += done.counts.bytes;
-        report.counts.add(&done.counts);
-        report.failures.append(&mut done.failures);
-        report.warnings.append(&mut done.warnings);
-        report.stopped = report.stopped.take().or(done.stopped);
+        merge_inline(report, done);
     }
     report.subdirs = handed_back;
+}
+
+/// Copies the subdirectories of a small tree (see [`SmallTree`]), which the task copying the
+/// tree's directory (working in `dirs`) has listed already. A stop leaves the rest uncopied.
+fn copy_small_trees(
+    task: &DirTask,
+    dirs: &Dirs,
+    trees: Vec<(Entry, SmallTree)>,
+    report: &mut DirReport,
+) {
+    for (sub, tree) in trees {
+        if report.stopped.is_some() {
+            return;
+        }
+        // Hidden only inside a directory that existed (a resume): a temporary name that a
+        // later resume removes if this copy cannot.
+        let child = inline_task(task, dirs, &sub, fsops::temp_name());
+        // A planned tree is always copied: only a leaf may turn out not to be one.
+        if let Some(done) = copy_dir_as(&child, Some(dirs), Some(tree)) {
+            merge_inline(report, done);
+        }
+    }
+}
+
+/// The task of the subdirectory `sub` of `task`'s directory, copied within it (working in
+/// `dirs`), under the name `hidden` while hidden (if it needs to be).
+fn inline_task(task: &DirTask, dirs: &Dirs, sub: &Entry, hidden: PathBuf) -> DirTask {
+    let mut ancestors = task.ancestors.clone();
+    ancestors.push((task.meta.dev, task.meta.ino));
+    DirTask {
+        src: RawPath::new(task.src.path().join(sub.name.path())),
+        dst: RawPath::new(task.dst.path().join(sub.name.path())),
+        meta: sub.meta,
+        ancestors,
+        hidden: RawPath(hidden),
+        parent_made: !dirs.existed,
+        small_trees: false,
+    }
+}
+
+/// Adds what a subdirectory copied within a task did to the task's report.
+fn merge_inline(report: &mut DirReport, mut done: DirReport) {
+    report.counts.add(&done.counts);
+    report.failures.append(&mut done.failures);
+    report.warnings.append(&mut done.warnings);
+    report.stopped = report.stopped.take().or(done.stopped);
 }
 
 /// Whether a subdirectory may be a leaf: no subdirectories of its own, as its link count
@@ -803,6 +908,140 @@ pub fn verify_pair(src: RawPath, copy: RawPath) -> Result<(), Failure> {
         )),
         Err(e) => Err(fail(e)),
     }
+}
+
+/// A subdirectory with subdirectories of its own that is small enough to be copied whole by
+/// the task of its parent (see [`copy_small_leaves`]): one batch of entries and bytes in all,
+/// its directories included, in at most [`TREE_DIRS`] directories, and nothing for the
+/// coordinator. It is listed through before any of it is copied.
+struct SmallTree {
+    /// The source directory, open.
+    src: OwnedFd,
+    /// Its entries that are not directories.
+    entries: Vec<Entry>,
+    /// Its subdirectories.
+    subdirs: Vec<(Entry, SmallTree)>,
+}
+
+/// The most directories a [`SmallTree`] holds (each is open while it is planned).
+const TREE_DIRS: usize = 64;
+
+/// The names in a directory, before any is statted (see [`plan_tree`]).
+struct Names {
+    dir: OwnedFd,
+    /// Names of entries that are not directories (as the listing says).
+    others: Vec<PathBuf>,
+    subdirs: Vec<(PathBuf, Names)>,
+}
+
+/// Plans the subdirectory `sub` of the directory `src` (the source of `task`) as a
+/// [`SmallTree`]: `None` if it is not one, or cannot be read (its own task then reports
+/// why). Its names are gathered first, so that a tree too large is given up before any stat
+/// (its own task lists it again). Not under `-L`, where links to directories are walked too.
+fn plan_tree(src: BorrowedFd<'_>, sub: &Entry, task: &DirTask) -> Option<SmallTree> {
+    if state().options.dereference {
+        return None;
+    }
+    let mut entries = BATCH_ENTRIES;
+    let mut dirs = TREE_DIRS;
+    let names = gather_names(src, sub.name.path(), &mut entries, &mut dirs)?;
+    let mut seen = task.ancestors.clone();
+    seen.push((task.meta.dev, task.meta.ino));
+    seen.push((sub.meta.dev, sub.meta.ino));
+    let mut bytes = BATCH_BYTES;
+    stat_names(names, &mut bytes, &mut seen)
+}
+
+/// Gathers the names below `name` in `dir`, as long as they take no more than `entries`
+/// entries in `dirs` directories.
+fn gather_names(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    entries: &mut usize,
+    dirs: &mut usize,
+) -> Option<Names> {
+    *dirs = dirs.checked_sub(1)?;
+    let fd = fsops::open_dir_at(dir, name, true, false).ok()?;
+    let (mut others, mut subdirs) = (Vec::new(), Vec::new());
+    let mut buf = Vec::with_capacity(32 << 10);
+    let mut raw = rfs::RawDir::new(&fd, buf.spare_capacity_mut());
+    while let Some(item) = raw.next() {
+        let item = item.ok()?;
+        let bytes = item.file_name().to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        *entries = entries.checked_sub(1)?;
+        let name = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
+        let is_dir = match item.file_type() {
+            rfs::FileType::Directory => true,
+            rfs::FileType::Unknown => rfs::statat(&fd, &name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode).is_dir()),
+            _ => false,
+        };
+        if is_dir {
+            subdirs.push(name);
+        } else {
+            others.push(name);
+        }
+    }
+    let subdirs = subdirs
+        .into_iter()
+        .map(|sub| {
+            let names = gather_names(fd.as_fd(), &sub, entries, dirs)?;
+            Some((sub, names))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Names {
+        dir: fd,
+        others,
+        subdirs,
+    })
+}
+
+/// Stats what [`gather_names`] found: `None` if it is not a small tree after all (more than
+/// `bytes` bytes, an entry for the coordinator, a directory met twice, or anything changed
+/// meanwhile). `seen`: the directories above, by device and inode.
+fn stat_names(names: Names, bytes: &mut u64, seen: &mut Vec<(u64, u64)>) -> Option<SmallTree> {
+    let stat = |name: &Path| {
+        rfs::statat(&names.dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| Meta::from_stat(&st))
+    };
+    let mut entries = Vec::with_capacity(names.others.len());
+    for name in names.others {
+        let meta = stat(&name)?;
+        if meta.kind == Kind::Dir || for_coordinator(&meta) {
+            return None;
+        }
+        *bytes = bytes.checked_sub(meta.size)?;
+        entries.push(Entry {
+            name: RawPath(name),
+            meta,
+        });
+    }
+    let mut subdirs = Vec::with_capacity(names.subdirs.len());
+    for (name, below) in names.subdirs {
+        let meta = stat(&name)?;
+        if meta.kind != Kind::Dir || seen.contains(&(meta.dev, meta.ino)) {
+            return None;
+        }
+        seen.push((meta.dev, meta.ino));
+        let tree = stat_names(below, bytes, seen)?;
+        seen.pop();
+        subdirs.push((
+            Entry {
+                name: RawPath(name),
+                meta,
+            },
+            tree,
+        ));
+    }
+    Some(SmallTree {
+        src: names.dir,
+        entries,
+        subdirs,
+    })
 }
 
 /// How much of a directory [`list`] is to read.
