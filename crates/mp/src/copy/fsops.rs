@@ -406,6 +406,7 @@ fn set_owner(
 /// process or the destination's file system may not set.
 fn copy_xattrs_fd(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
     copy_xattrs(
+        || rfs::flistxattr_query(src),
         |buf| rfs::flistxattr(src, buf),
         |name, buf| rfs::fgetxattr(src, name, buf),
         |name, value| rfs::fsetxattr(dst, name, value, rfs::XattrFlags::empty()),
@@ -415,24 +416,20 @@ fn copy_xattrs_fd(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
 /// Copies the extended attributes of `src` (a path, not followed) onto `dst`.
 fn copy_xattrs_path(src: &Path, dst: &Path) {
     copy_xattrs(
+        || rfs::llistxattr_query(src),
         |buf| rfs::llistxattr(src, buf),
         |name, buf| rfs::lgetxattr(src, name, buf),
         |name, value| rfs::lsetxattr(dst, name, value, rfs::XattrFlags::empty()),
     );
 }
 
-/// Reads with `read` into a buffer that grows until the answer fits (ERANGE). The first try
-/// is on the stack: most files have no attributes, and then nothing is allocated.
+/// Reads with `read` into a buffer of `size` bytes, grown while the answer does not fit
+/// (ERANGE).
 fn read_growing(
+    size: usize,
     mut read: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
 ) -> rustix::io::Result<Vec<u8>> {
-    let mut first = [0u8; 256];
-    match read(&mut first[..]) {
-        Ok(n) => return Ok(first[..n].to_vec()),
-        Err(Errno::RANGE) => {}
-        Err(e) => return Err(e),
-    }
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; size.max(1)];
     loop {
         match read(&mut buf[..]) {
             Ok(n) => {
@@ -448,21 +445,28 @@ fn read_growing(
     }
 }
 
-/// The attribute copy itself, over listing, reading and setting functions. Attributes that
-/// cannot be read or set (no permission, not supported there) are skipped, as `cp -a` does.
+/// The attribute copy itself, over sizing, listing, reading and setting functions.
+/// Attributes that cannot be read or set (no permission, not supported there) are skipped,
+/// as `cp -a` does. The list's size is asked first: most files have no attributes, and then
+/// nothing is allocated, not even by the kernel.
 fn copy_xattrs(
-    mut list: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+    list_size: impl FnOnce() -> rustix::io::Result<usize>,
+    list: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
     mut get: impl FnMut(&CStr, &mut [u8]) -> rustix::io::Result<usize>,
     mut set: impl FnMut(&CStr, &[u8]) -> rustix::io::Result<()>,
 ) {
-    let Ok(names) = read_growing(&mut list) else {
+    let size = match list_size() {
+        Ok(0) | Err(_) => return,
+        Ok(n) => n,
+    };
+    let Ok(names) = read_growing(size, list) else {
         return;
     };
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let Ok(name) = CString::new(name) else {
             continue;
         };
-        if let Ok(value) = read_growing(|buf| get(&name, buf)) {
+        if let Ok(value) = read_growing(256, |buf| get(&name, buf)) {
             let _ = set(&name, &value);
         }
     }
