@@ -972,7 +972,7 @@ fn small_trees_are_copied_whole() {
     let s = Scratch::new("trees");
     let src = s.path("src");
     build_directories_with_trees(&src);
-    // Past the limits: 1001 entries; 65 directories; a hard link; more than 8 MiB.
+    // Past the limits: over 1000 entries; over 64 directories; a hard link; over 8 MiB.
     build_bulk_tree(&src.join("p1/tree/d01/many"), 2, 500, 16);
     build_bulk_tree(&src.join("p2/tree/d01/dirs"), 62, 0, 16);
     fs::hard_link(src.join("p3/tree/d00/f000"), src.join("p3/tree/d00/hard")).unwrap();
