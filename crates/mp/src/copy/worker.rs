@@ -437,8 +437,7 @@ fn copy_dir_as(
     let shape = if !trees.is_empty() {
         true
     } else if batches.is_empty() {
-        let trees = task.small_trees && !state().options.dereference;
-        let may_be_small = |d: &Entry| may_be_leaf(&d.meta) || trees;
+        let may_be_small = |d: &Entry| may_be_leaf(&d.meta) || may_copy_trees(task);
         report.subdirs.iter().any(may_be_small)
     } else {
         report.subdirs.is_empty() || batches.len() == 1
@@ -628,7 +627,7 @@ fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
         }
         let planned = if leaf {
             None
-        } else if !task.small_trees {
+        } else if !may_copy_trees(task) {
             handed_back.push(sub);
             continue;
         } else {
@@ -697,6 +696,12 @@ fn merge_inline(report: &mut DirReport, mut done: DirReport) {
     report.failures.append(&mut done.failures);
     report.warnings.append(&mut done.warnings);
     report.stopped = report.stopped.take().or(done.stopped);
+}
+
+/// Whether `task` may copy small trees below its directory (see [`SmallTree`]): when the
+/// coordinator says so, and not under `-L`, where links to directories are walked too.
+fn may_copy_trees(task: &DirTask) -> bool {
+    task.small_trees && !state().options.dereference
 }
 
 /// Whether a subdirectory may be a leaf: no subdirectories of its own, as its link count
@@ -937,11 +942,8 @@ struct Names {
 /// Plans the subdirectory `sub` of the directory `src` (the source of `task`) as a
 /// [`SmallTree`]: `None` if it is not one, or cannot be read (its own task then reports
 /// why). Its names are gathered first, so that a tree too large is given up before any stat
-/// (its own task lists it again). Not under `-L`, where links to directories are walked too.
+/// (its own task lists it again).
 fn plan_tree(src: BorrowedFd<'_>, sub: &Entry, task: &DirTask) -> Option<SmallTree> {
-    if state().options.dereference {
-        return None;
-    }
     let mut entries = BATCH_ENTRIES;
     let mut dirs = TREE_DIRS;
     let names = gather_names(src, sub.name.path(), &mut entries, &mut dirs)?;
@@ -962,18 +964,11 @@ fn gather_names(
 ) -> Option<Names> {
     *dirs = dirs.checked_sub(1)?;
     let fd = fsops::open_dir_at(dir, name, true, false).ok()?;
+    let names = read_names(&fd, *entries).ok()??;
+    *entries -= names.len();
     let (mut others, mut subdirs) = (Vec::new(), Vec::new());
-    let mut buf = Vec::with_capacity(32 << 10);
-    let mut raw = rfs::RawDir::new(&fd, buf.spare_capacity_mut());
-    while let Some(item) = raw.next() {
-        let item = item.ok()?;
-        let bytes = item.file_name().to_bytes();
-        if bytes == b"." || bytes == b".." {
-            continue;
-        }
-        *entries = entries.checked_sub(1)?;
-        let name = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
-        let is_dir = match item.file_type() {
+    for (name, file_type) in names {
+        let is_dir = match file_type {
             rfs::FileType::Directory => true,
             rfs::FileType::Unknown => rfs::statat(&fd, &name, AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode).is_dir()),
@@ -1044,6 +1039,27 @@ fn stat_names(names: Names, bytes: &mut u64, seen: &mut Vec<(u64, u64)>) -> Opti
     })
 }
 
+/// The names in the open directory `dir` (freshly opened, at offset 0: read through it, not
+/// a reopened copy), with their types as the listing gives them; `None` past `most` names.
+fn read_names(dir: &OwnedFd, most: usize) -> io::Result<Option<Vec<(PathBuf, rfs::FileType)>>> {
+    let mut names = Vec::new();
+    let mut buf = Vec::with_capacity(32 << 10);
+    let mut raw = rfs::RawDir::new(dir, buf.spare_capacity_mut());
+    while let Some(item) = raw.next() {
+        let item = item?;
+        let name = item.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if names.len() == most {
+            return Ok(None);
+        }
+        let name = PathBuf::from(std::ffi::OsStr::from_bytes(name));
+        names.push((name, item.file_type()));
+    }
+    Ok(Some(names))
+}
+
 /// How much of a directory [`list`] is to read.
 #[derive(Clone, Copy, PartialEq)]
 enum Listing {
@@ -1066,21 +1082,15 @@ fn list(
     report: &mut DirReport,
 ) -> io::Result<Option<Vec<Entry>>> {
     let small_only = listing == Listing::SmallLeaf;
-    let mut names = Vec::new();
-    let mut buf = Vec::with_capacity(32 << 10);
-    // Read through `src` itself (freshly opened, at offset 0), not a reopened copy of it.
-    let mut raw = rfs::RawDir::new(src, buf.spare_capacity_mut());
-    while let Some(item) = raw.next() {
-        let item = item?;
-        let name = item.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        if small_only && names.len() == BATCH_ENTRIES {
-            return Ok(None);
-        }
-        names.push(PathBuf::from(std::ffi::OsStr::from_bytes(name)));
-    }
+    let most = if small_only {
+        BATCH_ENTRIES
+    } else {
+        usize::MAX
+    };
+    let Some(names) = read_names(src, most)? else {
+        return Ok(None);
+    };
+    let names = names.into_iter().map(|(name, _)| name);
     let follow = state().options.dereference;
     let flags = if follow {
         AtFlags::empty()
