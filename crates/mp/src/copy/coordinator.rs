@@ -398,11 +398,8 @@ impl Coordinator {
     /// (within the last [`LOOK_BACK`] jobs) or the workers have enough. Workers creating
     /// files in one directory at once take turns on its lock, and spin while they wait.
     fn next_job(&mut self) -> Option<Job> {
-        let busy = |job: &Job| match job {
-            Job::Batch(dir, _, task) if task.entries.len() >= MANY_ENTRIES => {
-                self.batches_in_flight.contains_key(dir)
-            }
-            _ => false,
+        let busy = |job: &Job| {
+            create_heavy_batch(job).is_some_and(|dir| self.batches_in_flight.contains_key(&dir))
         };
         let len = self.ready.len();
         let other = (len.saturating_sub(LOOK_BACK)..len)
@@ -416,22 +413,19 @@ impl Coordinator {
     }
 
     fn submit(&mut self, job: Job) {
-        let batch_of = match &job {
-            Job::Batch(dir, _, task) if task.entries.len() >= MANY_ENTRIES => Some(*dir),
-            _ => None,
-        };
+        let batch_of = create_heavy_batch(&job);
         let tx = self.tx.clone();
         let tx2 = self.tx.clone();
         // With little else to do, the workers wait for the subdirectories a task finds: it
         // hands them all back rather than copy small trees among them itself.
-        let busy = self.ready.len() + self.in_flight >= 2 * self.workers;
+        let backlog = self.ready.len() + self.in_flight >= 2 * self.workers;
         let submitted = match job {
             Job::Dir(id, task) => self
                 .pool
                 .apply_async_with(
                     worker::copy_dir,
                     (DirTask {
-                        small_trees: busy,
+                        small_trees: backlog,
                         ..task
                     },),
                     move |r| drop(tx.send(Done::Dir(id, Ok(r)))),
@@ -1014,6 +1008,15 @@ impl Coordinator {
         if let Some(parent) = node.parent {
             self.one_done(parent);
         }
+    }
+}
+
+/// The directory of `job` if it is a batch of [`MANY_ENTRIES`] entries or more (see
+/// [`Coordinator::next_job`]).
+fn create_heavy_batch(job: &Job) -> Option<u64> {
+    match job {
+        Job::Batch(dir, _, task) if task.entries.len() >= MANY_ENTRIES => Some(*dir),
+        _ => None,
     }
 }
 
