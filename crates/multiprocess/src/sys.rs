@@ -219,6 +219,29 @@ pub fn stdin_from_dev_null() {
     }
 }
 
+/// Makes room in this process's descriptor table for `fds` descriptors (fewer if its limit
+/// is lower), by opening one that high and closing it: the table never shrinks. Call it
+/// while the process has one thread: with more, each growth of the table waits for an RCU
+/// grace period (14–27 ms measured here), with the process doing nothing.
+pub fn reserve_fd_table(fds: usize) {
+    // SAFETY: rlim is a valid out struct for getrlimit.
+    let soft = unsafe {
+        let mut rlim: libc::rlimit = std::mem::zeroed();
+        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) == 0).then_some(rlim.rlim_cur)
+    };
+    let room = soft.map_or(fds, |n| fds.min(usize::try_from(n).unwrap_or(usize::MAX)));
+    let Some(highest) = room.checked_sub(1).and_then(|n| RawFd::try_from(n).ok()) else {
+        return;
+    };
+    // SAFETY: F_DUPFD_CLOEXEC only adds a descriptor, which is closed at once (ours alone).
+    unsafe {
+        let fd = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, highest);
+        if fd >= 0 {
+            libc::close(fd);
+        }
+    }
+}
+
 /// Whether `fd` is an open descriptor of this process.
 pub fn is_open_fd(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table.

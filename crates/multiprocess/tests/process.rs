@@ -444,6 +444,38 @@ fn exiting_parent(conn: Connection, gate: Connection, method: StartMethod) {
     // Return without joining: the exit clean-up must handle both children.
 }
 
+/// Sends the size of this process's descriptor table and its limit on open descriptors.
+fn report_fd_room(conn: Connection) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let size: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("FDSize in /proc/self/status");
+    // SAFETY: rlim is a valid out struct for getrlimit.
+    let limit = unsafe {
+        let mut rlim: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim), 0);
+        rlim.rlim_cur
+    };
+    conn.send(&(size, limit)).unwrap();
+}
+
+/// A daemonic child has room for 1000 descriptors from its start (fewer if its limit is
+/// lower): its table is shared with the thread that watches for the parent's death, and
+/// then each growth of it would stall the child for an RCU grace period.
+fn daemon_has_room_for_descriptors(method: StartMethod) {
+    let (mine, theirs) = pipe().unwrap();
+    let d = Process::new(report_fd_room, (theirs,))
+        .daemon(true)
+        .start_method(method)
+        .start()
+        .unwrap();
+    let (size, limit) = recv::<(u64, u64)>(&mine);
+    assert!(size >= limit.min(1000), "table of {size}, limit {limit}");
+    assert_eq!(join(&d), 0);
+}
+
 /// A17: when a process returns, its daemonic child is terminated and its other child joined.
 fn a17_exit_joins_and_terminates(method: StartMethod) {
     let (mine, theirs) = pipe().unwrap();
@@ -600,6 +632,7 @@ per_method!(
     a13_recursion,
     a14_parent_death_seen,
     a16_subclassing,
+    daemon_has_room_for_descriptors,
     a17_exit_joins_and_terminates,
     spawn_results,
     bad_values,

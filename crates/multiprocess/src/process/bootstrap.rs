@@ -170,6 +170,9 @@ pub(crate) fn capture_panics() {
     });
 }
 
+/// The descriptors a daemonic child has room for from its start (a table of 1024 takes 8 KiB).
+const CHILD_FD_ROOM: usize = 1000;
+
 /// Starts a thread that kills this process as soon as the parent exits, so that a daemonic
 /// child never outlives its parent, even when the parent dies by SIGKILL.
 fn watch_parent_death(parent_pidfd: Arc<OwnedFd>) {
@@ -200,6 +203,9 @@ pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
     // As Python does: a child does not compete with its parent for the terminal's input.
     sys::stdin_from_dev_null();
     if daemon {
+        // Before the watch thread starts: with it, a table that must grow later stalls the
+        // child (see `reserve_fd_table`).
+        sys::reserve_fd_table(CHILD_FD_ROOM);
         if let Some(parent) = current::parent_process() {
             watch_parent_death(parent.pidfd());
         }
