@@ -986,6 +986,34 @@ fn small_trees_are_copied_whole() {
     assert_hard_link_kept(&s.path("dst/p3/tree/d00"));
 }
 
+/// Where a process may hold few descriptors (64), a copy still completes: a listing then
+/// opens fewer of its files ahead of their copy. Trees and leaves of up to 120 files,
+/// copied by the tasks of their parents, would hold more than that.
+#[test]
+fn a_low_descriptor_limit_still_copies_everything() {
+    let s = Scratch::new("few-fds");
+    let src = s.path("src");
+    build_directories_with_trees(&src);
+    build_bulk_tree(&src.join("p0/tree/d01/more"), 2, 50, 100);
+    build_bulk_tree(&src.join("p1/leaves"), 4, 120, 100);
+    let mut cmd = mp_command(&[&"copy", &"-j", &"2", &src, &s.path("dst")]);
+    // SAFETY: the closure only calls setrlimit, which is async-signal-safe, in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    run(cmd).expect_clean_success();
+    assert_same_tree(&src, &s.path("dst"));
+}
+
 /// A new directory whose task copies a small tree below it appears with the tree complete:
 /// watched all through the copy, no directory shows under its final name before every file
 /// below it is whole.

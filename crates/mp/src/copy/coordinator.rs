@@ -672,7 +672,7 @@ impl Coordinator {
             };
             self.ready.push(Job::Batch(id, None, task));
         }
-        for Entry { name, meta } in deferred {
+        for Entry { name, meta, .. } in deferred {
             self.place(
                 id,
                 src.join(name.path()),
@@ -715,7 +715,7 @@ impl Coordinator {
                 self.ready.push(Job::Leaves(id, task));
             }
         }
-        for Entry { name, meta } in subdirs.into_iter().rev() {
+        for Entry { name, meta, .. } in subdirs.into_iter().rev() {
             self.add_dir(id, src.join(name.path()), dst.join(name.path()), meta);
         }
     }
@@ -798,10 +798,7 @@ impl Coordinator {
         let task = BatchTask {
             src_dir: RawPath::new(parent(&src)),
             dst_dir: RawPath::new(parent(&dst)),
-            entries: vec![Entry {
-                name: RawPath::new(&src_name),
-                meta,
-            }],
+            entries: vec![Entry::new(RawPath::new(&src_name), meta)],
             rename: (src_name != dst_name).then(|| RawPath::new(dst_name)),
             existed: top || self.dirs[&dir].existed,
             hidden: !top && self.dirs[&dir].is_hidden,

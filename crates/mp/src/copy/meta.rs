@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -152,10 +153,25 @@ impl Meta {
 }
 
 /// One entry of a directory: its name and snapshot.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Entry {
     pub name: RawPath,
     pub meta: Meta,
+    /// The file itself, opened by the listing that took the snapshot (through it), for the
+    /// copy to read: kept by the process that listed it, never sent.
+    #[serde(skip)]
+    pub source: Option<OwnedFd>,
+}
+
+impl Entry {
+    /// An entry whose file is not open.
+    pub fn new(name: RawPath, meta: Meta) -> Entry {
+        Entry {
+            name,
+            meta,
+            source: None,
+        }
+    }
 }
 
 /// A file that could not be copied, and why.

@@ -42,6 +42,8 @@ struct WorkerState {
     options: Options,
     /// Whether large files go back to the coordinator to be split.
     split_large: bool,
+    /// The most files a listing opens as it looks at them (see [`look`]).
+    open_as_listed: usize,
 }
 
 static STATE: OnceLock<WorkerState> = OnceLock::new();
@@ -55,11 +57,18 @@ pub fn setup(progress: Option<Queue<Tick>>, stop: Event, options: Options, split
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
     rustix::process::umask(Mode::empty());
+    // A quarter of the descriptors this process may hold at most, for the files a listing
+    // keeps open: the rest is for the directories, the copies and the pool.
+    let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let open_as_listed = fd_limit
+        .map_or(OPEN_AS_LISTED, |n| (n / 4) as usize)
+        .min(OPEN_AS_LISTED);
     let _ = STATE.set(WorkerState {
         progress,
         stop,
         options,
         split_large,
+        open_as_listed,
     });
 }
 
@@ -201,7 +210,7 @@ pub struct DirReport {
 /// Subdirectories of one directory that may be small leaves, for one task to try together
 /// (see [`copy_leaves`]): a tree of many small directories takes a task per bundle of them,
 /// not per directory.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LeavesTask {
     /// Their directory, as its own task was given it; `parent.hidden` is this bundle's own
     /// temporary name (each leaf is hidden under it plus `.N` while it is written).
@@ -212,7 +221,7 @@ pub struct LeavesTask {
 }
 
 /// Where a batch's entries come from and go to.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BatchTask {
     pub src_dir: RawPath,
     pub dst_dir: RawPath,
@@ -487,7 +496,11 @@ fn copy_dir_as(
     }
     if batches.len() > 1 || (!report.subdirs.is_empty() && !hide) {
         // More work than this task should do alone: hand it all back at once, so that the
-        // walk goes on below and every worker copies this directory's files.
+        // walk goes on below and every worker copies this directory's files (each opens
+        // them again: this task closes them now).
+        for entry in batches.iter_mut().flatten() {
+            entry.source = None;
+        }
         report.spill = batches;
         if !hide {
             copy_small_leaves(task, &dirs, &mut report);
@@ -496,7 +509,7 @@ fn copy_dir_as(
     }
     let here = batches.pop().unwrap_or_default();
     let mut batch = BatchReport::default();
-    copy_entries(&dirs, &here, None, &mut batch, &mut Reporter::new());
+    copy_entries(&dirs, here, None, &mut batch, &mut Reporter::new());
     report.counts.add(&batch.counts);
     report.failures.append(&mut batch.failures);
     report.warnings.append(&mut batch.warnings);
@@ -843,7 +856,7 @@ pub fn copy_batch(task: BatchTask) -> BatchReport {
     let mut reporter = Reporter::new();
     copy_entries(
         &dirs,
-        &task.entries,
+        task.entries,
         task.rename.as_ref(),
         &mut report,
         &mut reporter,
@@ -934,8 +947,8 @@ const TREE_DIRS: usize = 64;
 /// The names in a directory, before any is statted (see [`plan_tree`]).
 struct Names {
     dir: OwnedFd,
-    /// Names of entries that are not directories (as the listing says).
-    others: Vec<PathBuf>,
+    /// Names of entries that are not directories, with their types (as the listing says).
+    others: Vec<(PathBuf, rfs::FileType)>,
     subdirs: Vec<(PathBuf, Names)>,
 }
 
@@ -951,7 +964,8 @@ fn plan_tree(src: BorrowedFd<'_>, sub: &Entry, task: &DirTask) -> Option<SmallTr
     seen.push((task.meta.dev, task.meta.ino));
     seen.push((sub.meta.dev, sub.meta.ino));
     let mut bytes = BATCH_BYTES;
-    stat_names(names, &mut bytes, &mut seen)
+    let open = BATCH_ENTRIES - entries <= state().open_as_listed;
+    stat_names(names, &mut bytes, &mut seen, open)
 }
 
 /// Gathers the names below `name` in `dir`, as long as they take no more than `entries`
@@ -977,7 +991,7 @@ fn gather_names(
         if is_dir {
             subdirs.push(name);
         } else {
-            others.push(name);
+            others.push((name, file_type));
         }
     }
     let subdirs = subdirs
@@ -996,16 +1010,18 @@ fn gather_names(
 
 /// Stats what [`gather_names`] found: `None` if it is not a small tree after all (more than
 /// `bytes` bytes, an entry for the coordinator, a directory met twice, or anything changed
-/// meanwhile). `seen`: the directories above, by device and inode.
-fn stat_names(names: Names, bytes: &mut u64, seen: &mut Vec<(u64, u64)>) -> Option<SmallTree> {
-    let stat = |name: &Path| {
-        rfs::statat(&names.dir, name, AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .map(|st| Meta::from_stat(&st))
-    };
+/// meanwhile). `seen`: the directories above, by device and inode. `open`: its files are
+/// opened as they are looked at (see [`look`]).
+fn stat_names(
+    names: Names,
+    bytes: &mut u64,
+    seen: &mut Vec<(u64, u64)>,
+    open: bool,
+) -> Option<SmallTree> {
+    let dir = names.dir.as_fd();
     let mut entries = Vec::with_capacity(names.others.len());
-    for name in names.others {
-        let meta = stat(&name)?;
+    for (name, file_type) in names.others {
+        let (meta, source) = look(dir, &name, file_type, open, false).ok()?;
         if meta.kind == Kind::Dir || for_coordinator(&meta) {
             return None;
         }
@@ -1013,24 +1029,19 @@ fn stat_names(names: Names, bytes: &mut u64, seen: &mut Vec<(u64, u64)>) -> Opti
         entries.push(Entry {
             name: RawPath(name),
             meta,
+            source,
         });
     }
     let mut subdirs = Vec::with_capacity(names.subdirs.len());
     for (name, below) in names.subdirs {
-        let meta = stat(&name)?;
+        let (meta, _) = look(dir, &name, rfs::FileType::Directory, false, false).ok()?;
         if meta.kind != Kind::Dir || seen.contains(&(meta.dev, meta.ino)) {
             return None;
         }
         seen.push((meta.dev, meta.ino));
-        let tree = stat_names(below, bytes, seen)?;
+        let tree = stat_names(below, bytes, seen, open)?;
         seen.pop();
-        subdirs.push((
-            Entry {
-                name: RawPath(name),
-                meta,
-            },
-            tree,
-        ));
+        subdirs.push((Entry::new(RawPath(name), meta), tree));
     }
     Some(SmallTree {
         src: names.dir,
@@ -1090,22 +1101,13 @@ fn list(
     let Some(names) = read_names(src, most)? else {
         return Ok(None);
     };
-    let names = names.into_iter().map(|(name, _)| name);
+    let open = names.len() <= state().open_as_listed;
     let follow = state().options.dereference;
-    let flags = if follow {
-        AtFlags::empty()
-    } else {
-        AtFlags::SYMLINK_NOFOLLOW
-    };
     let mut entries = Vec::with_capacity(names.len());
     let mut bytes = 0;
-    for name in names {
-        let stat = match rfs::statat(src, &name, flags).or_else(|e| match e {
-            // A dangling link under -L is copied as the link it is.
-            Errno::NOENT if follow => rfs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW),
-            e => Err(e),
-        }) {
-            Ok(st) => st,
+    for (name, file_type) in names {
+        let (meta, source) = match look(src.as_fd(), &name, file_type, open, follow) {
+            Ok(found) => found,
             Err(e) => {
                 report
                     .failures
@@ -1113,7 +1115,6 @@ fn list(
                 continue;
             }
         };
-        let meta = Meta::from_stat(&stat);
         if small_only {
             bytes += meta.size;
             // Two entries or more over BATCH_BYTES never fit in one batch.
@@ -1135,9 +1136,52 @@ fn list(
         entries.push(Entry {
             name: RawPath(name),
             meta,
+            source,
         });
     }
     Ok(Some(entries))
+}
+
+/// Listings of at most this many names (in a directory, or in a small tree) open their
+/// regular files as they look at them, for the copy to read (see [`look`]). A larger
+/// directory's files are mostly copied by other tasks; and this bounds the descriptors a
+/// task holds (less where the process may hold fewer than four times this many). The pool's
+/// workers, daemonic processes, have room for 1000 descriptors from their start: holding
+/// these never makes their table grow, which would stall them.
+const OPEN_AS_LISTED: usize = 512;
+
+/// Looks at `name` in `dir` (a `file_type`, as the listing says) for its snapshot. A regular
+/// file is opened first when `open`, and its snapshot taken through the descriptor, which
+/// the copy then reads: the name is looked up once, not twice (a stat by name, then an
+/// open). Not if it is for the coordinator. Anything else, or a file that cannot be opened
+/// (the copy then says why), is statted by name: followed under `follow`, where a dangling
+/// link is taken as the link it is.
+fn look(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    file_type: rfs::FileType,
+    open: bool,
+    follow: bool,
+) -> rustix::io::Result<(Meta, Option<OwnedFd>)> {
+    if open && file_type == rfs::FileType::RegularFile {
+        let opened = fsops::open_source(dir, name, false)
+            .and_then(|fd| rfs::fstat(&fd).map(|st| (Meta::from_stat(&st), fd)));
+        match opened {
+            Ok((meta, _)) if for_coordinator(&meta) => return Ok((meta, None)),
+            Ok((meta, fd)) => return Ok((meta, Some(fd))),
+            Err(_) => {}
+        }
+    }
+    let flags = if follow {
+        AtFlags::empty()
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    let stat = rfs::statat(dir, name, flags).or_else(|e| match e {
+        Errno::NOENT if follow => rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
+        e => Err(e),
+    })?;
+    Ok((Meta::from_stat(&stat), None))
 }
 
 /// Whether an entry that is not a directory goes back to the coordinator rather than being
@@ -1148,10 +1192,11 @@ fn for_coordinator(meta: &Meta) -> bool {
         || (meta.kind == Kind::File && state().split_large && meta.size >= LARGE_FILE)
 }
 
-/// Copies entries of one directory, stopping at a stop request or a full disk.
+/// Copies entries of one directory, stopping at a stop request or a full disk. Each entry
+/// goes (its file closed, if the listing opened it) once copied.
 fn copy_entries(
     dirs: &Dirs,
-    entries: &[Entry],
+    entries: Vec<Entry>,
     rename: Option<&RawPath>,
     report: &mut BatchReport,
     reporter: &mut Reporter,
@@ -1163,7 +1208,7 @@ fn copy_entries(
             return;
         }
         let dst_name = rename.unwrap_or(&entry.name).path();
-        match copy_entry(dirs, entry, dst_name, &mut report.counts, reporter, &stop) {
+        match copy_entry(dirs, &entry, dst_name, &mut report.counts, reporter, &stop) {
             Ok(None) => {}
             Ok(Some(warning)) => report.warnings.push(warning),
             Err(e) if e.kind() == io::ErrorKind::Interrupted && stop() => {
@@ -1319,8 +1364,15 @@ fn copy_file(
     stop: &dyn Fn() -> bool,
 ) -> io::Result<u64> {
     let options = &state().options;
-    // Under -L the entry may be a link to a file.
-    let src = fsops::open_source(dirs.src.as_fd(), entry.name.path(), options.dereference)?;
+    let opened;
+    let src = match &entry.source {
+        Some(fd) => fd.as_fd(),
+        None => {
+            // Under -L the entry may be a link to a file.
+            opened = fsops::open_source(dirs.src.as_fd(), entry.name.path(), options.dereference)?;
+            opened.as_fd()
+        }
+    };
     let staged = if dirs.direct {
         Staged::create_in_hidden(dirs.dst.as_fd(), dst_name, entry.meta.mode, options.verify)?
     } else {
