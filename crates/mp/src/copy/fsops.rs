@@ -520,19 +520,19 @@ pub fn apply_node_meta(
 /// A file being written where nobody sees it yet: an anonymous `O_TMPFILE` inode, a hidden
 /// temporary name (where the file system has no `O_TMPFILE`), or its own name inside a
 /// directory that is itself still hidden. [`Staged::discard`] removes a name it made.
-pub struct Staged {
+pub struct Staged<'n> {
     pub fd: OwnedFd,
-    name: StagedName,
+    name: StagedName<'n>,
 }
 
 /// Where a [`Staged`] file is.
-enum StagedName {
+enum StagedName<'n> {
     /// Nowhere yet: an `O_TMPFILE` inode.
     Anonymous,
     /// Under a temporary name, renamed into place.
     Temporary(PathBuf),
     /// Under its own name in a hidden directory: in place already.
-    Final(PathBuf),
+    Final(&'n Path),
 }
 
 /// Counts temporary names made by this process.
@@ -620,9 +620,9 @@ pub fn rename_no_replace_at(dir: BorrowedFd<'_>, from: &Path, to: &Path) -> io::
     }
 }
 
-impl Staged {
+impl<'n> Staged<'n> {
     /// Creates an empty file in `dir` with `mode`, readable back when `readable`.
-    pub fn create(dir: BorrowedFd<'_>, mode: u32, readable: bool) -> io::Result<Staged> {
+    pub fn create(dir: BorrowedFd<'_>, mode: u32, readable: bool) -> io::Result<Staged<'n>> {
         let access = access(readable);
         let mode = Mode::from_raw_mode(mode & 0o777);
         if !NO_TMPFILE.load(Ordering::Relaxed) {
@@ -650,15 +650,15 @@ impl Staged {
     /// Creates the empty file `name` in `dir`, a hidden directory that nobody sees yet.
     pub fn create_in_hidden(
         dir: BorrowedFd<'_>,
-        name: &Path,
+        name: &'n Path,
         mode: u32,
         readable: bool,
-    ) -> io::Result<Staged> {
+    ) -> io::Result<Staged<'n>> {
         let mode = Mode::from_raw_mode(mode & 0o777);
         let fd = create_new(dir, name, access(readable), mode)?;
         Ok(Staged {
             fd,
-            name: StagedName::Final(name.to_path_buf()),
+            name: StagedName::Final(name),
         })
     }
 
@@ -680,9 +680,12 @@ impl Staged {
 
     /// Throws the unfinished file away.
     pub fn discard(self, dir: BorrowedFd<'_>) {
-        if let StagedName::Temporary(name) | StagedName::Final(name) = &self.name {
-            let _ = rfs::unlinkat(dir, name, AtFlags::empty());
-        }
+        let name = match &self.name {
+            StagedName::Temporary(name) => name.as_path(),
+            StagedName::Final(name) => name,
+            StagedName::Anonymous => return,
+        };
+        let _ = rfs::unlinkat(dir, name, AtFlags::empty());
     }
 }
 

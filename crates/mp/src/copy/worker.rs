@@ -1054,8 +1054,8 @@ fn stat_names(
 /// a reopened copy), with their types as the listing gives them; `None` past `most` names.
 fn read_names(dir: &OwnedFd, most: usize) -> io::Result<Option<Vec<(PathBuf, rfs::FileType)>>> {
     let mut names = Vec::new();
-    let mut buf = Vec::with_capacity(32 << 10);
-    let mut raw = rfs::RawDir::new(dir, buf.spare_capacity_mut());
+    let mut buf = [std::mem::MaybeUninit::uninit(); 32 << 10];
+    let mut raw = rfs::RawDir::new(dir, &mut buf);
     while let Some(item) = raw.next() {
         let item = item?;
         let name = item.file_name().to_bytes();
