@@ -1038,7 +1038,8 @@ fn remove_inline_leaves(dst: &Path, hidden: &Path) {
 }
 
 /// Removes every regular file in the hidden directory `hidden` that is not a finished copy
-/// of its namesake in `src`: same size and modification time (a copy gets its times last),
+/// of its namesake in `src`: same size and modification time (a copy gets its times last;
+/// compared as `--update` compares them, allowing for destinations that keep whole seconds),
 /// and every temporary file. Directories inside (small leaves a lost task was copying into
 /// it) are looked through the same way.
 fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
@@ -1065,7 +1066,7 @@ fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
         };
         let finished = source.is_ok_and(|st| {
             let st = Meta::from_stat(&st);
-            st.kind == Kind::File && st.size == copy.size && st.mtime == copy.mtime
+            st.kind == Kind::File && worker::file_up_to_date(&copy, &st)
         });
         if !finished {
             let _ = std::fs::remove_file(&path);
