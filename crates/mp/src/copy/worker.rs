@@ -1150,12 +1150,12 @@ fn list(
 /// these never makes their table grow, which would stall them.
 const OPEN_AS_LISTED: usize = 512;
 
-/// Looks at `name` in `dir` (a `file_type`, as the listing says) for its snapshot. A regular
-/// file is opened first when `open`, and its snapshot taken through the descriptor, which
-/// the copy then reads: the name is looked up once, not twice (a stat by name, then an
-/// open). Not if it is for the coordinator. Anything else, or a file that cannot be opened
-/// (the copy then says why), is statted by name: followed under `follow`, where a dangling
-/// link is taken as the link it is.
+/// Looks at `name` in `dir` (a `file_type`, as the listing says) for its snapshot. When
+/// `open`, a regular file is opened and its snapshot taken through the descriptor, which is
+/// returned for the copy to read (unless the entry goes to the coordinator): its name is
+/// looked up once, not twice (a stat by name, then an open). Anything else, or a file that
+/// cannot be opened (its copy then says why), is statted by name: followed under `follow`,
+/// where a dangling link is taken as the link it is.
 fn look(
     dir: BorrowedFd<'_>,
     name: &Path,
