@@ -644,7 +644,7 @@ fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
             handed_back.push(sub);
             continue;
         } else {
-            match plan_tree(dirs.src.as_fd(), &sub, task) {
+            match plan_tree(dirs.src.as_fd(), &sub, task, !dirs.existed) {
                 Some(tree) => Some(tree),
                 None => {
                     handed_back.push(sub);
@@ -955,8 +955,8 @@ struct Names {
 /// Plans the subdirectory `sub` of the directory `src` (the source of `task`) as a
 /// [`SmallTree`]: `None` if it is not one, or cannot be read (its own task then reports
 /// why). Its names are gathered first, so that a tree too large is given up before any stat
-/// (its own task lists it again).
-fn plan_tree(src: BorrowedFd<'_>, sub: &Entry, task: &DirTask) -> Option<SmallTree> {
+/// (its own task lists it again). `new`: `task`'s destination was made by this copy.
+fn plan_tree(src: BorrowedFd<'_>, sub: &Entry, task: &DirTask, new: bool) -> Option<SmallTree> {
     let mut entries = BATCH_ENTRIES;
     let mut dirs = TREE_DIRS;
     let names = gather_names(src, sub.name.path(), &mut entries, &mut dirs)?;
@@ -964,7 +964,7 @@ fn plan_tree(src: BorrowedFd<'_>, sub: &Entry, task: &DirTask) -> Option<SmallTr
     seen.push((task.meta.dev, task.meta.ino));
     seen.push((sub.meta.dev, sub.meta.ino));
     let mut bytes = BATCH_BYTES;
-    let open = BATCH_ENTRIES - entries <= state().open_as_listed;
+    let open = open_as_listed(BATCH_ENTRIES - entries, new);
     stat_names(names, &mut bytes, &mut seen, open)
 }
 
@@ -1101,7 +1101,7 @@ fn list(
     let Some(names) = read_names(src, most)? else {
         return Ok(None);
     };
-    let open = names.len() <= state().open_as_listed;
+    let open = open_as_listed(names.len(), task.parent_made);
     let follow = state().options.dereference;
     let mut entries = Vec::with_capacity(names.len());
     let mut bytes = 0;
@@ -1149,6 +1149,13 @@ fn list(
 /// workers, daemonic processes, have room for 1000 descriptors from their start: holding
 /// these never makes their table grow, which would stall them.
 const OPEN_AS_LISTED: usize = 512;
+
+/// Whether a listing of `count` names (a directory's, or a small tree's) opens its files as
+/// it looks at them (see [`look`]): not past [`OPEN_AS_LISTED`], nor where the copies may
+/// exist already and `--update` skip them (`new`: nothing can be there yet).
+fn open_as_listed(count: usize, new: bool) -> bool {
+    count <= state().open_as_listed && (new || !state().options.update)
+}
 
 /// Looks at `name` in `dir` (a `file_type`, as the listing says) for its snapshot. When
 /// `open`, a regular file is opened and its snapshot taken through the descriptor, which is
