@@ -495,8 +495,8 @@ fn an_existing_link_in_dest_is_not_written_through() {
 }
 
 /// `-L` follows links: the copy holds regular files and directories where the source had
-/// links, with the metadata of what they point to, as `cp -aL --no-preserve=links` makes it
-/// (plain `cp -aL` would also hard-link the names that reach one inode through links).
+/// links, with the metadata of what they point to; and names that reach one file (the file
+/// and links to it) are hard links of one another, as `cp -aL` makes them.
 #[test]
 fn dereference_copies_what_links_point_to() {
     let s = Scratch::new("deref");
@@ -512,12 +512,63 @@ fn dereference_copies_what_links_point_to() {
     assert_eq!(fs::read(dst.join("link")).unwrap(), b"target\n");
     assert!(fs::symlink_metadata(dst.join("dirlink")).unwrap().is_dir());
     let reference = s.path("reference");
-    cp_a(&["-L", "--no-preserve=links"], &src, &reference);
+    cp_a(&["-L"], &src, &reference);
     assert_same_tree(&reference, &dst);
 
     // A link given as the source is followed too.
     mp(&[&"copy", &"-L", &src.join("link"), &s.path("followed")]).expect_clean_success();
     assert!(fs::symlink_metadata(s.path("followed")).unwrap().is_file());
+}
+
+/// Under `-L`, one file reached by several names becomes one inode in the copy wherever the
+/// names are: a file and a link to it in another directory, two links to a file outside the
+/// tree, a link in a read-only directory, a large file (copied in spans). The directories
+/// that gain those links keep their modes and times; the summary counts the links as hard
+/// links; and a resume with `--update` leaves the same tree.
+#[test]
+fn dereference_links_names_of_one_file() {
+    let s = Scratch::new("deref-links");
+    let src = s.path("src");
+    let outside = s.path("outside");
+    write(&outside, b"outside\n");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::create_dir_all(src.join("b")).unwrap();
+    fs::create_dir_all(src.join("ro")).unwrap();
+    write(&src.join("a/file"), &pattern(1, 3000));
+    std::os::unix::fs::symlink("../a/file", src.join("b/to-file")).unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("a/out1")).unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("b/out2")).unwrap();
+    std::os::unix::fs::symlink("../a/file", src.join("ro/to-file")).unwrap();
+    // Sparse: large enough to be copied in spans, little to write.
+    write_sparse(
+        &src.join("a/large"),
+        300 << 20,
+        &[(1 << 20, pattern(2, 4096))],
+    );
+    std::os::unix::fs::symlink("../a/large", src.join("b/to-large")).unwrap();
+    chmod(&src.join("ro"), 0o555);
+    for dir in ["a", "b", "ro", ""] {
+        set_times(&src.join(dir), (1_000_000_000, 5), (1_100_000_000, 7));
+    }
+    let reference = s.path("reference");
+    cp_a(&["-L"], &src, &reference);
+    let dst = s.path("dst");
+    let out = mp(&[&"copy", &"-L", &"-j", &"3", &"--json", &src, &dst]);
+    out.expect_clean_success();
+    assert_same_tree(&reference, &dst);
+    let ino = |p: &str| fs::metadata(dst.join(p)).unwrap().ino();
+    assert_eq!(ino("a/file"), ino("b/to-file"));
+    assert_eq!(ino("a/file"), ino("ro/to-file"));
+    assert_eq!(ino("a/out1"), ino("b/out2"));
+    assert_eq!(ino("a/large"), ino("b/to-large"));
+    let summary = out.json();
+    assert_eq!(summary["files"], 3, "{summary}");
+    assert_eq!(summary["hard_links"], 4, "{summary}");
+
+    let again = mp(&[&"copy", &"-L", &"-T", &"--update", &"--json", &src, &dst]);
+    again.expect_clean_success();
+    assert_same_tree(&reference, &dst);
+    assert_eq!(again.json()["files"], 0, "{}", again.json());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ use super::fsops::{self, Options};
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 use super::progress::Live;
 use super::worker::{
-    self, BatchReport, BatchTask, Counts, DirReport, DirTask, LeavesTask, SpanTask, Stop, Tick,
-    LARGE_FILE,
+    self, BatchReport, BatchTask, Counts, DirReport, DirTask, LeavesTask, Reached, SpanTask, Stop,
+    Tick, LARGE_FILE,
 };
 
 /// How many subdirectories that may be small leaves one task is given to try (see
@@ -93,7 +93,13 @@ enum Done {
     Dir(u64, multiprocess::Result<DirReport>),
     /// The directory, and the bundle's hidden name.
     Leaves(u64, PathBuf, multiprocess::Result<DirReport>),
-    Batch(u64, Option<(u64, u64)>, multiprocess::Result<BatchReport>),
+    /// The directory, the group, and where the batch's directory ends up (under `-L`).
+    Batch(
+        u64,
+        Option<(u64, u64)>,
+        PathBuf,
+        multiprocess::Result<BatchReport>,
+    ),
     Span(u64, multiprocess::Result<Result<u64, Failure>>),
     Verify(u64, multiprocess::Result<Result<(), Failure>>),
 }
@@ -181,6 +187,9 @@ pub struct Coordinator {
     outcome: Outcome,
     /// Directories already rid of a killed copy's leftovers (`--update`).
     cleaned: HashSet<PathBuf>,
+    /// Under `-L`: every file of one link copied (or up to date), at its final path (see
+    /// [`Reached`]). One entry per file, as `cp -L` keeps.
+    reached: Vec<Reached>,
 }
 
 /// The top-level node's id: top-level entries belong to it.
@@ -237,6 +246,7 @@ impl Coordinator {
             stopping: false,
             outcome: Outcome::default(),
             cleaned: HashSet::new(),
+            reached: Vec::new(),
         })
     }
 
@@ -353,6 +363,9 @@ impl Coordinator {
         for (_, file) in self.large.drain() {
             let _ = std::fs::remove_file(&file.temp);
         }
+        if !self.stopping && self.options.dereference {
+            self.link_reached();
+        }
         // Stopped early: what the hidden directories hold is kept for a resume, without
         // anything a worker may have been cut short in.
         // (A task still running when the workers were killed may have made one unreported.)
@@ -444,15 +457,22 @@ impl Coordinator {
                     )
                     .map(drop)
             }
-            Job::Batch(dir, group, task) => self
-                .pool
-                .apply_async_with(
-                    worker::copy_batch,
-                    (task,),
-                    move |r| drop(tx.send(Done::Batch(dir, group, Ok(r)))),
-                    move |e| drop(tx2.send(Done::Batch(dir, group, Err(e)))),
-                )
-                .map(drop),
+            Job::Batch(dir, group, task) => {
+                let base = match dir {
+                    _ if !self.options.dereference => PathBuf::new(),
+                    TOP => task.dst_dir.path().to_path_buf(),
+                    _ => self.dirs[&dir].dst.clone(),
+                };
+                let base2 = base.clone();
+                self.pool
+                    .apply_async_with(
+                        worker::copy_batch,
+                        (task,),
+                        move |r| drop(tx.send(Done::Batch(dir, group, base, Ok(r)))),
+                        move |e| drop(tx2.send(Done::Batch(dir, group, base2, Err(e)))),
+                    )
+                    .map(drop)
+            }
             Job::Span(file, task) => self
                 .pool
                 .apply_async_with(
@@ -492,8 +512,14 @@ impl Coordinator {
 
     fn handle(&mut self, done: Done, live: &Live) {
         match done {
-            Done::Dir(id, Ok(report)) => self.dir_listed(id, report),
+            Done::Dir(id, Ok(mut report)) => {
+                let base = self.dirs[&id].dst.clone();
+                self.note_reached(&base, std::mem::take(&mut report.reached));
+                self.dir_listed(id, report);
+            }
             Done::Leaves(id, _, Ok(report)) => {
+                let base = self.dirs[&id].dst.clone();
+                self.note_reached(&base, report.reached);
                 self.absorb(
                     report.counts,
                     report.failures,
@@ -525,7 +551,7 @@ impl Coordinator {
                 self.task_lost(&src, e);
                 self.one_done(id);
             }
-            Done::Batch(dir, group, report) => {
+            Done::Batch(dir, group, base, report) => {
                 if let Some(n) = self.batches_in_flight.get_mut(&dir) {
                     *n -= 1;
                     if *n == 0 {
@@ -537,6 +563,7 @@ impl Coordinator {
                         let ok = report.failures.is_empty()
                             && report.warnings.is_empty()
                             && report.stopped.is_none();
+                        self.note_reached(&base, report.reached);
                         self.absorb(
                             report.counts,
                             report.failures,
@@ -615,6 +642,85 @@ impl Coordinator {
     fn task_lost(&mut self, src: &Path, e: Error) {
         if !matches!(e, Error::InvalidState(_)) || !self.stopping {
             self.outcome.failures.push(Failure::new(src, e));
+        }
+    }
+
+    /// Keeps what a task under `-L` reached (see [`Reached`]), at its final path below
+    /// `base`, where the task's directory ends up.
+    fn note_reached(&mut self, base: &Path, reached: Vec<Reached>) {
+        self.reached.extend(reached.into_iter().map(|r| Reached {
+            path: RawPath::new(base.join(r.path.path())),
+            ..r
+        }));
+    }
+
+    /// A large file of one link in directory `dir`, copied (or up to date) at `dst` (where
+    /// it is written now), under `-L` (see [`Reached`]).
+    fn note_large_reached(&mut self, meta: &Meta, dir: u64, dst: &Path, skipped: bool) {
+        if !self.options.dereference || meta.is_multiply_linked() {
+            return;
+        }
+        let path = match dir {
+            // A top-level file is never hidden.
+            TOP => dst.to_path_buf(),
+            _ => self.dirs[&dir]
+                .dst
+                .join(dst.file_name().unwrap_or_default()),
+        };
+        self.reached.push(Reached {
+            dev: meta.dev,
+            ino: meta.ino,
+            size: meta.size,
+            skipped,
+            path: RawPath(path),
+        });
+    }
+
+    /// Under `-L`, once everything is copied: the copies of one source file reached by
+    /// several names (the file and links to it, or several links) become hard links of the
+    /// first, as `cp -aL` makes them. Each directory that gains a link keeps its mode and
+    /// times: it is made writable for the while if it is not, and its times are set back.
+    fn link_reached(&mut self) {
+        let mut first: HashMap<(u64, u64), PathBuf> = HashMap::new();
+        let mut by_dir: HashMap<PathBuf, Vec<(PathBuf, Reached)>> = HashMap::new();
+        for r in std::mem::take(&mut self.reached) {
+            match first.entry((r.dev, r.ino)) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(r.path.0);
+                }
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    let dir = fsops::dir_above(r.path.path()).to_path_buf();
+                    by_dir.entry(dir).or_default().push((o.get().clone(), r));
+                }
+            }
+        }
+        for (dir, links) in by_dir {
+            let kept = DirKept::open(&dir);
+            for (first, r) in links {
+                match relink(&first, r.path.path()) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let counts = &mut self.outcome.counts;
+                        if r.skipped {
+                            counts.skipped -= 1;
+                        } else {
+                            counts.files -= 1;
+                            counts.bytes -= r.size;
+                        }
+                        counts.hard_links += 1;
+                    }
+                    Err(e) => self.outcome.failures.push(Failure::new(
+                        r.path.path(),
+                        format!("cannot hard-link to {}: {e}", first.display()),
+                    )),
+                }
+            }
+            if let Err(e) = kept.and_then(|k| k.restore()) {
+                self.outcome.failures.push(Failure::new(
+                    &dir,
+                    format!("cannot set directory attributes: {e}"),
+                ));
+            }
         }
     }
 
@@ -772,6 +878,7 @@ impl Coordinator {
                 Ok(false) => {
                     // Already up to date (`--update`).
                     self.outcome.counts.skipped += 1;
+                    self.note_large_reached(&meta, dir, &dst, true);
                     if let Some(key) = group {
                         self.group_copied_quiet(key);
                     }
@@ -809,7 +916,7 @@ impl Coordinator {
     /// Links `dst` to the group's first copy `first`.
     fn link(&mut self, dir: u64, first: &Path, src: &Path, dst: &Path, meta: Meta) {
         let result = match rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty()) {
-            Err(Errno::EXIST) => relink(first, dst),
+            Err(Errno::EXIST) => relink(first, dst).map(drop),
             other => other.map_err(io::Error::from),
         };
         match result {
@@ -958,6 +1065,7 @@ impl Coordinator {
             Ok(()) => {
                 self.outcome.counts.files += 1;
                 self.outcome.counts.bytes += f.meta.size;
+                self.note_large_reached(&f.meta, f.dir, &f.dst, false);
                 live.add(1, 0);
                 true
             }
@@ -1074,11 +1182,12 @@ fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
     }
 }
 
-/// Replaces `dst` by a hard link to `first`, unless it already is one.
-fn relink(first: &Path, dst: &Path) -> io::Result<()> {
+/// Replaces `dst` by a hard link to `first`, unless it already is one: `Ok(true)` if it was
+/// replaced.
+fn relink(first: &Path, dst: &Path) -> io::Result<bool> {
     let (a, b) = (rfs::lstat(first)?, rfs::lstat(dst)?);
     if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
-        return Ok(());
+        return Ok(false);
     }
     let (Some(dir), Some(name)) = (dst.parent(), dst.file_name()) else {
         return Err(io::Error::other("no directory to link in"));
@@ -1093,5 +1202,39 @@ fn relink(first: &Path, dst: &Path) -> io::Result<()> {
     )?;
     fsops::make_and_rename(dir.as_fd(), Path::new(name), |d, temp| {
         rfs::linkat(rfs::CWD, first, d, temp, AtFlags::empty())
-    })
+    })?;
+    Ok(true)
+}
+
+/// A finished directory about to gain links (see [`Coordinator::link_reached`]): its mode
+/// and times as they were, and it made writable by its owner meanwhile.
+struct DirKept {
+    path: PathBuf,
+    mode: u32,
+    times: rfs::Timestamps,
+}
+
+impl DirKept {
+    fn open(path: &Path) -> io::Result<DirKept> {
+        let st = rfs::lstat(path)?;
+        let meta = Meta::from_stat(&st);
+        let mode = meta.mode & 0o7777;
+        if mode & 0o300 != 0o300 {
+            rfs::chmod(path, Mode::from_raw_mode(mode | 0o300))?;
+        }
+        Ok(DirKept {
+            path: path.to_path_buf(),
+            mode,
+            times: meta.timestamps(),
+        })
+    }
+
+    /// Sets its mode and times back.
+    fn restore(self) -> io::Result<()> {
+        if self.mode & 0o300 != 0o300 {
+            rfs::chmod(&self.path, Mode::from_raw_mode(self.mode))?;
+        }
+        rfs::utimensat(rfs::CWD, &self.path, &self.times, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(())
+    }
 }

@@ -55,7 +55,8 @@ pub struct CopyArgs {
     /// interrupted `mp copy SOURCE NEW` resumes.
     #[arg(short = 'T', long)]
     no_target_directory: bool,
-    /// Follow symbolic links in SOURCE (copy what they point to).
+    /// Follow symbolic links in SOURCE (copy what they point to); names that reach one
+    /// file are hard links of one another in the copy, as with `cp -aL`.
     #[arg(short = 'L', long)]
     dereference: bool,
     /// Skip files whose size and modification time already match (resumes a copy), and

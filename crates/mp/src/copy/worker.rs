@@ -205,6 +205,8 @@ pub struct DirReport {
     /// The destination is still at its hidden name (the coordinator finishes it).
     pub hidden: bool,
     pub stopped: Option<Stop>,
+    /// Under `-L`: the files of one link it copied or found up to date, below it.
+    pub reached: Vec<Reached>,
 }
 
 /// Subdirectories of one directory that may be small leaves, for one task to try together
@@ -242,6 +244,23 @@ pub struct BatchReport {
     pub failures: Vec<Failure>,
     pub warnings: Vec<String>,
     pub stopped: Option<Stop>,
+    /// Under `-L`: the files of one link it copied or found up to date.
+    pub reached: Vec<Reached>,
+}
+
+/// Under `-L`, a regular file of one link that a task copied (or found up to date): its
+/// source's device and inode, and its copy's path below the task's directory. Names that
+/// lead to one file (the file and links to it, followed) reach one inode; the coordinator
+/// makes their copies hard links of one another once the copy is done, as `cp -aL` does.
+/// (Files of several links are kept together by their groups as they are copied.)
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reached {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// Found up to date (`--update`), not copied.
+    pub skipped: bool,
+    pub path: RawPath,
 }
 
 /// One span of a large file, copied into a temporary file the coordinator made.
@@ -514,6 +533,7 @@ fn copy_dir_as(
     report.failures.append(&mut batch.failures);
     report.warnings.append(&mut batch.warnings);
     report.stopped = batch.stopped;
+    report.reached.append(&mut batch.reached);
     copy_small_trees(task, &dirs, trees, &mut report);
     if report.stopped.is_some() {
         // What is there is complete (a file cut short was removed): keep it for a resume.
@@ -660,7 +680,7 @@ fn copy_small_leaves(task: &DirTask, dirs: &Dirs, report: &mut DirReport) {
         };
         files += done.counts.files + done.counts.symlinks + done.counts.specials;
         bytes += done.counts.bytes;
-        merge_inline(report, done);
+        merge_inline(report, done, sub.name.path());
     }
     report.subdirs = handed_back;
 }
@@ -682,7 +702,7 @@ fn copy_small_trees(
         let child = inline_task(task, dirs, &sub, fsops::temp_name());
         // A planned tree is always copied: only a leaf may turn out not to be one.
         if let Some(done) = copy_dir_as(&child, Some(dirs), Some(tree)) {
-            merge_inline(report, done);
+            merge_inline(report, done, sub.name.path());
         }
     }
 }
@@ -703,11 +723,17 @@ fn inline_task(task: &DirTask, dirs: &Dirs, sub: &Entry, hidden: PathBuf) -> Dir
     }
 }
 
-/// Adds what a subdirectory copied within a task did to the task's report.
-fn merge_inline(report: &mut DirReport, mut done: DirReport) {
+/// Adds what a subdirectory (`name`) copied within a task did to the task's report.
+fn merge_inline(report: &mut DirReport, mut done: DirReport, name: &Path) {
     report.counts.add(&done.counts);
     report.failures.append(&mut done.failures);
     report.warnings.append(&mut done.warnings);
+    report
+        .reached
+        .extend(done.reached.into_iter().map(|r| Reached {
+            path: RawPath(name.join(r.path.path())),
+            ..r
+        }));
     report.stopped = report.stopped.take().or(done.stopped);
 }
 
@@ -1209,14 +1235,27 @@ fn copy_entries(
     reporter: &mut Reporter,
 ) {
     let stop = || state().stop.is_set();
+    let follow = state().options.dereference;
     for entry in entries {
         if stop() {
             report.stopped = Some(Stop::Interrupted);
             return;
         }
         let dst_name = rename.unwrap_or(&entry.name).path();
+        let skipped = report.counts.skipped;
         match copy_entry(dirs, &entry, dst_name, &mut report.counts, reporter, &stop) {
-            Ok(None) => {}
+            Ok(None) => {
+                let meta = &entry.meta;
+                if follow && meta.kind == Kind::File && !meta.is_multiply_linked() {
+                    report.reached.push(Reached {
+                        dev: meta.dev,
+                        ino: meta.ino,
+                        size: meta.size,
+                        skipped: report.counts.skipped > skipped,
+                        path: RawPath::new(dst_name),
+                    });
+                }
+            }
             Ok(Some(warning)) => report.warnings.push(warning),
             Err(e) if e.kind() == io::ErrorKind::Interrupted && stop() => {
                 report.stopped = Some(Stop::Interrupted);
