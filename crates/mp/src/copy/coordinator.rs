@@ -9,7 +9,8 @@
 //! minus any file a worker was cut short in.
 //!
 //! Memory stays bounded: the coordinator keeps a node per directory still being copied (not
-//! per file), a stack of tasks walked depth first, and an entry per hard-link group.
+//! per file), a stack of tasks walked depth first, and an entry per hard-link group; under
+//! `-L` only, a path per file too, as `cp -L` keeps (see [`Reached`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -680,6 +681,7 @@ impl Coordinator {
     /// several names (the file and links to it, or several links) become hard links of the
     /// first, as `cp -aL` makes them. Each directory that gains a link keeps its mode and
     /// times: it is made writable for the while if it is not, and its times are set back.
+    /// A stop request ends it between directories.
     fn link_reached(&mut self) {
         let mut first: HashMap<(u64, u64), PathBuf> = HashMap::new();
         let mut by_dir: HashMap<PathBuf, Vec<(PathBuf, Reached)>> = HashMap::new();
@@ -695,6 +697,11 @@ impl Coordinator {
             }
         }
         for (dir, links) in by_dir {
+            if INTERRUPTS.load(Ordering::SeqCst) > 0 {
+                // Stopped: a resume with `--update` links the rest.
+                self.outcome.interrupted = true;
+                return;
+            }
             let kept = DirKept::open(&dir);
             for (first, r) in links {
                 match relink(&first, r.path.path()) {
