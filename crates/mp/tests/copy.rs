@@ -571,6 +571,46 @@ fn dereference_links_names_of_one_file() {
     assert_eq!(again.json()["files"], 0, "{}", again.json());
 }
 
+/// Under `-L`, top-level names that reach one file are linked too; and a name that two
+/// sources were copied to is never linked over: `d3/g` leads to `d1/f`, but `dst/f` ends up
+/// a copy of `d2/f` (copied to the same name), so `dst/g` keeps `d1/f`'s bytes.
+#[test]
+fn dereference_links_top_level_names_but_never_another_file() {
+    let s = Scratch::new("deref-top");
+    let src = s.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write(&src.join("f"), b"top\n");
+    std::os::unix::fs::symlink("f", src.join("l")).unwrap();
+    let dst = s.path("dst");
+    fs::create_dir(&dst).unwrap();
+    mp(&[&"copy", &"-L", &src.join("f"), &src.join("l"), &dst]).expect_clean_success();
+    let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(ino(&dst.join("f")), ino(&dst.join("l")));
+
+    for d in ["d1", "d2", "d3"] {
+        fs::create_dir_all(s.path(d)).unwrap();
+    }
+    write(&s.path("d1/f"), b"one\n");
+    write(&s.path("d2/f"), &pattern(3, 1 << 20));
+    std::os::unix::fs::symlink("../d1/f", s.path("d3/g")).unwrap();
+    let merged = s.path("merged");
+    fs::create_dir(&merged).unwrap();
+    let out = mp(&[
+        &"copy",
+        &"-L",
+        &s.path("d3/g"),
+        &s.path("d2/f"),
+        &s.path("d1/f"),
+        &merged,
+    ]);
+    eprintln!("{out}");
+    assert_eq!(fs::read(merged.join("g")).unwrap(), b"one\n");
+    let (g, f) = (merged.join("g"), merged.join("f"));
+    if ino(&g) == ino(&f) {
+        assert_eq!(fs::read(&f).unwrap(), b"one\n");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 3-5. --update, --verify, summaries
 // ---------------------------------------------------------------------------------------

@@ -189,8 +189,9 @@ pub struct Coordinator {
     /// Directories already rid of a killed copy's leftovers (`--update`).
     cleaned: HashSet<PathBuf>,
     /// Under `-L`: every file of one link copied (or up to date), at its final path (see
-    /// [`Reached`]). One entry per file, as `cp -L` keeps.
-    reached: Vec<Reached>,
+    /// [`Reached`]), and whether its directory is one this copy gives metadata to. One entry
+    /// per file, as `cp -L` keeps.
+    reached: Vec<(Reached, bool)>,
 }
 
 /// The top-level node's id: top-level entries belong to it.
@@ -515,12 +516,12 @@ impl Coordinator {
         match done {
             Done::Dir(id, Ok(mut report)) => {
                 let base = self.dirs[&id].dst.clone();
-                self.note_reached(&base, std::mem::take(&mut report.reached));
+                self.note_reached(&base, std::mem::take(&mut report.reached), true);
                 self.dir_listed(id, report);
             }
             Done::Leaves(id, _, Ok(report)) => {
                 let base = self.dirs[&id].dst.clone();
-                self.note_reached(&base, report.reached);
+                self.note_reached(&base, report.reached, true);
                 self.absorb(
                     report.counts,
                     report.failures,
@@ -564,7 +565,7 @@ impl Coordinator {
                         let ok = report.failures.is_empty()
                             && report.warnings.is_empty()
                             && report.stopped.is_none();
-                        self.note_reached(&base, report.reached);
+                        self.note_reached(&base, report.reached, dir != TOP);
                         self.absorb(
                             report.counts,
                             report.failures,
@@ -647,11 +648,12 @@ impl Coordinator {
     }
 
     /// Keeps what a task under `-L` reached (see [`Reached`]), at its final path below
-    /// `base`, where the task's directory ends up.
-    fn note_reached(&mut self, base: &Path, reached: Vec<Reached>) {
-        self.reached.extend(reached.into_iter().map(|r| Reached {
-            path: RawPath::new(base.join(r.path.path())),
-            ..r
+    /// `base`, where the task's directory ends up; `ours`: that directory (and any below it)
+    /// is one this copy gives metadata to, not the one top-level copies go into.
+    fn note_reached(&mut self, base: &Path, reached: Vec<Reached>, ours: bool) {
+        self.reached.extend(reached.into_iter().map(|r| {
+            let path = RawPath::new(base.join(r.path.path()));
+            (Reached { path, ..r }, ours)
         }));
     }
 
@@ -668,42 +670,60 @@ impl Coordinator {
                 .dst
                 .join(dst.file_name().unwrap_or_default()),
         };
-        self.reached.push(Reached {
+        let Ok(copy) = rfs::lstat(dst).map(|st| Meta::from_stat(&st)) else {
+            return;
+        };
+        let reached = Reached {
             dev: meta.dev,
             ino: meta.ino,
             size: meta.size,
             skipped,
             path: RawPath(path),
-        });
+            copy: (copy.dev, copy.ino),
+        };
+        self.reached.push((reached, dir != TOP));
     }
 
     /// Under `-L`, once everything is copied: the copies of one source file reached by
     /// several names (the file and links to it, or several links) become hard links of the
-    /// first, as `cp -aL` makes them. Each directory that gains a link keeps its mode and
-    /// times: it is made writable for the while if it is not, and its times are set back.
-    /// A stop request ends it between directories.
+    /// first, as `cp -aL` makes them. A directory of this copy that gains a link keeps its
+    /// mode and times: it is made writable for the while if it is not, and its times are set
+    /// back. A name that no longer holds the copy made for it (two sources copied to one
+    /// name, or a directory that could not take its name) is left alone. A stop request
+    /// or a full disk ends it.
     fn link_reached(&mut self) {
-        let mut first: HashMap<(u64, u64), PathBuf> = HashMap::new();
-        let mut by_dir: HashMap<PathBuf, Vec<(PathBuf, Reached)>> = HashMap::new();
-        for r in std::mem::take(&mut self.reached) {
+        let mut first: HashMap<(u64, u64), CopyAt> = HashMap::new();
+        let mut by_dir: HashMap<(PathBuf, bool), Vec<(CopyAt, Reached)>> = HashMap::new();
+        for (r, ours) in std::mem::take(&mut self.reached) {
             match first.entry((r.dev, r.ino)) {
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(r.path.0);
+                    v.insert((r.path.0, r.copy));
                 }
                 std::collections::hash_map::Entry::Occupied(o) => {
                     let dir = fsops::dir_above(r.path.path()).to_path_buf();
-                    by_dir.entry(dir).or_default().push((o.get().clone(), r));
+                    by_dir
+                        .entry((dir, ours))
+                        .or_default()
+                        .push((o.get().clone(), r));
                 }
             }
         }
-        for (dir, links) in by_dir {
-            if INTERRUPTS.load(Ordering::SeqCst) > 0 {
-                // Stopped: a resume with `--update` links the rest.
-                self.outcome.interrupted = true;
-                return;
-            }
-            let kept = DirKept::open(&dir);
-            for (first, r) in links {
+        let holds = |path: &Path, copy: (u64, u64)| {
+            rfs::lstat(path).is_ok_and(|st| Meta::from_stat(&st).same_inode(copy))
+        };
+        for ((dir, ours), links) in by_dir {
+            let kept = ours.then(|| DirKept::open(&dir));
+            let mut stop = false;
+            for ((first, first_copy), r) in links {
+                if INTERRUPTS.load(Ordering::SeqCst) > 0 {
+                    // Stopped: a resume with `--update` links the rest.
+                    self.outcome.interrupted = true;
+                    stop = true;
+                    break;
+                }
+                if !holds(&first, first_copy) || !holds(r.path.path(), r.copy) {
+                    continue;
+                }
                 match relink(&first, r.path.path()) {
                     Ok(false) => {}
                     Ok(true) => {
@@ -716,17 +736,25 @@ impl Coordinator {
                         }
                         counts.hard_links += 1;
                     }
-                    Err(e) => self.outcome.failures.push(Failure::new(
-                        r.path.path(),
-                        format!("cannot hard-link to {}: {e}", first.display()),
-                    )),
+                    Err(e) => {
+                        let mut failure = Failure::io(r.path.path(), &e);
+                        failure.reason = format!("cannot hard-link to {}: {e}", first.display());
+                        stop = failure.disk_full;
+                        self.failed(failure);
+                        if stop {
+                            break;
+                        }
+                    }
                 }
             }
-            if let Err(e) = kept.and_then(|k| k.restore()) {
+            if let Some(Err(e)) = kept.map(|k| k.and_then(DirKept::restore)) {
                 self.outcome.failures.push(Failure::new(
                     &dir,
                     format!("cannot set directory attributes: {e}"),
                 ));
+            }
+            if stop {
+                return;
             }
         }
     }
@@ -1212,6 +1240,9 @@ fn relink(first: &Path, dst: &Path) -> io::Result<bool> {
     })?;
     Ok(true)
 }
+
+/// A copy's path and its device and inode.
+type CopyAt = (PathBuf, (u64, u64));
 
 /// A finished directory about to gain links (see [`Coordinator::link_reached`]): its mode
 /// and times as they were, and it made writable by its owner meanwhile.

@@ -137,6 +137,11 @@ impl Meta {
         self.kind != Kind::Dir && self.nlink > 1
     }
 
+    /// Whether this is the file `(dev, ino)`.
+    pub fn same_inode(&self, (dev, ino): (u64, u64)) -> bool {
+        (self.dev, self.ino) == (dev, ino)
+    }
+
     /// The access and modification times, for `futimens`/`utimensat`.
     pub fn timestamps(&self) -> Timestamps {
         Timestamps {

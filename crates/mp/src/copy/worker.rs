@@ -249,10 +249,11 @@ pub struct BatchReport {
 }
 
 /// Under `-L`, a regular file of one link that a task copied (or found up to date): its
-/// source's device and inode, and its copy's path below the task's directory. Names that
-/// lead to one file (the file and links to it, followed) reach one inode; the coordinator
-/// makes their copies hard links of one another once the copy is done, as `cp -aL` does.
-/// (Files of several links are kept together by their groups as they are copied.)
+/// source's device and inode, its copy's, and its copy's path below the task's directory.
+/// Names that lead to one file (the file and links to it, followed) reach one inode; the
+/// coordinator makes their copies hard links of one another once the copy is done, as
+/// `cp -aL` does. (Files of several links are kept together by their groups as they are
+/// copied.)
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reached {
     pub dev: u64,
@@ -261,6 +262,8 @@ pub struct Reached {
     /// Found up to date (`--update`), not copied.
     pub skipped: bool,
     pub path: RawPath,
+    /// The copy's device and inode: a name that no longer holds it is not linked over.
+    pub copy: (u64, u64),
 }
 
 /// One span of a large file, copied into a temporary file the coordinator made.
@@ -1247,13 +1250,17 @@ fn copy_entries(
             Ok(None) => {
                 let meta = &entry.meta;
                 if follow && meta.kind == Kind::File && !meta.is_multiply_linked() {
-                    report.reached.push(Reached {
-                        dev: meta.dev,
-                        ino: meta.ino,
-                        size: meta.size,
-                        skipped: report.counts.skipped > skipped,
-                        path: RawPath::new(dst_name),
-                    });
+                    let copy = rfs::statat(&dirs.dst, dst_name, AtFlags::SYMLINK_NOFOLLOW);
+                    if let Ok(copy) = copy.map(|st| Meta::from_stat(&st)) {
+                        report.reached.push(Reached {
+                            dev: meta.dev,
+                            ino: meta.ino,
+                            size: meta.size,
+                            skipped: report.counts.skipped > skipped,
+                            path: RawPath::new(dst_name),
+                            copy: (copy.dev, copy.ino),
+                        });
+                    }
                 }
             }
             Ok(Some(warning)) => report.warnings.push(warning),
