@@ -611,6 +611,33 @@ fn dereference_links_top_level_names_but_never_another_file() {
     }
 }
 
+/// A resume under `-L` over a copy whose names of one file are separate files (here made by
+/// `cp -aL --no-preserve=links`) links them: the copies are up to date, so nothing is copied
+/// again, and the summary counts the link instead of a skipped file.
+#[test]
+fn dereference_resume_links_up_to_date_copies() {
+    let s = Scratch::new("deref-resume");
+    let src = s.path("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::create_dir_all(src.join("b")).unwrap();
+    write(&src.join("a/file"), b"shared\n");
+    std::os::unix::fs::symlink("../a/file", src.join("b/to-file")).unwrap();
+    let dst = s.path("dst");
+    cp_a(&["-L", "--no-preserve=links"], &src, &dst);
+    let ino = |p: &str| fs::metadata(dst.join(p)).unwrap().ino();
+    assert_ne!(ino("a/file"), ino("b/to-file"));
+    let out = mp(&[&"copy", &"-L", &"-T", &"--update", &"--json", &src, &dst]);
+    out.expect_clean_success();
+    assert_eq!(ino("a/file"), ino("b/to-file"));
+    let summary = out.json();
+    assert_eq!(summary["files"], 0, "{summary}");
+    assert_eq!(summary["skipped"], 1, "{summary}");
+    assert_eq!(summary["hard_links"], 1, "{summary}");
+    let reference = s.path("reference");
+    cp_a(&["-L"], &src, &reference);
+    assert_same_tree(&reference, &dst);
+}
+
 // ---------------------------------------------------------------------------------------
 // 3-5. --update, --verify, summaries
 // ---------------------------------------------------------------------------------------
