@@ -721,12 +721,15 @@ impl Coordinator {
                     stop = true;
                     break;
                 }
-                if !holds(&first, first_copy) || !holds(r.path.path(), r.copy) {
+                // Already one file (a resume), or a name that holds something else now.
+                if first_copy == r.copy
+                    || !holds(&first, first_copy)
+                    || !holds(r.path.path(), r.copy)
+                {
                     continue;
                 }
-                match relink(&first, r.path.path()) {
-                    Ok(false) => {}
-                    Ok(true) => {
+                match link_over(&first, r.path.path()) {
+                    Ok(()) => {
                         let counts = &mut self.outcome.counts;
                         if r.skipped {
                             counts.skipped -= 1;
@@ -951,7 +954,7 @@ impl Coordinator {
     /// Links `dst` to the group's first copy `first`.
     fn link(&mut self, dir: u64, first: &Path, src: &Path, dst: &Path, meta: Meta) {
         let result = match rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty()) {
-            Err(Errno::EXIST) => relink(first, dst).map(drop),
+            Err(Errno::EXIST) => relink(first, dst),
             other => other.map_err(io::Error::from),
         };
         match result {
@@ -1217,13 +1220,18 @@ fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
     }
 }
 
-/// Replaces `dst` by a hard link to `first`, unless it already is one: `Ok(true)` if it was
-/// replaced.
-fn relink(first: &Path, dst: &Path) -> io::Result<bool> {
+/// Replaces `dst` by a hard link to `first`, unless it already is one.
+fn relink(first: &Path, dst: &Path) -> io::Result<()> {
     let (a, b) = (rfs::lstat(first)?, rfs::lstat(dst)?);
     if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
-        return Ok(false);
+        return Ok(());
     }
+    link_over(first, dst)
+}
+
+/// Replaces `dst` by a hard link to `first`: linked under a temporary name beside it, then
+/// renamed over it.
+fn link_over(first: &Path, dst: &Path) -> io::Result<()> {
     let (Some(dir), Some(name)) = (dst.parent(), dst.file_name()) else {
         return Err(io::Error::other("no directory to link in"));
     };
@@ -1237,8 +1245,7 @@ fn relink(first: &Path, dst: &Path) -> io::Result<bool> {
     )?;
     fsops::make_and_rename(dir.as_fd(), Path::new(name), |d, temp| {
         rfs::linkat(rfs::CWD, first, d, temp, AtFlags::empty())
-    })?;
-    Ok(true)
+    })
 }
 
 /// A copy's path and its device and inode.
