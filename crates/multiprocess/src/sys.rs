@@ -224,11 +224,7 @@ pub fn stdin_from_dev_null() {
 /// while the process has one thread: with more, each growth of the table waits for an RCU
 /// grace period (14–27 ms measured here), with the process doing nothing.
 pub fn reserve_fd_table(fds: usize) {
-    // SAFETY: rlim is a valid out struct for getrlimit.
-    let soft = unsafe {
-        let mut rlim: libc::rlimit = std::mem::zeroed();
-        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) == 0).then_some(rlim.rlim_cur)
-    };
+    let soft = fd_limit().map(|rlim| rlim.rlim_cur);
     let room = soft.map_or(fds, |n| fds.min(usize::try_from(n).unwrap_or(usize::MAX)));
     let Some(highest) = room.checked_sub(1).and_then(|n| RawFd::try_from(n).ok()) else {
         return;
@@ -251,13 +247,19 @@ pub fn is_open_fd(fd: RawFd) -> bool {
 /// Raises the soft limit on open descriptors to the hard limit (for the fork server, which
 /// holds one socket per live child).
 pub fn raise_fd_limit() {
-    // SAFETY: rlim is a valid in/out struct for getrlimit/setrlimit.
+    if let Some(mut rlim) = fd_limit().filter(|rlim| rlim.rlim_cur < rlim.rlim_max) {
+        rlim.rlim_cur = rlim.rlim_max;
+        // SAFETY: rlim is a valid, initialised rlimit struct.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) };
+    }
+}
+
+/// This process's limits on open descriptors (soft and hard), if they can be read.
+fn fd_limit() -> Option<libc::rlimit> {
+    // SAFETY: rlim is a valid out struct for getrlimit.
     unsafe {
         let mut rlim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) == 0 && rlim.rlim_cur < rlim.rlim_max {
-            rlim.rlim_cur = rlim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rlim);
-        }
+        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) == 0).then_some(rlim)
     }
 }
 
