@@ -638,6 +638,50 @@ fn dereference_resume_links_up_to_date_copies() {
     assert_same_tree(&reference, &dst);
 }
 
+/// Under `-L`, a name is not copied when another name of the same file claimed it first; if
+/// that name's copy then fails (here a directory is in its way), the name left copies the
+/// file itself, with its metadata.
+#[test]
+fn dereference_copies_a_file_whose_claiming_name_failed() {
+    let s = Scratch::new("deref-claim-failed");
+    let src = s.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write(&src.join("a"), b"claimed\n");
+    chmod(&src.join("a"), 0o640);
+    set_times(&src.join("a"), (1_000_000_000, 5), (1_100_000_000, 7));
+    std::os::unix::fs::symlink("a", src.join("b")).unwrap();
+    let dst = s.path("dst");
+    fs::create_dir_all(dst.join("a/in-the-way")).unwrap();
+    // One worker runs the tasks in the order they are handed out, the last source first:
+    // `a` claims the file, then fails.
+    let out = mp(&[
+        &"copy",
+        &"-L",
+        &"-j",
+        &"1",
+        &"--json",
+        &src.join("b"),
+        &src.join("a"),
+        &dst,
+    ]);
+    out.expect_code(1);
+    let b = fs::symlink_metadata(dst.join("b")).unwrap();
+    assert!(b.is_file());
+    assert_eq!(fs::read(dst.join("b")).unwrap(), b"claimed\n");
+    assert_eq!(b.mode() & 0o7777, 0o640);
+    assert_eq!((b.mtime(), b.mtime_nsec()), (1_100_000_000, 7));
+    assert!(dst.join("a/in-the-way").is_dir());
+    let summary = out.json();
+    assert_eq!(summary["files"], 1, "{summary}");
+    assert_eq!(summary["hard_links"], 0, "{summary}");
+    let failures = summary["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{summary}");
+    assert_eq!(
+        failures[0]["error"], "cannot overwrite a directory with a non-directory",
+        "the name that claimed the file failed first: {summary}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 3-5. --update, --verify, summaries
 // ---------------------------------------------------------------------------------------

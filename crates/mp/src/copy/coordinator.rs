@@ -24,12 +24,13 @@ use multiprocess::{Error, Event, Pool, Queue};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
+use super::claims::{self, Claim, Claims};
 use super::fsops::{self, Options};
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 use super::progress::Live;
 use super::worker::{
-    self, BatchReport, BatchTask, Counts, DirReport, DirTask, LeavesTask, Reached, SpanTask, Stop,
-    Tick, LARGE_FILE,
+    self, BatchReport, BatchTask, Counts, DirReport, DirTask, Holds, LeavesTask, Reached, SpanTask,
+    Stop, Tick, LARGE_FILE,
 };
 
 /// How many subdirectories that may be small leaves one task is given to try (see
@@ -188,10 +189,12 @@ pub struct Coordinator {
     outcome: Outcome,
     /// Directories already rid of a killed copy's leftovers (`--update`).
     cleaned: HashSet<PathBuf>,
-    /// Under `-L`: every file of one link copied (or up to date), at its final path (see
-    /// [`Reached`]), and whether its directory is one this copy gives metadata to. One entry
-    /// per file, as `cp -L` keeps.
+    /// Under `-L`: every file of one link reached, at its final path (see [`Reached`]), and
+    /// whether its directory is one this copy gives metadata to. One entry per name, as
+    /// `cp -L` keeps one per file.
     reached: Vec<(Reached, bool)>,
+    /// Under `-L`: the files some name has claimed to copy, shared with the workers.
+    claims: Option<Claims>,
 }
 
 /// The top-level node's id: top-level entries belong to it.
@@ -203,11 +206,21 @@ impl Coordinator {
         let progress = if live { Some(Queue::new()?) } else { None };
         let stop = Event::new()?;
         let split_large = jobs > 1;
+        let claims = match options.dereference {
+            true => Some(Claims::new(claims::SLOTS)?),
+            false => None,
+        };
         let pool = Pool::builder()
             .processes(jobs)
             .initializer(
                 worker::setup,
-                (progress.clone(), stop.clone(), options, split_large),
+                (
+                    progress.clone(),
+                    stop.clone(),
+                    options,
+                    split_large,
+                    claims.clone(),
+                ),
             )?
             .build()?;
         let (tx, rx) = channel();
@@ -249,6 +262,7 @@ impl Coordinator {
             outcome: Outcome::default(),
             cleaned: HashSet::new(),
             reached: Vec::new(),
+            claims,
         })
     }
 
@@ -663,6 +677,15 @@ impl Coordinator {
         if !self.options.dereference || meta.is_multiply_linked() {
             return;
         }
+        let Ok(copy) = rfs::lstat(dst).map(|st| Meta::from_stat(&st)) else {
+            return;
+        };
+        self.note_large(meta, dir, dst, skipped, Holds::Copy(copy.dev, copy.ino));
+    }
+
+    /// Keeps what a name of a large file in directory `dir` (at `dst` now) holds, at its
+    /// final path.
+    fn note_large(&mut self, meta: &Meta, dir: u64, dst: &Path, skipped: bool, holds: Holds) {
         let path = match dir {
             // A top-level file is never hidden.
             TOP => dst.to_path_buf(),
@@ -670,87 +693,65 @@ impl Coordinator {
                 .dst
                 .join(dst.file_name().unwrap_or_default()),
         };
-        let Ok(copy) = rfs::lstat(dst).map(|st| Meta::from_stat(&st)) else {
-            return;
-        };
         let reached = Reached {
             dev: meta.dev,
             ino: meta.ino,
             size: meta.size,
             skipped,
             path: RawPath(path),
-            copy: (copy.dev, copy.ino),
+            holds,
         };
         self.reached.push((reached, dir != TOP));
     }
 
-    /// Under `-L`, once everything is copied: the copies of one source file reached by
-    /// several names (the file and links to it, or several links) become hard links of the
-    /// first, as `cp -aL` makes them. A directory of this copy that gains a link keeps its
-    /// mode and times: it is made writable for the while if it is not, and its times are set
-    /// back. A name that no longer holds the copy made for it (two sources copied to one
-    /// name, or a directory that could not take its name) is left alone. A stop request
-    /// or a full disk ends it.
+    /// Under `-L`, once everything is copied: the names that reach one source file (the file
+    /// and links to it, or several links) become hard links of one copy, as `cp -aL` makes
+    /// them. The copy kept is the first name's that still holds its copy; a name another
+    /// claimed (see [`Claims`]) is linked to it, and a name copied anyway (a resume, or a
+    /// full claims table) is replaced by a link. Should no name hold a copy (the claiming
+    /// name's copy failed), the first name left copies the file. A directory of this copy
+    /// that gains a link keeps its mode and times: it is made writable for the while if it
+    /// is not, and its times are set back. A stop request or a full disk ends it.
     fn link_reached(&mut self) {
-        let mut first: HashMap<(u64, u64), CopyAt> = HashMap::new();
-        let mut by_dir: HashMap<(PathBuf, bool), Vec<(CopyAt, Reached)>> = HashMap::new();
+        let mut kept: HashMap<(u64, u64), Kept> = HashMap::new();
+        let mut by_dir: HashMap<(PathBuf, bool), Vec<Reached>> = HashMap::new();
         for (r, ours) in std::mem::take(&mut self.reached) {
-            match first.entry((r.dev, r.ino)) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert((r.path.0, r.copy));
-                }
-                std::collections::hash_map::Entry::Occupied(o) => {
-                    let dir = fsops::dir_above(r.path.path()).to_path_buf();
-                    by_dir
-                        .entry((dir, ours))
-                        .or_default()
-                        .push((o.get().clone(), r));
-                }
+            let key = (r.dev, r.ino);
+            if let (Holds::Copy(dev, ino), None) = (&r.holds, kept.get(&key)) {
+                let copy = (*dev, *ino);
+                let path = r.path.0;
+                kept.insert(
+                    key,
+                    Kept {
+                        path,
+                        copy,
+                        checked: false,
+                    },
+                );
+                continue;
             }
+            let dir = fsops::dir_above(r.path.path()).to_path_buf();
+            by_dir.entry((dir, ours)).or_default().push(r);
         }
-        let holds = |path: &Path, copy: (u64, u64)| {
-            rfs::lstat(path).is_ok_and(|st| Meta::from_stat(&st).same_inode(copy))
-        };
-        for ((dir, ours), links) in by_dir {
-            let kept = ours.then(|| DirKept::open(&dir));
+        for ((dir, ours), names) in by_dir {
+            let dir_kept = ours.then(|| DirKept::open(&dir));
             let mut stop = false;
-            for ((first, first_copy), r) in links {
+            for r in names {
                 if INTERRUPTS.load(Ordering::SeqCst) > 0 {
                     // Stopped: a resume with `--update` links the rest.
                     self.outcome.interrupted = true;
                     stop = true;
                     break;
                 }
-                // Already one file (a resume), or a name that holds something else now.
-                if first_copy == r.copy
-                    || !holds(&first, first_copy)
-                    || !holds(r.path.path(), r.copy)
-                {
-                    continue;
-                }
-                match link_over(&first, r.path.path()) {
-                    Ok(()) => {
-                        let counts = &mut self.outcome.counts;
-                        if r.skipped {
-                            counts.skipped -= 1;
-                        } else {
-                            counts.files -= 1;
-                            counts.bytes -= r.size;
-                        }
-                        counts.hard_links += 1;
-                    }
-                    Err(e) => {
-                        let mut failure = Failure::io(r.path.path(), &e);
-                        failure.reason = format!("cannot hard-link to {}: {e}", first.display());
-                        stop = failure.disk_full;
-                        self.failed(failure);
-                        if stop {
-                            break;
-                        }
+                if let Err(failure) = self.link_name(&mut kept, r) {
+                    stop = failure.disk_full;
+                    self.failed(failure);
+                    if stop {
+                        break;
                     }
                 }
             }
-            if let Some(Err(e)) = kept.map(|k| k.and_then(DirKept::restore)) {
+            if let Some(Err(e)) = dir_kept.map(|k| k.and_then(DirKept::restore)) {
                 self.outcome.failures.push(Failure::new(
                     &dir,
                     format!("cannot set directory attributes: {e}"),
@@ -760,6 +761,68 @@ impl Coordinator {
                 return;
             }
         }
+    }
+
+    /// Makes the name `r` a hard link of its file's kept copy (see
+    /// [`Coordinator::link_reached`]), and counts it.
+    fn link_name(
+        &mut self,
+        kept: &mut HashMap<(u64, u64), Kept>,
+        r: Reached,
+    ) -> Result<(), Failure> {
+        let key = (r.dev, r.ino);
+        let name = r.path.path();
+        let counts = &mut self.outcome.counts;
+        let cannot_link = |first: &Path, e: io::Error| {
+            let mut failure = Failure::io(name, &e);
+            failure.reason = format!("cannot hard-link to {}: {e}", first.display());
+            failure
+        };
+        match (Kept::find(kept, key), r.holds) {
+            (Some((first, first_copy)), Holds::Copy(dev, ino)) => {
+                // Already one file (a resume), or a name that holds something else now.
+                if first_copy == (dev, ino) || !holds(name, (dev, ino)) {
+                    return Ok(());
+                }
+                link_over(&first, name).map_err(|e| cannot_link(&first, e))?;
+                if r.skipped {
+                    counts.skipped -= 1;
+                } else {
+                    counts.files -= 1;
+                    counts.bytes -= r.size;
+                }
+                counts.hard_links += 1;
+            }
+            (None, Holds::Copy(dev, ino)) => {
+                // The kept copy is gone: this one is kept instead.
+                if holds(name, (dev, ino)) {
+                    kept.insert(key, Kept::checked(name, (dev, ino)));
+                }
+            }
+            (Some((first, first_copy)), Holds::Claimed(_)) => {
+                match rfs::linkat(rfs::CWD, &first, rfs::CWD, name, AtFlags::empty()) {
+                    Ok(()) => counts.hard_links += 1,
+                    // A resume: linked already.
+                    Err(Errno::EXIST) if holds(name, first_copy) => counts.skipped += 1,
+                    Err(Errno::EXIST) => {
+                        link_over(&first, name).map_err(|e| cannot_link(&first, e))?;
+                        counts.hard_links += 1;
+                    }
+                    Err(e) => return Err(cannot_link(&first, e.into())),
+                }
+            }
+            (None, Holds::Claimed(source)) => {
+                // The name that claimed the file has no copy of it: this one copies it.
+                let bytes = fsops::copy_file_to(source.path(), name, &self.options)
+                    .map_err(|e| Failure::io(source.path(), &e))?;
+                counts.files += 1;
+                counts.bytes += bytes;
+                if let Ok(copy) = rfs::lstat(name).map(|st| Meta::from_stat(&st)) {
+                    kept.insert(key, Kept::checked(name, (copy.dev, copy.ino)));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn absorb(
@@ -910,6 +973,11 @@ impl Coordinator {
         top: bool,
     ) {
         if meta.kind == Kind::File && self.split_large && meta.size >= LARGE_FILE {
+            if self.claimed_by_another(&meta) {
+                self.note_large(&meta, dir, &dst, false, Holds::Claimed(RawPath(src)));
+                self.one_done(dir);
+                return;
+            }
             let existed = top || self.dirs[&dir].existed;
             match self.start_large(dir, &src, &dst, meta, group, existed) {
                 Ok(true) => {}
@@ -949,6 +1017,13 @@ impl Coordinator {
             hidden: !top && self.dirs[&dir].is_hidden,
         };
         self.ready.push(Job::Batch(dir, group, task));
+    }
+
+    /// Under `-L`, whether another name has claimed the file of one link `meta` (see
+    /// [`Claims`]); if not, it is this name's to copy.
+    fn claimed_by_another(&self, meta: &Meta) -> bool {
+        let claim = self.claims.as_ref().and_then(|c| c.claim_file(meta));
+        claim == Some(Claim::Taken)
     }
 
     /// Links `dst` to the group's first copy `first`.
@@ -1248,8 +1323,47 @@ fn link_over(first: &Path, dst: &Path) -> io::Result<()> {
     })
 }
 
-/// A copy's path and its device and inode.
-type CopyAt = (PathBuf, (u64, u64));
+/// Whether the name `path` holds the copy of device and inode `copy`.
+fn holds(path: &Path, copy: (u64, u64)) -> bool {
+    rfs::lstat(path).is_ok_and(|st| Meta::from_stat(&st).same_inode(copy))
+}
+
+/// Under `-L`, the copy that the names of one source file are linked to (see
+/// [`Coordinator::link_reached`]).
+struct Kept {
+    path: PathBuf,
+    /// The copy's device and inode.
+    copy: (u64, u64),
+    /// The name is known to still hold the copy.
+    checked: bool,
+}
+
+impl Kept {
+    /// A copy whose name is known to hold it.
+    fn checked(path: &Path, copy: (u64, u64)) -> Kept {
+        let path = path.to_path_buf();
+        Kept {
+            path,
+            copy,
+            checked: true,
+        }
+    }
+
+    /// The kept copy of the file `key`, once its name is known to hold it still (two
+    /// sources copied to one name may have replaced it; it is forgotten then).
+    fn find(
+        kept: &mut HashMap<(u64, u64), Kept>,
+        key: (u64, u64),
+    ) -> Option<(PathBuf, (u64, u64))> {
+        let k = kept.get_mut(&key)?;
+        if !k.checked && !holds(&k.path, k.copy) {
+            kept.remove(&key);
+            return None;
+        }
+        k.checked = true;
+        Some((k.path.clone(), k.copy))
+    }
+}
 
 /// A finished directory about to gain links (see [`Coordinator::link_reached`]): its mode
 /// and times as they were, and it made writable by its owner meanwhile.

@@ -689,6 +689,66 @@ impl<'n> Staged<'n> {
     }
 }
 
+/// Fills the staged copy `staged` of the open source `src` (of metadata `meta`): its bytes,
+/// a check of them under `--verify`, then its metadata (see [`apply_file_meta`]); then gives
+/// it `name` in `dir`. A copy that fails leaves nothing behind.
+#[allow(clippy::too_many_arguments)]
+pub fn fill_and_place(
+    staged: Staged<'_>,
+    src: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    meta: &Meta,
+    options: &Options,
+    created: Option<Created>,
+    progress: &mut dyn FnMut(u64),
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let result = (|| {
+        copy_contents(src, staged.fd.as_fd(), meta, options, progress, stop)?;
+        if options.verify && !same_contents(src, staged.fd.as_fd())? {
+            return Err(io::Error::other("verification failed: the copy differs"));
+        }
+        apply_file_meta(staged.fd.as_fd(), Some(src), meta, created)
+    })();
+    match result {
+        Ok(()) => staged.place(dir, name),
+        Err(e) => {
+            staged.discard(dir);
+            Err(e)
+        }
+    }
+}
+
+/// Copies the regular file `src` (a link is followed) to `dst`, replacing what is there,
+/// from paths rather than open directories: for the coordinator's rare copies (see
+/// `Coordinator::link_reached`). Gives the bytes copied.
+pub fn copy_file_to(src: &Path, dst: &Path, options: &Options) -> io::Result<u64> {
+    let Some(name) = dst.file_name() else {
+        return Err(io::Error::other("no file name to copy to"));
+    };
+    let dir = open_dir(dir_above(dst), false)?;
+    let src = open_source(rfs::CWD, src, true)?;
+    let meta = Meta::from_stat(&rfs::fstat(&src)?);
+    if meta.kind != Kind::File {
+        return Err(io::Error::other("not a regular file any more"));
+    }
+    let staged = Staged::create(dir.as_fd(), meta.mode, options.verify)?;
+    let (name, no_progress) = (Path::new(name), &mut |_| {});
+    fill_and_place(
+        staged,
+        src.as_fd(),
+        dir.as_fd(),
+        name,
+        &meta,
+        options,
+        None,
+        no_progress,
+        &|| false,
+    )?;
+    Ok(meta.size)
+}
+
 /// Write access, and read access too when `readable`.
 fn access(readable: bool) -> OFlags {
     if readable {

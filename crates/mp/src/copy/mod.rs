@@ -6,6 +6,7 @@
 //! [`multiprocess::Queue`], and [`fsops`] does the file-system work (reflink,
 //! `copy_file_range`, holes, metadata, atomic placement).
 
+mod claims;
 mod coordinator;
 mod fsops;
 mod meta;

@@ -17,6 +17,7 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
+use super::claims::{Claim, Claims};
 use super::fsops::{self, Options, Staged};
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 
@@ -44,14 +45,22 @@ struct WorkerState {
     split_large: bool,
     /// The most files a listing opens as it looks at them (see [`look`]).
     open_as_listed: usize,
+    /// Under `-L`: the files some name has claimed to copy (see [`Claims`]).
+    claims: Option<Claims>,
 }
 
 static STATE: OnceLock<WorkerState> = OnceLock::new();
 
 /// The pool initializer: keeps the progress queue (`None`: progress is not shown), the stop
-/// event and the options; lets Ctrl-C reach only the coordinator, which stops the workers
-/// cleanly through `stop`.
-pub fn setup(progress: Option<Queue<Tick>>, stop: Event, options: Options, split_large: bool) {
+/// event, the options and, under `-L`, the claims; lets Ctrl-C reach only the coordinator,
+/// which stops the workers cleanly through `stop`.
+pub fn setup(
+    progress: Option<Queue<Tick>>,
+    stop: Event,
+    options: Options,
+    split_large: bool,
+    claims: Option<Claims>,
+) {
     // SAFETY: ignoring SIGINT installs no handler code; the coordinator asks workers to stop.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
@@ -69,6 +78,7 @@ pub fn setup(progress: Option<Queue<Tick>>, stop: Event, options: Options, split
         options,
         split_large,
         open_as_listed,
+        claims,
     });
 }
 
@@ -248,12 +258,12 @@ pub struct BatchReport {
     pub reached: Vec<Reached>,
 }
 
-/// Under `-L`, a regular file of one link that a task copied (or found up to date): its
-/// source's device and inode, its copy's, and its copy's path below the task's directory.
-/// Names that lead to one file (the file and links to it, followed) reach one inode; the
-/// coordinator makes their copies hard links of one another once the copy is done, as
-/// `cp -aL` does. (Files of several links are kept together by their groups as they are
-/// copied.)
+/// Under `-L`, a regular file of one link that a task reached: its source's device and
+/// inode, and the path below the task's directory of the name that reached it. Names that
+/// lead to one file (the file and links to it, followed) reach one inode: the first to
+/// claim it copies it (see [`Claims`]), the others are not copied, and the coordinator makes
+/// them hard links of that copy once the copy is done, as `cp -aL` does. (Files of several
+/// links are kept together by their groups as they are copied.)
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reached {
     pub dev: u64,
@@ -262,8 +272,18 @@ pub struct Reached {
     /// Found up to date (`--update`), not copied.
     pub skipped: bool,
     pub path: RawPath,
-    /// The copy's device and inode: a name that no longer holds it is not linked over.
-    pub copy: (u64, u64),
+    pub holds: Holds,
+}
+
+/// What a name under `-L` holds once its task is done (see [`Reached`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Holds {
+    /// A copy (or an up-to-date one): its device and inode. A name that no longer holds it
+    /// when the links are made is not linked over.
+    Copy(u64, u64),
+    /// Nothing yet: another name claimed the file. The source's path is kept should that
+    /// name's copy fail.
+    Claimed(RawPath),
 }
 
 /// One span of a large file, copied into a temporary file the coordinator made.
@@ -1238,27 +1258,40 @@ fn copy_entries(
     reporter: &mut Reporter,
 ) {
     let stop = || state().stop.is_set();
-    let follow = state().options.dereference;
+    let claims = state().claims.as_ref();
     for entry in entries {
         if stop() {
             report.stopped = Some(Stop::Interrupted);
             return;
         }
         let dst_name = rename.unwrap_or(&entry.name).path();
+        let meta = &entry.meta;
+        // Under `-L` (only then are there claims), a file of one link may be reached by
+        // several names: only the first copies it.
+        let claim = claims.and_then(|c| c.claim_file(meta));
+        let reached = |holds| Reached {
+            dev: meta.dev,
+            ino: meta.ino,
+            size: meta.size,
+            skipped: false,
+            path: RawPath::new(dst_name),
+            holds,
+        };
+        if claim == Some(Claim::Taken) {
+            let source = RawPath::new(dirs.src_path.join(entry.name.path()));
+            report.reached.push(reached(Holds::Claimed(source)));
+            reporter.file();
+            continue;
+        }
         let skipped = report.counts.skipped;
         match copy_entry(dirs, &entry, dst_name, &mut report.counts, reporter, &stop) {
             Ok(None) => {
-                let meta = &entry.meta;
-                if follow && meta.kind == Kind::File && !meta.is_multiply_linked() {
+                if claim.is_some() {
                     let copy = rfs::statat(&dirs.dst, dst_name, AtFlags::SYMLINK_NOFOLLOW);
                     if let Ok(copy) = copy.map(|st| Meta::from_stat(&st)) {
                         report.reached.push(Reached {
-                            dev: meta.dev,
-                            ino: meta.ino,
-                            size: meta.size,
                             skipped: report.counts.skipped > skipped,
-                            path: RawPath::new(dst_name),
-                            copy: (copy.dev, copy.ino),
+                            ..reached(Holds::Copy(copy.dev, copy.ino))
                         });
                     }
                 }
@@ -1431,33 +1464,16 @@ fn copy_file(
     } else {
         Staged::create(dirs.dst.as_fd(), entry.meta.mode, options.verify)?
     };
-    let result = (|| {
-        fsops::copy_contents(
-            src.as_fd(),
-            staged.fd.as_fd(),
-            &entry.meta,
-            options,
-            &mut |n| reporter.bytes(n),
-            stop,
-        )?;
-        if options.verify && !fsops::same_contents(src.as_fd(), staged.fd.as_fd())? {
-            return Err(io::Error::other("verification failed: the copy differs"));
-        }
-        fsops::apply_file_meta(
-            staged.fd.as_fd(),
-            Some(src.as_fd()),
-            &entry.meta,
-            Some((dirs.created)(entry.meta.mode & 0o777)),
-        )
-    })();
-    match result {
-        Ok(()) => {
-            staged.place(dirs.dst.as_fd(), dst_name)?;
-            Ok(entry.meta.size)
-        }
-        Err(e) => {
-            staged.discard(dirs.dst.as_fd());
-            Err(e)
-        }
-    }
+    fsops::fill_and_place(
+        staged,
+        src,
+        dirs.dst.as_fd(),
+        dst_name,
+        &entry.meta,
+        options,
+        Some((dirs.created)(entry.meta.mode & 0o777)),
+        &mut |n| reporter.bytes(n),
+        stop,
+    )?;
+    Ok(entry.meta.size)
 }
