@@ -6,7 +6,8 @@
 #
 # DATASET is a folder under $MP_BENCH_DIR/data made by bench/copy.sh (small, large, mixed).
 # Each TOOL is cpz, fcp or xcp (from bench/.peers, installed by bench/copy.sh), cp (cp -a),
-# or the path of an mp binary (run as `mp copy -q`). Every round runs each tool once, in the
+# or the path of an mp binary (run as `mp copy -q`); `TOOL:ARGS` adds arguments (split at
+# spaces), e.g. `cp:-L` or `target/release/mp:-L -j 2`. Every round runs each tool once, in the
 # order given, each on a fresh ext4 image (no journal, like bench/copy.sh) holding a warm copy
 # of the dataset, and measures the wall time and the CPU time of the tool and all its
 # processes (`perf stat -e task-clock`). It prints per tool the median and minimum of both.
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 if [ $# -lt 3 ]; then
-  sed -n '2,10p' "$0"
+  sed -n '2,12p' "$0"
   exit 2
 fi
 ds=$1
@@ -53,15 +54,20 @@ for _ in $(seq "$rounds"); do
     cp -a "$DATA" "$FS/src"
     sync
     tar -cf - -C "$FS" src | cat >/dev/null
-    case $tool in
-      cpz | fcp) cmd=("$PEERS/$tool" "$FS/src" "$FS/dst") ;;
-      xcp) cmd=("$PEERS/xcp" -r "$FS/src" "$FS/dst") ;;
-      cp) cmd=(cp -a "$FS/src" "$FS/dst") ;;
-      *) cmd=("$tool" copy -q "$FS/src" "$FS/dst") ;;
+    name=${tool%%:*}
+    extra=()
+    if [[ $tool == *:* ]]; then read -ra extra <<<"${tool#*:}"; fi
+    case $name in
+      cpz | fcp) cmd=("$PEERS/$name" "${extra[@]}" "$FS/src" "$FS/dst") ;;
+      xcp) cmd=("$PEERS/xcp" -r "${extra[@]}" "$FS/src" "$FS/dst") ;;
+      cp) cmd=(cp -a "${extra[@]}" "$FS/src" "$FS/dst") ;;
+      *) cmd=("$name" copy -q "${extra[@]}" "$FS/src" "$FS/dst") ;;
     esac
     sync
     t0=$(date +%s%N)
-    perf stat -x, -e task-clock -o "$PERF_OUT" "${cmd[@]}"
+    # A tool that reports errors (`cp -aL` on a dangling link) is still timed.
+    perf stat -x, -e task-clock -o "$PERF_OUT" "${cmd[@]}" 2>/dev/null ||
+      echo "$tool exited with status $?" >&2
     t1=$(date +%s%N)
     wall[$i]="${wall[$i]:-} $(( (t1 - t0) / 1000000 ))"
     cpu[$i]="${cpu[$i]:-} $(awk -F, '/task-clock/ { printf "%.0f", $1 }' "$PERF_OUT")"
