@@ -1534,13 +1534,37 @@ fn killed_workers_in_small_trees_leave_nothing_partial() {
     kill_workers_mid_copy(&src, &s.path("dst"));
 }
 
+/// The same in a resume: the new subdirectories of directories that exist already are
+/// written under hidden names until complete, and what a killed task left of them is removed.
+#[test]
+fn killed_workers_in_a_resume_leave_nothing_hidden() {
+    let s = Scratch::new("sigkill-resume");
+    let (src, dst) = (s.path("src"), s.path("dst"));
+    for p in 0..16 {
+        let p = format!("p{p}");
+        build_bulk_tree(&src.join(&p).join("tree"), 2, 20, 8 * KIB);
+        build_bulk_tree(&src.join(&p).join("tree/d00/deeper"), 2, 10, 8 * KIB);
+        fs::write(src.join(&p).join("file"), b"x").unwrap();
+        fs::create_dir_all(dst.join(&p)).unwrap();
+    }
+    kill_workers_mid_copy_with(&[&"--update", &"-T"], &src, &dst);
+}
+
 /// Copies `src` to `dst` with `-j 2`, SIGKILLs the workers once a file appeared, then checks
 /// that the copy ended in time, that every file present is complete and that no temporary
 /// file or hidden directory is left (but for named temporary files where the file system
 /// has no `O_TMPFILE`), and that `--update -T` completes the copy.
 fn kill_workers_mid_copy(src: &Path, dst: &Path) {
+    kill_workers_mid_copy_with(&[], src, dst);
+}
+
+/// [`kill_workers_mid_copy`] with more arguments for the copy that is killed.
+fn kill_workers_mid_copy_with(extra: &[&dyn AsRef<OsStr>], src: &Path, dst: &Path) {
     let mut killed = 0;
-    let out = act_mid_copy(&[&"copy", &"-j", &"2", &src, &dst], dst, |child| {
+    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"copy", &"-j", &"2"];
+    args.extend_from_slice(extra);
+    args.extend([&src as &dyn AsRef<OsStr>, &dst]);
+    let out = act_mid_copy(&args, dst, |child| {
         // mp → the pool's supervisor → the workers.
         for supervisor in children_of(child.pid()) {
             for worker in children_of(supervisor) {
@@ -1563,7 +1587,13 @@ fn kill_workers_mid_copy(src: &Path, dst: &Path) {
     if !left.is_empty() {
         eprintln!("killed workers left temporary files (no O_TMPFILE here?): {left:?}");
         for temp in left {
-            fs::remove_file(join(dst, &temp)).unwrap();
+            let temp = join(dst, &temp);
+            assert!(
+                !temp.is_dir(),
+                "a hidden directory stayed: {}",
+                temp.display()
+            );
+            fs::remove_file(temp).unwrap();
         }
     }
     assert_present_files_complete(src, dst);
