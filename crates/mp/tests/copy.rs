@@ -682,6 +682,75 @@ fn dereference_copies_a_file_whose_claiming_name_failed() {
     );
 }
 
+/// Under `-L`, a name that two sources were copied to is never made a link of a third name:
+/// with one worker (the last source first), `g` claims `d1/f`'s file, `d1/f` is then not
+/// copied, and `d2/f` is copied to `f`. `f` keeps `d2/f`'s bytes, as with `cp -aL`; and a
+/// name linked later never takes another file's bytes.
+#[test]
+fn dereference_never_links_over_another_source() {
+    let s = Scratch::new("deref-two-sources");
+    for d in ["d1", "d2", "d3", "d4", "m", "n"] {
+        fs::create_dir_all(s.path(d)).unwrap();
+    }
+    write(&s.path("d1/f"), b"one\n");
+    write(&s.path("d2/f"), b"two\n");
+    std::os::unix::fs::symlink("../d1/f", s.path("d3/g")).unwrap();
+    let m = s.path("m");
+    let sources = [s.path("d2/f"), s.path("d1/f"), s.path("d3/g")];
+    let out = mp(&[
+        &"copy",
+        &"-L",
+        &"-j",
+        &"1",
+        &sources[0],
+        &sources[1],
+        &sources[2],
+        &m,
+    ]);
+    out.expect_clean_success();
+    assert_eq!(fs::read(m.join("f")).unwrap(), b"two\n");
+    assert_eq!(fs::read(m.join("g")).unwrap(), b"one\n");
+
+    // `x` gets two sources (`d2/x` leads to `d3/y`); `w` and `z` lead to `d1/x`.
+    write(&s.path("d1/x"), b"FFFF\n");
+    write(&s.path("d3/y"), b"GGGGGGGG\n");
+    std::os::unix::fs::symlink("../d3/y", s.path("d2/x")).unwrap();
+    std::os::unix::fs::symlink("../d1/x", s.path("d4/z")).unwrap();
+    std::os::unix::fs::symlink("../d1/x", s.path("d4/w")).unwrap();
+    let n = s.path("n");
+    let names = ["d4/w", "d2/x", "d4/z", "d3/y", "d1/x"].map(|p| s.path(p));
+    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"copy", &"-L", &"-j", &"1"];
+    args.extend(names.iter().map(|p| p as &dyn AsRef<OsStr>));
+    args.push(&n);
+    mp(&args).expect_clean_success();
+    assert_eq!(fs::read(n.join("w")).unwrap(), b"FFFF\n");
+    assert_eq!(fs::read(n.join("z")).unwrap(), b"FFFF\n");
+    assert_eq!(fs::read(n.join("y")).unwrap(), b"GGGGGGGG\n");
+}
+
+/// Under `-L`, a name that cannot be a link of the file's copy (here it is on another file
+/// system, a tmpfs: needs root) gets a copy of its own, as a hard-link group's does.
+#[test]
+fn dereference_copies_where_a_link_cannot_be_made() {
+    let s = Scratch::new("deref-exdev");
+    let src = s.path("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::create_dir_all(src.join("b")).unwrap();
+    write(&src.join("a/f"), b"hello\n");
+    std::os::unix::fs::symlink("../a/f", src.join("b/l")).unwrap();
+    let dst = s.path("dst");
+    fs::create_dir_all(dst.join("a")).unwrap();
+    fs::create_dir_all(dst.join("b")).unwrap();
+    let Some(_tmpfs) = Tmpfs::mount(&dst.join("b"), "2m") else {
+        return;
+    };
+    let out = mp(&[&"copy", &"-L", &"-T", &"--json", &src, &dst]);
+    out.expect_clean_success();
+    assert_eq!(fs::read(dst.join("a/f")).unwrap(), b"hello\n");
+    assert_eq!(fs::read(dst.join("b/l")).unwrap(), b"hello\n");
+    assert_eq!(out.json()["files"], 2, "{}", out.json());
+}
+
 // ---------------------------------------------------------------------------------------
 // 3-5. --update, --verify, summaries
 // ---------------------------------------------------------------------------------------

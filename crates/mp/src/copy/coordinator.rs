@@ -709,41 +709,38 @@ impl Coordinator {
     /// them. The copy kept is the first name's that still holds its copy; a name another
     /// claimed (see [`Claims`]) is linked to it, and a name copied anyway (a resume, or a
     /// full claims table) is replaced by a link. Should no name hold a copy (the claiming
-    /// name's copy failed), the first name left copies the file. A directory of this copy
-    /// that gains a link keeps its mode and times: it is made writable for the while if it
-    /// is not, and its times are set back. A stop request or a full disk ends it.
+    /// name's copy failed), the first name left copies the file. A name that another source
+    /// of this copy was copied to (two sources, one name) is never linked over. A directory
+    /// of this copy that gains a link keeps its mode and times: it is made writable for the
+    /// while if it is not, and its times are set back. A stop request or a full disk ends it.
     fn link_reached(&mut self) {
-        let mut kept: HashMap<(u64, u64), Kept> = HashMap::new();
+        let mut kept: HashMap<(u64, u64), CopyAt> = HashMap::new();
         let mut by_dir: HashMap<(PathBuf, bool), Vec<Reached>> = HashMap::new();
         for (r, ours) in std::mem::take(&mut self.reached) {
             let key = (r.dev, r.ino);
             if let (Holds::Copy(dev, ino), None) = (&r.holds, kept.get(&key)) {
-                let copy = (*dev, *ino);
-                let path = r.path.0;
-                kept.insert(
-                    key,
-                    Kept {
-                        path,
-                        copy,
-                        checked: false,
-                    },
-                );
+                kept.insert(key, (r.path.0, (*dev, *ino)));
                 continue;
             }
             let dir = fsops::dir_above(r.path.path()).to_path_buf();
             by_dir.entry((dir, ours)).or_default().push(r);
         }
+        let stopped = || INTERRUPTS.load(Ordering::SeqCst) > 0;
         for ((dir, ours), names) in by_dir {
             let dir_kept = ours.then(|| DirKept::open(&dir));
             let mut stop = false;
             for r in names {
-                if INTERRUPTS.load(Ordering::SeqCst) > 0 {
-                    // Stopped: a resume with `--update` links the rest.
+                let linked = match stopped() {
+                    false => self.link_name(&mut kept, r),
+                    true => Ok(()),
+                };
+                if stopped() {
+                    // A resume with `--update` links the rest.
                     self.outcome.interrupted = true;
                     stop = true;
                     break;
                 }
-                if let Err(failure) = self.link_name(&mut kept, r) {
+                if let Err(failure) = linked {
                     stop = failure.disk_full;
                     self.failed(failure);
                     if stop {
@@ -767,24 +764,35 @@ impl Coordinator {
     /// [`Coordinator::link_reached`]), and counts it.
     fn link_name(
         &mut self,
-        kept: &mut HashMap<(u64, u64), Kept>,
+        kept: &mut HashMap<(u64, u64), CopyAt>,
         r: Reached,
     ) -> Result<(), Failure> {
         let key = (r.dev, r.ino);
         let name = r.path.path();
-        let counts = &mut self.outcome.counts;
+        // The kept copy, while its name still holds it: two sources copied to one name may
+        // have replaced it.
+        let first = kept.get(&key).filter(|(path, copy)| holds(path, *copy));
+        let first = first.cloned();
         let cannot_link = |first: &Path, e: io::Error| {
             let mut failure = Failure::io(name, &e);
             failure.reason = format!("cannot hard-link to {}: {e}", first.display());
             failure
         };
-        match (Kept::find(kept, key), r.holds) {
-            (Some((first, first_copy)), Holds::Copy(dev, ino)) => {
+        match r.holds {
+            Holds::Copy(dev, ino) => {
+                let Some((first, first_copy)) = first else {
+                    // The kept copy is gone: this one is kept instead.
+                    if holds(name, (dev, ino)) {
+                        kept.insert(key, (name.to_path_buf(), (dev, ino)));
+                    }
+                    return Ok(());
+                };
                 // Already one file (a resume), or a name that holds something else now.
                 if first_copy == (dev, ino) || !holds(name, (dev, ino)) {
                     return Ok(());
                 }
                 link_over(&first, name).map_err(|e| cannot_link(&first, e))?;
+                let counts = &mut self.outcome.counts;
                 if r.skipped {
                     counts.skipped -= 1;
                 } else {
@@ -793,36 +801,63 @@ impl Coordinator {
                 }
                 counts.hard_links += 1;
             }
-            (None, Holds::Copy(dev, ino)) => {
-                // The kept copy is gone: this one is kept instead.
-                if holds(name, (dev, ino)) {
-                    kept.insert(key, Kept::checked(name, (dev, ino)));
+            Holds::Claimed { source, found } => {
+                let now = match rfs::lstat(name) {
+                    Ok(st) => Some((st.st_dev, st.st_ino)),
+                    Err(Errno::NOENT) => None,
+                    Err(e) => return Err(Failure::io(name, &e.into())),
+                };
+                let first_copy = first.as_ref().map(|(_, copy)| *copy);
+                if now.is_some() && now != found && now != first_copy {
+                    // Another source of this copy was copied to this name.
+                    return Ok(());
                 }
-            }
-            (Some((first, first_copy)), Holds::Claimed(_)) => {
-                match rfs::linkat(rfs::CWD, &first, rfs::CWD, name, AtFlags::empty()) {
-                    Ok(()) => counts.hard_links += 1,
-                    // A resume: linked already.
-                    Err(Errno::EXIST) if holds(name, first_copy) => counts.skipped += 1,
-                    Err(Errno::EXIST) => {
-                        link_over(&first, name).map_err(|e| cannot_link(&first, e))?;
-                        counts.hard_links += 1;
+                let Some((first, first_copy)) = first else {
+                    // The name that claimed the file has no copy of it: this one copies it.
+                    let copy = self.copy_claimed(source.path(), name)?;
+                    kept.insert(key, (name.to_path_buf(), copy));
+                    return Ok(());
+                };
+                if now == Some(first_copy) {
+                    // Linked already (a resume), unless it is the kept name itself (a
+                    // source given twice).
+                    if first != name {
+                        self.outcome.counts.skipped += 1;
                     }
-                    Err(e) => return Err(cannot_link(&first, e.into())),
+                    return Ok(());
                 }
-            }
-            (None, Holds::Claimed(source)) => {
-                // The name that claimed the file has no copy of it: this one copies it.
-                let bytes = fsops::copy_file_to(source.path(), name, &self.options)
-                    .map_err(|e| Failure::io(source.path(), &e))?;
-                counts.files += 1;
-                counts.bytes += bytes;
-                if let Ok(copy) = rfs::lstat(name).map(|st| Meta::from_stat(&st)) {
-                    kept.insert(key, Kept::checked(name, (copy.dev, copy.ino)));
+                let linked = match now {
+                    None => rfs::linkat(rfs::CWD, &first, rfs::CWD, name, AtFlags::empty())
+                        .map_err(io::Error::from),
+                    Some(_) => link_over(&first, name),
+                };
+                match linked {
+                    Ok(()) => self.outcome.counts.hard_links += 1,
+                    Err(e) if Failure::io(name, &e).disk_full => {
+                        return Err(cannot_link(&first, e))
+                    }
+                    // No link here (another file system below the copy, too many links to
+                    // the file): a copy, as for a hard-link group.
+                    Err(_) => {
+                        self.copy_claimed(source.path(), name)?;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Copies the file `source` to `name` from the parent, for a name another claimed whose
+    /// link could not be made (see [`Coordinator::link_name`]); counts it. Gives the copy's
+    /// device and inode.
+    fn copy_claimed(&mut self, source: &Path, name: &Path) -> Result<(u64, u64), Failure> {
+        let stop = || INTERRUPTS.load(Ordering::SeqCst) > 0;
+        let fail = |e: io::Error| Failure::io(source, &e);
+        let bytes = fsops::copy_file_to(source, name, &self.options, &stop).map_err(fail)?;
+        self.outcome.counts.files += 1;
+        self.outcome.counts.bytes += bytes;
+        let copy = rfs::lstat(name).map_err(|e| fail(e.into()))?;
+        Ok((copy.st_dev, copy.st_ino))
     }
 
     fn absorb(
@@ -973,12 +1008,25 @@ impl Coordinator {
         top: bool,
     ) {
         if meta.kind == Kind::File && self.split_large && meta.size >= LARGE_FILE {
+            let existed = top || self.dirs[&dir].existed;
             if self.claimed_by_another(&meta) {
-                self.note_large(&meta, dir, &dst, false, Holds::Claimed(RawPath(src)));
+                let found = match existed {
+                    true => worker::found_at(rfs::CWD, &dst),
+                    false => Ok(None),
+                };
+                match found {
+                    Ok(found) => {
+                        let holds = Holds::Claimed {
+                            source: RawPath(src),
+                            found,
+                        };
+                        self.note_large(&meta, dir, &dst, false, holds);
+                    }
+                    Err(e) => self.failed(Failure::io(&src, &e)),
+                }
                 self.one_done(dir);
                 return;
             }
-            let existed = top || self.dirs[&dir].existed;
             match self.start_large(dir, &src, &dst, meta, group, existed) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -1328,42 +1376,8 @@ fn holds(path: &Path, copy: (u64, u64)) -> bool {
     rfs::lstat(path).is_ok_and(|st| Meta::from_stat(&st).same_inode(copy))
 }
 
-/// Under `-L`, the copy that the names of one source file are linked to (see
-/// [`Coordinator::link_reached`]).
-struct Kept {
-    path: PathBuf,
-    /// The copy's device and inode.
-    copy: (u64, u64),
-    /// The name is known to still hold the copy.
-    checked: bool,
-}
-
-impl Kept {
-    /// A copy whose name is known to hold it.
-    fn checked(path: &Path, copy: (u64, u64)) -> Kept {
-        let path = path.to_path_buf();
-        Kept {
-            path,
-            copy,
-            checked: true,
-        }
-    }
-
-    /// The kept copy of the file `key`, once its name is known to hold it still (two
-    /// sources copied to one name may have replaced it; it is forgotten then).
-    fn find(
-        kept: &mut HashMap<(u64, u64), Kept>,
-        key: (u64, u64),
-    ) -> Option<(PathBuf, (u64, u64))> {
-        let k = kept.get_mut(&key)?;
-        if !k.checked && !holds(&k.path, k.copy) {
-            kept.remove(&key);
-            return None;
-        }
-        k.checked = true;
-        Some((k.path.clone(), k.copy))
-    }
-}
+/// A copy's path and its device and inode.
+type CopyAt = (PathBuf, (u64, u64));
 
 /// A finished directory about to gain links (see [`Coordinator::link_reached`]): its mode
 /// and times as they were, and it made writable by its owner meanwhile.

@@ -722,8 +722,13 @@ pub fn fill_and_place(
 
 /// Copies the regular file `src` (a link is followed) to `dst`, replacing what is there,
 /// from paths rather than open directories: for the coordinator's rare copies (see
-/// `Coordinator::link_reached`). Gives the bytes copied.
-pub fn copy_file_to(src: &Path, dst: &Path, options: &Options) -> io::Result<u64> {
+/// `Coordinator::link_reached`). `stop` is asked between rounds. Gives the bytes copied.
+pub fn copy_file_to(
+    src: &Path,
+    dst: &Path,
+    options: &Options,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<u64> {
     let Some(name) = dst.file_name() else {
         return Err(io::Error::other("no file name to copy to"));
     };
@@ -744,7 +749,7 @@ pub fn copy_file_to(src: &Path, dst: &Path, options: &Options) -> io::Result<u64
         options,
         None,
         no_progress,
-        &|| false,
+        stop,
     )?;
     Ok(meta.size)
 }

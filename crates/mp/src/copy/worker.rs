@@ -281,9 +281,28 @@ pub enum Holds {
     /// A copy (or an up-to-date one): its device and inode. A name that no longer holds it
     /// when the links are made is not linked over.
     Copy(u64, u64),
-    /// Nothing yet: another name claimed the file. The source's path is kept should that
-    /// name's copy fail.
-    Claimed(RawPath),
+    /// Nothing of this copy yet: another name claimed the file. The source's path is kept
+    /// should that name's copy fail; `found` is what was at the name then (a copy from
+    /// before, in a resume): a name that holds anything else by the time the links are
+    /// made was written by another source of this copy, and is left alone.
+    Claimed {
+        source: RawPath,
+        found: Option<(u64, u64)>,
+    },
+}
+
+/// What is at `name` in `dir` before a name another claimed is linked there later (see
+/// [`Holds::Claimed`]): its device and inode, or nothing. A directory in the way is an
+/// error, as for a copy.
+pub fn found_at(dir: BorrowedFd<'_>, name: &Path) -> io::Result<Option<(u64, u64)>> {
+    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if Meta::from_stat(&st).kind == Kind::Dir => Err(io::Error::other(
+            "cannot overwrite a directory with a non-directory",
+        )),
+        Ok(st) => Ok(Some((st.st_dev, st.st_ino))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One span of a large file, copied into a temporary file the coordinator made.
@@ -1278,8 +1297,21 @@ fn copy_entries(
             holds,
         };
         if claim == Some(Claim::Taken) {
-            let source = RawPath::new(dirs.src_path.join(entry.name.path()));
-            report.reached.push(reached(Holds::Claimed(source)));
+            let source = dirs.src_path.join(entry.name.path());
+            // In a new directory nothing was there before this copy.
+            let found = match dirs.existed {
+                true => found_at(dirs.dst.as_fd(), dst_name),
+                false => Ok(None),
+            };
+            match found {
+                Ok(found) => {
+                    let source = RawPath(source);
+                    report
+                        .reached
+                        .push(reached(Holds::Claimed { source, found }));
+                }
+                Err(e) => report.failures.push(Failure::io(&source, &e)),
+            }
             reporter.file();
             continue;
         }
