@@ -311,6 +311,48 @@ fn several_sources_go_into_the_directory() {
     assert_same_tree(&s.path("b"), &s.path("out/b"));
 }
 
+/// Sources of one name go to one destination as with `cp -a`: two directories are merged
+/// (the second after the first, its files over the first's), a second file is refused (`cp`
+/// will not overwrite a file it has just created), and a source given twice is copied once,
+/// with a warning.
+#[test]
+fn sources_of_one_name_merge_as_with_cp() {
+    let s = Scratch::new("place-same-name");
+    for (side, seed) in [("a", 1), ("b", 2)] {
+        build_bulk_tree(&s.path(format!("{side}/d/{side}-only")), 3, 20, KIB);
+        build_bulk_tree(&s.path(format!("{side}/d/shared")), 2, 10, KIB);
+        write(&s.path(format!("{side}/d/both")), &pattern(seed, 100));
+        write(&s.path(format!("{side}/f")), &pattern(seed, 10));
+    }
+    write(&s.path("b/d/shared/d00/f000"), b"b wins\n");
+    let (a, b) = (s.path("a/d"), s.path("b/d"));
+    let reference = s.path("reference");
+    fs::create_dir(&reference).unwrap();
+    cp_a(&[], &a, &reference);
+    cp_a(&[], &b, &reference);
+    let dst = s.path("dst");
+    fs::create_dir(&dst).unwrap();
+    mp(&[&"copy", &"-j", &"3", &a, &b, &dst]).expect_clean_success();
+    assert_same_tree(&reference.join("d"), &dst.join("d"));
+    assert_eq!(
+        fs::read(dst.join("d/shared/d00/f000")).unwrap(),
+        b"b wins\n"
+    );
+    assert_no_temp_files(&dst);
+
+    let (fa, fb) = (s.path("a/f"), s.path("b/f"));
+    let files = s.path("files");
+    fs::create_dir(&files).unwrap();
+    let out = mp(&[&"copy", &fa, &fb, &fa, &files]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("will not overwrite just-created"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("specified more than once"), "{out}");
+    assert_eq!(fs::read(files.join("f")).unwrap(), pattern(1, 10));
+}
+
 /// Several sources and a DEST that is not a directory: refused, nothing copied.
 #[test]
 fn several_sources_need_a_directory() {
@@ -682,50 +724,27 @@ fn dereference_copies_a_file_whose_claiming_name_failed() {
     );
 }
 
-/// Under `-L`, a name that two sources were copied to is never made a link of a third name:
-/// with one worker (the last source first), `g` claims `d1/f`'s file, `d1/f` is then not
-/// copied, and `d2/f` is copied to `f`. `f` keeps `d2/f`'s bytes, as with `cp -aL`; and a
-/// name linked later never takes another file's bytes.
+/// Under `-L`, a name that two sources were copied to is never made a link of another name:
+/// `a/d` and `b/d` are merged into `m/d`, `b/d/fN` (copied last) replaces `a/d/fN`'s copy,
+/// and `a/d/gN`, which leads to `a/d/fN`, keeps `a/d/fN`'s bytes, whichever of `fN` and `gN`
+/// claimed the file first (the listing's order: eight pairs try both).
 #[test]
 fn dereference_never_links_over_another_source() {
     let s = Scratch::new("deref-two-sources");
-    for d in ["d1", "d2", "d3", "d4", "m", "n"] {
+    for d in ["a/d", "b/d", "m"] {
         fs::create_dir_all(s.path(d)).unwrap();
     }
-    write(&s.path("d1/f"), b"one\n");
-    write(&s.path("d2/f"), b"two\n");
-    std::os::unix::fs::symlink("../d1/f", s.path("d3/g")).unwrap();
-    let m = s.path("m");
-    let sources = [s.path("d2/f"), s.path("d1/f"), s.path("d3/g")];
-    let out = mp(&[
-        &"copy",
-        &"-L",
-        &"-j",
-        &"1",
-        &sources[0],
-        &sources[1],
-        &sources[2],
-        &m,
-    ]);
-    out.expect_clean_success();
-    assert_eq!(fs::read(m.join("f")).unwrap(), b"two\n");
-    assert_eq!(fs::read(m.join("g")).unwrap(), b"one\n");
-
-    // `x` gets two sources (`d2/x` leads to `d3/y`); `w` and `z` lead to `d1/x`.
-    write(&s.path("d1/x"), b"FFFF\n");
-    write(&s.path("d3/y"), b"GGGGGGGG\n");
-    std::os::unix::fs::symlink("../d3/y", s.path("d2/x")).unwrap();
-    std::os::unix::fs::symlink("../d1/x", s.path("d4/z")).unwrap();
-    std::os::unix::fs::symlink("../d1/x", s.path("d4/w")).unwrap();
-    let n = s.path("n");
-    let names = ["d4/w", "d2/x", "d4/z", "d3/y", "d1/x"].map(|p| s.path(p));
-    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"copy", &"-L", &"-j", &"1"];
-    args.extend(names.iter().map(|p| p as &dyn AsRef<OsStr>));
-    args.push(&n);
-    mp(&args).expect_clean_success();
-    assert_eq!(fs::read(n.join("w")).unwrap(), b"FFFF\n");
-    assert_eq!(fs::read(n.join("z")).unwrap(), b"FFFF\n");
-    assert_eq!(fs::read(n.join("y")).unwrap(), b"GGGGGGGG\n");
+    for i in 0..8 {
+        write(&s.path(format!("a/d/f{i}")), b"one\n");
+        std::os::unix::fs::symlink(format!("f{i}"), s.path(format!("a/d/g{i}"))).unwrap();
+        write(&s.path(format!("b/d/f{i}")), b"two\n");
+    }
+    let (a, b, m) = (s.path("a/d"), s.path("b/d"), s.path("m"));
+    mp(&[&"copy", &"-L", &"-j", &"1", &a, &b, &m]).expect_clean_success();
+    for i in 0..8 {
+        assert_eq!(fs::read(m.join(format!("d/f{i}"))).unwrap(), b"two\n");
+        assert_eq!(fs::read(m.join(format!("d/g{i}"))).unwrap(), b"one\n");
+    }
 }
 
 /// Under `-L`, a name that cannot be a link of the file's copy (here it is on another file

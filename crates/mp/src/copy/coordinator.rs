@@ -195,6 +195,10 @@ pub struct Coordinator {
     reached: Vec<(Reached, bool)>,
     /// Under `-L`: the files some name has claimed to copy, shared with the workers.
     claims: Option<Claims>,
+    /// The destinations of the top-level copies under way...
+    top_dsts: HashSet<PathBuf>,
+    /// ... and the copies to the same destinations, which wait for them (see [`Self::add`]).
+    later: Vec<(PathBuf, PathBuf, Meta)>,
 }
 
 /// The top-level node's id: top-level entries belong to it.
@@ -263,11 +267,19 @@ impl Coordinator {
             cleaned: HashSet::new(),
             reached: Vec::new(),
             claims,
+            top_dsts: HashSet::new(),
+            later: Vec::new(),
         })
     }
 
-    /// Adds a top-level copy of `src` (with its metadata `meta`) to `dst`.
+    /// Adds a top-level copy of `src` (with its metadata `meta`) to `dst`. A second copy to
+    /// the same destination (two directories of one name, merged as `cp -r` merges them)
+    /// starts once everything before it is copied: it merges into the finished copy.
     pub fn add(&mut self, src: PathBuf, dst: PathBuf, meta: Meta) {
+        if !self.top_dsts.insert(dst.clone()) {
+            self.later.push((src, dst, meta));
+            return;
+        }
         if self.options.update {
             self.remove_stale_beside(&dst);
         }
@@ -293,6 +305,11 @@ impl Coordinator {
     /// Records a failure found before the copy starts (a bad argument).
     pub fn fail(&mut self, failure: Failure) {
         self.outcome.failures.push(failure);
+    }
+
+    /// Records a warning found before the copy starts.
+    pub fn warn(&mut self, warning: String) {
+        self.outcome.warnings.push(warning);
     }
 
     fn add_dir(&mut self, parent: u64, src: PathBuf, dst: PathBuf, meta: Meta) {
@@ -339,6 +356,13 @@ impl Coordinator {
             return self.outcome;
         }
         loop {
+            if self.in_flight == 0 && self.ready.is_empty() && !self.stopping {
+                // Copies that wait for others to the same destination: their turn.
+                self.top_dsts.clear();
+                for (src, dst, meta) in std::mem::take(&mut self.later) {
+                    self.add(src, dst, meta);
+                }
+            }
             if !self.stopping {
                 while self.in_flight < self.max_in_flight {
                     let Some(job) = self.next_job() else { break };
@@ -1256,7 +1280,8 @@ impl Coordinator {
     fn one_done(&mut self, dir: u64) {
         let node = self.dirs.get_mut(&dir).expect("a directory in progress");
         node.pending -= 1;
-        if node.pending > 0 || self.stopping {
+        // The top level stays: copies that wait for a destination are added to it later.
+        if node.pending > 0 || self.stopping || dir == TOP {
             return;
         }
         let node = self.dirs.remove(&dir).expect("present");

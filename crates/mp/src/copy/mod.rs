@@ -31,7 +31,8 @@ use progress::{human_bytes, thousands, Bar, Live, Totals};
     long_about = "Copy files and folders like `cp -a`, on several processes.\n\n\
         Placement follows `cp -r`: with one SOURCE and a DEST that does not exist, DEST \
         becomes the copy; otherwise DEST must be a directory and each SOURCE is copied into \
-        it under its own name.\n\n\
+        it under its own name (two directories of one name are merged, a second file of one \
+        name is refused).\n\n\
         Like `cp -a`, the copy keeps contents, modes, owners (where permitted), access and \
         modification times of files and directories, extended attributes, symbolic links \
         (never followed unless -L), hard links, holes in sparse files, FIFOs and devices \
@@ -135,6 +136,9 @@ pub fn run(args: CopyArgs) -> Status {
     let resume_hint = resume_command(&args, plan.dest_is_copy);
     for failure in plan.refused {
         coordinator.fail(failure);
+    }
+    for warning in plan.warnings {
+        coordinator.warn(warning);
     }
     for copy in plan.copies {
         coordinator.add(copy.src, copy.dst, copy.meta);

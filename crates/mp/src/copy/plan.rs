@@ -1,6 +1,7 @@
 //! `cp -r`'s placement rules: which source goes where, and the arguments refused before any
 //! copying starts.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -18,8 +19,12 @@ pub struct Copy {
 
 /// What to copy, and the sources refused (each reported, the others still copied).
 pub struct Plan {
+    /// In the order given. Two directories may go to one destination: the second is merged
+    /// into the first's copy, after it (see `Coordinator::add`).
     pub copies: Vec<Copy>,
     pub refused: Vec<Failure>,
+    /// A source given more than once (copied once).
+    pub warnings: Vec<String>,
     /// DEST is the copy itself (not a directory the copies go into).
     pub dest_is_copy: bool,
 }
@@ -33,6 +38,9 @@ pub struct Plan {
 /// - With `no_target_dir` (`-T`), DEST is always the copy: an existing directory is merged
 ///   into, which is how an interrupted `mp copy SRC NEW` resumes.
 /// - A directory is never copied into itself, and a file never onto itself.
+/// - Two sources of one name go to one destination: two directories are merged; otherwise
+///   the second is refused, as `cp` will not overwrite a file it has just created. A source
+///   given twice is copied once.
 pub fn plan(
     sources: &[PathBuf],
     dest: &Path,
@@ -53,8 +61,11 @@ pub fn plan(
     let mut plan = Plan {
         copies: Vec::new(),
         refused: Vec::new(),
+        warnings: Vec::new(),
         dest_is_copy: !into_dir,
     };
+    // Each destination's first source: its device, inode and kind.
+    let mut planned: HashMap<PathBuf, Meta> = HashMap::new();
     for src in sources {
         let stat = if dereference {
             rfs::stat(src)
@@ -93,6 +104,32 @@ pub fn plan(
         if let Err(why) = check(src, &dst, &meta) {
             plan.refused.push(Failure::new(src, why));
             continue;
+        }
+        match planned.get(&dst) {
+            None => {
+                planned.insert(dst.clone(), meta);
+            }
+            Some(first) if first.same_inode((meta.dev, meta.ino)) => {
+                let what = if meta.kind == Kind::Dir {
+                    "directory"
+                } else {
+                    "file"
+                };
+                let src = src.display();
+                plan.warnings
+                    .push(format!("source {what} '{src}' specified more than once"));
+                continue;
+            }
+            Some(first) if first.kind == Kind::Dir && meta.kind == Kind::Dir => {}
+            Some(_) => {
+                let why = format!(
+                    "will not overwrite just-created '{}' with '{}'",
+                    dst.display(),
+                    src.display()
+                );
+                plan.refused.push(Failure::new(src, why));
+                continue;
+            }
         }
         plan.copies.push(Copy {
             src: src.clone(),
@@ -204,6 +241,34 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.contains("is not a directory"), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn sources_of_one_name_merge_or_are_refused() {
+        let d = scratch("same-name");
+        std::fs::create_dir_all(d.join("other/src")).unwrap();
+        std::fs::write(d.join("other/file"), b"y").unwrap();
+        std::fs::create_dir(d.join("out")).unwrap();
+        let (out, src, file) = (d.join("out"), d.join("src"), d.join("file"));
+        // Two directories of one name: both copied, the second merged into the first.
+        let p = plan(&[src.clone(), d.join("other/src")], &out, false, false).unwrap();
+        assert_eq!(p.copies.len(), 2);
+        assert_eq!(p.copies[0].dst, p.copies[1].dst);
+        // A second file of one name: refused; a source given twice: copied once.
+        let sources = [
+            file.clone(),
+            d.join("other/file"),
+            file.clone(),
+            src.clone(),
+            src,
+        ];
+        let p = plan(&sources, &out, false, false).unwrap();
+        assert_eq!(p.copies.len(), 2);
+        assert!(p.refused[0]
+            .reason
+            .contains("will not overwrite just-created"));
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
