@@ -4,7 +4,7 @@
 
 mod copy_common;
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -325,6 +325,10 @@ fn sources_of_one_name_merge_as_with_cp() {
         write(&s.path(format!("{side}/f")), &pattern(seed, 10));
     }
     write(&s.path("b/d/shared/d00/f000"), b"b wins\n");
+    // A hard-link group of `a/d` whose other names are in `b/d`, where another file takes
+    // the first name: the group stays whole, with `a/d/both`'s bytes.
+    fs::hard_link(s.path("a/d/both"), s.path("b/d/z")).unwrap();
+    fs::hard_link(s.path("a/d/both"), s.path("b/d/w")).unwrap();
     let (a, b) = (s.path("a/d"), s.path("b/d"));
     let reference = s.path("reference");
     fs::create_dir(&reference).unwrap();
@@ -338,7 +342,24 @@ fn sources_of_one_name_merge_as_with_cp() {
         fs::read(dst.join("d/shared/d00/f000")).unwrap(),
         b"b wins\n"
     );
+    assert_eq!(fs::read(dst.join("d/z")).unwrap(), pattern(1, 100));
+    assert_eq!(fs::read(dst.join("d/both")).unwrap(), pattern(2, 100));
     assert_no_temp_files(&dst);
+
+    // The same group in directories of files only (copied by their listing's task).
+    for d in ["e/g", "h/g", "eh"] {
+        fs::create_dir_all(s.path(d)).unwrap();
+    }
+    write(&s.path("e/g/x"), b"A\n");
+    fs::hard_link(s.path("e/g/x"), s.path("h/g/z")).unwrap();
+    fs::hard_link(s.path("e/g/x"), s.path("h/g/w")).unwrap();
+    write(&s.path("h/g/x"), b"BB\n");
+    let (e, h, eh) = (s.path("e/g"), s.path("h/g"), s.path("eh"));
+    mp(&[&"copy", &"-j", &"1", &e, &h, &eh]).expect_clean_success();
+    assert_eq!(fs::read(eh.join("g/x")).unwrap(), b"BB\n");
+    assert_eq!(fs::read(eh.join("g/z")).unwrap(), b"A\n");
+    let ino = |p: &str| fs::metadata(eh.join(p)).unwrap().ino();
+    assert_eq!(ino("g/z"), ino("g/w"));
 
     let (fa, fb) = (s.path("a/f"), s.path("b/f"));
     let files = s.path("files");
@@ -745,6 +766,58 @@ fn dereference_never_links_over_another_source() {
         assert_eq!(fs::read(m.join(format!("d/f{i}"))).unwrap(), b"two\n");
         assert_eq!(fs::read(m.join(format!("d/g{i}"))).unwrap(), b"one\n");
     }
+}
+
+/// Under `-L`, directories of one name are merged as with `cp -aL`: the names of one file
+/// copied by the first are linked before the next is merged, so `x` (from `a/d`, leading to
+/// `F`) is linked to `w`, then `b/d`'s `x` (leading to `H`) takes its place as a link of `v`;
+/// and `c/d`'s directory `w` cannot replace the file `w`.
+#[test]
+fn dereference_merges_sources_of_one_name_as_cp_does() {
+    let s = Scratch::new("deref-merge");
+    for d in ["p/d", "a/d", "b/d", "c/d/w", "out", "reference"] {
+        fs::create_dir_all(s.path(d)).unwrap();
+    }
+    write(&s.path("F"), b"F\n");
+    write(&s.path("H"), b"HH\n");
+    write(&s.path("c/d/w/y"), b"y\n");
+    for (link, to) in [
+        ("p/d/w", "F"),
+        ("p/d/v", "H"),
+        ("a/d/x", "F"),
+        ("b/d/x", "H"),
+    ] {
+        std::os::unix::fs::symlink(format!("../../{to}"), s.path(link)).unwrap();
+    }
+    let sources = ["p/d", "a/d", "b/d", "c/d"].map(|d| s.path(d));
+    let args_for = |dest: &Path| {
+        let mut args: Vec<OsString> = vec!["copy".into(), "-L".into()];
+        args.extend(sources.iter().map(|p| p.clone().into_os_string()));
+        args.push(dest.as_os_str().to_owned());
+        args
+    };
+    let reference = s.path("reference");
+    let status = Command::new("cp")
+        .arg("-a")
+        .args(&args_for(&reference)[1..])
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "cp -aL refuses the directory over w"
+    );
+    let args = args_for(&s.path("out"));
+    let args: Vec<&dyn AsRef<OsStr>> = args.iter().map(|a| a as &dyn AsRef<OsStr>).collect();
+    let out = mp(&args);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("cannot overwrite non-directory"),
+        "{out}"
+    );
+    assert_same_tree(&reference.join("d"), &s.path("out/d"));
+    let ino = |p: &str| fs::metadata(s.path(p)).unwrap().ino();
+    assert_eq!(ino("out/d/x"), ino("out/d/v"));
 }
 
 /// Under `-L`, a name that cannot be a link of the file's copy (here it is on another file

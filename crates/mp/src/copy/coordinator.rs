@@ -147,6 +147,8 @@ struct Group {
     first: PathBuf,
     /// `None` while the first copy runs; then whether it succeeded.
     copied: Option<bool>,
+    /// The first copy's device and inode, once made.
+    copy: Option<(u64, u64)>,
     waiters: Vec<(u64, PathBuf, PathBuf, Meta)>,
 }
 
@@ -199,6 +201,11 @@ pub struct Coordinator {
     top_dsts: HashSet<PathBuf>,
     /// ... and the copies to the same destinations, which wait for them (see [`Self::add`]).
     later: Vec<(PathBuf, PathBuf, Meta)>,
+    /// Under `-L`: the copy each source file's names are linked to (see
+    /// [`Self::link_reached`]), and the names linked so far, kept from one wave of copies to
+    /// the next.
+    kept: HashMap<(u64, u64), CopyAt>,
+    linked: HashSet<PathBuf>,
 }
 
 /// The top-level node's id: top-level entries belong to it.
@@ -269,6 +276,8 @@ impl Coordinator {
             claims,
             top_dsts: HashSet::new(),
             later: Vec::new(),
+            kept: HashMap::new(),
+            linked: HashSet::new(),
         })
     }
 
@@ -356,11 +365,18 @@ impl Coordinator {
             return self.outcome;
         }
         loop {
-            if self.in_flight == 0 && self.ready.is_empty() && !self.stopping {
-                // Copies that wait for others to the same destination: their turn.
-                self.top_dsts.clear();
-                for (src, dst, meta) in std::mem::take(&mut self.later) {
-                    self.add(src, dst, meta);
+            let idle = self.in_flight == 0 && self.ready.is_empty();
+            if idle && !self.stopping && !self.later.is_empty() {
+                // Copies that wait for others to the same destination: their turn, once the
+                // names of one file copied so far are linked, as `cp -aL` would find them.
+                if self.options.dereference {
+                    self.link_reached();
+                }
+                if !self.stopping && INTERRUPTS.load(Ordering::SeqCst) == 0 {
+                    self.top_dsts.clear();
+                    for (src, dst, meta) in std::mem::take(&mut self.later) {
+                        self.add(src, dst, meta);
+                    }
                 }
             }
             if !self.stopping {
@@ -738,12 +754,11 @@ impl Coordinator {
     /// of this copy that gains a link keeps its mode and times: it is made writable for the
     /// while if it is not, and its times are set back. A stop request or a full disk ends it.
     fn link_reached(&mut self) {
-        let mut kept: HashMap<(u64, u64), CopyAt> = HashMap::new();
         let mut by_dir: HashMap<(PathBuf, bool), Vec<Reached>> = HashMap::new();
         for (r, ours) in std::mem::take(&mut self.reached) {
             let key = (r.dev, r.ino);
-            if let (Holds::Copy(dev, ino), None) = (&r.holds, kept.get(&key)) {
-                kept.insert(key, (r.path.0, (*dev, *ino)));
+            if let (Holds::Copy(dev, ino), None) = (&r.holds, self.kept.get(&key)) {
+                self.kept.insert(key, (r.path.0, (*dev, *ino)));
                 continue;
             }
             let dir = fsops::dir_above(r.path.path()).to_path_buf();
@@ -755,7 +770,7 @@ impl Coordinator {
             let mut stop = false;
             for r in names {
                 let linked = match stopped() {
-                    false => self.link_name(&mut kept, r),
+                    false => self.link_name(r),
                     true => Ok(()),
                 };
                 if stopped() {
@@ -786,13 +801,10 @@ impl Coordinator {
 
     /// Makes the name `r` a hard link of its file's kept copy (see
     /// [`Coordinator::link_reached`]), and counts it.
-    fn link_name(
-        &mut self,
-        kept: &mut HashMap<(u64, u64), CopyAt>,
-        r: Reached,
-    ) -> Result<(), Failure> {
+    fn link_name(&mut self, r: Reached) -> Result<(), Failure> {
         let key = (r.dev, r.ino);
         let name = r.path.path();
+        let kept = &mut self.kept;
         // The kept copy, while its name still holds it: two sources copied to one name may
         // have replaced it.
         let first = kept.get(&key).filter(|(path, copy)| holds(path, *copy));
@@ -816,6 +828,7 @@ impl Coordinator {
                     return Ok(());
                 }
                 link_over(&first, name).map_err(|e| cannot_link(&first, e))?;
+                self.linked.insert(name.to_path_buf());
                 let counts = &mut self.outcome.counts;
                 if r.skipped {
                     counts.skipped -= 1;
@@ -839,13 +852,13 @@ impl Coordinator {
                 let Some((first, first_copy)) = first else {
                     // The name that claimed the file has no copy of it: this one copies it.
                     let copy = self.copy_claimed(source.path(), name)?;
-                    kept.insert(key, (name.to_path_buf(), copy));
+                    self.kept.insert(key, (name.to_path_buf(), copy));
                     return Ok(());
                 };
                 if now == Some(first_copy) {
-                    // Linked already (a resume), unless it is the kept name itself (a
-                    // source given twice).
-                    if first != name {
+                    // Linked already: by a resumed copy (up to date), or by this one (the
+                    // kept name itself, or a name linked after an earlier wave).
+                    if first != name && !self.linked.contains(name) {
                         self.outcome.counts.skipped += 1;
                     }
                     return Ok(());
@@ -855,6 +868,7 @@ impl Coordinator {
                         .map_err(io::Error::from),
                     Some(_) => link_over(&first, name),
                 };
+                self.linked.insert(name.to_path_buf());
                 match linked {
                     Ok(()) => self.outcome.counts.hard_links += 1,
                     Err(e) if Failure::io(name, &e).disk_full => {
@@ -991,16 +1005,24 @@ impl Coordinator {
     fn place(&mut self, dir: u64, src: PathBuf, dst: PathBuf, meta: Meta, top: bool) {
         let key = (meta.dev, meta.ino);
         if meta.is_multiply_linked() {
-            if let Some(group) = self.groups.get_mut(&key) {
-                match group.copied {
-                    None => group.waiters.push((dir, src, dst, meta)),
-                    Some(true) => {
-                        let first = self.group_first(key);
-                        self.link(dir, &first, &src, &dst, meta);
-                    }
-                    Some(false) => self.copy_one(dir, src, dst, meta, None, top),
+            match self.groups.get_mut(&key).map(|g| g.copied) {
+                Some(None) => {
+                    let group = self.groups.get_mut(&key).expect("present");
+                    group.waiters.push((dir, src, dst, meta));
+                    return;
                 }
-                return;
+                Some(Some(true)) if self.group_first_holds(key) => {
+                    let first = self.group_first(key);
+                    self.link(dir, &first, &src, &dst, meta);
+                    return;
+                }
+                Some(Some(false)) => {
+                    self.copy_one(dir, src, dst, meta, None, top);
+                    return;
+                }
+                // A new group; or one whose first copy a later source of its name replaced
+                // (two directories merged): this member is its first now.
+                Some(Some(true)) | None => {}
             }
             let first = match self.dirs.get(&dir) {
                 Some(node) if node.is_hidden => node.dst.join(dst.file_name().unwrap_or_default()),
@@ -1013,6 +1035,7 @@ impl Coordinator {
                     first_hidden: dst.clone(),
                     first,
                     copied: None,
+                    copy: None,
                     waiters: Vec::new(),
                 },
             );
@@ -1125,6 +1148,8 @@ impl Coordinator {
         group.copied = Some(ok);
         let waiters = std::mem::take(&mut group.waiters);
         let first = self.group_first(key);
+        let copy = rfs::lstat(&first).map(|st| (st.st_dev, st.st_ino)).ok();
+        self.groups.get_mut(&key).expect("present").copy = copy;
         for (dir, src, dst, meta) in waiters {
             if self.stopping {
                 self.one_done(dir);
@@ -1135,6 +1160,12 @@ impl Coordinator {
                 self.copy_one(dir, src, dst, meta, None, false);
             }
         }
+    }
+
+    /// Whether a hard-link group's first copy is still at its name.
+    fn group_first_holds(&self, key: (u64, u64)) -> bool {
+        let copy = self.groups[&key].copy;
+        copy.is_some_and(|copy| holds(&self.group_first(key), copy))
     }
 
     /// Where a hard-link group's first copy is now.

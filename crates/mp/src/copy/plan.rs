@@ -64,8 +64,8 @@ pub fn plan(
         warnings: Vec::new(),
         dest_is_copy: !into_dir,
     };
-    // Each destination's first source: its device, inode and kind.
-    let mut planned: HashMap<PathBuf, Meta> = HashMap::new();
+    // The sources planned for each destination so far.
+    let mut planned: HashMap<PathBuf, Vec<(&PathBuf, Meta)>> = HashMap::new();
     for src in sources {
         let stat = if dereference {
             rfs::stat(src)
@@ -105,11 +105,10 @@ pub fn plan(
             plan.refused.push(Failure::new(src, why));
             continue;
         }
-        match planned.get(&dst) {
-            None => {
-                planned.insert(dst.clone(), meta);
-            }
-            Some(first) if first.same_inode((meta.dev, meta.ino)) => {
+        let earlier = planned.entry(dst.clone()).or_default();
+        match same_destination(earlier, src, &dst, &meta) {
+            Ok(true) => earlier.push((src, meta)),
+            Ok(false) => {
                 let what = if meta.kind == Kind::Dir {
                     "directory"
                 } else {
@@ -120,13 +119,7 @@ pub fn plan(
                     .push(format!("source {what} '{src}' specified more than once"));
                 continue;
             }
-            Some(first) if first.kind == Kind::Dir && meta.kind == Kind::Dir => {}
-            Some(_) => {
-                let why = format!(
-                    "will not overwrite just-created '{}' with '{}'",
-                    dst.display(),
-                    src.display()
-                );
+            Err(why) => {
                 plan.refused.push(Failure::new(src, why));
                 continue;
             }
@@ -138,6 +131,38 @@ pub fn plan(
         });
     }
     Ok(plan)
+}
+
+/// Whether `src` (of metadata `meta`) may go to `dst`, where the sources `earlier` go, as
+/// `cp` rules: `Ok(true)` when it may (nothing went there yet, or directories merged into
+/// one); `Ok(false)` when it is one of them given again (the same directory, or the same
+/// file by the same path), to be copied once; otherwise why not.
+fn same_destination(
+    earlier: &[(&PathBuf, Meta)],
+    src: &Path,
+    dst: &Path,
+    meta: &Meta,
+) -> Result<bool, String> {
+    let again = |(path, m): &(&PathBuf, Meta)| {
+        m.same_inode((meta.dev, meta.ino)) && (meta.kind == Kind::Dir || path.as_path() == src)
+    };
+    let (src, dst) = (src.display(), dst.display());
+    match earlier.first() {
+        None => Ok(true),
+        Some(_) if earlier.iter().any(again) => Ok(false),
+        Some((_, first)) => match (first.kind == Kind::Dir, meta.kind == Kind::Dir) {
+            (true, true) => Ok(true),
+            (true, false) => Err(format!(
+                "cannot overwrite directory '{dst}' with non-directory '{src}'"
+            )),
+            (false, true) => Err(format!(
+                "cannot overwrite non-directory '{dst}' with directory '{src}'"
+            )),
+            (false, false) => Err(format!(
+                "will not overwrite just-created '{dst}' with '{src}'"
+            )),
+        },
+    }
 }
 
 /// Whether a path ends in `/` (it names a directory).
@@ -269,6 +294,14 @@ mod tests {
             .reason
             .contains("will not overwrite just-created"));
         assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        // Given again after another of its name; a hard link of a file is another file.
+        let other = d.join("other/src");
+        let p = plan(&[d.join("src"), other.clone(), other], &out, false, false).unwrap();
+        assert_eq!((p.copies.len(), p.warnings.len()), (2, 1));
+        std::fs::create_dir(d.join("linked")).unwrap();
+        std::fs::hard_link(&file, d.join("linked/file")).unwrap();
+        let p = plan(&[file, d.join("linked/file")], &out, false, false).unwrap();
+        assert_eq!((p.copies.len(), p.refused.len()), (1, 1));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
