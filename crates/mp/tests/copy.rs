@@ -902,6 +902,8 @@ fn update_copies_only_what_changed() {
         64 * MIB as u64,
         &[(MIB as u64, pattern(9, 4 * KIB))],
     );
+    // A hard-link group: linked once, then up to date.
+    fs::hard_link(src.join("d00/f000"), src.join("d01/linked")).unwrap();
     let out_dir = s.path("out");
     fs::create_dir(&out_dir).unwrap();
     let run = || mp(&[&"copy", &"--update", &"--json", &src, &out_dir]);
@@ -909,15 +911,17 @@ fn update_copies_only_what_changed() {
     let first = run();
     first.expect_clean_success();
     assert_eq!(first.json()["files"], 11, "{first}");
+    assert_eq!(first.json()["hard_links"], 1, "{first}");
 
     let second = run();
     second.expect_clean_success();
     let summary = second.json();
     assert_eq!(
         (summary["files"].as_u64(), summary["skipped"].as_u64()),
-        (Some(0), Some(11)),
+        (Some(0), Some(12)),
         "{summary}"
     );
+    assert_eq!(summary["hard_links"], 0, "{summary}");
 
     let changed = src.join("d01/f003");
     let mut contents = fs::read(&changed).unwrap();
@@ -929,7 +933,7 @@ fn update_copies_only_what_changed() {
     let summary = third.json();
     assert_eq!(
         (summary["files"].as_u64(), summary["skipped"].as_u64()),
-        (Some(1), Some(10)),
+        (Some(1), Some(11)),
         "{summary}"
     );
     assert_same_tree(&src, &out_dir.join("src"));

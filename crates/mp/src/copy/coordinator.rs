@@ -1125,10 +1125,12 @@ impl Coordinator {
     fn link(&mut self, dir: u64, first: &Path, src: &Path, dst: &Path, meta: Meta) {
         let result = match rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty()) {
             Err(Errno::EXIST) => relink(first, dst),
-            other => other.map_err(io::Error::from),
+            other => other.map(|()| true).map_err(io::Error::from),
         };
         match result {
-            Ok(()) => self.outcome.counts.hard_links += 1,
+            Ok(true) => self.outcome.counts.hard_links += 1,
+            // Linked already (a resume): up to date.
+            Ok(false) => self.outcome.counts.skipped += 1,
             Err(e) => {
                 // Linking failed (e.g. across file systems): copy the file instead.
                 if e.raw_os_error() == Some(libc::EXDEV) {
@@ -1399,13 +1401,13 @@ fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
     }
 }
 
-/// Replaces `dst` by a hard link to `first`, unless it already is one.
-fn relink(first: &Path, dst: &Path) -> io::Result<()> {
+/// Replaces `dst` by a hard link to `first`, unless it already is one (`Ok(false)`).
+fn relink(first: &Path, dst: &Path) -> io::Result<bool> {
     let (a, b) = (rfs::lstat(first)?, rfs::lstat(dst)?);
     if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
-        return Ok(());
+        return Ok(false);
     }
-    link_over(first, dst)
+    link_over(first, dst).map(|()| true)
 }
 
 /// Replaces `dst` by a hard link to `first`: linked under a temporary name beside it, then

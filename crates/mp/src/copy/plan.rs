@@ -144,7 +144,7 @@ fn same_destination(
     meta: &Meta,
 ) -> Result<bool, String> {
     let again = |(path, m): &(&PathBuf, Meta)| {
-        m.same_inode((meta.dev, meta.ino)) && (meta.kind == Kind::Dir || path.as_path() == src)
+        m.same_inode((meta.dev, meta.ino)) && (meta.kind == Kind::Dir || same_entry(path, src))
     };
     let (src, dst) = (src.display(), dst.display());
     match earlier.first() {
@@ -153,7 +153,7 @@ fn same_destination(
         Some((_, first)) => match (first.kind == Kind::Dir, meta.kind == Kind::Dir) {
             (true, true) => Ok(true),
             (true, false) => Err(format!(
-                "cannot overwrite directory '{dst}' with non-directory '{src}'"
+                "cannot overwrite directory '{dst}' with non-directory"
             )),
             (false, true) => Err(format!(
                 "cannot overwrite non-directory '{dst}' with directory '{src}'"
@@ -163,6 +163,16 @@ fn same_destination(
             )),
         },
     }
+}
+
+/// Whether two paths name one directory entry: one name in one directory (`x/f` and
+/// `./x/f`), not two names of one file.
+fn same_entry(a: &Path, b: &Path) -> bool {
+    let dir = |p: &Path| {
+        let st = rfs::stat(super::fsops::dir_above(p)).ok()?;
+        Some((st.st_dev, st.st_ino))
+    };
+    a.file_name() == b.file_name() && dir(a).is_some() && dir(a) == dir(b)
 }
 
 /// Whether a path ends in `/` (it names a directory).
@@ -300,8 +310,12 @@ mod tests {
         assert_eq!((p.copies.len(), p.warnings.len()), (2, 1));
         std::fs::create_dir(d.join("linked")).unwrap();
         std::fs::hard_link(&file, d.join("linked/file")).unwrap();
-        let p = plan(&[file, d.join("linked/file")], &out, false, false).unwrap();
+        let p = plan(&[file.clone(), d.join("linked/file")], &out, false, false).unwrap();
         assert_eq!((p.copies.len(), p.refused.len()), (1, 1));
+        // One entry by two spellings is given twice.
+        let again = d.join("other/../file");
+        let p = plan(&[file, again], &out, false, false).unwrap();
+        assert_eq!((p.copies.len(), p.warnings.len()), (1, 1));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
