@@ -361,6 +361,22 @@ fn sources_of_one_name_merge_as_with_cp() {
     let ino = |p: &str| fs::metadata(eh.join(p)).unwrap().ino();
     assert_eq!(ino("g/z"), ino("g/w"));
 
+    // A group whose first name a later source replaces, with another name of it copied
+    // before: the group's later names join that one.
+    for d in ["i/k", "j/k", "ij"] {
+        fs::create_dir_all(s.path(d)).unwrap();
+    }
+    write(&s.path("i/k/f1"), b"A1\n");
+    fs::hard_link(s.path("i/k/f1"), s.path("i/k/f2")).unwrap();
+    fs::hard_link(s.path("i/k/f1"), s.path("j/k/g")).unwrap();
+    write(&s.path("j/k/f1"), b"B1\n");
+    let (i, j, ij) = (s.path("i/k"), s.path("j/k"), s.path("ij"));
+    mp(&[&"copy", &"-j", &"1", &i, &j, &ij]).expect_clean_success();
+    assert_eq!(fs::read(ij.join("k/f1")).unwrap(), b"B1\n");
+    assert_eq!(fs::read(ij.join("k/g")).unwrap(), b"A1\n");
+    let ino = |p: &str| fs::metadata(ij.join(p)).unwrap().ino();
+    assert_eq!(ino("k/g"), ino("k/f2"));
+
     let (fa, fb) = (s.path("a/f"), s.path("b/f"));
     let files = s.path("files");
     fs::create_dir(&files).unwrap();
@@ -818,6 +834,26 @@ fn dereference_merges_sources_of_one_name_as_cp_does() {
     assert_same_tree(&reference.join("d"), &s.path("out/d"));
     let ino = |p: &str| fs::metadata(s.path(p)).unwrap().ino();
     assert_eq!(ino("out/d/x"), ino("out/d/v"));
+
+    // Names of one file whose kept name a later source replaces: the names after it join a
+    // name that still holds the copy (here `l0`), rather than making a copy of their own.
+    for d in ["e/d", "f/d", "g/d", "efg"] {
+        fs::create_dir_all(s.path(d)).unwrap();
+    }
+    for link in ["e/d/l1", "e/d/l0", "f/d/l4", "g/d/l3"] {
+        std::os::unix::fs::symlink("../../F", s.path(link)).unwrap();
+    }
+    write(&s.path("f/d/l1"), b"R\n");
+    let sources = ["e/d", "f/d", "g/d"].map(|d| s.path(d));
+    let efg = s.path("efg");
+    let (e, f, g) = (&sources[0], &sources[1], &sources[2]);
+    mp(&[&"copy", &"-L", &"-j", &"1", e, f, g, &efg]).expect_clean_success();
+    assert_eq!(fs::read(efg.join("d/l1")).unwrap(), b"R\n");
+    for name in ["d/l0", "d/l3", "d/l4"] {
+        assert_eq!(fs::read(efg.join(name)).unwrap(), b"F\n", "{name}");
+    }
+    let ino = |p: &str| fs::metadata(efg.join(p)).unwrap().ino();
+    assert_eq!((ino("d/l3"), ino("d/l4")), (ino("d/l0"), ino("d/l0")));
 }
 
 /// Under `-L`, a name that cannot be a link of the file's copy (here it is on another file

@@ -149,6 +149,9 @@ struct Group {
     copied: Option<bool>,
     /// The first copy's device and inode, once made.
     copy: Option<(u64, u64)>,
+    /// The names linked to it so far: their directories, and their paths while hidden and
+    /// once not.
+    linked: Vec<(u64, PathBuf, PathBuf)>,
     waiters: Vec<(u64, PathBuf, PathBuf, Meta)>,
 }
 
@@ -205,7 +208,7 @@ pub struct Coordinator {
     /// [`Self::link_reached`]), and the names linked so far, kept from one wave of copies to
     /// the next.
     kept: HashMap<(u64, u64), CopyAt>,
-    linked: HashSet<PathBuf>,
+    linked: HashMap<PathBuf, (u64, u64)>,
 }
 
 /// The top-level node's id: top-level entries belong to it.
@@ -277,7 +280,7 @@ impl Coordinator {
             top_dsts: HashSet::new(),
             later: Vec::new(),
             kept: HashMap::new(),
-            linked: HashSet::new(),
+            linked: HashMap::new(),
         })
     }
 
@@ -804,11 +807,7 @@ impl Coordinator {
     fn link_name(&mut self, r: Reached) -> Result<(), Failure> {
         let key = (r.dev, r.ino);
         let name = r.path.path();
-        let kept = &mut self.kept;
-        // The kept copy, while its name still holds it: two sources copied to one name may
-        // have replaced it.
-        let first = kept.get(&key).filter(|(path, copy)| holds(path, *copy));
-        let first = first.cloned();
+        let first = self.kept_copy(key);
         let cannot_link = |first: &Path, e: io::Error| {
             let mut failure = Failure::io(name, &e);
             failure.reason = format!("cannot hard-link to {}: {e}", first.display());
@@ -819,7 +818,7 @@ impl Coordinator {
                 let Some((first, first_copy)) = first else {
                     // The kept copy is gone: this one is kept instead.
                     if holds(name, (dev, ino)) {
-                        kept.insert(key, (name.to_path_buf(), (dev, ino)));
+                        self.kept.insert(key, (name.to_path_buf(), (dev, ino)));
                     }
                     return Ok(());
                 };
@@ -828,7 +827,7 @@ impl Coordinator {
                     return Ok(());
                 }
                 link_over(&first, name).map_err(|e| cannot_link(&first, e))?;
-                self.linked.insert(name.to_path_buf());
+                self.linked.insert(name.to_path_buf(), key);
                 let counts = &mut self.outcome.counts;
                 if r.skipped {
                     counts.skipped -= 1;
@@ -858,8 +857,9 @@ impl Coordinator {
                 if now == Some(first_copy) {
                     // Linked already: by a resumed copy (up to date), or by this one (the
                     // kept name itself, or a name linked after an earlier wave).
-                    if first != name && !self.linked.contains(name) {
+                    if first != name && !self.linked.contains_key(name) {
                         self.outcome.counts.skipped += 1;
+                        self.linked.insert(name.to_path_buf(), key);
                     }
                     return Ok(());
                 }
@@ -868,7 +868,7 @@ impl Coordinator {
                         .map_err(io::Error::from),
                     Some(_) => link_over(&first, name),
                 };
-                self.linked.insert(name.to_path_buf());
+                self.linked.insert(name.to_path_buf(), key);
                 match linked {
                     Ok(()) => self.outcome.counts.hard_links += 1,
                     Err(e) if Failure::io(name, &e).disk_full => {
@@ -883,6 +883,21 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+
+    /// Under `-L`, the kept copy of the file `key` (see [`Coordinator::link_reached`]) at a
+    /// name that still holds it: the kept name, or else a name linked to it (another source
+    /// copied to the kept name may have replaced it), which is kept from then on.
+    fn kept_copy(&mut self, key: (u64, u64)) -> Option<CopyAt> {
+        let (path, copy) = self.kept.get(&key)?.clone();
+        if holds(&path, copy) {
+            return Some((path, copy));
+        }
+        let mut names = self.linked.iter().filter(|(_, k)| **k == key);
+        let (other, _) = names.find(|(name, _)| holds(name, copy))?;
+        let other = other.clone();
+        self.kept.insert(key, (other.clone(), copy));
+        Some((other, copy))
     }
 
     /// Copies the file `source` to `name` from the parent, for a name another claimed whose
@@ -1011,9 +1026,9 @@ impl Coordinator {
                     group.waiters.push((dir, src, dst, meta));
                     return;
                 }
-                Some(Some(true)) if self.group_first_holds(key) => {
+                Some(Some(true)) if self.group_first_holds(key) || self.group_first_moved(key) => {
                     let first = self.group_first(key);
-                    self.link(dir, &first, &src, &dst, meta);
+                    self.link(key, dir, &first, &src, &dst, meta);
                     return;
                 }
                 Some(Some(false)) => {
@@ -1021,13 +1036,11 @@ impl Coordinator {
                     return;
                 }
                 // A new group; or one whose first copy a later source of its name replaced
-                // (two directories merged): this member is its first now.
+                // (two directories merged), with no other name holding it: this member is
+                // its first now.
                 Some(Some(true)) | None => {}
             }
-            let first = match self.dirs.get(&dir) {
-                Some(node) if node.is_hidden => node.dst.join(dst.file_name().unwrap_or_default()),
-                _ => dst.clone(),
-            };
+            let first = self.final_path(dir, &dst);
             self.groups.insert(
                 key,
                 Group {
@@ -1036,6 +1049,7 @@ impl Coordinator {
                     first,
                     copied: None,
                     copy: None,
+                    linked: Vec::new(),
                     waiters: Vec::new(),
                 },
             );
@@ -1121,12 +1135,36 @@ impl Coordinator {
         claim == Some(Claim::Taken)
     }
 
-    /// Links `dst` to the group's first copy `first`.
-    fn link(&mut self, dir: u64, first: &Path, src: &Path, dst: &Path, meta: Meta) {
+    /// Where `dst`, written in directory `dir`, ends up: below the directory's final name.
+    fn final_path(&self, dir: u64, dst: &Path) -> PathBuf {
+        match self.dirs.get(&dir) {
+            Some(node) if node.is_hidden => node.dst.join(dst.file_name().unwrap_or_default()),
+            _ => dst.to_path_buf(),
+        }
+    }
+
+    /// Links `dst` to the first copy `first` of the hard-link group `key`.
+    fn link(
+        &mut self,
+        key: (u64, u64),
+        dir: u64,
+        first: &Path,
+        src: &Path,
+        dst: &Path,
+        meta: Meta,
+    ) {
         let result = match rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty()) {
             Err(Errno::EXIST) => relink(first, dst),
             other => other.map(|()| true).map_err(io::Error::from),
         };
+        if result.is_ok() {
+            let name = (dir, dst.to_path_buf(), self.final_path(dir, dst));
+            self.groups
+                .get_mut(&key)
+                .expect("a group")
+                .linked
+                .push(name);
+        }
         match result {
             Ok(true) => self.outcome.counts.hard_links += 1,
             // Linked already (a resume): up to date.
@@ -1156,7 +1194,7 @@ impl Coordinator {
             if self.stopping {
                 self.one_done(dir);
             } else if ok {
-                self.link(dir, &first, &src, &dst, meta);
+                self.link(key, dir, &first, &src, &dst, meta);
                 live.add(1, 0);
             } else {
                 self.copy_one(dir, src, dst, meta, None, false);
@@ -1168,6 +1206,26 @@ impl Coordinator {
     fn group_first_holds(&self, key: (u64, u64)) -> bool {
         let copy = self.groups[&key].copy;
         copy.is_some_and(|copy| holds(&self.group_first(key), copy))
+    }
+
+    /// For a hard-link group whose first name no longer holds its copy: makes a name linked
+    /// to the copy that still holds it the first, if there is one.
+    fn group_first_moved(&mut self, key: (u64, u64)) -> bool {
+        let group = &self.groups[&key];
+        let Some(copy) = group.copy else {
+            return false;
+        };
+        let now = |(dir, hidden, last): &(u64, PathBuf, PathBuf)| match self.dirs.get(dir) {
+            Some(node) if node.is_hidden => hidden.clone(),
+            _ => last.clone(),
+        };
+        let Some(i) = group.linked.iter().position(|name| holds(&now(name), copy)) else {
+            return false;
+        };
+        let group = self.groups.get_mut(&key).expect("present");
+        let (dir, hidden, last) = group.linked.swap_remove(i);
+        (group.first_dir, group.first_hidden, group.first) = (dir, hidden, last);
+        true
     }
 
     /// Where a hard-link group's first copy is now.
