@@ -147,8 +147,8 @@ struct Group {
     first: PathBuf,
     /// `None` while the first copy runs; then whether it succeeded.
     copied: Option<bool>,
-    /// The first copy's device and inode, once made.
-    copy: Option<(u64, u64)>,
+    /// The first copy's identity, once made.
+    copy: Option<Id>,
     /// The names linked to it so far: their directories, and their paths while hidden and
     /// once not.
     linked: Vec<(u64, PathBuf, PathBuf)>,
@@ -761,7 +761,8 @@ impl Coordinator {
         for (r, ours) in std::mem::take(&mut self.reached) {
             let key = (r.dev, r.ino);
             if let (Holds::Copy(dev, ino), None) = (&r.holds, self.kept.get(&key)) {
-                self.kept.insert(key, (r.path.0, (*dev, *ino)));
+                let id = Id::at(r.path.path(), (*dev, *ino));
+                self.kept.insert(key, (r.path.0, id));
                 continue;
             }
             let dir = fsops::dir_above(r.path.path()).to_path_buf();
@@ -815,15 +816,16 @@ impl Coordinator {
         };
         match r.holds {
             Holds::Copy(dev, ino) => {
+                let copy = Id::at(name, (dev, ino));
                 let Some((first, first_copy)) = first else {
                     // The kept copy is gone: this one is kept instead.
-                    if holds(name, (dev, ino)) {
-                        self.kept.insert(key, (name.to_path_buf(), (dev, ino)));
+                    if holds(name, copy) {
+                        self.kept.insert(key, (name.to_path_buf(), copy));
                     }
                     return Ok(());
                 };
                 // Already one file (a resume), or a name that holds something else now.
-                if first_copy == (dev, ino) || !holds(name, (dev, ino)) {
+                if first_copy.same(&copy) || !holds(name, copy) {
                     return Ok(());
                 }
                 link_over(&first, name).map_err(|e| cannot_link(&first, e))?;
@@ -838,13 +840,11 @@ impl Coordinator {
                 counts.hard_links += 1;
             }
             Holds::Claimed { source, found } => {
-                let now = match rfs::lstat(name) {
-                    Ok(st) => Some((st.st_dev, st.st_ino)),
-                    Err(Errno::NOENT) => None,
-                    Err(e) => return Err(Failure::io(name, &e.into())),
-                };
+                let now = Id::of(name).map_err(|e| Failure::io(name, &e.into()))?;
+                let found = found.map(Id::from);
+                let same = |a: Option<Id>, b: Option<Id>| a.zip(b).is_some_and(|(a, b)| a.same(&b));
                 let first_copy = first.as_ref().map(|(_, copy)| *copy);
-                if now.is_some() && now != found && now != first_copy {
+                if now.is_some() && !same(now, found) && !same(now, first_copy) {
                     // Another source of this copy was copied to this name.
                     return Ok(());
                 }
@@ -854,7 +854,7 @@ impl Coordinator {
                     self.kept.insert(key, (name.to_path_buf(), copy));
                     return Ok(());
                 };
-                if now == Some(first_copy) {
+                if same(now, Some(first_copy)) {
                     // Linked already: by a resumed copy (up to date), or by this one (the
                     // kept name itself, or a name linked after an earlier wave).
                     if first != name && !self.linked.contains_key(name) {
@@ -903,14 +903,14 @@ impl Coordinator {
     /// Copies the file `source` to `name` from the parent, for a name another claimed whose
     /// link could not be made (see [`Coordinator::link_name`]); counts it. Gives the copy's
     /// device and inode.
-    fn copy_claimed(&mut self, source: &Path, name: &Path) -> Result<(u64, u64), Failure> {
+    fn copy_claimed(&mut self, source: &Path, name: &Path) -> Result<Id, Failure> {
         let stop = || INTERRUPTS.load(Ordering::SeqCst) > 0;
         let fail = |e: io::Error| Failure::io(source, &e);
         let bytes = fsops::copy_file_to(source, name, &self.options, &stop).map_err(fail)?;
         self.outcome.counts.files += 1;
         self.outcome.counts.bytes += bytes;
-        let copy = rfs::lstat(name).map_err(|e| fail(e.into()))?;
-        Ok((copy.st_dev, copy.st_ino))
+        let copy = Id::of(name).map_err(|e| fail(e.into()))?;
+        copy.ok_or_else(|| fail(io::Error::from(io::ErrorKind::NotFound)))
     }
 
     fn absorb(
@@ -1188,7 +1188,7 @@ impl Coordinator {
         group.copied = Some(ok);
         let waiters = std::mem::take(&mut group.waiters);
         let first = self.group_first(key);
-        let copy = rfs::lstat(&first).map(|st| (st.st_dev, st.st_ino)).ok();
+        let copy = Id::of(&first).ok().flatten();
         self.groups.get_mut(&key).expect("present").copy = copy;
         for (dir, src, dst, meta) in waiters {
             if self.stopping {
@@ -1487,13 +1487,67 @@ fn link_over(first: &Path, dst: &Path) -> io::Result<()> {
     })
 }
 
-/// Whether the name `path` holds the copy of device and inode `copy`.
-fn holds(path: &Path, copy: (u64, u64)) -> bool {
-    rfs::lstat(path).is_ok_and(|st| Meta::from_stat(&st).same_inode(copy))
+/// Whether the name `path` holds the copy `copy`.
+fn holds(path: &Path, copy: Id) -> bool {
+    Id::of(path).is_ok_and(|now| now.is_some_and(|now| now.same(&copy)))
 }
 
-/// A copy's path and its device and inode.
-type CopyAt = (PathBuf, (u64, u64));
+/// Which file a copy is: its device and inode, and, where the file system keeps it, its
+/// birth time, which tells it from a later file given the same inode number once it is
+/// gone (merged sources replace names, and so free copies).
+#[derive(Clone, Copy, Debug)]
+struct Id {
+    dev: u64,
+    ino: u64,
+    born: Option<(i64, u32)>,
+}
+
+impl Id {
+    /// The file at `path` (not followed); `Ok(None)` if nothing is there.
+    fn of(path: &Path) -> rustix::io::Result<Option<Id>> {
+        let mask = rfs::StatxFlags::INO | rfs::StatxFlags::BTIME;
+        match rfs::statx(rfs::CWD, path, AtFlags::SYMLINK_NOFOLLOW, mask) {
+            Ok(st) => Ok(Some(Id {
+                dev: rfs::makedev(st.stx_dev_major, st.stx_dev_minor),
+                ino: st.stx_ino,
+                born: (st.stx_mask & rfs::StatxFlags::BTIME.bits() != 0)
+                    .then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec)),
+            })),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The copy of device and inode `copy`, known by its birth time too if `path` holds it.
+    fn at(path: &Path, copy: (u64, u64)) -> Id {
+        let found = Id::of(path).ok().flatten();
+        found
+            .filter(|id| (id.dev, id.ino) == copy)
+            .unwrap_or(Id::from(copy))
+    }
+
+    /// Whether two identities are of one file (birth times compared where both are known).
+    fn same(&self, other: &Id) -> bool {
+        let born = match (self.born, other.born) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        (self.dev, self.ino) == (other.dev, other.ino) && born
+    }
+}
+
+impl From<(u64, u64)> for Id {
+    fn from((dev, ino): (u64, u64)) -> Id {
+        Id {
+            dev,
+            ino,
+            born: None,
+        }
+    }
+}
+
+/// A copy's path and which file it is.
+type CopyAt = (PathBuf, Id);
 
 /// A finished directory about to gain links (see [`Coordinator::link_reached`]): its mode
 /// and times as they were, and it made writable by its owner meanwhile.
@@ -1525,5 +1579,37 @@ impl DirKept {
         }
         rfs::utimensat(rfs::CWD, &self.path, &self.times, AtFlags::SYMLINK_NOFOLLOW)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_told_from_a_later_one_of_the_same_inode_number() {
+        let path = std::env::temp_dir().join(format!("mp-id-{}", std::process::id()));
+        std::fs::write(&path, b"x").unwrap();
+        let id = Id::of(&path).unwrap().expect("a file");
+        assert!(holds(&path, id));
+        assert!(
+            holds(&path, Id::from((id.dev, id.ino))),
+            "no birth time: inode only"
+        );
+        if let Some((sec, nsec)) = id.born {
+            let reborn = Id {
+                born: Some((sec, nsec ^ 1)),
+                ..id
+            };
+            assert!(
+                !holds(&path, reborn),
+                "the same number, born at another time"
+            );
+        }
+        assert_eq!(Id::at(&path, (id.dev, id.ino)).born, id.born);
+        assert_eq!(Id::at(&path, (id.dev, id.ino + 1)).born, None);
+        std::fs::remove_file(&path).unwrap();
+        assert!(Id::of(&path).unwrap().is_none());
+        assert!(!holds(&path, id));
     }
 }
