@@ -390,6 +390,94 @@ fn sources_of_one_name_merge_as_with_cp() {
     assert_eq!(fs::read(files.join("f")).unwrap(), pattern(1, 10));
 }
 
+/// Merged sources whose hard-link groups cross them, and whose later source replaces names
+/// that held a group's copy (a layout found by a fuzzer, where a member was once linked to a
+/// replacing file's bytes): every name holds its last source's bytes, and the names of one
+/// source file are one file. Repeated, since the fault depended on timing.
+#[test]
+fn merged_groups_keep_their_bytes_whatever_the_timing() {
+    let s = Scratch::new("merge-groups");
+    let shared = ["H0", "H1", "H2"];
+    for (i, name) in shared.iter().enumerate() {
+        write(&s.path(name), format!("{name}\n").as_bytes());
+        set_times(
+            &s.path(name),
+            (1_000_000_000 + i as i64, 0),
+            (1_000_000_000 + i as i64, 0),
+        );
+    }
+    // name = "hN" (a link of HN) or "uN" (a file of its own), per source.
+    let layout: [&[(&str, &str)]; 2] = [
+        &[
+            ("f0", "h2"),
+            ("f1", "h0"),
+            ("n0/f0", "h2"),
+            ("n0/f2", "h1"),
+            ("n1/f0", "u3"),
+            ("n1/f1", "h2"),
+            ("n1/f2", "h2"),
+            ("sub/f0", "h2"),
+            ("sub/f1", "u1"),
+            ("sub/f2", "u2"),
+        ],
+        &[
+            ("f0", "u4"),
+            ("f2", "h2"),
+            ("n0/f0", "h2"),
+            ("n0/f1", "h0"),
+            ("n0/f2", "h1"),
+            ("n1/f0", "h2"),
+            ("n1/f2", "h2"),
+            ("sub/f1", "u5"),
+            ("sub/f2", "h0"),
+        ],
+    ];
+    let mut last = std::collections::BTreeMap::new();
+    for (i, names) in layout.iter().enumerate() {
+        for &(name, kind) in names.iter() {
+            let path = s.path(format!("x{i}/d/{name}"));
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let n: usize = kind[1..].parse().unwrap();
+            if kind.starts_with('h') {
+                fs::hard_link(s.path(shared[n]), &path).unwrap();
+            } else {
+                write(&path, format!("U{n}\n").as_bytes());
+                set_times(
+                    &path,
+                    (1_100_000_000 + n as i64, 0),
+                    (1_100_000_000 + n as i64, 0),
+                );
+            }
+            last.insert(name, kind);
+        }
+    }
+    let (x0, x1) = (s.path("x0/d"), s.path("x1/d"));
+    for round in 0..8 {
+        let out = s.path(format!("out{round}"));
+        fs::create_dir(&out).unwrap();
+        mp(&[&"copy", &"-j", &"3", &x0, &x1, &out]).expect_clean_success();
+        let ino = |name: &str| fs::metadata(out.join("d").join(name)).unwrap().ino();
+        for (&name, &kind) in &last {
+            let want = match kind.as_bytes()[0] {
+                b'h' => format!("H{}\n", &kind[1..]),
+                _ => format!("U{}\n", &kind[1..]),
+            };
+            let got = fs::read(out.join("d").join(name)).unwrap();
+            assert_eq!(got, want.as_bytes(), "round {round}: {name}");
+            for (&other, &other_kind) in &last {
+                let one_file = kind == other_kind && kind.starts_with('h');
+                if other != name {
+                    assert_eq!(
+                        ino(name) == ino(other),
+                        one_file,
+                        "round {round}: {name} {other}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Several sources and a DEST that is not a directory: refused, nothing copied.
 #[test]
 fn several_sources_need_a_directory() {

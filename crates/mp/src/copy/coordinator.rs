@@ -152,6 +152,8 @@ struct Group {
     /// The names linked to it so far: their directories, and their paths while hidden and
     /// once not.
     linked: Vec<(u64, PathBuf, PathBuf)>,
+    /// The wave of copies it was made in (see [`Coordinator::add`]).
+    wave: u32,
     waiters: Vec<(u64, PathBuf, PathBuf, Meta)>,
 }
 
@@ -209,6 +211,11 @@ pub struct Coordinator {
     /// the next.
     kept: HashMap<(u64, u64), CopyAt>,
     linked: HashMap<PathBuf, (u64, u64)>,
+    /// Which wave of copies runs: 0, then one more for each turn of `later`...
+    wave: u32,
+    /// ... and the members of hard-link groups made in an earlier wave, linked once this
+    /// one's tasks are done: until then a task may be replacing the group's names.
+    links_after_wave: Vec<(u64, PathBuf, PathBuf, Meta)>,
 }
 
 /// The top-level node's id: top-level entries belong to it.
@@ -281,6 +288,8 @@ impl Coordinator {
             later: Vec::new(),
             kept: HashMap::new(),
             linked: HashMap::new(),
+            wave: 0,
+            links_after_wave: Vec::new(),
         })
     }
 
@@ -369,6 +378,12 @@ impl Coordinator {
         }
         loop {
             let idle = self.in_flight == 0 && self.ready.is_empty();
+            if idle && !self.stopping && !self.links_after_wave.is_empty() {
+                for (dir, src, dst, meta) in std::mem::take(&mut self.links_after_wave) {
+                    self.link_member(dir, src, dst, meta);
+                }
+                continue;
+            }
             if idle && !self.stopping && !self.later.is_empty() {
                 // Copies that wait for others to the same destination: their turn, once the
                 // names of one file copied so far are linked, as `cp -aL` would find them.
@@ -376,6 +391,7 @@ impl Coordinator {
                     self.link_reached();
                 }
                 if !self.stopping && INTERRUPTS.load(Ordering::SeqCst) == 0 {
+                    self.wave += 1;
                     self.top_dsts.clear();
                     for (src, dst, meta) in std::mem::take(&mut self.later) {
                         self.add(src, dst, meta);
@@ -1026,6 +1042,10 @@ impl Coordinator {
                     group.waiters.push((dir, src, dst, meta));
                     return;
                 }
+                Some(Some(true)) if self.groups[&key].wave < self.wave => {
+                    self.links_after_wave.push((dir, src, dst, meta));
+                    return;
+                }
                 Some(Some(true)) if self.group_first_holds(key) || self.group_first_moved(key) => {
                     let first = self.group_first(key);
                     self.link(key, dir, &first, &src, &dst, meta);
@@ -1050,6 +1070,7 @@ impl Coordinator {
                     copied: None,
                     copy: None,
                     linked: Vec::new(),
+                    wave: self.wave,
                     waiters: Vec::new(),
                 },
             );
@@ -1057,6 +1078,17 @@ impl Coordinator {
         } else {
             self.copy_one(dir, src, dst, meta, None, top);
         }
+    }
+
+    /// Links a member of a hard-link group made in an earlier wave, now that no task runs
+    /// (see [`Coordinator::place`]): to a name that still holds the group's copy, or, if no
+    /// name does any more, as the group's first again.
+    fn link_member(&mut self, dir: u64, src: PathBuf, dst: PathBuf, meta: Meta) {
+        let key = (meta.dev, meta.ino);
+        if let Some(group) = self.groups.get_mut(&key) {
+            group.wave = self.wave;
+        }
+        self.place(dir, src, dst, meta, false);
     }
 
     fn copy_one(
