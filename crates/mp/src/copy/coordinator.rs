@@ -140,21 +140,25 @@ impl DirNode {
 
 /// A hard-link group: the first name is copied, the others linked to it.
 struct Group {
-    /// The first copy: the directory it is in, and its path while that directory is hidden
-    /// and once it is not.
-    first_dir: u64,
-    first_hidden: PathBuf,
-    first: PathBuf,
+    /// Where the first copy is.
+    first: Placed,
     /// `None` while the first copy runs; then whether it succeeded.
     copied: Option<bool>,
     /// The first copy's identity, once made.
     copy: Option<Id>,
-    /// The names linked to it so far: their directories, and their paths while hidden and
-    /// once not.
-    linked: Vec<(u64, PathBuf, PathBuf)>,
+    /// The names linked to it so far.
+    linked: Vec<Placed>,
     /// The wave of copies it was made in (see [`Coordinator::add`]).
     wave: u32,
     waiters: Vec<(u64, PathBuf, PathBuf, Meta)>,
+}
+
+/// A name written in a directory of the copy: the directory, and the name's path while the
+/// directory is hidden and once it is not (see [`Coordinator::placed`]).
+struct Placed {
+    dir: u64,
+    hidden: PathBuf,
+    last: PathBuf,
 }
 
 /// A large file copied in spans into a temporary file.
@@ -745,13 +749,7 @@ impl Coordinator {
     /// Keeps what a name of a large file in directory `dir` (at `dst` now) holds, at its
     /// final path.
     fn note_large(&mut self, meta: &Meta, dir: u64, dst: &Path, skipped: bool, holds: Holds) {
-        let path = match dir {
-            // A top-level file is never hidden.
-            TOP => dst.to_path_buf(),
-            _ => self.dirs[&dir]
-                .dst
-                .join(dst.file_name().unwrap_or_default()),
-        };
+        let path = self.placed(dir, dst).last;
         let reached = Reached {
             dev: meta.dev,
             ino: meta.ino,
@@ -1060,12 +1058,10 @@ impl Coordinator {
                 // its first now.
                 Some(Some(true)) | None => {}
             }
-            let first = self.final_path(dir, &dst);
+            let first = self.placed(dir, &dst);
             self.groups.insert(
                 key,
                 Group {
-                    first_dir: dir,
-                    first_hidden: dst.clone(),
                     first,
                     copied: None,
                     copy: None,
@@ -1167,11 +1163,22 @@ impl Coordinator {
         claim == Some(Claim::Taken)
     }
 
-    /// Where `dst`, written in directory `dir`, ends up: below the directory's final name.
-    fn final_path(&self, dir: u64, dst: &Path) -> PathBuf {
-        match self.dirs.get(&dir) {
+    /// `dst`, written now in directory `dir`, and where it ends up: below the directory's
+    /// final name.
+    fn placed(&self, dir: u64, dst: &Path) -> Placed {
+        let last = match self.dirs.get(&dir) {
             Some(node) if node.is_hidden => node.dst.join(dst.file_name().unwrap_or_default()),
             _ => dst.to_path_buf(),
+        };
+        let hidden = dst.to_path_buf();
+        Placed { dir, hidden, last }
+    }
+
+    /// Where a name of the copy is now: at its hidden path while its directory is hidden.
+    fn path_now(&self, name: &Placed) -> PathBuf {
+        match self.dirs.get(&name.dir) {
+            Some(node) if node.is_hidden => name.hidden.clone(),
+            _ => name.last.clone(),
         }
     }
 
@@ -1190,7 +1197,7 @@ impl Coordinator {
             other => other.map(|()| true).map_err(io::Error::from),
         };
         if result.is_ok() {
-            let name = (dir, dst.to_path_buf(), self.final_path(dir, dst));
+            let name = self.placed(dir, dst);
             self.groups
                 .get_mut(&key)
                 .expect("a group")
@@ -1247,26 +1254,18 @@ impl Coordinator {
         let Some(copy) = group.copy else {
             return false;
         };
-        let now = |(dir, hidden, last): &(u64, PathBuf, PathBuf)| match self.dirs.get(dir) {
-            Some(node) if node.is_hidden => hidden.clone(),
-            _ => last.clone(),
-        };
-        let Some(i) = group.linked.iter().position(|name| holds(&now(name), copy)) else {
+        let mut linked = group.linked.iter();
+        let Some(i) = linked.position(|name| holds(&self.path_now(name), copy)) else {
             return false;
         };
         let group = self.groups.get_mut(&key).expect("present");
-        let (dir, hidden, last) = group.linked.swap_remove(i);
-        (group.first_dir, group.first_hidden, group.first) = (dir, hidden, last);
+        group.first = group.linked.swap_remove(i);
         true
     }
 
     /// Where a hard-link group's first copy is now.
     fn group_first(&self, key: (u64, u64)) -> PathBuf {
-        let group = &self.groups[&key];
-        match self.dirs.get(&group.first_dir) {
-            Some(node) if node.is_hidden => group.first_hidden.clone(),
-            _ => group.first.clone(),
-        }
+        self.path_now(&self.groups[&key].first)
     }
 
     fn group_copied_quiet(&mut self, key: (u64, u64)) {
