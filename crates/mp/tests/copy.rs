@@ -347,35 +347,13 @@ fn sources_of_one_name_merge_as_with_cp() {
     assert_no_temp_files(&dst);
 
     // The same group in directories of files only (copied by their listing's task).
-    for d in ["e/g", "h/g", "eh"] {
-        fs::create_dir_all(s.path(d)).unwrap();
-    }
-    write(&s.path("e/g/x"), b"A\n");
-    fs::hard_link(s.path("e/g/x"), s.path("h/g/z")).unwrap();
-    fs::hard_link(s.path("e/g/x"), s.path("h/g/w")).unwrap();
-    write(&s.path("h/g/x"), b"BB\n");
-    let (e, h, eh) = (s.path("e/g"), s.path("h/g"), s.path("eh"));
-    mp(&[&"copy", &"-j", &"1", &e, &h, &eh]).expect_clean_success();
-    assert_eq!(fs::read(eh.join("g/x")).unwrap(), b"BB\n");
-    assert_eq!(fs::read(eh.join("g/z")).unwrap(), b"A\n");
-    let ino = |p: &str| fs::metadata(eh.join(p)).unwrap().ino();
-    assert_eq!(ino("g/z"), ino("g/w"));
-
+    let layout: [&[(&str, &str)]; 2] = [&[("x", "h0")], &[("z", "h0"), ("w", "h0"), ("x", "u1")]];
+    check_merged_layout(&s.path("files-only"), &layout, "1", 1);
     // A group whose first name a later source replaces, with another name of it copied
     // before: the group's later names join that one.
-    for d in ["i/k", "j/k", "ij"] {
-        fs::create_dir_all(s.path(d)).unwrap();
-    }
-    write(&s.path("i/k/f1"), b"A1\n");
-    fs::hard_link(s.path("i/k/f1"), s.path("i/k/f2")).unwrap();
-    fs::hard_link(s.path("i/k/f1"), s.path("j/k/g")).unwrap();
-    write(&s.path("j/k/f1"), b"B1\n");
-    let (i, j, ij) = (s.path("i/k"), s.path("j/k"), s.path("ij"));
-    mp(&[&"copy", &"-j", &"1", &i, &j, &ij]).expect_clean_success();
-    assert_eq!(fs::read(ij.join("k/f1")).unwrap(), b"B1\n");
-    assert_eq!(fs::read(ij.join("k/g")).unwrap(), b"A1\n");
-    let ino = |p: &str| fs::metadata(ij.join(p)).unwrap().ino();
-    assert_eq!(ino("k/g"), ino("k/f2"));
+    let layout: [&[(&str, &str)]; 2] =
+        [&[("f1", "h0"), ("f2", "h0")], &[("g", "h0"), ("f1", "u1")]];
+    check_merged_layout(&s.path("first-replaced"), &layout, "1", 1);
 
     let (fa, fb) = (s.path("a/f"), s.path("b/f"));
     let files = s.path("files");
@@ -397,16 +375,6 @@ fn sources_of_one_name_merge_as_with_cp() {
 #[test]
 fn merged_groups_keep_their_bytes_whatever_the_timing() {
     let s = Scratch::new("merge-groups");
-    let shared = ["H0", "H1", "H2"];
-    for (i, name) in shared.iter().enumerate() {
-        write(&s.path(name), format!("{name}\n").as_bytes());
-        set_times(
-            &s.path(name),
-            (1_000_000_000 + i as i64, 0),
-            (1_000_000_000 + i as i64, 0),
-        );
-    }
-    // name = "hN" (a link of HN) or "uN" (a file of its own), per source.
     let layout: [&[(&str, &str)]; 2] = [
         &[
             ("f0", "h2"),
@@ -432,14 +400,30 @@ fn merged_groups_keep_their_bytes_whatever_the_timing() {
             ("sub/f2", "h0"),
         ],
     ];
+    check_merged_layout(&s.path(""), &layout, "3", 8);
+}
+
+/// Builds the sources `x0/d`, `x1/d`... in `root` from `layout`, a list of names per source,
+/// each `hN` (a hard link of a file `HN` shared by the sources) or `uN` (a file of its own,
+/// `UN`); copies them merged with `-j jobs` into `root/outR`, `rounds` times; and checks that
+/// every name holds its last source's bytes, and that the names whose last source is one
+/// shared file are one file, and no others.
+fn check_merged_layout(root: &Path, layout: &[&[(&str, &str)]], jobs: &str, rounds: usize) {
+    let shared = ["H0", "H1", "H2"];
+    fs::create_dir_all(root).unwrap();
+    for (i, name) in shared.iter().enumerate() {
+        write(&root.join(name), format!("{name}\n").as_bytes());
+        let time = (1_000_000_000 + i as i64, 0);
+        set_times(&root.join(name), time, time);
+    }
     let mut last = std::collections::BTreeMap::new();
     for (i, names) in layout.iter().enumerate() {
         for &(name, kind) in names.iter() {
-            let path = s.path(format!("x{i}/d/{name}"));
+            let path = root.join(format!("x{i}/d/{name}"));
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             let n: usize = kind[1..].parse().unwrap();
             if kind.starts_with('h') {
-                fs::hard_link(s.path(shared[n]), &path).unwrap();
+                fs::hard_link(root.join(shared[n]), &path).unwrap();
             } else {
                 write(&path, format!("U{n}\n").as_bytes());
                 set_times(
@@ -451,11 +435,16 @@ fn merged_groups_keep_their_bytes_whatever_the_timing() {
             last.insert(name, kind);
         }
     }
-    let (x0, x1) = (s.path("x0/d"), s.path("x1/d"));
-    for round in 0..8 {
-        let out = s.path(format!("out{round}"));
+    let sources: Vec<PathBuf> = (0..layout.len())
+        .map(|i| root.join(format!("x{i}/d")))
+        .collect();
+    for round in 0..rounds {
+        let out = root.join(format!("out{round}"));
         fs::create_dir(&out).unwrap();
-        mp(&[&"copy", &"-j", &"3", &x0, &x1, &out]).expect_clean_success();
+        let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"copy", &"-j", &jobs];
+        args.extend(sources.iter().map(|p| p as &dyn AsRef<OsStr>));
+        args.push(&out);
+        mp(&args).expect_clean_success();
         let ino = |name: &str| fs::metadata(out.join("d").join(name)).unwrap().ino();
         for (&name, &kind) in &last {
             let want = match kind.as_bytes()[0] {
