@@ -772,10 +772,16 @@ impl Coordinator {
     /// while if it is not, and its times are set back. A stop request or a full disk ends it.
     fn link_reached(&mut self) {
         let mut by_dir: HashMap<(PathBuf, bool), Vec<Reached>> = HashMap::new();
+        // A kept copy needs its birth time only if later waves may free its inode (see
+        // [`Id`]); at the end, device and inode do, without a `statx` per file.
+        let waves_follow = !self.later.is_empty();
         for (r, ours) in std::mem::take(&mut self.reached) {
             let key = (r.dev, r.ino);
             if let (Holds::Copy(dev, ino), None) = (&r.holds, self.kept.get(&key)) {
-                let id = Id::at(r.path.path(), (*dev, *ino));
+                let id = match waves_follow {
+                    true => Id::at(r.path.path(), (*dev, *ino)),
+                    false => Id::from((*dev, *ino)),
+                };
                 self.kept.insert(key, (r.path.0, id));
                 continue;
             }
