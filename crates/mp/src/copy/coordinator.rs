@@ -1106,14 +1106,14 @@ impl Coordinator {
             let existed = top || self.dirs[&dir].existed;
             if self.claimed_by_another(&meta) {
                 let found = match existed {
-                    true => worker::found_at(rfs::CWD, &dst),
+                    true => worker::to_replace(rfs::CWD, &dst),
                     false => Ok(None),
                 };
                 match found {
                     Ok(found) => {
                         let holds = Holds::Claimed {
                             source: RawPath(src),
-                            found,
+                            found: found.map(|m| (m.dev, m.ino)),
                         };
                         self.note_large(&meta, dir, &dst, false, holds);
                     }

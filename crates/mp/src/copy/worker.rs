@@ -291,15 +291,15 @@ pub enum Holds {
     },
 }
 
-/// What is at `name` in `dir` before a name another claimed is linked there later (see
-/// [`Holds::Claimed`]): its device and inode, or nothing. A directory in the way is an
-/// error, as for a copy.
-pub fn found_at(dir: BorrowedFd<'_>, name: &Path) -> io::Result<Option<(u64, u64)>> {
+/// What is at `name` in `dir`, which a file is to replace: nothing, or something that is not
+/// a directory; a directory in the way is an error. Also what is there before a name another
+/// claimed is linked there later (see [`Holds::Claimed`]).
+pub fn to_replace(dir: BorrowedFd<'_>, name: &Path) -> io::Result<Option<Meta>> {
     match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) if Meta::from_stat(&st).kind == Kind::Dir => Err(io::Error::other(
             "cannot overwrite a directory with a non-directory",
         )),
-        Ok(st) => Ok(Some((st.st_dev, st.st_ino))),
+        Ok(st) => Ok(Some(Meta::from_stat(&st))),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -1300,12 +1300,12 @@ fn copy_entries(
             let source = dirs.src_path.join(entry.name.path());
             // In a new directory nothing was there before this copy.
             let found = match dirs.existed {
-                true => found_at(dirs.dst.as_fd(), dst_name),
+                true => to_replace(dirs.dst.as_fd(), dst_name),
                 false => Ok(None),
             };
             match found {
                 Ok(found) => {
-                    let source = RawPath(source);
+                    let (source, found) = (RawPath(source), found.map(|m| (m.dev, m.ino)));
                     report
                         .reached
                         .push(reached(Holds::Claimed { source, found }));
@@ -1356,21 +1356,11 @@ fn copy_entry(
     stop: &dyn Fn() -> bool,
 ) -> io::Result<Option<String>> {
     let meta = &entry.meta;
-    let existing = if dirs.existed {
-        match rfs::statat(&dirs.dst, dst_name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Some(Meta::from_stat(&st)),
-            Err(Errno::NOENT) => None,
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
+    let existing = match dirs.existed {
+        true => to_replace(dirs.dst.as_fd(), dst_name)?,
+        false => None,
     };
     if let Some(old) = &existing {
-        if old.kind == Kind::Dir {
-            return Err(io::Error::other(
-                "cannot overwrite a directory with a non-directory",
-            ));
-        }
         if state().options.update && up_to_date(dirs, entry, dst_name, old) {
             counts.skipped += 1;
             reporter.file();
