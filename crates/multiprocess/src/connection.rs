@@ -2,8 +2,8 @@
 //!
 //! ## Design
 //!
-//! Each direction of a pipe is a [`SharedDeque`] (the queue's shared-memory ring, see
-//! `queue/deque.rs`): a message is one record, so messages are never merged or split, an empty
+//! Each direction of a pipe is a [`SharedDeque`] (the shared-memory ring under the queues too,
+//! see `shm/deque.rs`): a message is one record, so messages are never merged or split, an empty
 //! message is a message, and a message is delivered whole or not at all even if its sender is
 //! killed while sending. Sending costs no system call while the receiver is busy.
 //!
@@ -40,7 +40,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{self, FdIn, FdOut};
 use crate::error::{Error, Result};
-use crate::queue::deque::{spin_until, End, SharedDeque, Wait};
+use crate::shm::deque::{spin_until, End, SharedDeque, Wait};
 use crate::shm::{Region, MAX_SLEEP};
 use crate::sys;
 

@@ -89,7 +89,7 @@ impl Slot {
         if timeout != Some(Duration::ZERO) {
             // Results of small tasks follow each other within microseconds: look a little
             // before sleeping on the condition variable (and being woken costs a switch).
-            crate::queue::deque::spin_until(|| self.done.load(Ordering::Acquire));
+            crate::shm::deque::spin_until(|| self.done.load(Ordering::Acquire));
         }
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
