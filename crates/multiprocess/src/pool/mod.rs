@@ -25,6 +25,7 @@
 //! }
 //! ```
 
+mod completions;
 mod imap;
 mod result;
 mod supervisor;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use completions::Completions;
 use imap::Indexed;
 pub use imap::{IMap, IMapUnordered};
 pub use result::{AsyncResult, MapResult};
