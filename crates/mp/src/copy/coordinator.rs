@@ -25,7 +25,8 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::claims::{self, Claim, Claims};
-use super::fsops::{self, Options};
+use super::config::Config;
+use super::fsops;
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 use super::progress::Live;
 use super::replace::{self, Verdict};
@@ -181,7 +182,7 @@ pub struct Coordinator {
     /// Where workers report progress, when it is shown.
     progress: Option<Queue<Tick>>,
     stop: Event,
-    options: Options,
+    config: Config,
     split_large: bool,
     tx: Sender<Done>,
     rx: Receiver<Done>,
@@ -228,11 +229,16 @@ const TOP: u64 = 0;
 
 impl Coordinator {
     /// Starts `jobs` workers; with `live`, they report progress as they go.
-    pub fn new(jobs: usize, options: Options, live: bool) -> multiprocess::Result<Coordinator> {
-        let progress = if live { Some(Queue::new()?) } else { None };
+    pub fn new(config: Config) -> multiprocess::Result<Coordinator> {
+        let jobs = config.jobs;
+        let progress = if config.progress {
+            Some(Queue::new()?)
+        } else {
+            None
+        };
         let stop = Event::new()?;
-        let split_large = jobs > 1;
-        let claims = match options.dereference {
+        let split_large = config.split_large();
+        let claims = match config.dereference {
             true => Some(Claims::new(claims::SLOTS)?),
             false => None,
         };
@@ -243,7 +249,7 @@ impl Coordinator {
                 (
                     progress.clone(),
                     stop.clone(),
-                    options,
+                    config,
                     split_large,
                     claims.clone(),
                 ),
@@ -271,7 +277,7 @@ impl Coordinator {
             pool,
             progress,
             stop,
-            options,
+            config,
             split_large,
             tx,
             rx,
@@ -306,7 +312,7 @@ impl Coordinator {
             self.later.push((src, dst, meta));
             return;
         }
-        if self.options.resume || self.options.update {
+        if self.config.keeps_existing() {
             self.remove_stale_beside(&dst);
         }
         self.dirs.get_mut(&TOP).expect("top").pending += 1;
@@ -392,7 +398,7 @@ impl Coordinator {
             if idle && !self.stopping && !self.later.is_empty() {
                 // Copies that wait for others to the same destination: their turn, once the
                 // names of one file copied so far are linked, as `cp -aL` would find them.
-                if self.options.dereference {
+                if self.config.dereference {
                     self.link_reached();
                 }
                 if !self.stopping && INTERRUPTS.load(Ordering::SeqCst) == 0 {
@@ -443,7 +449,7 @@ impl Coordinator {
         for (_, file) in self.large.drain() {
             let _ = std::fs::remove_file(&file.temp);
         }
-        if !self.stopping && self.options.dereference {
+        if !self.stopping && self.config.dereference {
             self.link_reached();
         }
         // Stopped early: what the hidden directories hold is kept for a resume, without
@@ -465,7 +471,7 @@ impl Coordinator {
     /// that does not match its source (one a worker was killed in the middle of).
     fn publish(&mut self, node: &DirNode, unfinished: bool) {
         if unfinished {
-            remove_unfinished(&node.src, &node.hidden, self.options.dereference);
+            remove_unfinished(&node.src, &node.hidden, self.config.dereference);
         }
         if let Err(failure) = worker::publish(&node.hidden, &node.dst) {
             self.outcome.failures.push(failure);
@@ -539,7 +545,7 @@ impl Coordinator {
             }
             Job::Batch(dir, group, task) => {
                 let base = match dir {
-                    _ if !self.options.dereference => PathBuf::new(),
+                    _ if !self.config.dereference => PathBuf::new(),
                     TOP => task.dst_dir.path().to_path_buf(),
                     _ => self.dirs[&dir].dst.clone(),
                 };
@@ -695,7 +701,7 @@ impl Coordinator {
         if f.failure.is_none() {
             f.failure = failure;
         }
-        let (left, verify) = (f.spans_left, self.options.verify && f.failure.is_none());
+        let (left, verify) = (f.spans_left, self.config.verify && f.failure.is_none());
         let job = verify.then(|| Job::Verify(file, RawPath::new(&f.src), RawPath::new(&f.temp)));
         if let Some(full) = full {
             // Stop now, not once the file's other spans have failed too.
@@ -738,7 +744,7 @@ impl Coordinator {
     /// A large file of one link in directory `dir`, copied (or up to date) at `dst` (where
     /// it is written now), under `-L` (see [`Reached`]).
     fn note_large_reached(&mut self, meta: &Meta, dir: u64, dst: &Path, skipped: bool) {
-        if !self.options.dereference || meta.is_multiply_linked() {
+        if !self.config.dereference || meta.is_multiply_linked() {
             return;
         }
         let Ok(copy) = rfs::lstat(dst).map(|st| Meta::from_stat(&st)) else {
@@ -927,7 +933,7 @@ impl Coordinator {
     fn copy_claimed(&mut self, source: &Path, name: &Path) -> Result<Id, Failure> {
         let stop = || INTERRUPTS.load(Ordering::SeqCst) > 0;
         let fail = |e: io::Error| Failure::io(source, &e);
-        let bytes = fsops::copy_file_to(source, name, &self.options, &stop).map_err(fail)?;
+        let bytes = fsops::copy_file_to(source, name, &self.config, &stop).map_err(fail)?;
         self.outcome.counts.files += 1;
         self.outcome.counts.bytes += bytes;
         let copy = Id::of(name).map_err(|e| fail(e.into()))?;
@@ -1107,7 +1113,7 @@ impl Coordinator {
             let existed = top || self.dirs[&dir].existed;
             if self.claimed_by_another(&meta) {
                 let found = match existed {
-                    true => judge(&src, &dst, &meta, &self.options),
+                    true => judge(&src, &dst, &meta, &self.config),
                     false => Ok(None),
                 };
                 match found {
@@ -1204,7 +1210,7 @@ impl Coordinator {
         meta: Meta,
     ) {
         let result = match rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty()) {
-            Err(Errno::EXIST) => relink(first, (src, &meta), dst, &self.options),
+            Err(Errno::EXIST) => relink(first, (src, &meta), dst, &self.config),
             other => other.map(|()| Relinked::Linked).map_err(io::Error::from),
         };
         if matches!(result, Ok(Relinked::Linked | Relinked::Already)) {
@@ -1300,7 +1306,7 @@ impl Coordinator {
         existed: bool,
     ) -> io::Result<Option<Verdict>> {
         if existed {
-            if let Some((_, verdict)) = judge(src, dst, &meta, &self.options)? {
+            if let Some((_, verdict)) = judge(src, dst, &meta, &self.config)? {
                 if verdict.keeps() {
                     return Ok(Some(verdict));
                 }
@@ -1328,7 +1334,7 @@ impl Coordinator {
         };
         let src_fd = fsops::open_source(rfs::CWD, src, true);
         let cloned = match &src_fd {
-            Ok(s) => fsops::try_reflink(s.as_fd(), file.fd.as_fd(), self.options.reflink),
+            Ok(s) => fsops::try_reflink(s.as_fd(), file.fd.as_fd(), self.config.reflink),
             Err(e) => Err(io::Error::from(*e)),
         };
         match cloned {
@@ -1513,14 +1519,14 @@ fn relink(
     first: &Path,
     (src, meta): (&Path, &Meta),
     dst: &Path,
-    options: &Options,
+    config: &Config,
 ) -> io::Result<Relinked> {
     let copy = rfs::lstat(first)?;
-    let options = Options {
+    let config = Config {
         resume: false,
-        ..*options
+        ..*config
     };
-    let Some((old, verdict)) = judge(src, dst, meta, &options)? else {
+    let Some((old, verdict)) = judge(src, dst, meta, &config)? else {
         rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty())?;
         return Ok(Relinked::Linked);
     };
@@ -1539,10 +1545,10 @@ fn judge(
     src: &Path,
     dst: &Path,
     meta: &Meta,
-    options: &Options,
+    config: &Config,
 ) -> io::Result<Option<(Meta, Verdict)>> {
     let shown = || (src.to_path_buf(), dst.to_path_buf());
-    replace::judge_at((rfs::CWD, dst), (rfs::CWD, src), meta, options, shown)
+    replace::judge_at((rfs::CWD, dst), (rfs::CWD, src), meta, config, shown)
 }
 
 /// Replaces `dst` by a hard link to `first`: linked under a temporary name beside it, then

@@ -2,7 +2,7 @@
 //! batch of entries, copy one span of a large file, compare two files.
 //!
 //! Each worker gets, once at start ([`setup`]), the queue it reports progress on, the event
-//! that asks it to stop, and the options. Tasks return what the coordinator must do next:
+//! that asks it to stop, and the config. Tasks return what the coordinator must do next:
 //! subdirectories to walk, entries it must place itself (hard links, large files), failures.
 
 use std::io;
@@ -18,7 +18,8 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use super::claims::{Claim, Claims};
-use super::fsops::{self, Options, Staged};
+use super::config::Config;
+use super::fsops::{self, Staged};
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 use super::replace::{self, Same, Verdict};
 
@@ -41,7 +42,7 @@ struct WorkerState {
     /// Where progress goes, when it is shown.
     progress: Option<Queue<Tick>>,
     stop: Event,
-    options: Options,
+    config: Config,
     /// Whether large files go back to the coordinator to be split.
     split_large: bool,
     /// The most files a listing opens as it looks at them (see [`look`]).
@@ -53,12 +54,12 @@ struct WorkerState {
 static STATE: OnceLock<WorkerState> = OnceLock::new();
 
 /// The pool initializer: keeps the progress queue (`None`: progress is not shown), the stop
-/// event, the options and, under `-L`, the claims; lets Ctrl-C reach only the coordinator,
+/// event, the config and, under `-L`, the claims; lets Ctrl-C reach only the coordinator,
 /// which stops the workers cleanly through `stop`.
 pub fn setup(
     progress: Option<Queue<Tick>>,
     stop: Event,
-    options: Options,
+    config: Config,
     split_large: bool,
     claims: Option<Claims>,
 ) {
@@ -76,7 +77,7 @@ pub fn setup(
     let _ = STATE.set(WorkerState {
         progress,
         stop,
-        options,
+        config,
         split_large,
         open_as_listed,
         claims,
@@ -300,7 +301,7 @@ fn judge(dirs: &Dirs, entry: &Entry, dst_name: &Path) -> io::Result<Option<(Meta
         (dirs.dst.as_fd(), dst_name),
         (dirs.src.as_fd(), entry.name.path()),
         &entry.meta,
-        &state().options,
+        &state().config,
         || {
             let src = dirs.src_path.join(entry.name.path());
             (src, dirs.dst_path.join(dst_name))
@@ -560,7 +561,7 @@ fn copy_dir_as(
             return Some(report);
         }
     };
-    if report.existed && (state().options.resume || state().options.update) {
+    if report.existed && state().config.keeps_existing() {
         // A resume: what a copy killed before it could finish left here goes.
         fsops::remove_stale_temps(dirs.dst.as_fd(), work);
     }
@@ -651,7 +652,7 @@ fn open_and_list(task: &DirTask, parent: Option<&Dirs>, report: &mut DirReport) 
             p.src.as_fd(),
             Path::new(src_path.file_name().unwrap_or_default()),
             true,
-            state().options.dereference,
+            state().config.dereference,
         ),
         None => fsops::open_dir(src_path, true),
     };
@@ -793,7 +794,7 @@ fn merge_inline(report: &mut DirReport, mut done: DirReport, name: &Path) {
 /// Whether `task` may copy small trees below its directory (see [`SmallTree`]): when the
 /// coordinator says so, and not under `-L`, where links to directories are walked too.
 fn may_copy_trees(task: &DirTask) -> bool {
-    task.small_trees && !state().options.dereference
+    task.small_trees && !state().config.dereference
 }
 
 /// Whether a subdirectory may be a leaf: no subdirectories of its own, as its link count
@@ -1191,7 +1192,7 @@ fn list(
         return Ok(None);
     };
     let open = open_as_listed(names.len(), task.parent_made);
-    let follow = state().options.dereference;
+    let follow = state().config.dereference;
     let mut entries = Vec::with_capacity(names.len());
     let mut bytes = 0;
     for (name, file_type) in names {
@@ -1243,8 +1244,8 @@ const OPEN_AS_LISTED: usize = 512;
 /// it looks at them (see [`look`]): not past [`OPEN_AS_LISTED`], nor where the copies may
 /// exist already and `--update` or `--resume` skip them (`new`: nothing can be there yet).
 fn open_as_listed(count: usize, new: bool) -> bool {
-    let options = &state().options;
-    count <= state().open_as_listed && (new || !(options.update || options.resume))
+    let config = &state().config;
+    count <= state().open_as_listed && (new || !config.keeps_existing())
 }
 
 /// Looks at `name` in `dir` (a `file_type`, as the listing says) for its snapshot. When
@@ -1484,20 +1485,20 @@ fn copy_file(
     reporter: &mut Reporter,
     stop: &dyn Fn() -> bool,
 ) -> io::Result<u64> {
-    let options = &state().options;
+    let config = &state().config;
     let opened;
     let src = match &entry.source {
         Some(fd) => fd.as_fd(),
         None => {
             // Under -L the entry may be a link to a file.
-            opened = fsops::open_source(dirs.src.as_fd(), entry.name.path(), options.dereference)?;
+            opened = fsops::open_source(dirs.src.as_fd(), entry.name.path(), config.dereference)?;
             opened.as_fd()
         }
     };
     let staged = if dirs.direct {
-        Staged::create_in_hidden(dirs.dst.as_fd(), dst_name, entry.meta.mode, options.verify)?
+        Staged::create_in_hidden(dirs.dst.as_fd(), dst_name, entry.meta.mode, config.verify)?
     } else {
-        Staged::create(dirs.dst.as_fd(), entry.meta.mode, options.verify)?
+        Staged::create(dirs.dst.as_fd(), entry.meta.mode, config.verify)?
     };
     fsops::fill_and_place(
         staged,
@@ -1505,7 +1506,7 @@ fn copy_file(
         dirs.dst.as_fd(),
         dst_name,
         &entry.meta,
-        options,
+        config,
         Some((dirs.created)(entry.meta.mode & 0o777)),
         &mut |n| reporter.bytes(n),
         stop,
