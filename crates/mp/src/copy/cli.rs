@@ -145,7 +145,7 @@ pub fn run(args: CopyArgs) -> Status {
             return Status::Failed;
         }
     };
-    coordinator::catch_interrupts();
+    super::stop::catch_interrupts();
     rustix::process::umask(rustix::fs::Mode::empty());
     let mut coordinator = match Coordinator::new(config) {
         Ok(c) => c,

@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
@@ -26,14 +25,18 @@ use rustix::io::Errno;
 
 use super::claims::{self, Claim, Claims};
 use super::config::Config;
+use super::dereference::{Holds, Reached};
 use super::fsops;
+use super::ids::FileId;
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 use super::progress::Live;
-use super::replace::{self, Verdict};
-use super::worker::{
-    self, BatchReport, BatchTask, Counts, DirReport, DirTask, Holds, LeavesTask, Reached, SpanTask,
-    Stop, Tick, LARGE_FILE,
+use super::protocol::{
+    BatchTask, Counts, DirReport, DirTask, LeavesTask, SpanTask, Tally, LARGE_FILE,
 };
+use super::replace::{self, Verdict};
+use super::status::Progress;
+use super::stop::{self, Stop};
+use super::worker;
 
 /// How many subdirectories that may be small leaves one task is given to try (see
 /// `worker::copy_leaves`).
@@ -50,27 +53,6 @@ const MANY_ENTRIES: usize = 64;
 
 /// How much of a large file one span task copies.
 const SPAN: u64 = 64 << 20;
-
-/// Stop signals received so far (the first stops cleanly, the second at once).
-pub static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Routes SIGINT, SIGTERM and SIGHUP to [`INTERRUPTS`]: each stops the copy cleanly.
-pub fn catch_interrupts() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigint as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
-}
 
 /// How a copy ended.
 #[derive(Debug, Default)]
@@ -102,7 +84,7 @@ enum Done {
         u64,
         Option<(u64, u64)>,
         PathBuf,
-        multiprocess::Result<BatchReport>,
+        multiprocess::Result<Tally>,
     ),
     Span(u64, multiprocess::Result<Result<u64, Failure>>),
     Verify(u64, multiprocess::Result<Result<(), Failure>>),
@@ -121,7 +103,7 @@ struct DirNode {
     suspect: bool,
     /// The source's metadata (none for the top level, which is not a copy of anything).
     meta: Option<Meta>,
-    ancestors: Vec<(u64, u64)>,
+    ancestors: Vec<FileId>,
     /// Tasks and entries inside it still being copied.
     pending: usize,
     existed: bool,
@@ -180,7 +162,7 @@ struct LargeFile {
 pub struct Coordinator {
     pool: Pool,
     /// Where workers report progress, when it is shown.
-    progress: Option<Queue<Tick>>,
+    progress: Option<Queue<Progress>>,
     stop: Event,
     config: Config,
     split_large: bool,
@@ -246,13 +228,7 @@ impl Coordinator {
             .processes(jobs)
             .initializer(
                 worker::setup,
-                (
-                    progress.clone(),
-                    stop.clone(),
-                    config,
-                    split_large,
-                    claims.clone(),
-                ),
+                (progress.clone(), stop.clone(), config, claims.clone()),
             )?
             .build()?;
         let (tx, rx) = channel();
@@ -349,7 +325,7 @@ impl Coordinator {
         self.next_id += 1;
         let mut ancestors = self.dirs[&parent].ancestors.clone();
         if let Some(m) = self.dirs[&parent].meta {
-            ancestors.push((m.dev, m.ino));
+            ancestors.push(m.id());
         }
         let hidden_name = fsops::temp_name();
         let task = DirTask {
@@ -401,7 +377,7 @@ impl Coordinator {
                 if self.config.dereference {
                     self.link_reached();
                 }
-                if !self.stopping && INTERRUPTS.load(Ordering::SeqCst) == 0 {
+                if !self.stopping && stop::interrupts() == 0 {
                     self.wave += 1;
                     self.top_dsts.clear();
                     for (src, dst, meta) in std::mem::take(&mut self.later) {
@@ -432,7 +408,7 @@ impl Coordinator {
             }
             self.drain_progress(live);
             tick();
-            let interrupts = INTERRUPTS.load(Ordering::SeqCst);
+            let interrupts = stop::interrupts();
             if interrupts > 0 && !self.stopping {
                 self.outcome.interrupted = true;
                 self.stop_all();
@@ -487,8 +463,8 @@ impl Coordinator {
         let Some(progress) = &self.progress else {
             return;
         };
-        while let Ok((files, bytes)) = progress.get_nowait() {
-            live.add(files, bytes);
+        while let Ok(p) = progress.get_nowait() {
+            live.add(p.files, p.bytes);
         }
     }
 
@@ -600,18 +576,14 @@ impl Coordinator {
         match done {
             Done::Dir(id, Ok(mut report)) => {
                 let base = self.dirs[&id].dst.clone();
-                self.note_reached(&base, std::mem::take(&mut report.reached), true);
+                self.note_reached(&base, std::mem::take(&mut report.tally.reached), true);
                 self.dir_listed(id, report);
             }
-            Done::Leaves(id, _, Ok(report)) => {
+            Done::Leaves(id, _, Ok(mut report)) => {
                 let base = self.dirs[&id].dst.clone();
-                self.note_reached(&base, report.reached, true);
-                self.absorb(
-                    report.counts,
-                    report.failures,
-                    report.warnings,
-                    report.stopped,
-                );
+                let reached = std::mem::take(&mut report.tally.reached);
+                self.note_reached(&base, reached, true);
+                self.absorb(report.tally);
                 if !self.stopping {
                     self.add_subdirs(id, report.subdirs, report.leaves);
                 }
@@ -645,17 +617,11 @@ impl Coordinator {
                     }
                 }
                 let ok = match report {
-                    Ok(report) => {
-                        let ok = report.failures.is_empty()
-                            && report.warnings.is_empty()
-                            && report.stopped.is_none();
-                        self.note_reached(&base, report.reached, dir != TOP);
-                        self.absorb(
-                            report.counts,
-                            report.failures,
-                            report.warnings,
-                            report.stopped,
-                        );
+                    Ok(mut report) => {
+                        let ok = report.is_clean();
+                        let reached = std::mem::take(&mut report.reached);
+                        self.note_reached(&base, reached, dir != TOP);
+                        self.absorb(report);
                         ok
                     }
                     Err(e) => {
@@ -750,7 +716,7 @@ impl Coordinator {
         let Ok(copy) = rfs::lstat(dst).map(|st| Meta::from_stat(&st)) else {
             return;
         };
-        self.note_large(meta, dir, dst, skipped, Holds::Copy(copy.dev, copy.ino));
+        self.note_large(meta, dir, dst, skipped, Holds::Copy(copy.id()));
     }
 
     /// Keeps what a name of a large file in directory `dir` (at `dst` now) holds, at its
@@ -758,8 +724,7 @@ impl Coordinator {
     fn note_large(&mut self, meta: &Meta, dir: u64, dst: &Path, skipped: bool, holds: Holds) {
         let path = self.placed(dir, dst).last;
         let reached = Reached {
-            dev: meta.dev,
-            ino: meta.ino,
+            file: meta.id(),
             size: meta.size,
             skipped,
             path: RawPath(path),
@@ -783,11 +748,11 @@ impl Coordinator {
         // [`Id`]); at the end, device and inode do, without a `statx` per file.
         let waves_follow = !self.later.is_empty();
         for (r, ours) in std::mem::take(&mut self.reached) {
-            let key = (r.dev, r.ino);
-            if let (Holds::Copy(dev, ino), None) = (&r.holds, self.kept.get(&key)) {
+            let key = (r.file.dev, r.file.ino);
+            if let (Holds::Copy(copy), None) = (&r.holds, self.kept.get(&key)) {
                 let id = match waves_follow {
-                    true => Id::at(r.path.path(), (*dev, *ino)),
-                    false => Id::from((*dev, *ino)),
+                    true => Id::at(r.path.path(), (copy.dev, copy.ino)),
+                    false => Id::from((copy.dev, copy.ino)),
                 };
                 self.kept.insert(key, (r.path.0, id));
                 continue;
@@ -795,7 +760,7 @@ impl Coordinator {
             let dir = fsops::dir_above(r.path.path()).to_path_buf();
             by_dir.entry((dir, ours)).or_default().push(r);
         }
-        let stopped = || INTERRUPTS.load(Ordering::SeqCst) > 0;
+        let stopped = || stop::interrupts() > 0;
         for ((dir, ours), names) in by_dir {
             let dir_kept = ours.then(|| DirKept::open(&dir));
             let mut stop = false;
@@ -833,7 +798,7 @@ impl Coordinator {
     /// Makes the name `r` a hard link of its file's kept copy (see
     /// [`Coordinator::link_reached`]), and counts it.
     fn link_name(&mut self, r: Reached) -> Result<(), Failure> {
-        let key = (r.dev, r.ino);
+        let key = (r.file.dev, r.file.ino);
         let name = r.path.path();
         let first = self.kept_copy(key);
         let cannot_link = |first: &Path, e: io::Error| {
@@ -842,8 +807,8 @@ impl Coordinator {
             failure
         };
         match r.holds {
-            Holds::Copy(dev, ino) => {
-                let copy = Id::at(name, (dev, ino));
+            Holds::Copy(copy) => {
+                let copy = Id::at(name, (copy.dev, copy.ino));
                 let Some((first, first_copy)) = first else {
                     // The kept copy is gone: this one is kept instead.
                     if holds(name, copy) {
@@ -868,7 +833,7 @@ impl Coordinator {
             }
             Holds::Claimed { source, found } => {
                 let now = Id::of(name).map_err(|e| Failure::io(name, &e.into()))?;
-                let found = found.map(Id::from);
+                let found = found.map(|f| Id::from((f.dev, f.ino)));
                 let same = |a: Option<Id>, b: Option<Id>| a.zip(b).is_some_and(|(a, b)| a.same(&b));
                 let first_copy = first.as_ref().map(|(_, copy)| *copy);
                 if now.is_some() && !same(now, found) && !same(now, first_copy) {
@@ -931,7 +896,7 @@ impl Coordinator {
     /// link could not be made (see [`Coordinator::link_name`]); counts it. Gives the copy's
     /// device and inode.
     fn copy_claimed(&mut self, source: &Path, name: &Path) -> Result<Id, Failure> {
-        let stop = || INTERRUPTS.load(Ordering::SeqCst) > 0;
+        let stop = || stop::interrupts() > 0;
         let fail = |e: io::Error| Failure::io(source, &e);
         let bytes = fsops::copy_file_to(source, name, &self.config, &stop).map_err(fail)?;
         self.outcome.counts.files += 1;
@@ -940,24 +905,18 @@ impl Coordinator {
         copy.ok_or_else(|| fail(io::Error::from(io::ErrorKind::NotFound)))
     }
 
-    fn absorb(
-        &mut self,
-        counts: Counts,
-        mut failures: Vec<Failure>,
-        mut warnings: Vec<String>,
-        stopped: Option<Stop>,
-    ) {
-        self.outcome.counts.add(&counts);
-        self.outcome.failures.append(&mut failures);
-        self.outcome.warnings.append(&mut warnings);
-        match stopped {
+    fn absorb(&mut self, mut tally: Tally) {
+        self.outcome.counts.add(&tally.counts);
+        self.outcome.failures.append(&mut tally.failures);
+        self.outcome.warnings.append(&mut tally.warnings);
+        match tally.stopped {
             Some(Stop::DiskFull(failure)) => {
                 if self.outcome.disk_full.is_none() {
                     self.outcome.disk_full = Some(failure);
                 }
                 self.stop_all();
             }
-            Some(Stop::Interrupted) | None => {}
+            Some(Stop::Interrupted | Stop::PoolBroken(_)) | None => {}
         }
     }
 
@@ -967,12 +926,7 @@ impl Coordinator {
         let deferred = std::mem::take(&mut report.deferred);
         let spill = std::mem::take(&mut report.spill);
         let finished = report.finished;
-        self.absorb(
-            report.counts,
-            report.failures,
-            report.warnings,
-            report.stopped,
-        );
+        self.absorb(report.tally);
         let node = self.dirs.get_mut(&id).expect("a listed directory");
         node.existed = report.existed;
         node.finished = finished;
@@ -1122,7 +1076,7 @@ impl Coordinator {
                     Ok(found) => {
                         let holds = Holds::Claimed {
                             source: RawPath(src),
-                            found: found.map(|(m, _)| (m.dev, m.ino)),
+                            found: found.map(|(m, _)| m.id()),
                         };
                         self.note_large(&meta, dir, &dst, false, holds);
                     }

@@ -10,11 +10,16 @@ mod claims;
 mod cli;
 mod config;
 mod coordinator;
+mod dereference;
 mod fsops;
+mod ids;
 mod meta;
 mod plan;
 mod progress;
+mod protocol;
 mod replace;
+mod status;
+mod stop;
 mod worker;
 
 pub use cli::{run, CopyArgs};

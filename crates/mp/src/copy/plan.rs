@@ -150,7 +150,7 @@ fn same_destination(
     meta: &Meta,
 ) -> Result<bool, String> {
     let again = |(path, m): &(&PathBuf, Meta)| {
-        m.same_inode((meta.dev, meta.ino)) && (meta.kind == Kind::Dir || same_entry(path, src))
+        m.id() == meta.id() && (meta.kind == Kind::Dir || same_entry(path, src))
     };
     let (src, dst) = (src.display(), dst.display());
     match earlier.first() {
