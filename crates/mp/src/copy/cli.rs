@@ -5,6 +5,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -12,7 +13,8 @@ use clap::{Args, ValueEnum};
 use super::config::{Config, Reflink};
 use super::coordinator::{self, Coordinator};
 use super::plan;
-use super::progress::{human_bytes, thousands, Bar, Live, Totals};
+use super::progress::{human_bytes, thousands, Bar, Totals};
+use super::status::{Quiet, StatusUpdater};
 
 /// `mp copy`'s arguments.
 #[derive(Args, Debug)]
@@ -147,17 +149,24 @@ pub fn run(args: CopyArgs) -> Status {
     };
     super::stop::catch_interrupts();
     rustix::process::umask(rustix::fs::Mode::empty());
-    let mut coordinator = match Coordinator::new(config) {
+    let totals = Arc::new(Totals::default());
+    let mut bar = show_bar.then(|| Bar::new(Arc::clone(&totals)));
+    let mut quiet = Quiet;
+    let status: &mut dyn StatusUpdater = match bar.as_mut() {
+        Some(bar) => bar,
+        None => &mut quiet,
+    };
+    let mut coordinator = match Coordinator::new(config, status) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mp copy: cannot start the workers: {e}");
             return Status::Failed;
         }
     };
-    let mut bar = show_bar.then(|| {
+    if show_bar {
         let sources = plan.copies.iter().map(|c| c.src.clone()).collect();
-        Bar::new(Totals::scan(sources, args.dereference))
-    });
+        Totals::scan(&totals, sources, args.dereference);
+    }
     let resume_hint = resume_command(&args, plan.dest_is_copy);
     for failure in plan.refused {
         coordinator.fail(failure);
@@ -166,27 +175,22 @@ pub fn run(args: CopyArgs) -> Status {
         coordinator.warn(warning);
     }
     for copy in plan.copies {
-        coordinator.add(copy.src, copy.dst, copy.meta);
+        coordinator.add(copy);
     }
-    let live = Live::default();
-    let outcome = coordinator.run(&live, &mut || {
-        if let Some(bar) = bar.as_mut() {
-            bar.draw(&live);
-        }
-    });
+    let outcome = coordinator.run();
     if let Some(bar) = &bar {
         bar.clear();
     }
     let seconds = started.elapsed().as_secs_f64();
     report(&outcome, seconds, &args, show_bar);
-    if outcome.interrupted {
+    if outcome.interrupted() {
         eprintln!("mp copy: interrupted; to resume, run: {resume_hint}");
-    } else if outcome.disk_full.is_some() {
+    } else if outcome.disk_full().is_some() {
         eprintln!("mp copy: once there is room, to resume, run: {resume_hint}");
     }
-    if outcome.interrupted {
+    if outcome.interrupted() {
         Status::Interrupted
-    } else if outcome.failures.is_empty() && outcome.disk_full.is_none() {
+    } else if outcome.failures.is_empty() && outcome.disk_full().is_none() {
         Status::Success
     } else {
         Status::Failed
@@ -254,7 +258,7 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_term
             failure.reason
         );
     }
-    if let Some(full) = &outcome.disk_full {
+    if let Some(full) = outcome.disk_full() {
         eprintln!(
             "mp copy: stopped: the destination is full ({}: {})",
             full.path.path().display(),
@@ -273,7 +277,7 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_term
         let failures: Vec<_> = outcome
             .failures
             .iter()
-            .chain(outcome.disk_full.iter())
+            .chain(outcome.disk_full())
             .map(|f| {
                 serde_json::json!({
                     "path": f.path.path().to_string_lossy(),
@@ -292,8 +296,8 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_term
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "failures": failures,
             "warnings": outcome.warnings,
-            "disk_full": outcome.disk_full.is_some(),
-            "interrupted": outcome.interrupted,
+            "disk_full": outcome.disk_full().is_some(),
+            "interrupted": outcome.interrupted(),
         });
         println!("{summary}");
     } else if on_terminal {

@@ -22,12 +22,15 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{self as rfs, AtFlags, Mode};
 use serde::{Deserialize, Serialize};
 
-use super::ids::FileId;
+use super::fsops;
+use super::ids::{CopyId, FileId};
 use super::meta::{Failure, Meta, RawPath};
-use super::protocol::Tally;
+use super::protocol::{Counts, Tally};
 use super::replace::Verdict;
+use super::stop;
 
 pub use super::claims::{Claim, Claims};
 
@@ -126,7 +129,6 @@ pub fn note_copy(
     }
 }
 
-#[allow(dead_code)] // The coordinator's from the next commit.
 /// The names reached so far, and the copies kept, from one wave of copies to the next (see
 /// the module's second step).
 #[derive(Default)]
@@ -141,15 +143,235 @@ pub struct Linker {
 }
 
 /// A copy's path and which file it is.
-#[allow(dead_code)]
-type CopyAt = (PathBuf, super::ids::CopyId);
+type CopyAt = (PathBuf, CopyId);
 
-#[allow(dead_code)]
+/// What the link pass needs of the copy around it.
+pub trait LinkEnv {
+    /// The counts, to correct as names become links.
+    fn counts(&mut self) -> &mut Counts;
+    /// Records a failure; a full disk stops the copy.
+    fn fail(&mut self, failure: Failure);
+    /// Lists a failure that stops nothing.
+    fn list(&mut self, failure: Failure);
+    /// A stop request ended the pass.
+    fn interrupted(&mut self);
+    /// Copies the source file `source` to `name` (replacing what is there) and counts it; a
+    /// stop request ends it. Gives the copy.
+    fn copy_claimed(&mut self, source: &Path, name: &Path) -> Result<CopyId, Failure>;
+}
+
 impl Linker {
     /// Keeps what a task reached, at its final path below `base` (where the task's directory
     /// ends up); `ours`: that directory is one this copy gives metadata to.
     pub fn note(&mut self, base: &Path, reached: Vec<Reached>, ours: bool) {
         self.reached
             .extend(reached.into_iter().map(|r| (r.below(base), ours)));
+    }
+
+    /// Links the names reached so far, once no task runs (see the module's second step).
+    /// `waves_follow`: more sources of one name are copied after this pass (a kept copy is
+    /// then known by its birth time too, since they may free its inode). A directory of this
+    /// copy that gains a link keeps its mode and times: it is made writable for the while if
+    /// it is not, and its times are set back. A stop request or a full disk ends it.
+    pub fn link_reached(&mut self, waves_follow: bool, env: &mut dyn LinkEnv) {
+        let mut by_dir: HashMap<(PathBuf, bool), Vec<Reached>> = HashMap::new();
+        for (r, ours) in std::mem::take(&mut self.reached) {
+            if let (Holds::Copy(copy), None) = (&r.holds, self.kept.get(&r.file)) {
+                let id = match waves_follow {
+                    true => CopyId::at(r.path.path(), *copy),
+                    false => CopyId::from(*copy),
+                };
+                self.kept.insert(r.file, (r.path.0, id));
+                continue;
+            }
+            let dir = fsops::dir_above(r.path.path()).to_path_buf();
+            by_dir.entry((dir, ours)).or_default().push(r);
+        }
+        for ((dir, ours), names) in by_dir {
+            let dir_kept = ours.then(|| DirKept::open(&dir));
+            let mut stop = false;
+            for r in names {
+                let linked = match stop::interrupted() {
+                    false => self.link_name(r, env),
+                    true => Ok(()),
+                };
+                if stop::interrupted() {
+                    // A resume with `--resume` links the rest.
+                    env.interrupted();
+                    stop = true;
+                    break;
+                }
+                if let Err(failure) = linked {
+                    stop = failure.disk_full;
+                    env.fail(failure);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+            if let Some(Err(e)) = dir_kept.map(|k| k.and_then(DirKept::restore)) {
+                env.list(Failure::new(
+                    &dir,
+                    format!("cannot set directory attributes: {e}"),
+                ));
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Makes the name `r` a hard link of its file's kept copy, and counts it.
+    fn link_name(&mut self, r: Reached, env: &mut dyn LinkEnv) -> Result<(), Failure> {
+        let name = r.path.path();
+        match r.holds {
+            Holds::Copy(copy) => self.link_copy(r.file, name, (copy, r.skipped, r.size), env),
+            Holds::Claimed { source, found } => {
+                self.link_claimed(r.file, name, (source.path(), found), env)
+            }
+        }
+    }
+
+    /// [`Self::link_name`] of a name that held the copy `copy` (of `size` bytes, `skipped`
+    /// as up to date): replaced by a link of the kept copy, unless it is that copy already or
+    /// holds something else now; or kept itself if no name holds the kept copy any more.
+    fn link_copy(
+        &mut self,
+        key: FileId,
+        name: &Path,
+        (copy, skipped, size): (FileId, bool, u64),
+        env: &mut dyn LinkEnv,
+    ) -> Result<(), Failure> {
+        let copy = CopyId::at(name, copy);
+        let Some((first, first_copy)) = self.kept_copy(key) else {
+            // The kept copy is gone: this one is kept instead.
+            if copy.is_at(name) {
+                self.kept.insert(key, (name.to_path_buf(), copy));
+            }
+            return Ok(());
+        };
+        // Already one file (a resume), or a name that holds something else now.
+        if first_copy.same(&copy) || !copy.is_at(name) {
+            return Ok(());
+        }
+        fsops::link_over(&first, name).map_err(|e| cannot_link(name, &first, e))?;
+        self.linked.insert(name.to_path_buf(), key);
+        let counts = env.counts();
+        if skipped {
+            counts.skipped -= 1;
+        } else {
+            counts.files -= 1;
+            counts.bytes -= size;
+        }
+        counts.hard_links += 1;
+        Ok(())
+    }
+
+    /// [`Self::link_name`] of a name left to the name that claimed its file (`source`; `found`
+    /// was at the name then): linked to the kept copy, unless another source of this copy
+    /// was copied to it meanwhile; given a copy of its own where no name holds one, or where
+    /// no link can be made.
+    fn link_claimed(
+        &mut self,
+        key: FileId,
+        name: &Path,
+        (source, found): (&Path, Option<FileId>),
+        env: &mut dyn LinkEnv,
+    ) -> Result<(), Failure> {
+        let first = self.kept_copy(key);
+        let now = CopyId::of(name).map_err(|e| Failure::io(name, &e.into()))?;
+        let found = found.map(CopyId::from);
+        let same = |a: Option<CopyId>, b: Option<CopyId>| a.zip(b).is_some_and(|(a, b)| a.same(&b));
+        let first_copy = first.as_ref().map(|(_, copy)| *copy);
+        if now.is_some() && !same(now, found) && !same(now, first_copy) {
+            // Another source of this copy was copied to this name.
+            return Ok(());
+        }
+        let Some((first, first_copy)) = first else {
+            // The name that claimed the file has no copy of it: this one copies it.
+            let copy = env.copy_claimed(source, name)?;
+            self.kept.insert(key, (name.to_path_buf(), copy));
+            return Ok(());
+        };
+        if same(now, Some(first_copy)) {
+            // Linked already: by a resumed copy (up to date), or by this one (the kept name
+            // itself, or a name linked after an earlier wave).
+            if first != name && !self.linked.contains_key(name) {
+                env.counts().skipped += 1;
+                self.linked.insert(name.to_path_buf(), key);
+            }
+            return Ok(());
+        }
+        let linked = match now {
+            None => rfs::linkat(rfs::CWD, &first, rfs::CWD, name, AtFlags::empty())
+                .map_err(io::Error::from),
+            Some(_) => fsops::link_over(&first, name),
+        };
+        self.linked.insert(name.to_path_buf(), key);
+        match linked {
+            Ok(()) => env.counts().hard_links += 1,
+            Err(e) if Failure::io(name, &e).disk_full => return Err(cannot_link(name, &first, e)),
+            // No link here (another file system below the copy, too many links to the
+            // file): a copy, as for a hard-link group.
+            Err(_) => {
+                env.copy_claimed(source, name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kept copy of the file `key` at a name that still holds it: the kept name, or else
+    /// a name linked to it (another source copied to the kept name may have replaced it),
+    /// which is kept from then on.
+    fn kept_copy(&mut self, key: FileId) -> Option<CopyAt> {
+        let (path, copy) = self.kept.get(&key)?.clone();
+        if copy.is_at(&path) {
+            return Some((path, copy));
+        }
+        let mut names = self.linked.iter().filter(|(_, k)| **k == key);
+        let (other, _) = names.find(|(name, _)| copy.is_at(name))?;
+        let other = other.clone();
+        self.kept.insert(key, (other.clone(), copy));
+        Some((other, copy))
+    }
+}
+
+/// The failure of a link of `name` to `first`.
+fn cannot_link(name: &Path, first: &Path, e: io::Error) -> Failure {
+    let mut failure = Failure::io(name, &e);
+    failure.reason = format!("cannot hard-link to {}: {e}", first.display());
+    failure
+}
+
+/// A finished directory about to gain links (see [`Linker::link_reached`]): its mode and
+/// times as they were, and it made writable by its owner meanwhile.
+struct DirKept {
+    path: PathBuf,
+    mode: u32,
+    times: rfs::Timestamps,
+}
+
+impl DirKept {
+    fn open(path: &Path) -> io::Result<DirKept> {
+        let st = rfs::lstat(path)?;
+        let meta = Meta::from_stat(&st);
+        let mode = meta.mode & 0o7777;
+        if mode & 0o300 != 0o300 {
+            rfs::chmod(path, Mode::from_raw_mode(mode | 0o300))?;
+        }
+        Ok(DirKept {
+            path: path.to_path_buf(),
+            mode,
+            times: meta.timestamps(),
+        })
+    }
+
+    /// Sets its mode and times back.
+    fn restore(self) -> io::Result<()> {
+        if self.mode & 0o300 != 0o300 {
+            rfs::chmod(&self.path, Mode::from_raw_mode(self.mode))?;
+        }
+        rfs::utimensat(rfs::CWD, &self.path, &self.times, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(())
     }
 }

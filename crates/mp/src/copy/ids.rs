@@ -3,8 +3,6 @@
 //! and a large file being copied in spans. Each is its own type, so that one is never taken
 //! for another.
 
-#![allow(dead_code)] // DirId, LargeId and CopyId are the coordinator's from the next commit.
-
 use std::fmt;
 use std::path::Path;
 

@@ -24,6 +24,7 @@ use rustix::fs::{self as rfs, AtFlags};
 use rustix::io::Errno;
 
 use super::config::Config;
+use super::ids::FileId;
 use super::meta::{Kind, Meta};
 
 /// How a source and what is at its destination relate (see the module's rule).
@@ -64,16 +65,16 @@ impl Verdict {
 /// only when its side is a link and the other is not.
 ///
 /// ```ignore
-/// let same = same_file(&link, &file, || Some((file.dev, file.ino)), || None);
+/// let same = same_file(&link, &file, || Some(file.id()), || None);
 /// assert_eq!(same, Same::OneFile);
 /// ```
 pub fn same_file(
     src: &Meta,
     old: &Meta,
-    src_target: impl FnOnce() -> Option<(u64, u64)>,
-    old_target: impl FnOnce() -> Option<(u64, u64)>,
+    src_target: impl FnOnce() -> Option<FileId>,
+    old_target: impl FnOnce() -> Option<FileId>,
 ) -> Same {
-    let one_inode = (src.dev, src.ino) == (old.dev, old.ino);
+    let one_inode = src.id() == old.id();
     if src.kind == Kind::Symlink && old.kind == Kind::Symlink {
         return match one_inode {
             true => Same::LinkedLinks,
@@ -82,11 +83,11 @@ pub fn same_file(
     }
     let src_id = match src.kind {
         Kind::Symlink => src_target(),
-        _ => Some((src.dev, src.ino)),
+        _ => Some(src.id()),
     };
     let old_id = match old.kind {
         Kind::Symlink => old_target(),
-        _ => Some((old.dev, old.ino)),
+        _ => Some(old.id()),
     };
     match src_id.zip(old_id) {
         Some((a, b)) if a == b => Same::OneFile,
@@ -195,10 +196,22 @@ pub fn judge_at(
     }
 }
 
+/// [`judge_at`] by paths (from the current directory): what is at `dst`, the destination of
+/// `src` (of metadata `meta`), and what to do about it.
+pub fn judge_paths(
+    src: &Path,
+    dst: &Path,
+    meta: &Meta,
+    config: &Config,
+) -> io::Result<Option<(Meta, Verdict)>> {
+    let shown = || (src.to_path_buf(), dst.to_path_buf());
+    judge_at((rfs::CWD, dst), (rfs::CWD, src), meta, config, shown)
+}
+
 /// The device and inode that `name` in `dir` leads to, links followed; `None` if nothing.
-pub fn followed_at(dir: BorrowedFd<'_>, name: &Path) -> Option<(u64, u64)> {
+pub fn followed_at(dir: BorrowedFd<'_>, name: &Path) -> Option<FileId> {
     let st = rfs::statat(dir, name, AtFlags::empty()).ok()?;
-    Some((st.st_dev, st.st_ino))
+    Some(FileId::of_stat(&st))
 }
 
 /// `cp`'s message for a source refused because its destination is the source itself.
@@ -244,8 +257,8 @@ mod tests {
     #[test]
     fn a_link_onto_what_it_points_to_is_one_file() {
         let (file, link) = (meta(Kind::File, 1, T, 4), meta(Kind::Symlink, 2, T, 3));
-        let to_file = || Some((1, 1));
-        let never = || -> Option<(u64, u64)> { panic!("not to be followed") };
+        let to_file = || Some(FileId { dev: 1, ino: 1 });
+        let never = || -> Option<FileId> { panic!("not to be followed") };
         // `mp copy link file` and `mp copy file link`.
         assert_eq!(same_file(&link, &file, to_file, never), Same::OneFile);
         assert_eq!(same_file(&file, &link, never, to_file), Same::OneFile);
@@ -253,7 +266,7 @@ mod tests {
         assert_eq!(same_file(&file, &file, never, never), Same::OneFile);
         // A link that leads elsewhere, or nowhere.
         assert_eq!(
-            same_file(&link, &file, || Some((1, 9)), never),
+            same_file(&link, &file, || Some(FileId { dev: 1, ino: 9 }), never),
             Same::Distinct
         );
         assert_eq!(same_file(&link, &file, || None, never), Same::Distinct);

@@ -51,7 +51,6 @@ pub fn interrupts() -> usize {
 }
 
 /// Whether this process was asked to stop.
-#[allow(dead_code)] // The coordinator's from the next commit.
 pub fn interrupted() -> bool {
     interrupts() > 0
 }

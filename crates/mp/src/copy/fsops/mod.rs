@@ -28,7 +28,9 @@ pub use attrs::{
     apply_dir_meta, apply_file_meta, apply_node_meta, apply_open_dir_meta, is_root, Created,
 };
 pub use contents::{copy_contents, copy_span, same_contents, trim_to_source, try_reflink};
-pub use staged::{copy_file_to, fill_and_place, make_and_rename, rename_no_replace_at, Staged};
+pub use staged::{
+    copy_file_to, fill_and_place, link_over, make_and_rename, rename_no_replace_at, Staged,
+};
 pub use temp::{remove_stale_temps, temp_name};
 
 /// Set once `O_NOATIME` was refused (the source is not ours and we are not root).

@@ -53,6 +53,18 @@ pub fn make_and_rename(
     rename_into_place(dir, &temp, name)
 }
 
+/// Replaces `dst` by a hard link to `first`: linked under a temporary name beside it, then
+/// renamed over it.
+pub fn link_over(first: &Path, dst: &Path) -> io::Result<()> {
+    let Some(name) = dst.file_name() else {
+        return Err(io::Error::other("no directory to link in"));
+    };
+    let dir = open_dir(dir_above(dst), false)?;
+    make_and_rename(dir.as_fd(), Path::new(name), |d, temp| {
+        rfs::linkat(rfs::CWD, first, d, temp, AtFlags::empty())
+    })
+}
+
 /// Renames `temp` over `name` in `dir`; if that fails, `temp` is removed.
 fn rename_into_place(dir: BorrowedFd<'_>, temp: &Path, name: &Path) -> io::Result<()> {
     rfs::renameat(dir, temp, dir, name).map_err(|e| {
