@@ -527,14 +527,14 @@ impl<R> JoinHandle<R> {
 }
 
 impl<R: DeserializeOwned> JoinHandle<R> {
-    /// Waits for the process to end and returns what the target returned (once: a second
-    /// call is [`Error::AlreadyJoined`]).
+    /// Waits for the process to end and returns what the target returned.
     pub fn join(mut self) -> Result<R> {
         self.join_deadline(None)
     }
 
     /// As [`join`](Self::join), but gives up with [`Error::Timeout`] after `timeout`; the handle
-    /// can be joined again later.
+    /// can be joined again later. Once it has returned the result, a further call is
+    /// [`Error::AlreadyJoined`].
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
         self.join_deadline(sys::deadline_after(timeout))
     }
