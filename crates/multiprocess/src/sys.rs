@@ -314,6 +314,24 @@ pub fn kill(pid: u32, signal: i32) -> io::Result<bool> {
     signal_sent(unsafe { libc::kill(pid as libc::pid_t, signal) })
 }
 
+/// Writes `buf` to stderr (descriptor 2) with as few `write` calls as it takes (one, for a
+/// line: lines from several processes never mix), without taking the lock of Rust's `Stderr`,
+/// which a forked child may have inherited held. Errors are dropped: there is nowhere to report
+/// them.
+pub fn write_stderr(mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid readable slice for the duration of the call.
+        let n = unsafe { libc::write(2, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
 /// Writes all of `buf` to a socket without raising SIGPIPE when the peer is gone (the error comes
 /// back as `BrokenPipe` instead).
 pub fn send_all(sock: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
