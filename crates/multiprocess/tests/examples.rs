@@ -97,7 +97,17 @@ fn daemon_child_ends_with_main() {
         (1..10).contains(&work),
         "a daemonic child printed {work} lines"
     );
-    assert_eq!(out.lines().last(), Some("主进程执行完成了啦"));
+    // The child prints every 200 ms and main ends after 1 s: the child may print once more
+    // between main's last line and its own termination, never twice.
+    let after_main = out
+        .lines()
+        .skip_while(|l| *l != "主进程执行完成了啦")
+        .skip(1)
+        .count();
+    assert!(
+        out.contains("主进程执行完成了啦\n") && after_main <= 1,
+        "{out}"
+    );
 }
 
 #[test]
@@ -241,4 +251,71 @@ fn pool_queue_copy() {
         );
     }
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `panic_output`: the parent receives each panic as `Error::Panic`; the children print, with
+/// `RUST_BACKTRACE=1` set, one line each by default, Rust's report with a backtrace under
+/// `full`, nothing under `silent`.
+#[test]
+fn panic_output() {
+    for (setting, backtraces, lines) in [
+        (None, 0, 2),
+        (Some("one-line"), 0, 2),
+        (Some("full"), 2, 0),
+        (Some("silent"), 0, 0),
+    ] {
+        let args: Vec<&str> = setting.into_iter().collect();
+        let mut cmd = example("panic_output", &args);
+        cmd.env("RUST_BACKTRACE", "1");
+        let out = common::output_within(&mut cmd);
+        assert!(out.status.success(), "{setting:?}: {}", out.stderr);
+        assert!(
+            out.stdout.contains(
+                "a child started with spawn: the parent received Error::Panic, message \
+                 \"not a number: seven\", location crates/multiprocess/examples/panic_output.rs:"
+            ),
+            "{setting:?}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains(
+                "a pool task: the parent received Error::Panic, message \"not a number: 八\""
+            ),
+            "{setting:?}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("the next pool task: returned 9"),
+            "{}",
+            out.stdout
+        );
+        let one_liners = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("multiprocess: ") && l.contains(" panicked with "))
+            .count();
+        assert_eq!(one_liners, lines, "{setting:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr.matches("stack backtrace:").count(),
+            backtraces,
+            "{setting:?}: {}",
+            out.stderr
+        );
+        if backtraces == 0 {
+            // Nothing but the one-liners.
+            assert_eq!(
+                out.stderr.lines().count(),
+                lines,
+                "{setting:?}: {}",
+                out.stderr
+            );
+        }
+    }
+    let out = common::output_within(&mut example("panic_output", &["loud"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr.contains("unknown setting \"loud\""),
+        "{}",
+        out.stderr
+    );
 }
