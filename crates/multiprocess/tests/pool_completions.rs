@@ -146,11 +146,13 @@ fn a_terminated_pool_ends_every_pending_task(method: StartMethod) {
     let items = drain(&mut done);
     assert_eq!(items.len(), 5);
     assert!(
-        items.iter().all(|d| matches!(d, Done::Slept(Err(_)))),
+        items
+            .iter()
+            .all(|d| matches!(d, Done::Slept(Err(Error::PoolTerminated)))),
         "{items:?}"
     );
     let refused = done.apply_async(&p, sqr, (1,), move |r| Done::Square(1, r));
-    assert!(refused.is_err());
+    assert!(matches!(refused, Err(Error::PoolTerminated)), "{refused:?}");
     assert_eq!(done.pending(), 0);
     p.join().unwrap();
 }

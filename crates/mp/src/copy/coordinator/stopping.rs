@@ -62,10 +62,8 @@ impl Coordinator<'_> {
     }
 }
 
-/// Whether `e` says the pool was terminated (the copy terminates it when it stops).
-///
-/// The one place that reads the library's error for this: `Error::InvalidState` until the
-/// library's typed errors land, then `Error::PoolTerminated` (SWITCH HERE when it does).
+/// Whether `e` says the pool was terminated (the copy terminates it when it stops): the
+/// library's typed error, not a message.
 fn pool_terminated(e: &Error) -> bool {
-    matches!(e, Error::InvalidState(_))
+    matches!(e, Error::PoolTerminated)
 }
