@@ -101,9 +101,6 @@ fn slot_of(dev: u64, ino: u64, len: usize) -> usize {
 mod tests {
     use super::*;
 
-    // The unit tests' child processes run only their function, never the test harness.
-    multiprocess::init_on_load!();
-
     #[test]
     fn the_first_name_of_a_file_claims_it_and_later_ones_find_it_taken() {
         let claims = Claims::new(64).unwrap();

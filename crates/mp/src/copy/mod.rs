@@ -23,3 +23,8 @@ mod stop;
 mod worker;
 
 pub use cli::{run, CopyArgs};
+
+// The unit tests' child processes (the copy's workers, the claims' test child) run only
+// their function, never the test harness.
+#[cfg(test)]
+multiprocess::init_on_load!();

@@ -164,3 +164,72 @@ pub struct SpanTask {
     pub end: u64,
     pub sparse: bool,
 }
+
+/// Start a large file: judge what is at its destination; then a temporary file beside it,
+/// cloned and sealed at once where the file system can, otherwise given its size for span
+/// tasks to fill. Under `-L`, a large file another name claimed is not copied.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LargeTask {
+    pub src: RawPath,
+    pub dst: RawPath,
+    pub meta: Meta,
+    /// The destination directory existed before (something may be at `dst`).
+    pub existed: bool,
+    /// Where `dst` ends up (below its directory's final name), for `-L`'s notes.
+    pub last: RawPath,
+    /// The temporary file to make beside `dst` (named by the coordinator, which removes it
+    /// should the task be lost).
+    pub temp: RawPath,
+}
+
+/// What became of a large file's start.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Started {
+    /// Done: cloned and sealed, kept as it is (`--update`, `--resume`), or left to the name
+    /// that claimed its file; the tally says which, and `ok` whether the names linked to it
+    /// (a hard-link group's) may be.
+    Done { tally: Tally, ok: bool },
+    /// The temporary file has its size, to be filled by span tasks, then sealed
+    /// ([`SealTask`]).
+    Spans,
+}
+
+/// Finish a large file whose spans are copied: compare it with its source (`--verify`), trim
+/// it should the source have shrunk, give it its metadata, rename it into place; or, with
+/// `discard`, remove it (a span failed).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SealTask {
+    pub src: RawPath,
+    pub temp: RawPath,
+    pub dst: RawPath,
+    pub meta: Meta,
+    /// Where `dst` ends up, for `-L`'s notes.
+    pub last: RawPath,
+    pub discard: bool,
+}
+
+/// Finish a directory once everything inside it is written: first remove what lost tasks
+/// may have left in it, then set its metadata, then give it its final name.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FinishTask {
+    pub src: RawPath,
+    /// Where it is now (its hidden name while hidden).
+    pub work: RawPath,
+    /// Its metadata, unless its phase withholds it.
+    pub meta: Option<Meta>,
+    /// Its final name, if it is still hidden.
+    pub publish: Option<RawPath>,
+    /// A task inside it was lost: remove every file that does not match its source.
+    pub unfinished: bool,
+    /// The hidden names of lost tasks that copied small leaves into it: their `.N`
+    /// directories go.
+    pub leftovers: Vec<RawPath>,
+}
+
+/// Copy the source file `source` to `name`, replacing what is there (under `-L`, for a name
+/// left to a claimer that has no copy, or that cannot be linked to it).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClaimedTask {
+    pub source: RawPath,
+    pub name: RawPath,
+}

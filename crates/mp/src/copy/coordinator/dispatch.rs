@@ -15,11 +15,18 @@ use multiprocess::{Completions, Event, Pool, Queue};
 
 use crate::copy::claims::Claims;
 use crate::copy::config::Config;
-use crate::copy::ids::{DirId, FileId, LargeId};
-use crate::copy::meta::{Failure, RawPath};
-use crate::copy::protocol::{BatchTask, DirReport, DirTask, LeavesTask, SpanTask, Tally};
+use crate::copy::ids::{CopyId, DirId, FileId, LargeId};
+use crate::copy::meta::Failure;
+use crate::copy::protocol::{
+    BatchTask, ClaimedTask, DirReport, DirTask, FinishTask, LargeTask, LeavesTask, SealTask,
+    SpanTask, Started, Tally,
+};
 use crate::copy::status::Progress;
+use crate::copy::stop;
 use crate::copy::worker;
+
+/// How long a wait for a task lasts before the signals are looked at again.
+pub(super) const TICK: Duration = Duration::from_millis(100);
 
 /// How far down the ready jobs [`Dispatch::next_job`] looks for one that is not a batch of a
 /// busy directory.
@@ -37,10 +44,25 @@ pub(super) enum Job {
     /// A bundle of subdirectories of `DirId` that may be small leaves.
     Leaves(DirId, LeavesTask),
     Batch(Batch),
+    /// The start of a large file.
+    Large(LargeId, LargeTask),
     /// A span of a large file.
     Span(LargeId, SpanTask),
-    /// `--verify` of a large file: its source and its copy.
-    Verify(LargeId, RawPath, RawPath),
+    /// The seal of a large file (it runs even while the copy stops: see
+    /// [`Job::winds_down`]).
+    Seal(LargeId, SealTask),
+    /// Finishing a directory: its metadata, its final name.
+    Finish(DirId, FinishTask),
+    /// Under `-L`, a copy for a name whose claimer has none (run alone, in the link pass).
+    Claimed(ClaimedTask),
+}
+
+impl Job {
+    /// Whether the job still runs when the copy stops: a large file's seal (its bytes are
+    /// all there; it is kept for a resume rather than thrown away).
+    fn winds_down(&self) -> bool {
+        matches!(self, Job::Seal(..))
+    }
 }
 
 /// A batch of entries of one directory: spilled by its directory's task, or one entry the
@@ -80,8 +102,11 @@ pub(super) enum Done {
     /// The directory, and the bundle's hidden name.
     Leaves(DirId, PathBuf, multiprocess::Result<DirReport>),
     Batch(BatchDone, multiprocess::Result<Tally>),
+    Large(LargeId, multiprocess::Result<Started>),
     Span(LargeId, multiprocess::Result<Result<u64, Failure>>),
-    Verify(LargeId, multiprocess::Result<Result<(), Failure>>),
+    Seal(LargeId, multiprocess::Result<Tally>),
+    Finish(DirId, multiprocess::Result<Vec<Failure>>),
+    Claimed(multiprocess::Result<Result<(u64, CopyId), Failure>>),
 }
 
 /// The pool and the tasks of one copy.
@@ -90,6 +115,11 @@ pub(super) struct Dispatch {
     done: Completions<Done>,
     /// Where workers report progress, when it is shown.
     progress: Option<Queue<Progress>>,
+    /// The copy's stop event, which every worker looks at.
+    stop: Event,
+    /// Under `-L`: the table of claimed files the workers share (kept for the workers the
+    /// pool starts to replace lost ones).
+    _claims: Option<Claims>,
     ready: Vec<Job>,
     workers: usize,
     max_in_flight: usize,
@@ -103,7 +133,7 @@ impl Dispatch {
     pub(super) fn start(
         config: &Config,
         stop: &Event,
-        claims: Option<&Claims>,
+        claims: Option<Claims>,
     ) -> multiprocess::Result<Dispatch> {
         let progress = match config.progress {
             true => Some(Queue::new()?),
@@ -113,13 +143,15 @@ impl Dispatch {
             .processes(config.jobs)
             .initializer(
                 worker::setup,
-                (progress.clone(), stop.clone(), *config, claims.cloned()),
+                (progress.clone(), stop.clone(), *config, claims.clone()),
             )?
             .build()?;
         Ok(Dispatch {
             pool,
             done: Completions::new(),
             progress,
+            stop: stop.clone(),
+            _claims: claims,
             ready: Vec::new(),
             workers: config.jobs,
             max_in_flight: config.jobs * 4,
@@ -132,16 +164,38 @@ impl Dispatch {
         self.ready.push(job);
     }
 
-    /// Submits ready jobs while there is room. An error: the pool is broken, nothing more
-    /// can run.
-    pub(super) fn fill(&mut self) -> multiprocess::Result<()> {
+    /// Submits ready jobs while there is room; only those that wind down (see
+    /// [`Job::winds_down`]) when the copy is `stopping`. An error: the pool is broken, and
+    /// nothing more will run (the ready jobs are dropped).
+    pub(super) fn fill(&mut self, stopping: bool) -> multiprocess::Result<()> {
         while self.done.pending() < self.max_in_flight {
-            let Some(job) = self.next_job() else {
+            let job = match stopping {
+                true => self.next_winding_down(),
+                false => self.next_job(),
+            };
+            let Some(job) = job else {
                 return Ok(());
             };
-            self.submit(job)?;
+            if let Err(e) = self.submit(job) {
+                self.ready.clear();
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// Runs `job` alone (nothing else runs: the link pass under `-L`) and waits for it; a
+    /// stop signal meanwhile asks its worker to stop. `None`: the pool is broken.
+    pub(super) fn run_alone(&mut self, job: Job) -> Option<Done> {
+        self.submit(job).ok()?;
+        loop {
+            if let Some(done) = self.next(TICK) {
+                return Some(done);
+            }
+            if stop::interrupted() {
+                self.stop.set();
+            }
+        }
     }
 
     /// Tasks submitted and not yet received.
@@ -149,9 +203,12 @@ impl Dispatch {
         self.done.pending()
     }
 
-    /// Whether jobs are ready and not submitted.
-    pub(super) fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+    /// Whether jobs are ready to be submitted (only those that wind down when `stopping`).
+    pub(super) fn has_ready(&self, stopping: bool) -> bool {
+        match stopping {
+            true => self.ready.iter().any(Job::winds_down),
+            false => !self.ready.is_empty(),
+        }
     }
 
     /// Whether nothing runs and nothing is ready.
@@ -191,6 +248,12 @@ impl Dispatch {
     pub(super) fn shut_down(&self) {
         self.pool.terminate();
         let _ = self.pool.join();
+    }
+
+    /// The latest ready job that winds down.
+    fn next_winding_down(&mut self) -> Option<Job> {
+        let i = self.ready.iter().rposition(Job::winds_down)?;
+        Some(self.ready.remove(i))
     }
 
     fn received(&mut self, done: Done) -> Done {
@@ -255,9 +318,19 @@ impl Dispatch {
             Job::Span(id, task) => {
                 done.apply_async(pool, worker::copy_span, (task,), move |r| Done::Span(id, r))
             }
-            Job::Verify(id, src, copy) => {
-                let wrap = move |r| Done::Verify(id, r);
-                done.apply_async(pool, worker::verify_pair, (src, copy), wrap)
+            Job::Large(id, task) => {
+                let wrap = move |r| Done::Large(id, r);
+                done.apply_async(pool, worker::start_large, (task,), wrap)
+            }
+            Job::Seal(id, task) => done.apply_async(pool, worker::seal_large, (task,), move |r| {
+                Done::Seal(id, r)
+            }),
+            Job::Finish(id, task) => {
+                let wrap = move |r| Done::Finish(id, r);
+                done.apply_async(pool, worker::finish_dir, (task,), wrap)
+            }
+            Job::Claimed(task) => {
+                done.apply_async(pool, worker::copy_claimed, (task,), Done::Claimed)
             }
         }
     }

@@ -22,15 +22,16 @@ mod groups;
 mod large;
 mod record;
 mod stopping;
+#[cfg(test)]
+mod tests;
 mod tree;
 mod waves;
 
 use std::path::Path;
-use std::time::Duration;
 
 use multiprocess::Event;
 
-use self::dispatch::{Dispatch, Done};
+use self::dispatch::{Dispatch, Done, Job, TICK};
 use self::groups::Groups;
 use self::large::LargeFiles;
 use self::record::Record;
@@ -39,17 +40,13 @@ use self::waves::Waves;
 use super::claims::{self, Claims};
 use super::config::Config;
 use super::dereference::{LinkEnv, Linker, Reached};
-use super::fsops;
 use super::ids::{CopyId, DirId};
-use super::meta::Failure;
-use super::protocol::Counts;
+use super::meta::{Failure, RawPath};
+use super::protocol::{ClaimedTask, Counts};
 use super::status::StatusUpdater;
-use super::stop::{self, Stop};
+use super::stop::Stop;
 
 pub use self::record::Outcome;
-
-/// How long the loop waits for a task before it looks at the signals and progress again.
-const TICK: Duration = Duration::from_millis(100);
 
 /// The state of one copy.
 pub struct Coordinator<'s> {
@@ -60,10 +57,8 @@ pub struct Coordinator<'s> {
     groups: Groups,
     waves: Waves,
     large: LargeFiles,
-    /// Under `-L`: the names reached, linked between waves and at the end...
+    /// Under `-L`: the names reached, linked between waves and at the end.
     linker: Option<Linker>,
-    /// ... and the files some name has claimed to copy, shared with the workers.
-    claims: Option<Claims>,
 }
 
 impl<'s> Coordinator<'s> {
@@ -77,7 +72,7 @@ impl<'s> Coordinator<'s> {
             true => Some(Claims::new(claims::SLOTS)?),
             false => None,
         };
-        let dispatch = Dispatch::start(&config, &stop, claims.as_ref())?;
+        let dispatch = Dispatch::start(&config, &stop, claims)?;
         Ok(Coordinator {
             config,
             dispatch,
@@ -87,7 +82,6 @@ impl<'s> Coordinator<'s> {
             waves: Waves::default(),
             large: LargeFiles::new(),
             linker: config.dereference.then(Linker::default),
-            claims,
         })
     }
 
@@ -110,13 +104,11 @@ impl<'s> Coordinator<'s> {
             if self.dispatch.idle() && !self.record.stopped() && self.next_wave() {
                 continue;
             }
-            if !self.record.stopped() {
-                if let Err(e) = self.dispatch.fill() {
-                    self.pool_broken(e);
-                }
+            if let Err(e) = self.dispatch.fill(self.record.stopped()) {
+                self.pool_broken(e);
             }
             let stopped = self.record.stopped();
-            if self.dispatch.in_flight() == 0 && (!self.dispatch.has_ready() || stopped) {
+            if self.dispatch.in_flight() == 0 && !self.dispatch.has_ready(stopped) {
                 break;
             }
             if let Some(done) = self.dispatch.next(TICK) {
@@ -131,11 +123,11 @@ impl<'s> Coordinator<'s> {
                 break;
             }
         }
-        self.record.progress(self.dispatch.progress());
-        self.dispatch.shut_down();
         if !self.record.stopped() {
             self.link_reached();
         }
+        self.record.progress(self.dispatch.progress());
+        self.dispatch.shut_down();
         self.clean_up();
         self.record.finish()
     }
@@ -146,7 +138,7 @@ impl<'s> Coordinator<'s> {
             Done::Dir(id, Ok(report)) => self.dir_listed(id, report),
             Done::Dir(id, Err(e)) => self.dir_lost(id, e),
             Done::Leaves(id, _, Ok(report)) => self.leaves_done(id, report),
-            Done::Leaves(id, hidden, Err(e)) => self.leaves_lost(id, &hidden, e),
+            Done::Leaves(id, hidden, Err(e)) => self.leaves_lost(id, hidden, e),
             Done::Batch(b, report) => {
                 let ok = match report {
                     Ok(mut tally) => {
@@ -169,8 +161,11 @@ impl<'s> Coordinator<'s> {
                 }
                 self.one_done(b.dir);
             }
+            Done::Large(id, started) => self.large_started(id, started),
             Done::Span(id, result) => self.span_done(id, result),
-            Done::Verify(id, result) => self.verified(id, result),
+            Done::Seal(id, result) => self.sealed(id, result),
+            Done::Finish(id, result) => self.dir_finished(id, result),
+            Done::Claimed(_) => unreachable!("a claimed copy runs alone"),
         }
     }
 
@@ -190,7 +185,7 @@ impl<'s> Coordinator<'s> {
         };
         let mut env = Env {
             record: &mut self.record,
-            config: &self.config,
+            dispatch: &mut self.dispatch,
         };
         linker.link_reached(waves_follow, &mut env);
     }
@@ -199,7 +194,7 @@ impl<'s> Coordinator<'s> {
 /// What the link pass under `-L` works with.
 struct Env<'r, 's> {
     record: &'r mut Record<'s>,
-    config: &'r Config,
+    dispatch: &'r mut Dispatch,
 }
 
 impl LinkEnv for Env<'_, '_> {
@@ -220,13 +215,19 @@ impl LinkEnv for Env<'_, '_> {
     }
 
     fn copy_claimed(&mut self, source: &Path, name: &Path) -> Result<CopyId, Failure> {
-        let fail = |e: std::io::Error| Failure::io(source, &e);
-        let bytes =
-            fsops::copy_file_to(source, name, self.config, &stop::interrupted).map_err(fail)?;
+        let task = ClaimedTask {
+            source: RawPath::new(source),
+            name: RawPath::new(name),
+        };
+        let copied = match self.dispatch.run_alone(Job::Claimed(task)) {
+            Some(Done::Claimed(Ok(copied))) => copied,
+            Some(Done::Claimed(Err(e))) => Err(Failure::new(source, e)),
+            _ => Err(Failure::new(source, "the worker pool failed")),
+        };
+        let (bytes, copy) = copied?;
         let counts = self.record.counts();
         counts.files += 1;
         counts.bytes += bytes;
-        let copy = CopyId::of(name).map_err(|e| fail(e.into()))?;
-        copy.ok_or_else(|| fail(std::io::Error::from(std::io::ErrorKind::NotFound)))
+        Ok(copy)
     }
 }

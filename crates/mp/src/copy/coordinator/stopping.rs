@@ -7,7 +7,6 @@ use std::path::Path;
 
 use multiprocess::Error;
 
-use super::tree::remove_inline_leaves;
 use super::Coordinator;
 use crate::copy::fsops;
 use crate::copy::meta::Failure;
@@ -54,7 +53,9 @@ impl Coordinator<'_> {
             if node.parent.is_none() {
                 continue;
             }
-            remove_inline_leaves(&node.dst, &node.hidden);
+            for hidden in std::iter::once(&node.hidden).chain(&node.leftovers) {
+                fsops::remove_inline_leaves(&node.dst, hidden);
+            }
             if node.at_hidden || fsops::is_real_dir(&node.hidden) {
                 self.publish(&node, true);
             }

@@ -19,7 +19,7 @@ use super::Coordinator;
 use crate::copy::fsops;
 use crate::copy::ids::{DirId, FileId};
 use crate::copy::meta::{Entry, Failure, Meta, RawPath};
-use crate::copy::protocol::{BatchTask, DirReport, DirTask, LeavesTask};
+use crate::copy::protocol::{BatchTask, DirReport, DirTask, FinishTask, LeavesTask};
 use crate::copy::worker;
 
 /// How many subdirectories that may be small leaves one task is given to try (see
@@ -59,8 +59,11 @@ pub(super) struct DirNode {
     /// The source's metadata (none for the top level, which is not a copy of anything).
     pub(super) meta: Option<Meta>,
     ancestors: Vec<FileId>,
-    /// Tasks and entries inside it still being copied.
+    /// Tasks and entries inside it still being copied (and, at the end, its finishing).
     pub(super) pending: usize,
+    /// The hidden names of lost tasks that were copying small leaves into it: their `.N`
+    /// directories go when it is finished (or the copy stops).
+    pub(super) leftovers: Vec<PathBuf>,
     /// Its copy was there before this one (merged into).
     pub(super) existed: bool,
 }
@@ -113,6 +116,7 @@ impl Tree {
             meta: None,
             ancestors: Vec::new(),
             pending: 0,
+            leftovers: Vec::new(),
             existed: true,
         };
         Tree {
@@ -162,6 +166,7 @@ impl Coordinator<'_> {
             meta: Some(meta),
             ancestors,
             pending: 1,
+            leftovers: Vec::new(),
             existed: false,
         };
         self.tree.nodes.insert(id, node);
@@ -214,12 +219,12 @@ impl Coordinator<'_> {
 
     /// A directory's own task was lost (its worker died, or its report could not be read):
     /// it is left as it is, its metadata withheld; what the task was copying into it under
-    /// hidden names goes at the end.
+    /// hidden names goes when it is finished.
     pub(super) fn dir_lost(&mut self, id: DirId, e: Error) {
         self.tree.worsen(id, Phase::Damaged);
         let node = self.tree.node(id);
         node.at_hidden = fsops::is_real_dir(&node.hidden);
-        remove_inline_leaves(&node.dst, &node.hidden);
+        node.leftovers.push(node.hidden.clone());
         let src = node.src.clone();
         self.task_lost(&src, e);
         self.one_done(id);
@@ -237,11 +242,11 @@ impl Coordinator<'_> {
     }
 
     /// A bundle of small leaves of `id` was lost (its hidden name `hidden`): what it was
-    /// writing goes, and some subdirectories of `id` may be missing.
-    pub(super) fn leaves_lost(&mut self, id: DirId, hidden: &Path, e: Error) {
+    /// writing goes when `id` is finished, and some subdirectories of `id` may be missing.
+    pub(super) fn leaves_lost(&mut self, id: DirId, hidden: PathBuf, e: Error) {
         self.tree.worsen(id, Phase::Incomplete);
         let node = self.tree.node(id);
-        remove_inline_leaves(&node.dst, hidden);
+        node.leftovers.push(hidden);
         let src = node.src.clone();
         self.task_lost(&src, e);
         self.one_done(id);
@@ -291,8 +296,9 @@ impl Coordinator<'_> {
         }
     }
 
-    /// One piece of work inside `dir` is done; a directory with nothing left gets its
-    /// metadata (unless its phase withholds it), its final name, and tells its parent.
+    /// One piece of work inside `dir` is done. A directory with nothing left is finished:
+    /// by a task if there is anything to do on the disk (its metadata, unless its phase
+    /// withholds it; its final name if it is still hidden; what lost tasks left), else at once.
     pub(super) fn one_done(&mut self, dir: DirId) {
         let node = self.tree.node(dir);
         node.pending -= 1;
@@ -300,28 +306,54 @@ impl Coordinator<'_> {
         if node.pending > 0 || self.record.stopped() || dir == DirId::TOP {
             return;
         }
-        let node = self.tree.nodes.remove(&dir).expect("present");
-        if let (Phase::Filling, Some(meta)) = (node.phase, node.meta) {
-            if let Err(e) = fsops::apply_dir_meta(&node.src, node.work(), &meta) {
-                self.record.list(Failure::new(
-                    &node.src,
-                    format!("cannot set directory attributes: {e}"),
-                ));
+        let task = FinishTask {
+            src: RawPath::new(&node.src),
+            work: RawPath::new(node.work()),
+            meta: node.meta.filter(|_| node.phase == Phase::Filling),
+            publish: node.at_hidden.then(|| RawPath::new(&node.dst)),
+            unfinished: node.at_hidden && node.phase == Phase::Damaged,
+            leftovers: node.leftovers.iter().map(RawPath::new).collect(),
+        };
+        let nothing_to_do = task.meta.is_none() && task.publish.is_none();
+        if nothing_to_do && task.leftovers.is_empty() {
+            return self.dir_finished(dir, Ok(Vec::new()));
+        }
+        node.pending = 1;
+        self.dispatch.push(Job::Finish(dir, task));
+    }
+
+    /// The directory `dir` is finished (`result`: what failed; or its task was lost, and
+    /// it is left for the end): its parent hears of it.
+    pub(super) fn dir_finished(&mut self, dir: DirId, result: multiprocess::Result<Vec<Failure>>) {
+        let failures = match result {
+            Ok(failures) => failures,
+            Err(e) => {
+                self.tree.worsen(dir, Phase::Damaged);
+                let src = self.tree.node(dir).src.clone();
+                return self.task_lost(&src, e);
             }
+        };
+        for failure in failures {
+            self.record.list(failure);
         }
-        if node.at_hidden {
-            self.publish(&node, node.phase == Phase::Damaged);
-        }
+        let node = self
+            .tree
+            .nodes
+            .remove(&dir)
+            .expect("a directory in progress");
         if let Some(parent) = node.parent {
             self.one_done(parent);
         }
     }
 
-    /// Gives a hidden directory its final name; `unfinished` first removes every file in it
-    /// that does not match its source (one a worker was killed in the middle of).
+    /// Gives a hidden directory its final name, once the workers are gone (the copy stopped,
+    /// or a task was lost); `unfinished` first removes every file in it that does not match
+    /// its source (one a worker was killed in the middle of).
     pub(super) fn publish(&mut self, node: &DirNode, unfinished: bool) {
         if unfinished {
-            remove_unfinished(&node.src, &node.hidden, self.config.dereference);
+            let follow = self.config.dereference;
+            let finished = &crate::copy::replace::file_up_to_date;
+            fsops::remove_unfinished(&node.src, &node.hidden, follow, finished);
         }
         if let Err(failure) = worker::publish(&node.hidden, &node.dst) {
             self.record.list(failure);
@@ -344,64 +376,6 @@ impl Coordinator<'_> {
         match self.tree.nodes.get(&name.dir) {
             Some(node) if node.at_hidden => name.hidden.clone(),
             _ => name.last.clone(),
-        }
-    }
-}
-
-/// Removes what a lost directory task left of the small leaves it was copying itself (see
-/// `worker/leaves.rs`): hidden directories in `dst` named after its own `hidden` name plus
-/// `.N`. Those it finished have their names already.
-pub(super) fn remove_inline_leaves(dst: &Path, hidden: &Path) {
-    let Some(prefix) = hidden
-        .file_name()
-        .map(|n| format!("{}.", n.to_string_lossy()))
-    else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(dst) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Removes every regular file in the hidden directory `hidden` that is not a finished copy
-/// of its namesake in `src`: same size and modification time (a copy gets its times last;
-/// compared as `--update` compares them, allowing for destinations that keep whole seconds),
-/// and every temporary file. Directories inside (small leaves a lost task was copying into
-/// it) are looked through the same way.
-fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
-    let Ok(entries) = std::fs::read_dir(hidden) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(copy) = rustix::fs::lstat(&path) else {
-            continue;
-        };
-        let copy = Meta::from_stat(&copy);
-        let source = src.join(entry.file_name());
-        if copy.kind == crate::copy::meta::Kind::Dir {
-            remove_unfinished(&source, &path, dereference);
-        }
-        if copy.kind != crate::copy::meta::Kind::File {
-            continue;
-        }
-        let source = if dereference {
-            rustix::fs::stat(&source)
-        } else {
-            rustix::fs::lstat(&source)
-        };
-        let finished = source.is_ok_and(|st| {
-            let st = Meta::from_stat(&st);
-            st.kind == crate::copy::meta::Kind::File
-                && crate::copy::replace::file_up_to_date(&copy, &st)
-        });
-        if !finished {
-            let _ = std::fs::remove_file(&path);
         }
     }
 }

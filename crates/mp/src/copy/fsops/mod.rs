@@ -31,7 +31,7 @@ pub use contents::{copy_contents, copy_span, same_contents, trim_to_source, try_
 pub use staged::{
     copy_file_to, fill_and_place, link_over, make_and_rename, rename_no_replace_at, Staged,
 };
-pub use temp::{remove_stale_temps, temp_name};
+pub use temp::{remove_inline_leaves, remove_stale_temps, remove_unfinished, temp_name};
 
 /// Set once `O_NOATIME` was refused (the source is not ours and we are not root).
 static NO_NOATIME: AtomicBool = AtomicBool::new(false);

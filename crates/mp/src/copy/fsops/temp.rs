@@ -1,5 +1,5 @@
 //! The copier's temporary names (`.mp-copy-PID-N.tmp`, and a small leaf's `.N` after it), and
-//! removing those that a killed copy left (their process is gone).
+//! removing what a killed copy left (their process is gone) or a lost task (cut short).
 
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -10,6 +10,7 @@ use rustix::fs::{self as rfs, AtFlags};
 use rustix::io::Errno;
 
 use super::open_dir_at;
+use crate::copy::meta::{Kind, Meta};
 
 /// Counts temporary names made by this process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -62,6 +63,66 @@ pub fn remove_stale_temps(dir: BorrowedFd<'_>, path: &Path) {
     for name in stale {
         if let Err(Errno::ISDIR | Errno::PERM) = rfs::unlinkat(dir, &name, AtFlags::empty()) {
             let _ = std::fs::remove_dir_all(path.join(&name));
+        }
+    }
+}
+
+/// Removes what a lost directory task left of the small leaves it was copying itself (see
+/// `worker/leaves.rs`): hidden directories in `dst` named after its own `hidden` name plus
+/// `.N`. Those it finished have their names already.
+pub fn remove_inline_leaves(dst: &Path, hidden: &Path) {
+    let Some(prefix) = hidden
+        .file_name()
+        .map(|n| format!("{}.", n.to_string_lossy()))
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dst) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Removes every regular file in the hidden directory `hidden` that is not a finished copy
+/// of its namesake in `src` (`finished(copy, source)` says, from both snapshots; the source
+/// followed under `follow`), and every temporary file. Directories inside (small leaves a
+/// lost task was copying into it) are looked through the same way.
+pub fn remove_unfinished(
+    src: &Path,
+    hidden: &Path,
+    follow: bool,
+    finished: &dyn Fn(&Meta, &Meta) -> bool,
+) {
+    let Ok(entries) = std::fs::read_dir(hidden) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(copy) = rfs::lstat(&path) else {
+            continue;
+        };
+        let copy = Meta::from_stat(&copy);
+        let source = src.join(entry.file_name());
+        if copy.kind == Kind::Dir {
+            remove_unfinished(&source, &path, follow, finished);
+        }
+        if copy.kind != Kind::File {
+            continue;
+        }
+        let source = match follow {
+            true => rfs::stat(&source),
+            false => rfs::lstat(&source),
+        };
+        let done = source.is_ok_and(|st| {
+            let st = Meta::from_stat(&st);
+            st.kind == Kind::File && finished(&copy, &st)
+        });
+        if !done {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

@@ -25,7 +25,7 @@ use super::listing::{list, Listing};
 use super::{config, stop_asked, Reporter};
 use crate::copy::fsops;
 use crate::copy::meta::{Entry, Failure, Kind, Meta};
-use crate::copy::protocol::{for_coordinator, DirReport, DirTask};
+use crate::copy::protocol::{for_coordinator, DirReport, DirTask, FinishTask};
 use crate::copy::replace::{self, Same};
 use crate::copy::stop::Stop;
 
@@ -442,6 +442,31 @@ pub(super) fn make_dir(
             ))
         }
     }
+}
+
+/// Finishes a directory the coordinator finishes, once everything inside it is written (see
+/// [`FinishTask`]). Gives what failed.
+pub fn finish_dir(task: FinishTask) -> Vec<Failure> {
+    let (src, work) = (task.src.path(), task.work.path());
+    let dst = task.publish.as_ref().map_or(work, |dst| dst.path());
+    for hidden in &task.leftovers {
+        fsops::remove_inline_leaves(dst, hidden.path());
+    }
+    if task.unfinished {
+        let follow = config().dereference;
+        fsops::remove_unfinished(src, work, follow, &replace::file_up_to_date);
+    }
+    let mut failures = Vec::new();
+    if let Some(meta) = task.meta {
+        if let Err(e) = fsops::apply_dir_meta(src, work, &meta) {
+            let why = format!("cannot set directory attributes: {e}");
+            failures.push(Failure::new(src, why));
+        }
+    }
+    if let Some(dst) = &task.publish {
+        failures.extend(publish(work, dst.path()).err());
+    }
+    failures
 }
 
 /// Gives a hidden directory its final name, unless something took that name meanwhile.

@@ -13,8 +13,9 @@ use rustix::io::Errno;
 use super::{config, state, stop_asked, Reporter, BATCH_BYTES, BATCH_ENTRIES};
 use crate::copy::dereference::{self, Claim};
 use crate::copy::fsops::{self, Staged};
+use crate::copy::ids::CopyId;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
-use crate::copy::protocol::{BatchTask, Counts, Tally};
+use crate::copy::protocol::{BatchTask, ClaimedTask, Counts, Tally};
 use crate::copy::replace::{self, Verdict};
 use crate::copy::stop::Stop;
 
@@ -340,4 +341,17 @@ pub(super) fn copy_file(
         &stop_asked,
     )?;
     Ok(entry.meta.size)
+}
+
+/// Copies a file by path, for a name under `-L` whose claimer has no copy (see
+/// [`ClaimedTask`]): its bytes count in the progress, not the name (counted when it was
+/// left to the claimer). Gives the bytes copied and the copy.
+pub fn copy_claimed(task: ClaimedTask) -> Result<(u64, CopyId), Failure> {
+    let (source, name) = (task.source.path(), task.name.path());
+    let fail = |e: io::Error| Failure::io(source, &e);
+    let bytes = fsops::copy_file_to(source, name, config(), &stop_asked).map_err(fail)?;
+    Reporter::new().bytes(bytes);
+    let copy = CopyId::of(name).map_err(|e| fail(e.into()))?;
+    let copy = copy.ok_or_else(|| fail(io::Error::from(io::ErrorKind::NotFound)))?;
+    Ok((bytes, copy))
 }

@@ -1,10 +1,11 @@
 //! What runs in the copier's pool workers, by concern:
 //!
-//! - `dir.rs`: copying a directory (listing it, making its copy, hiding it while written);
+//! - `dir.rs`: copying a directory (listing it, making its copy, hiding it while written), and
+//!   finishing one the coordinator finishes (its metadata, its final name);
 //! - `leaves.rs`: small leaves and small trees copied within their parent's task, bundles;
 //! - `listing.rs`: listing a directory and the snapshot of each entry;
-//! - `entries.rs`: copying the entries of one directory (a batch);
-//! - `large.rs`: the tasks of a large file;
+//! - `entries.rs`: copying the entries of one directory (a batch), and one file by path;
+//! - `large.rs`: the tasks of a large file (its start, a span, its seal);
 //! - here: what each worker gets once at start ([`setup`]: the progress queue, the stop
 //!   event, the [`Config`], under `-L` the claims) and the progress it reports.
 //!
@@ -27,9 +28,9 @@ use super::claims::Claims;
 use super::config::Config;
 use super::status::Progress;
 
-pub use dir::{copy_dir, publish};
-pub use entries::copy_batch;
-pub use large::{copy_span, verify_pair};
+pub use dir::{copy_dir, finish_dir, publish};
+pub use entries::{copy_batch, copy_claimed};
+pub use large::{copy_span, seal_large, start_large};
 pub use leaves::copy_leaves;
 
 /// A directory with more than one task's worth of entries hands the rest back in batches of
