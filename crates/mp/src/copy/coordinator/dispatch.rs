@@ -79,19 +79,12 @@ pub(super) struct BatchDone {
     pub(super) group: Option<FileId>,
     /// Where the batch's directory ends up (under `-L`, for the names it reached).
     pub(super) base: PathBuf,
-    /// A batch of [`MANY_ENTRIES`] or more (see [`Dispatch::next_job`]).
-    heavy: bool,
 }
 
 impl BatchDone {
     /// A batch in directory `dir`, of the group `group`, whose names end up below `base`.
     pub(super) fn new(dir: DirId, group: Option<FileId>, base: PathBuf) -> BatchDone {
-        BatchDone {
-            dir,
-            group,
-            base,
-            heavy: false,
-        }
+        BatchDone { dir, group, base }
     }
 }
 
@@ -256,9 +249,11 @@ impl Dispatch {
         Some(self.ready.remove(i))
     }
 
+    /// Notes that a task is done: a batch of a busy directory leaves one fewer in line for
+    /// its lock (whatever its size).
     fn received(&mut self, done: Done) -> Done {
         if let Done::Batch(b, _) = &done {
-            if let (true, Some(n)) = (b.heavy, self.busy.get_mut(&b.dir)) {
+            if let Some(n) = self.busy.get_mut(&b.dir) {
                 *n -= 1;
                 if *n == 0 {
                     self.busy.remove(&b.dir);
@@ -303,13 +298,10 @@ impl Dispatch {
                 let wrap = move |r| Done::Leaves(id, hidden, r);
                 done.apply_async(pool, worker::copy_leaves, (task,), wrap)
             }
-            Job::Batch(Batch { task, done: mut b }) => {
-                b.heavy = task.entries.len() >= MANY_ENTRIES;
-                let dir = b.dir;
-                let heavy = b.heavy;
-                done.apply_async(pool, worker::copy_batch, (task,), move |r| {
-                    Done::Batch(b, r)
-                })?;
+            Job::Batch(Batch { task, done: b }) => {
+                let (dir, heavy) = (b.dir, task.entries.len() >= MANY_ENTRIES);
+                let wrap = move |r| Done::Batch(b, r);
+                done.apply_async(pool, worker::copy_batch, (task,), wrap)?;
                 if heavy {
                     *self.busy.entry(dir).or_default() += 1;
                 }

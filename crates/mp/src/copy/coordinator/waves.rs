@@ -16,7 +16,7 @@ use crate::copy::fsops;
 use crate::copy::ids::DirId;
 use crate::copy::meta::Kind;
 use crate::copy::plan;
-use crate::copy::stop;
+use crate::copy::stop::{self, Stop};
 
 /// The waves of top-level copies.
 #[derive(Default)]
@@ -85,7 +85,11 @@ impl Coordinator<'_> {
         // Copies that wait for others to the same destination: their turn, once the names
         // of one file copied so far are linked, as `cp -aL` would find them.
         self.link_reached();
-        if self.record.stopped() || stop::interrupted() {
+        if stop::interrupted() {
+            // The next waves are not copied: a resume copies them.
+            self.record.stop(Stop::Interrupted);
+        }
+        if self.record.stopped() {
             return false;
         }
         self.waves.wave += 1;
