@@ -2,7 +2,7 @@
 //! a copy, so that a file reached by several names (the file and links to it, followed) is
 //! copied once. The first name to reach a file copies it; a later one is not copied but
 //! becomes a hard link of that copy once everything is copied, as `cp -aL` links them
-//! (see `Coordinator::link_reached`).
+//! (everything `-L` decides is in `dereference.rs`).
 //!
 //! The table is a fixed number of slots in shared memory ([`multiprocess::Array`]), probed
 //! from a hash of the device and inode under the array's lock. It only saves work: when a

@@ -184,8 +184,8 @@ pub fn fill_and_place(
 }
 
 /// Copies the regular file `src` (a link is followed) to `dst`, replacing what is there,
-/// from paths rather than open directories: for the coordinator's rare copies (see
-/// `Coordinator::link_reached`). `stop` is asked between rounds. Gives the bytes copied.
+/// from paths rather than open directories: for the rare copies of the `-L` link pass (see
+/// `dereference.rs`). `stop` is asked between rounds. Gives the bytes copied.
 pub fn copy_file_to(
     src: &Path,
     dst: &Path,
