@@ -52,6 +52,10 @@
 //!   [`Error::WorkerLost`] and is replaced; task time limits, `maxtasksperchild`, a memory
 //!   ceiling.
 //!
+//! - [`cluster`] (feature `cluster`): the same `Pool` and a `Queue` across machines, through a
+//!   Redis broker, with the same crash guarantees and a few more (a lost machine's tasks fail
+//!   with [`Error::NodeLost`], tasks are authenticated, nothing grows without bound in Redis).
+//!
 //! Queues, connections, locks and shared values are passed to a child as arguments, under every
 //! start method.
 //!
@@ -78,6 +82,8 @@
 // The doc examples show `fn main` on purpose: `multiprocess::init()` belongs first in it.
 #![allow(clippy::needless_doctest_main)]
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod codec;
 mod connection;
 mod context;

@@ -38,8 +38,12 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+#[cfg(feature = "cluster")]
+pub(crate) use result::decode_one;
 pub use result::AsyncResult;
-use result::{Finisher, Outcome, Slot};
+pub(crate) use result::{Finisher, Outcome, Slot};
+#[cfg(feature = "cluster")]
+pub(crate) use supervisor::ON_SUPERVISOR;
 pub use worker::soft_time_limit_exceeded;
 
 use crate::codec;
@@ -284,6 +288,13 @@ pub struct MapResult<R> {
     chunks: Vec<AsyncResult<Vec<R>>>,
 }
 
+impl<R> MapResult<R> {
+    /// The results of these chunk tasks, in order (also for the cluster's pool).
+    pub(crate) fn from_chunks(chunks: Vec<AsyncResult<Vec<R>>>) -> Self {
+        MapResult { chunks }
+    }
+}
+
 impl<R: DeserializeOwned> MapResult<R> {
     /// Waits for every chunk and returns all results in input order; the first error if any.
     pub fn get(&self) -> Result<Vec<R>> {
@@ -338,7 +349,7 @@ impl<R: DeserializeOwned> MapResult<R> {
 
 impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
     /// The whole result list of a chunk task.
-    fn get_list(&self) -> Result<Vec<R>> {
+    pub(crate) fn get_list(&self) -> Result<Vec<R>> {
         self.wait();
         self.get_raw()
     }
@@ -599,53 +610,18 @@ impl Pool {
         }
         if chunks.is_empty() {
             callback(Vec::new());
-            return Ok(MapResult { chunks: Vec::new() });
+            return Ok(MapResult::from_chunks(Vec::new()));
         }
-        let gather = Arc::new(Mutex::new(Gather::<C, E> {
-            outcomes: (0..chunks.len()).map(|_| None).collect(),
-            left: chunks.len(),
-            callbacks: Some((callback, error_callback)),
-        }));
+        let finishers = gather_finishers::<F::Output, C, E>(chunks.len(), callback, error_callback);
         let mut prepared = Vec::new();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let gather = Arc::clone(&gather);
-            let finisher: Finisher = Box::new(move |outcome: &Outcome| {
-                let done = {
-                    let mut g = gather.lock().unwrap_or_else(|e| e.into_inner());
-                    g.outcomes[i] = Some(match outcome {
-                        Ok(bytes) => Ok(bytes.clone()),
-                        Err(e) => Err(e.clone_for_caller()),
-                    });
-                    g.left -= 1;
-                    if g.left == 0 {
-                        g.callbacks
-                            .take()
-                            .map(|cb| (cb, std::mem::take(&mut g.outcomes)))
-                    } else {
-                        None
-                    }
-                };
-                if let Some(((callback, error_callback), outcomes)) = done {
-                    let all: Result<Vec<F::Output>> =
-                        outcomes.into_iter().try_fold(Vec::new(), |mut all, o| {
-                            let bytes =
-                                o.unwrap_or_else(|| Err(Error::InvalidState("lost".into())))?;
-                            all.extend(codec::decode::<Vec<F::Output>>(&bytes)?);
-                            Ok(all)
-                        });
-                    match all {
-                        Ok(all) => callback(all),
-                        Err(e) => error_callback(e),
-                    }
-                }
-            });
+        for (chunk, finisher) in chunks.iter().zip(finishers) {
             prepared.push(self.prepare::<F, (A,)>(chunk, None, Some(finisher))?);
         }
         // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
         let slots = self.enqueue(prepared, false)?;
-        Ok(MapResult {
-            chunks: slots.into_iter().map(AsyncResult::new).collect(),
-        })
+        Ok(MapResult::from_chunks(
+            slots.into_iter().map(AsyncResult::new).collect(),
+        ))
     }
 
     /// As [`map_async`](Self::map_async) over tuples of arguments.
@@ -671,9 +647,9 @@ impl Pool {
         }
         // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
         let slots = self.enqueue(prepared, false)?;
-        Ok(MapResult {
-            chunks: slots.into_iter().map(AsyncResult::new).collect(),
-        })
+        Ok(MapResult::from_chunks(
+            slots.into_iter().map(AsyncResult::new).collect(),
+        ))
     }
 
     /// Applies `f` to the items lazily, with a bounded number of chunks in flight, yielding
@@ -754,6 +730,28 @@ impl Pool {
         }
     }
 
+    /// Queues a task that is already encoded (a chunk entry's offset and its encoded argument
+    /// list, no handles) and calls `finisher` with its raw outcome: a cluster node runs the
+    /// tasks it takes from the broker this way, so crashes, time limits and worker
+    /// replacement are the local pool's.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn submit_encoded(
+        &self,
+        entry: i64,
+        args: Vec<u8>,
+        timeout: Option<Duration>,
+        finisher: Finisher,
+    ) -> Result<()> {
+        let task = Prepared {
+            entry,
+            args,
+            fds: Vec::new(),
+            timeout: timeout.or(self.inner.task_timeout),
+            finisher: Some(finisher),
+        };
+        self.enqueue(vec![task], false).map(drop)
+    }
+
     /// Stops accepting tasks; the workers exit once the queued ones are done.
     pub fn close(&self) {
         self.inner.lock().closing = true;
@@ -801,6 +799,62 @@ impl Drop for Pool {
         self.terminate();
         let _ = self.join();
     }
+}
+
+/// One finisher per chunk of a `map_async_with`: the last one to run decodes every chunk's
+/// result list, in order, and calls `callback` with all the results, or `error_callback` with
+/// the first error.
+pub(crate) fn gather_finishers<R, C, E>(
+    chunks: usize,
+    callback: C,
+    error_callback: E,
+) -> Vec<Finisher>
+where
+    R: DeserializeOwned,
+    C: FnOnce(Vec<R>) + Send + 'static,
+    E: FnOnce(Error) + Send + 'static,
+{
+    let gather = Arc::new(Mutex::new(Gather::<C, E> {
+        outcomes: (0..chunks).map(|_| None).collect(),
+        left: chunks,
+        callbacks: Some((callback, error_callback)),
+    }));
+    (0..chunks)
+        .map(|i| {
+            let gather = Arc::clone(&gather);
+            let finisher: Finisher = Box::new(move |outcome: &Outcome| {
+                let done = {
+                    let mut g = gather.lock().unwrap_or_else(|e| e.into_inner());
+                    g.outcomes[i] = Some(match outcome {
+                        Ok(bytes) => Ok(bytes.clone()),
+                        Err(e) => Err(e.clone_for_caller()),
+                    });
+                    g.left -= 1;
+                    if g.left == 0 {
+                        g.callbacks
+                            .take()
+                            .map(|cb| (cb, std::mem::take(&mut g.outcomes)))
+                    } else {
+                        None
+                    }
+                };
+                if let Some(((callback, error_callback), outcomes)) = done {
+                    let all: Result<Vec<R>> =
+                        outcomes.into_iter().try_fold(Vec::new(), |mut all, o| {
+                            let bytes =
+                                o.unwrap_or_else(|| Err(Error::InvalidState("lost".into())))?;
+                            all.extend(codec::decode::<Vec<R>>(&bytes)?);
+                            Ok(all)
+                        });
+                    match all {
+                        Ok(all) => callback(all),
+                        Err(e) => error_callback(e),
+                    }
+                }
+            });
+            finisher
+        })
+        .collect()
 }
 
 /// How many chunks an `imap` keeps in flight: enough to keep every worker busy while results

@@ -1,0 +1,607 @@
+//! The node: a process that serves its build's tasks from the broker on a local
+//! [`Pool`](crate::Pool).
+//!
+//! Three threads, each with its own connection:
+//!
+//! - the **reader** (the calling thread) takes entries with `XREADGROUP … COUNT idle`, where
+//!   `idle` is the number of workers with nothing to do: a node never holds a task it cannot
+//!   start at once, so a long task never keeps others waiting behind it. It verifies each
+//!   entry's HMAC *before* anything else, and hands the task, still encoded, to the local pool,
+//!   whose supervisor gives worker crashes ([`Error::WorkerLost`](crate::Error::WorkerLost)), time limits
+//!   ([`Error::Timeout`](crate::Error::Timeout)) and worker replacement, exactly as locally;
+//! - the **completer** records outcomes with the `COMPLETE` script, in batches: it refuses the
+//!   outcome of an entry this node no longer owns (it was presumed lost meanwhile), which is
+//!   how a node that was paused past its heartbeat has its late result discarded;
+//! - the **heartbeat** refreshes the node's heartbeat key (five times per time-to-live), sweeps
+//!   lost nodes (`reaper.rs`), and looks up which clients are gone: their tasks are dropped.
+//!
+//! After a reconnection the reader reads its own pending entries again (`XREADGROUP … 0`): an
+//! entry handed over in a reply that was lost is run then, once. On SIGTERM the node takes no
+//! new task, lets its running tasks finish and records them, leaves the cluster and returns.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::streams::StreamId;
+
+use super::broker::{Broker, BrokerConfig};
+use super::wire::{self, Key, OutcomeMsg, WireResult};
+use super::{build, keys, reaper, scripts, settings};
+use crate::error::Result;
+
+/// Options of a node (see [`serve`]).
+///
+/// ```no_run
+/// use multiprocess::cluster::{serve, NodeOptions};
+///
+/// fn main() -> multiprocess::Result<()> {
+///     multiprocess::init();
+///     serve("redis://127.0.0.1:6379", NodeOptions::new().processes(4).key(*b"a secret of 16+ bytes"))
+/// }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    processes: Option<usize>,
+    key: Option<Vec<u8>>,
+    tls_ca: Option<Vec<u8>>,
+    ttl: Option<Duration>,
+}
+
+impl NodeOptions {
+    /// The defaults: one worker per core, the key from `$MULTIPROCESS_CLUSTER_KEY`, a 5 s
+    /// heartbeat time-to-live.
+    pub fn new() -> Self {
+        NodeOptions::default()
+    }
+
+    /// The options the environment gives (see the table in the [module](super)).
+    pub fn from_env() -> Result<Self> {
+        let mut options = NodeOptions::new();
+        if let Some(n) = settings::number_from_env(settings::PROCESSES_ENV)? {
+            options.processes = Some(n as usize);
+        }
+        if let Some(ms) = settings::number_from_env(settings::TTL_ENV)? {
+            options.ttl = Some(Duration::from_millis(ms));
+        }
+        options.tls_ca = settings::ca_from_env()?;
+        Ok(options)
+    }
+
+    /// How many worker processes (default: the number of CPUs).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// The cluster key, as every client holds it.
+    pub fn key(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(secret.into());
+        self
+    }
+
+    /// A PEM CA certificate that signs the broker's TLS certificate (for `rediss://`).
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(pem.into());
+        self
+    }
+
+    /// How long the node may be silent before the cluster takes it for lost and fails (or
+    /// hands out again) the tasks it holds (default 5 s).
+    pub fn heartbeat_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// Set by SIGTERM: take no new task, finish, leave.
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    TERMINATE.store(true, Ordering::Release);
+}
+
+/// The state the reader, the completer and the heartbeat share.
+struct Shared {
+    id: String,
+    stream: String,
+    key: Key,
+    ttl: Duration,
+    processes: usize,
+    work: Mutex<Work>,
+    changed: Condvar,
+    /// Clients seen since the last look, and those known to be gone.
+    clients: Mutex<Clients>,
+    leaving: AtomicBool,
+}
+
+#[derive(Default)]
+struct Work {
+    idle: usize,
+    /// Entries this node holds and has not recorded an outcome for.
+    owned: HashSet<String>,
+}
+
+#[derive(Default)]
+struct Clients {
+    seen: HashSet<String>,
+    gone: HashSet<String>,
+}
+
+/// A task's end, for the completer.
+struct Done {
+    entry: String,
+    client: String,
+    seq: u64,
+    /// `None`: drop the entry without an outcome (its client is gone).
+    result: Option<WireResult>,
+    used_worker: bool,
+}
+
+impl Shared {
+    fn work(&self) -> MutexGuard<'_, Work> {
+        self.work.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Serves this build's tasks from the broker at `url` until SIGTERM; then lets the running
+/// tasks finish and returns. Fails at once if the broker cannot be reached, refuses the
+/// credentials, or no key is given.
+pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
+    let key = Key::new(&match options.key {
+        Some(k) => k,
+        None => settings::key_from_env()?,
+    })?;
+    let processes = options
+        .processes
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let build = build::build_id()?;
+    let config = Arc::new(BrokerConfig {
+        url: url.to_string(),
+        tls_ca: options.tls_ca,
+        retry_for: None,
+    });
+    let mut reader = Broker::connect(config)?;
+    let shared = Arc::new(Shared {
+        id: keys::party_id(),
+        stream: keys::tasks(build, &key.id),
+        key,
+        ttl: options.ttl.unwrap_or(settings::DEFAULT_TTL),
+        processes,
+        work: Mutex::new(Work {
+            idle: processes,
+            owned: HashSet::new(),
+        }),
+        changed: Condvar::new(),
+        clients: Mutex::new(Clients::default()),
+        leaving: AtomicBool::new(false),
+    });
+    install_sigterm();
+    create_group(&mut reader, &shared.stream)?;
+    let pool = crate::Pool::new(processes)?;
+    let mut beat_conn = reader.another()?;
+    heartbeat_once(&mut beat_conn, &shared, build)?;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
+    let completer = {
+        let (shared, conn) = (Arc::clone(&shared), reader.another()?);
+        std::thread::Builder::new()
+            .name("multiprocess-node-complete".into())
+            .spawn(move || complete_loop(&shared, conn, done_rx))?
+    };
+    let heartbeat = {
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("multiprocess-node-heartbeat".into())
+            .spawn(move || heartbeat_loop(&shared, beat_conn, build))?
+    };
+    eprintln!(
+        "multiprocess node {} serves build {build} with {processes} workers on {}",
+        shared.id,
+        reader.config().display_url()
+    );
+    let served = read_loop(&shared, &mut reader, &pool, &done_tx);
+    // Leave: every running task finishes and is recorded before the heartbeat stops.
+    wait_all_idle(&shared);
+    pool.close();
+    let _ = pool.join();
+    drop(pool);
+    drop(done_tx);
+    let _ = completer.join();
+    shared.leaving.store(true, Ordering::Release);
+    shared.changed.notify_all();
+    let _ = heartbeat.join();
+    leave(&mut reader, &shared);
+    eprintln!("multiprocess node {} left the cluster", shared.id);
+    served
+}
+
+/// Serves as a node if `MULTIPROCESS_NODE` is set (called by [`init`](crate::init)), and exits.
+pub(crate) fn serve_if_asked() {
+    let Some(url) = std::env::var_os(settings::NODE_ENV) else {
+        return;
+    };
+    // The node's own workers are re-executed copies of this program: not nodes.
+    std::env::remove_var(settings::NODE_ENV);
+    let url = url.to_string_lossy().into_owned();
+    let outcome = NodeOptions::from_env().and_then(|options| serve(&url, options));
+    match outcome {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("multiprocess node: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn install_sigterm() {
+    // SAFETY: a zeroed sigaction with a handler that only stores an atomic is valid.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigterm as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+}
+
+/// Creates the nodes' group on the task stream (from its start: tasks queued before the
+/// first node came are served too).
+fn create_group(broker: &mut Broker, stream: &str) -> Result<()> {
+    broker.run(|c| {
+        match redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(keys::GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query::<()>(c)
+        {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    })
+}
+
+/// Takes tasks while workers are idle, until SIGTERM.
+fn read_loop(
+    shared: &Shared,
+    reader: &mut Broker,
+    pool: &crate::Pool,
+    done: &Sender<Done>,
+) -> Result<()> {
+    reader.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut backlog: VecDeque<StreamId> = VecDeque::new();
+    let mut seen_generation = reader.generation();
+    loop {
+        if TERMINATE.load(Ordering::Acquire) && backlog.is_empty() {
+            return Ok(());
+        }
+        let idle = wait_idle(shared, Duration::from_millis(200));
+        if idle == 0 {
+            continue;
+        }
+        if reader.generation() != seen_generation {
+            seen_generation = reader.generation();
+            recover(shared, reader, &mut backlog)?;
+        }
+        let entries: Vec<StreamId> = if backlog.is_empty() {
+            read_new(shared, reader, idle)?
+        } else {
+            let n = idle.min(backlog.len());
+            backlog.drain(..n).collect()
+        };
+        for entry in entries {
+            handle(shared, pool, done, entry);
+        }
+    }
+}
+
+/// `XREADGROUP … COUNT idle BLOCK 500 … >`.
+fn read_new(shared: &Shared, reader: &mut Broker, idle: usize) -> Result<Vec<StreamId>> {
+    let reply: Option<redis::streams::StreamReadReply> = reader.run(|c| {
+        redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(keys::GROUP)
+            .arg(&shared.id)
+            .arg("COUNT")
+            .arg(idle)
+            .arg("BLOCK")
+            .arg(500)
+            .arg("STREAMS")
+            .arg(&shared.stream)
+            .arg(">")
+            .query(c)
+    })?;
+    Ok(reply
+        .into_iter()
+        .flat_map(|r| r.keys)
+        .flat_map(|k| k.ids)
+        .collect())
+}
+
+/// After a reconnection: our pending entries that we do not hold (handed over in a reply we
+/// never got) go to the backlog, to run now.
+fn recover(shared: &Shared, reader: &mut Broker, backlog: &mut VecDeque<StreamId>) -> Result<()> {
+    let reply: Option<redis::streams::StreamReadReply> = reader.run(|c| {
+        redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(keys::GROUP)
+            .arg(&shared.id)
+            .arg("COUNT")
+            .arg(100_000)
+            .arg("STREAMS")
+            .arg(&shared.stream)
+            .arg("0")
+            .query(c)
+    })?;
+    let owned = shared.work().owned.clone();
+    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+        if !owned.contains(&entry.id) && !backlog.iter().any(|b| b.id == entry.id) {
+            backlog.push_back(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Verifies an entry and starts it on the pool (or settles it at once).
+fn handle(shared: &Shared, pool: &crate::Pool, done: &Sender<Done>, entry: StreamId) {
+    let client = String::from_utf8_lossy(&wire::field(&entry, "c")).into_owned();
+    let seq: u64 = String::from_utf8_lossy(&wire::field(&entry, "s"))
+        .parse()
+        .unwrap_or(0);
+    let (body, tag) = (wire::field(&entry, "t"), wire::field(&entry, "m"));
+    shared.work().owned.insert(entry.id.clone());
+    let settle = |result: Option<WireResult>| {
+        let _ = done.send(Done {
+            entry: entry.id.clone(),
+            client: client.clone(),
+            seq,
+            result,
+            used_worker: false,
+        });
+    };
+    let task = match wire::open_task(&shared.key, &shared.stream, &body, &tag) {
+        Ok(task) if task.client == client && task.seq == seq => task,
+        Ok(_) | Err(_) => {
+            eprintln!(
+                "multiprocess node {}: refused entry {} (client {client:?}, task {seq}): its \
+                 HMAC does not match; it was forged or altered and was not run",
+                shared.id, entry.id
+            );
+            return settle(Some(WireResult::Auth(
+                "the task's HMAC did not match on the node: it was altered in the broker and \
+                 was not run"
+                    .into(),
+            )));
+        }
+    };
+    {
+        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.gone.contains(&client) {
+            drop(clients);
+            return settle(None);
+        }
+        clients.seen.insert(client.clone());
+    }
+    shared.work().idle -= 1;
+    let (tx, entry_id, client_id) = (done.clone(), entry.id.clone(), client.clone());
+    let finisher: crate::pool::Finisher = Box::new(move |outcome| {
+        let _ = tx.send(Done {
+            entry: entry_id,
+            client: client_id,
+            seq,
+            result: Some(WireResult::from_outcome(outcome)),
+            used_worker: true,
+        });
+    });
+    let limit = (task.limit_ms > 0).then(|| Duration::from_millis(task.limit_ms));
+    if let Err(e) = pool.submit_encoded(task.entry, task.args, limit, finisher) {
+        shared.work().idle += 1;
+        settle(Some(WireResult::from_outcome(&Err(e))));
+    }
+}
+
+/// Waits up to `timeout` for an idle worker; returns how many are idle.
+fn wait_idle(shared: &Shared, timeout: Duration) -> usize {
+    let work = shared.work();
+    let (work, _) = shared
+        .changed
+        .wait_timeout_while(work, timeout, |w| w.idle == 0)
+        .unwrap_or_else(|e| e.into_inner());
+    work.idle
+}
+
+/// Waits until every task the node took has its outcome recorded.
+fn wait_all_idle(shared: &Shared) {
+    let work = shared.work();
+    drop(
+        shared
+            .changed
+            .wait_while(work, |w| w.idle < shared.processes || !w.owned.is_empty()),
+    );
+}
+
+/// Records outcomes in batches until every sender is gone.
+fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
+    let ttl = shared.ttl.as_millis().to_string();
+    while let Ok(first) = done.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match done.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        for d in &mut batch {
+            let (outcome, mac) = match d.result.take() {
+                Some(result) => {
+                    let msg = OutcomeMsg {
+                        seq: d.seq,
+                        node: shared.id.clone(),
+                        result,
+                    };
+                    match wire::seal_outcome(&shared.key, &d.client, &msg) {
+                        Ok((bytes, mac)) => (bytes, mac.to_vec()),
+                        Err(_) => (Vec::new(), Vec::new()),
+                    }
+                }
+                None => (Vec::new(), Vec::new()),
+            };
+            let (results, client_key) = (keys::results(&d.client), keys::client(&d.client));
+            scripts::add(
+                &mut pipe,
+                &scripts::COMPLETE,
+                &[&shared.stream, &results, &client_key],
+                &[
+                    keys::GROUP.as_bytes(),
+                    d.entry.as_bytes(),
+                    shared.id.as_bytes(),
+                    &outcome,
+                    &mac,
+                    ttl.as_bytes(),
+                ],
+            );
+        }
+        let recorded: Vec<i64> = match conn.run(|c| scripts::query(&pipe, c)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!(
+                    "multiprocess node {}: could not record outcomes: {e}",
+                    shared.id
+                );
+                vec![0; batch.len()]
+            }
+        };
+        for (d, r) in batch.iter().zip(&recorded) {
+            if *r == 0 {
+                eprintln!(
+                    "multiprocess node {}: discarded the late result of task {} of client {}: \
+                     this node was presumed lost and the task was settled without it",
+                    shared.id, d.seq, d.client
+                );
+            }
+        }
+        let mut work = shared.work();
+        for d in &batch {
+            work.owned.remove(&d.entry);
+            if d.used_worker {
+                work.idle += 1;
+            }
+        }
+        drop(work);
+        shared.changed.notify_all();
+    }
+}
+
+/// Writes the node's heartbeat (and its line in the node table).
+fn heartbeat_once(conn: &mut Broker, shared: &Shared, build: &str) -> Result<()> {
+    let node_key = keys::node(&shared.id);
+    let busy = shared.processes - shared.work().idle.min(shared.processes);
+    let ttl = shared.ttl.as_millis() as u64;
+    conn.run(|c| {
+        redis::pipe()
+            .cmd("HSET")
+            .arg(&node_key)
+            .arg("build")
+            .arg(build)
+            .arg("key")
+            .arg(&shared.key.id)
+            .arg("host")
+            .arg(keys::hostname())
+            .arg("pid")
+            .arg(std::process::id())
+            .arg("processes")
+            .arg(shared.processes)
+            .arg("busy")
+            .arg(busy)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&node_key)
+            .arg(ttl)
+            .ignore()
+            .cmd("HSET")
+            .arg(keys::NODES)
+            .arg(&shared.id)
+            .arg(&shared.stream)
+            .ignore()
+            .query::<()>(c)
+    })
+}
+
+/// Heartbeats, sweeps and client checks until the node leaves.
+fn heartbeat_loop(shared: &Shared, mut conn: Broker, build: &str) {
+    let every = (shared.ttl / 5).max(Duration::from_millis(20));
+    while !shared.leaving.load(Ordering::Acquire) {
+        if let Err(e) = heartbeat_once(&mut conn, shared, build) {
+            eprintln!("multiprocess node {}: heartbeat failed: {e}", shared.id);
+        }
+        if let Err(e) = reaper::sweep(&mut conn, &shared.key, &shared.id, shared.ttl) {
+            eprintln!("multiprocess node {}: sweep failed: {e}", shared.id);
+        }
+        if let Err(e) = look_at_clients(&mut conn, shared) {
+            eprintln!("multiprocess node {}: {e}", shared.id);
+        }
+        let work = shared.work();
+        drop(
+            shared
+                .changed
+                .wait_timeout_while(work, every, |_| !shared.leaving.load(Ordering::Acquire)),
+        );
+    }
+}
+
+/// Marks the clients seen lately whose heartbeat is gone: their tasks are dropped.
+fn look_at_clients(conn: &mut Broker, shared: &Shared) -> Result<()> {
+    let seen: Vec<String> = {
+        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut clients.seen).into_iter().collect()
+    };
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let alive: Vec<bool> = conn.run(|c| {
+        let mut pipe = redis::pipe();
+        for id in &seen {
+            pipe.cmd("EXISTS").arg(keys::client(id));
+        }
+        pipe.query(c)
+    })?;
+    let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+    for (id, alive) in seen.into_iter().zip(alive) {
+        if !alive {
+            clients.gone.insert(id);
+        }
+    }
+    Ok(())
+}
+
+/// Removes the node from the cluster (it owns nothing any more).
+fn leave(conn: &mut Broker, shared: &Shared) {
+    let _ = conn.run(|c| {
+        redis::pipe()
+            .cmd("DEL")
+            .arg(keys::node(&shared.id))
+            .ignore()
+            .cmd("HDEL")
+            .arg(keys::NODES)
+            .arg(&shared.id)
+            .ignore()
+            .cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(&shared.stream)
+            .arg(keys::GROUP)
+            .arg(&shared.id)
+            .ignore()
+            .query::<()>(c)
+    });
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.id).finish()
+    }
+}
