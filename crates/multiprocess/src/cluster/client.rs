@@ -12,8 +12,9 @@
 //! it has seen (a read after a reconnection repeats nothing it has not seen), sets each slot
 //! (running callbacks there, as the local pool's supervisor does), and trims what it has read.
 //! Between reads, at each heartbeat, it refreshes the client's keys, sweeps lost nodes
-//! (`reaper.rs`), and if no live node runs the build any more, fails the tasks that no node has
-//! taken with [`Error::NoLiveNode`] (their entries are deleted first, so none can start later).
+//! (`reaper.rs`), and if no live node has run the build for a time-to-live (a grace that lets a
+//! node restart), fails the tasks that no node has taken with [`Error::NoLiveNode`] (their
+//! entries are deleted first, so none can start later).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +82,8 @@ pub(crate) struct Client {
     settled: Condvar,
     submitter: Mutex<Broker>,
     live: Mutex<Option<LiveView>>,
+    /// When a live node of our build was last seen.
+    last_node_seen: Mutex<Instant>,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -118,6 +121,7 @@ impl Client {
             settled: Condvar::new(),
             submitter: Mutex::new(submitter),
             live: Mutex::new(None),
+            last_node_seen: Mutex::new(Instant::now()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
@@ -157,6 +161,12 @@ impl Client {
     /// Records a look at the live nodes; returns (ours, the others in words).
     fn record_view(&self, live: &[NodeInfo]) -> (usize, String) {
         let (mine, seen) = survey::describe_for(live, self.config.build, &self.config.key.id);
+        if mine > 0 {
+            *self
+                .last_node_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        }
         *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(LiveView {
             at: Instant::now(),
             mine,
@@ -452,7 +462,14 @@ fn keep_alive(client: &Client, broker: &mut Broker) -> Result<()> {
     }
     let found = reaper::sweep(broker, &config.key, &config.id, config.ttl)?;
     let (mine, seen) = client.record_view(&found.live);
-    if mine == 0 && client.unfinished() > 0 {
+    // A grace of one time-to-live lets a node restart (or a rolling upgrade) take the tasks.
+    let orphaned = client
+        .last_node_seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .elapsed()
+        >= config.ttl;
+    if mine == 0 && orphaned && client.unfinished() > 0 {
         cancel_unstarted(client, broker, seen)?;
     }
     Ok(())

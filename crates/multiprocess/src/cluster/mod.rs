@@ -30,7 +30,8 @@
 //! build can run it: each build (its ELF build-id) has its own task stream, and a node reads
 //! only its own. A client with no live node of its build fails with [`Error::NoLiveNode`]
 //! ("no live node runs build X; 2 nodes run build Y") instead of waiting for ever: at submit,
-//! and for tasks already sent, when the last such node is lost. Every task carries an
+//! and for tasks already sent and not yet taken, one time-to-live after the last such node
+//! was seen (a grace that lets a node restart). Every task carries an
 //! HMAC-SHA256 under the shared cluster key, over everything that decides what runs; a node
 //! checks it before it looks at anything else, so a task written into Redis by anyone without
 //! the key never runs. Parties with different keys do not even share a stream. Arguments are
@@ -46,7 +47,7 @@
 //! | a node thought lost comes back | its late result is discarded: exactly one outcome per task |
 //! | Redis restarts (with its append-only file on) | clients and nodes reconnect with backoff; no task is lost or run twice |
 //! | the client dies | nodes drop its tasks that have not started; its keys expire with its heartbeat |
-//! | no live node runs the build | [`Error::NoLiveNode`] |
+//! | no live node runs the build | [`Error::NoLiveNode`], at submit, or for waiting tasks one TTL after the last node left |
 //! | a task or result altered in Redis | never run; [`Error::Auth`] |
 //!
 //! Nothing is stored per task: a task is one stream entry, deleted with its outcome, so the

@@ -12,8 +12,11 @@
 //! - the **completer** records outcomes with the `COMPLETE` script, in batches: it refuses the
 //!   outcome of an entry this node no longer owns (it was presumed lost meanwhile), which is
 //!   how a node that was paused past its heartbeat has its late result discarded;
-//! - the **heartbeat** refreshes the node's heartbeat key (five times per time-to-live), sweeps
-//!   lost nodes (`reaper.rs`), and looks up which clients are gone: their tasks are dropped.
+//! - the **heartbeat** refreshes the node's heartbeat key (five times per time-to-live) and
+//!   sweeps lost nodes (`reaper.rs`).
+//!
+//! The reader also drops, unrun, the tasks of clients that are gone (their heartbeat key has
+//! expired; looked up at most once per heartbeat period per client).
 //!
 //! After a reconnection the reader reads its own pending entries again (`XREADGROUP … 0`): an
 //! entry handed over in a reply that was lost is run then, once. On SIGTERM the node takes no
@@ -112,7 +115,7 @@ struct Shared {
     processes: usize,
     work: Mutex<Work>,
     changed: Condvar,
-    /// Clients seen since the last look, and those known to be gone.
+    /// Whether each client seen lately was alive when last looked at.
     clients: Mutex<Clients>,
     leaving: AtomicBool,
 }
@@ -124,11 +127,8 @@ struct Work {
     owned: HashSet<String>,
 }
 
-#[derive(Default)]
-struct Clients {
-    seen: HashSet<String>,
-    gone: HashSet<String>,
-}
+/// What the node knows of its clients: alive or not, and since when it knows.
+type Clients = std::collections::HashMap<String, (bool, std::time::Instant)>;
 
 /// A task's end, for the completer.
 struct Done {
@@ -137,7 +137,6 @@ struct Done {
     seq: u64,
     /// `None`: drop the entry without an outcome (its client is gone).
     result: Option<WireResult>,
-    used_worker: bool,
 }
 
 impl Shared {
@@ -176,7 +175,7 @@ pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
             owned: HashSet::new(),
         }),
         changed: Condvar::new(),
-        clients: Mutex::new(Clients::default()),
+        clients: Mutex::new(Clients::new()),
         leaving: AtomicBool::new(false),
     });
     install_sigterm();
@@ -267,7 +266,7 @@ fn create_group(broker: &mut Broker, stream: &str) -> Result<()> {
 
 /// Takes tasks while workers are idle, until SIGTERM.
 fn read_loop(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     reader: &mut Broker,
     pool: &crate::Pool,
     done: &Sender<Done>,
@@ -276,10 +275,11 @@ fn read_loop(
     let mut backlog: VecDeque<StreamId> = VecDeque::new();
     let mut seen_generation = reader.generation();
     loop {
+        let idle = wait_idle(shared, Duration::from_millis(200));
+        // Looked at after the wait: SIGTERM may have come during it.
         if TERMINATE.load(Ordering::Acquire) && backlog.is_empty() {
             return Ok(());
         }
-        let idle = wait_idle(shared, Duration::from_millis(200));
         if idle == 0 {
             continue;
         }
@@ -294,7 +294,7 @@ fn read_loop(
             backlog.drain(..n).collect()
         };
         for entry in entries {
-            handle(shared, pool, done, entry);
+            handle(shared, reader, pool, done, entry)?;
         }
     }
 }
@@ -347,7 +347,13 @@ fn recover(shared: &Shared, reader: &mut Broker, backlog: &mut VecDeque<StreamId
 }
 
 /// Verifies an entry and starts it on the pool (or settles it at once).
-fn handle(shared: &Shared, pool: &crate::Pool, done: &Sender<Done>, entry: StreamId) {
+fn handle(
+    shared: &Arc<Shared>,
+    reader: &mut Broker,
+    pool: &crate::Pool,
+    done: &Sender<Done>,
+    entry: StreamId,
+) -> Result<()> {
     let client = String::from_utf8_lossy(&wire::field(&entry, "c")).into_owned();
     let seq: u64 = String::from_utf8_lossy(&wire::field(&entry, "s"))
         .parse()
@@ -360,7 +366,6 @@ fn handle(shared: &Shared, pool: &crate::Pool, done: &Sender<Done>, entry: Strea
             client: client.clone(),
             seq,
             result,
-            used_worker: false,
         });
     };
     let task = match wire::open_task(&shared.key, &shared.stream, &body, &tag) {
@@ -371,30 +376,31 @@ fn handle(shared: &Shared, pool: &crate::Pool, done: &Sender<Done>, entry: Strea
                  HMAC does not match; it was forged or altered and was not run",
                 shared.id, entry.id
             );
-            return settle(Some(WireResult::Auth(
+            settle(Some(WireResult::Auth(
                 "the task's HMAC did not match on the node: it was altered in the broker and \
                  was not run"
                     .into(),
             )));
+            return Ok(());
         }
     };
-    {
-        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if clients.gone.contains(&client) {
-            drop(clients);
-            return settle(None);
-        }
-        clients.seen.insert(client.clone());
+    if !client_alive(shared, reader, &client)? {
+        settle(None); // its client is gone: nobody wants the result
+        return Ok(());
     }
     shared.work().idle -= 1;
     let (tx, entry_id, client_id) = (done.clone(), entry.id.clone(), client.clone());
+    let freed = Arc::clone(shared);
     let finisher: crate::pool::Finisher = Box::new(move |outcome| {
+        // The worker is free now: the reader may take the next task while the outcome is
+        // recorded (the entry stays owned until then).
+        freed.work().idle += 1;
+        freed.changed.notify_all();
         let _ = tx.send(Done {
             entry: entry_id,
             client: client_id,
             seq,
             result: Some(WireResult::from_outcome(outcome)),
-            used_worker: true,
         });
     });
     let limit = (task.limit_ms > 0).then(|| Duration::from_millis(task.limit_ms));
@@ -402,6 +408,29 @@ fn handle(shared: &Shared, pool: &crate::Pool, done: &Sender<Done>, entry: Strea
         shared.work().idle += 1;
         settle(Some(WireResult::from_outcome(&Err(e))));
     }
+    Ok(())
+}
+
+/// Whether a client is alive: its heartbeat key, looked up at most once per heartbeat period.
+fn client_alive(shared: &Shared, reader: &mut Broker, client: &str) -> Result<bool> {
+    let every = shared.ttl / 5;
+    if let Some((alive, at)) = shared
+        .clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(client)
+    {
+        if !*alive || at.elapsed() < every {
+            return Ok(*alive); // a client found gone never comes back under its id
+        }
+    }
+    let alive: bool = reader.run(|c| redis::cmd("EXISTS").arg(keys::client(client)).query(c))?;
+    let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+    if clients.len() > 10_000 {
+        clients.retain(|_, (alive, at)| *alive && at.elapsed() < every);
+    }
+    clients.insert(client.to_string(), (alive, std::time::Instant::now()));
+    Ok(alive)
 }
 
 /// Waits up to `timeout` for an idle worker; returns how many are idle.
@@ -488,9 +517,6 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
         let mut work = shared.work();
         for d in &batch {
             work.owned.remove(&d.entry);
-            if d.used_worker {
-                work.idle += 1;
-            }
         }
         drop(work);
         shared.changed.notify_all();
@@ -535,15 +561,20 @@ fn heartbeat_once(conn: &mut Broker, shared: &Shared, build: &str) -> Result<()>
 /// Heartbeats, sweeps and client checks until the node leaves.
 fn heartbeat_loop(shared: &Shared, mut conn: Broker, build: &str) {
     let every = (shared.ttl / 5).max(Duration::from_millis(20));
+    let mut announced = false;
     while !shared.leaving.load(Ordering::Acquire) {
+        if TERMINATE.load(Ordering::Acquire) && !announced {
+            announced = true;
+            eprintln!(
+                "multiprocess node {}: SIGTERM: taking no new task, finishing the running ones",
+                shared.id
+            );
+        }
         if let Err(e) = heartbeat_once(&mut conn, shared, build) {
             eprintln!("multiprocess node {}: heartbeat failed: {e}", shared.id);
         }
         if let Err(e) = reaper::sweep(&mut conn, &shared.key, &shared.id, shared.ttl) {
             eprintln!("multiprocess node {}: sweep failed: {e}", shared.id);
-        }
-        if let Err(e) = look_at_clients(&mut conn, shared) {
-            eprintln!("multiprocess node {}: {e}", shared.id);
         }
         let work = shared.work();
         drop(
@@ -552,31 +583,6 @@ fn heartbeat_loop(shared: &Shared, mut conn: Broker, build: &str) {
                 .wait_timeout_while(work, every, |_| !shared.leaving.load(Ordering::Acquire)),
         );
     }
-}
-
-/// Marks the clients seen lately whose heartbeat is gone: their tasks are dropped.
-fn look_at_clients(conn: &mut Broker, shared: &Shared) -> Result<()> {
-    let seen: Vec<String> = {
-        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut clients.seen).into_iter().collect()
-    };
-    if seen.is_empty() {
-        return Ok(());
-    }
-    let alive: Vec<bool> = conn.run(|c| {
-        let mut pipe = redis::pipe();
-        for id in &seen {
-            pipe.cmd("EXISTS").arg(keys::client(id));
-        }
-        pipe.query(c)
-    })?;
-    let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
-    for (id, alive) in seen.into_iter().zip(alive) {
-        if !alive {
-            clients.gone.insert(id);
-        }
-    }
-    Ok(())
 }
 
 /// Removes the node from the cluster (it owns nothing any more).
