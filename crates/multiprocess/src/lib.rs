@@ -76,8 +76,10 @@
 //!
 //! ## Platform
 //!
-//! Linux (kernel 5.3 or later, for pidfds). Everything that talks to the kernel is in one
-//! private module, so that other Unix systems can follow.
+//! Linux (kernel 5.3 or later, for pidfds). Every call into the kernel (or libc) is in one
+//! private module, `sys` (`src/sys/`, one file per kind: descriptors, sockets, signals,
+//! processes, memory, futex, the robust mutex), so that other Unix systems can follow; a test
+//! checks that no other file of the library names `libc`.
 
 // The doc examples show `fn main` on purpose: `multiprocess::init()` belongs first in it.
 #![allow(clippy::needless_doctest_main)]

@@ -11,9 +11,12 @@ use std::time::Duration;
 use cluster_common::*;
 use multiprocess::Error;
 
-/// Marks that it started, then spins until `release` exists (at most the deadline).
+/// Marks that it started (writing the pid of the node it runs on), then waits until
+/// `release` exists (at most the deadline).
 fn hold(started: String, release: String) -> u32 {
-    std::fs::write(&started, b"").unwrap();
+    let tmp = format!("{started}.tmp");
+    std::fs::write(&tmp, multiprocess::parent_pid().to_string()).unwrap();
+    std::fs::rename(&tmp, &started).unwrap();
     let start = std::time::Instant::now();
     while !Path::new(&release).exists() && start.elapsed() < DEADLINE {
         std::thread::sleep(Duration::from_millis(2));
@@ -77,7 +80,7 @@ fn a_killed_node_fails_its_task_with_node_lost_or_redelivers_it() {
 
     // Asked for one redelivery: the task runs again on another node.
     let second = NodeSpec::new(&redis.url()).processes(1).start();
-    let mut third = NodeSpec::new(&redis.url()).processes(1).start();
+    let third = NodeSpec::new(&redis.url()).processes(1).start();
     let again = builder(&redis.url()).redeliver(1).build().unwrap();
     again.wait_for_nodes(2, DEADLINE).unwrap();
     std::fs::remove_file(p("started")).unwrap();
@@ -85,27 +88,29 @@ fn a_killed_node_fails_its_task_with_node_lost_or_redelivers_it() {
         .apply_async(hold, (p("started"), p("release")))
         .unwrap();
     wait_until("the task to start", || Path::new(&p("started")).exists());
-    // Kill whichever node runs it: the one whose worker's parent... is found by elimination.
-    let status = multiprocess::cluster::status(&redis.url()).unwrap();
-    let busy = status.nodes.iter().find(|n| n.busy == 1);
-    let busy_pid = busy.map(|n| n.pid);
+    // Kill the node that runs it: the other one takes it again.
+    let runs_on: u32 = std::fs::read_to_string(p("started"))
+        .unwrap()
+        .parse()
+        .unwrap();
     std::fs::remove_file(p("started")).unwrap();
-    std::fs::write(p("release-later"), b"").unwrap();
-    let (victim, survivor) = if busy_pid == Some(third.pid()) {
-        (&mut third, second)
+    let (mut victim, survivor) = if runs_on == second.pid() {
+        (second, third)
     } else {
-        let mut second = second;
-        std::mem::swap(&mut second, &mut third);
-        (&mut third, second)
+        (third, second)
     };
+    assert_eq!(victim.pid(), runs_on);
     victim.kill();
     wait_until("the redelivered task to start", || {
         Path::new(&p("started")).exists()
     });
     std::fs::write(p("release"), b"").unwrap();
-    let ran_on = r.get_timeout(DEADLINE).unwrap();
-    assert_ne!(ran_on, 0);
-    drop(survivor);
+    r.get_timeout(DEADLINE).unwrap();
+    let ran_again_on: u32 = std::fs::read_to_string(p("started"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ran_again_on, survivor.pid());
 }
 
 #[test]
@@ -271,7 +276,7 @@ fn nothing(x: u32) -> u32 {
 #[test]
 fn the_key_count_returns_to_its_baseline_after_100k_tasks() {
     let redis = Redis::start();
-    let _node = NodeSpec::new(&redis.url()).processes(2).start();
+    let _node = NodeSpec::new(&redis.url()).processes(6).start();
     let mut admin = redis.admin();
     wait_until("the node", || {
         multiprocess::cluster::status(&redis.url())

@@ -59,14 +59,9 @@ pub(crate) fn party_id() -> String {
     format!("{host}:{}:{:08x}", std::process::id(), h.finish() as u32)
 }
 
-/// This machine's host name (`?` if it has none).
+/// This machine's host name (`?` if it has none), with no `:` (ids are `:`-separated).
 pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match rc {
-        0 if len > 0 => String::from_utf8_lossy(&buf[..len]).replace(':', "_"),
-        _ => "?".into(),
-    }
+    crate::sys::hostname()
+        .map(|h| h.replace(':', "_"))
+        .unwrap_or_else(|| "?".into())
 }

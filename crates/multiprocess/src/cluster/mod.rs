@@ -67,6 +67,7 @@
 mod broker;
 mod build;
 mod client;
+mod imap;
 mod keys;
 mod node;
 mod pool;

@@ -102,7 +102,8 @@ impl NodeOptions {
 /// Set by SIGTERM: take no new task, finish, leave.
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_sigterm(_: libc::c_int) {
+/// SIGTERM's handler: an atomic store only (async-signal-safe).
+fn on_sigterm(_: usize) {
     TERMINATE.store(true, Ordering::Release);
 }
 
@@ -178,7 +179,7 @@ pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
         clients: Mutex::new(Clients::new()),
         leaving: AtomicBool::new(false),
     });
-    install_sigterm();
+    install_sigterm()?;
     create_group(&mut reader, &shared.stream)?;
     let pool = crate::Pool::new(processes)?;
     let mut beat_conn = reader.another()?;
@@ -235,15 +236,10 @@ pub(crate) fn serve_if_asked() {
     }
 }
 
-fn install_sigterm() {
-    // SAFETY: a zeroed sigaction with a handler that only stores an atomic is valid.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigterm as *const () as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-    }
+fn install_sigterm() -> Result<()> {
+    // SAFETY: the handler only stores an atomic.
+    unsafe { crate::sys::on_signal_with_value(crate::sys::SIGTERM, on_sigterm) }?;
+    Ok(())
 }
 
 /// Creates the nodes' group on the task stream (from its start: tasks queued before the

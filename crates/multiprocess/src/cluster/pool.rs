@@ -1,6 +1,5 @@
 //! [`Pool`]: the local [`crate::Pool`]'s calls, with tasks run by nodes on other machines.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +8,8 @@ use serde::Serialize;
 
 use super::broker::BrokerConfig;
 use super::client::{Client, ClientConfig};
+use super::imap::Feed;
+pub use super::imap::{IMap, IMapUnordered};
 use super::wire::Key;
 use super::{build, keys, settings};
 use crate::codec;
@@ -421,9 +422,7 @@ impl Pool {
             None,
             false,
         )?;
-        Ok(MapResult::from_chunks(
-            slots.into_iter().map(AsyncResult::new).collect(),
-        ))
+        Ok(MapResult::new(slots))
     }
 
     /// As [`map_async`](Self::map_async), with Python's `callback` (called once with every
@@ -449,7 +448,7 @@ impl Pool {
         let chunks = split(items.into_iter().map(|a| (a,)), chunksize);
         if chunks.is_empty() {
             callback(Vec::new());
-            return Ok(MapResult::from_chunks(Vec::new()));
+            return Ok(MapResult::new(Vec::new()));
         }
         let finishers = gather_finishers::<F::Output, C, E>(chunks.len(), callback, error_callback);
         let slots = self.submit::<F, (A,)>(
@@ -461,9 +460,7 @@ impl Pool {
             None,
             false,
         )?;
-        Ok(MapResult::from_chunks(
-            slots.into_iter().map(AsyncResult::new).collect(),
-        ))
+        Ok(MapResult::new(slots))
     }
 
     /// Applies `f` to the items lazily, with a bounded number of chunks in flight, yielding
@@ -476,24 +473,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        let chunksize = chunksize.max(1);
-        let mut items = items.into_iter();
-        let submit = move |pool: &Pool, _finisher: Option<Finisher>| -> Option<Result<Arc<Slot>>> {
-            let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
-            if chunk.is_empty() {
-                return None;
-            }
-            Some(
-                pool.submit::<F, (A,)>(vec![(&chunk[..], None)], None, true)
-                    .and_then(|mut s| s.pop().ok_or_else(|| Error::InvalidState("none".into()))),
-            )
-        };
-        self.client.lock().open_iterators += 1;
-        IMap {
-            feed: Feed::new(self, Box::new(submit)),
-            in_flight: VecDeque::new(),
-            ready: VecDeque::new(),
-        }
+        IMap::new(self.feed::<F, A, I>(items, chunksize))
     }
 
     /// As [`imap`](Self::imap), yielding each result as soon as its chunk is done, in no
@@ -511,28 +491,43 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
+        IMapUnordered::new(self.feed::<F, A, I>(items, chunksize))
+    }
+
+    /// The input side of an `imap`: encodes the items chunk by chunk, on demand.
+    fn feed<'p, F, A, I>(&'p self, items: I, chunksize: usize) -> Feed<'p>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned + 'p,
+        I: IntoIterator<Item = A> + 'p,
+        F::Output: Serialize + DeserializeOwned,
+    {
         let chunksize = chunksize.max(1);
         let mut items = items.into_iter();
-        let submit = move |pool: &Pool, finisher: Option<Finisher>| -> Option<Result<Arc<Slot>>> {
+        let next = move || -> Option<Result<Vec<u8>>> {
             let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
-            if chunk.is_empty() {
-                return None;
-            }
-            Some(
-                pool.submit::<F, (A,)>(vec![(&chunk[..], finisher)], None, true)
-                    .and_then(|mut s| s.pop().ok_or_else(|| Error::InvalidState("none".into()))),
-            )
+            (!chunk.is_empty()).then(|| Pool::encode_chunk(&chunk))
         };
-        self.client.lock().open_iterators += 1;
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        IMapUnordered {
-            feed: Feed::new(self, Box::new(submit)),
-            in_flight: std::collections::HashMap::new(),
-            next_index: 0,
-            done_tx,
-            done: done_rx,
-            ready: VecDeque::new(),
-        }
+        Feed::new(self, Self::entry::<F, (A,)>(), Box::new(next))
+    }
+
+    /// Sends chunks already encoded by an `imap`, as tasks of `entry`.
+    pub(super) fn send_encoded(
+        &self,
+        entry: i64,
+        tasks: Vec<(Vec<u8>, Option<Finisher>)>,
+    ) -> Result<Vec<Arc<Slot>>> {
+        self.client.submit(entry, self.task_timeout, tasks, true)
+    }
+
+    /// The client engine (for the iterators).
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// How many chunks an `imap` keeps in flight.
+    pub(super) fn imap_window(&self) -> usize {
+        self.imap_window
     }
 
     /// Stops accepting tasks; [`join`](Self::join) then waits for those sent.
@@ -592,179 +587,4 @@ fn split<T>(items: impl IntoIterator<Item = T>, chunksize: usize) -> Vec<Vec<T>>
         chunks.push(items.by_ref().take(chunksize).collect());
     }
     chunks
-}
-
-/// Sends the next chunk of an iterator (with a finisher), or says the input is exhausted.
-type Submitter<'p> = Box<dyn FnMut(&Pool, Option<Finisher>) -> Option<Result<Arc<Slot>>> + 'p>;
-
-/// The input side of an `imap`: the pool, the submitter, whether the input is exhausted.
-struct Feed<'p> {
-    pool: &'p Pool,
-    submit: Submitter<'p>,
-    exhausted: bool,
-}
-
-impl<'p> Feed<'p> {
-    fn new(pool: &'p Pool, submit: Submitter<'p>) -> Self {
-        Feed {
-            pool,
-            submit,
-            exhausted: false,
-        }
-    }
-
-    /// Sends one more chunk if the input has one: `None` when exhausted.
-    fn next_chunk(&mut self, finisher: Option<Finisher>) -> Option<Result<Arc<Slot>>> {
-        if self.exhausted {
-            return None;
-        }
-        let sent = (self.submit)(self.pool, finisher);
-        match &sent {
-            None | Some(Err(_)) => self.exhausted = true, // what is in flight still comes
-            Some(Ok(_)) => {}
-        }
-        sent
-    }
-}
-
-impl Drop for Feed<'_> {
-    fn drop(&mut self) {
-        let mut state = self.pool.client.lock();
-        state.open_iterators = state.open_iterators.saturating_sub(1);
-        drop(state);
-        self.pool.client.notify();
-    }
-}
-
-/// The iterator of [`Pool::imap`].
-pub struct IMap<'p, R> {
-    feed: Feed<'p>,
-    in_flight: VecDeque<AsyncResult<Vec<R>>>,
-    ready: VecDeque<R>,
-}
-
-impl<R: DeserializeOwned> IMap<'_, R> {
-    fn fill(&mut self) -> Result<()> {
-        while self.in_flight.len() < self.feed.pool.imap_window {
-            match self.feed.next_chunk(None) {
-                Some(Ok(slot)) => self.in_flight.push_back(AsyncResult::new(slot)),
-                Some(Err(e)) => return Err(e),
-                None => break,
-            }
-        }
-        Ok(())
-    }
-
-    /// The next result, waiting at most `timeout` for it ([`Error::Timeout`] after that; the
-    /// iterator can go on).
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        if let Some(r) = self.ready.pop_front() {
-            return Some(Ok(r));
-        }
-        if let Err(e) = self.fill() {
-            return Some(Err(e));
-        }
-        let head = self.in_flight.front()?;
-        if !head.wait_timeout(timeout) {
-            return Some(Err(Error::Timeout));
-        }
-        self.next()
-    }
-}
-
-impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(r) = self.ready.pop_front() {
-                return Some(Ok(r));
-            }
-            if let Err(e) = self.fill() {
-                return Some(Err(e));
-            }
-            let head = self.in_flight.pop_front()?;
-            match head.get_list() {
-                Ok(list) => self.ready.extend(list),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-}
-
-/// The iterator of [`Pool::imap_unordered`].
-pub struct IMapUnordered<'p, R> {
-    feed: Feed<'p>,
-    in_flight: std::collections::HashMap<u64, AsyncResult<Vec<R>>>,
-    next_index: u64,
-    done_tx: std::sync::mpsc::Sender<u64>,
-    /// Indices of finished chunks, in the order they finished.
-    done: std::sync::mpsc::Receiver<u64>,
-    ready: VecDeque<R>,
-}
-
-impl<R: DeserializeOwned> IMapUnordered<'_, R> {
-    fn fill(&mut self) -> Result<()> {
-        while self.in_flight.len() < self.feed.pool.imap_window {
-            let (index, tx) = (self.next_index, self.done_tx.clone());
-            let finisher: Finisher = Box::new(move |_| {
-                let _ = tx.send(index);
-            });
-            match self.feed.next_chunk(Some(finisher)) {
-                Some(Ok(slot)) => {
-                    self.in_flight.insert(index, AsyncResult::new(slot));
-                    self.next_index += 1;
-                }
-                Some(Err(e)) => return Err(e),
-                None => break,
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes the finished chunk `index` into `ready`.
-    fn take(&mut self, index: u64) -> Option<Result<R>> {
-        let finished = self.in_flight.remove(&index)?;
-        match finished.get_list() {
-            Ok(list) => self.ready.extend(list),
-            Err(e) => return Some(Err(e)),
-        }
-        self.next()
-    }
-
-    /// The next result to finish, waiting at most `timeout` for one ([`Error::Timeout`] after
-    /// that; the iterator can go on).
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        if let Some(r) = self.ready.pop_front() {
-            return Some(Ok(r));
-        }
-        if let Err(e) = self.fill() {
-            return Some(Err(e));
-        }
-        if self.in_flight.is_empty() {
-            return None;
-        }
-        match self.done.recv_timeout(timeout) {
-            Ok(index) => self.take(index),
-            Err(_) => Some(Err(Error::Timeout)),
-        }
-    }
-}
-
-impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        if let Some(r) = self.ready.pop_front() {
-            return Some(Ok(r));
-        }
-        if let Err(e) = self.fill() {
-            return Some(Err(e));
-        }
-        if self.in_flight.is_empty() {
-            return None;
-        }
-        let index = self.done.recv().ok()?;
-        self.take(index)
-    }
 }

@@ -181,7 +181,7 @@ fn watch_parent_death(parent_pidfd: Arc<OwnedFd>) {
         .stack_size(64 * 1024)
         .spawn(move || {
             if sys::poll_readable(&[parent_pidfd.as_fd()], None).is_ok_and(|r| r[0]) {
-                let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+                let _ = sys::kill(sys::getpid(), sys::SIGKILL);
             }
         });
     if let Err(err) = spawned {

@@ -126,13 +126,13 @@ pub(crate) fn register_exit_cleanup() {
         after_fork_in_child();
     }
     if !REGISTERED.swap(true, Ordering::AcqRel) {
-        // SAFETY: both are plain extern "C" fns that live as long as the program. The fork
-        // handler also covers forks the library does not make (libc::fork, daemonising crates):
-        // such a copy must not wait on, or steal the exit statuses of, its parent's children.
-        unsafe {
-            libc::atexit(at_exit);
-            libc::pthread_atfork(None, None, Some(in_forked_child));
-        }
+        sys::at_exit(at_exit);
+        // The fork handler also covers forks the library does not make (a bare `fork`,
+        // daemonising crates): such a copy must not wait on, or steal the exit statuses of,
+        // its parent's children.
+        // SAFETY: `after_fork_in_child` only stores atomics and closes an inherited
+        // descriptor: no allocation, no lock another thread may have held.
+        unsafe { sys::at_fork_in_child(in_forked_child) };
     }
 }
 
@@ -440,15 +440,15 @@ impl ProcessHandle {
     }
     /// Asks the process to stop (SIGTERM). Does nothing if it has already exited.
     pub fn terminate(&self) -> Result<()> {
-        Ok(self.state.signal(libc::SIGTERM)?)
+        Ok(self.state.signal(sys::SIGTERM)?)
     }
     /// Stops the process at once (SIGKILL). Does nothing if it has already exited.
     pub fn kill(&self) -> Result<()> {
-        Ok(self.state.signal(libc::SIGKILL)?)
+        Ok(self.state.signal(sys::SIGKILL)?)
     }
     /// Sends SIGINT, as Python's `interrupt()`.
     pub fn interrupt(&self) -> Result<()> {
-        Ok(self.state.signal(libc::SIGINT)?)
+        Ok(self.state.signal(sys::SIGINT)?)
     }
     /// A descriptor that becomes readable when the process exits (Python's `sentinel`), to wait
     /// on together with others.
