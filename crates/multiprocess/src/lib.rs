@@ -36,7 +36,8 @@
 //!   `exitcode` (`-N` when killed by signal N), `is_alive`, names (`Process-1`, `Process-2:1`),
 //!   daemonic processes; [`Run`] for the "subclass with `run()`" style.
 //! - [`spawn`] / [`JoinHandle`]: a process whose return value comes back; a panic comes back as
-//!   [`Error::Panic`] with message and location.
+//!   [`Error::Panic`] with message and location, and the child prints one line about it on
+//!   stderr ([`PanicOutput`] chooses: Rust's full output, one line, or nothing).
 //! - [`current_process`], [`parent_process`], [`parent_pid`], [`active_children`].
 //! - [`StartMethod`]: `Fork`, `Spawn`, `ForkServer` (the default), per process, per
 //!   [`Context`], or process-wide with [`set_start_method`].
@@ -109,8 +110,9 @@ pub use pool::{
     soft_time_limit_exceeded, AsyncResult, IMap, IMapUnordered, MapResult, Pool, PoolBuilder,
 };
 pub use process::{
-    active_children, current_process, parent_pid, parent_process, spawn, JoinHandle, ParentProcess,
-    Process, ProcessHandle, ProcessInfo, Run, Target,
+    active_children, current_process, get_panic_output, parent_pid, parent_process,
+    set_panic_output, spawn, JoinHandle, PanicOutput, ParentProcess, Process, ProcessHandle,
+    ProcessInfo, Run, Target,
 };
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
 pub use shared::{Array, Plain, RawArray, RawValue, Value};

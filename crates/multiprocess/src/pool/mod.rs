@@ -54,6 +54,7 @@ use crate::connection::{pipe_simplex, Connection};
 use crate::context::{get_start_method, StartMethod};
 use crate::error::{Error, Result};
 use crate::process::target::{self, EntryFn, Target};
+use crate::process::{get_panic_output, PanicOutput};
 
 /// A task encoded, not yet queued.
 struct Prepared {
@@ -84,6 +85,7 @@ pub(crate) struct Inner {
     wake_pending: std::sync::atomic::AtomicBool,
     processes: usize,
     start_method: StartMethod,
+    panic_output: PanicOutput,
     task_timeout: Option<Duration>,
     soft_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
@@ -143,6 +145,7 @@ impl Inner {
 pub struct PoolBuilder {
     processes: Option<usize>,
     start_method: Option<StartMethod>,
+    panic_output: Option<PanicOutput>,
     task_timeout: Option<Duration>,
     soft_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
@@ -161,6 +164,13 @@ impl PoolBuilder {
     /// How workers are started (default: [`get_start_method`]).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = Some(method);
+        self
+    }
+
+    /// What a worker prints on stderr when a task panics (default: [`get_panic_output`] when
+    /// the pool is built, one line). The task's caller receives [`Error::Panic`] either way.
+    pub fn panic_output(mut self, output: PanicOutput) -> Self {
+        self.panic_output = Some(output);
         self
     }
 
@@ -248,6 +258,7 @@ impl PoolBuilder {
             wake_pending: Default::default(),
             processes,
             start_method,
+            panic_output: self.panic_output.unwrap_or_else(get_panic_output),
             task_timeout: self.task_timeout,
             soft_timeout: self.soft_timeout,
             idle_timeout: self.idle_timeout,

@@ -77,6 +77,7 @@ impl Worker {
         let process = Process::new(worker_main, (theirs, config))
             .daemon(true)
             .start_method(inner.start_method)
+            .panic_output(inner.panic_output)
             .pool_worker()
             .start()?;
         Ok(Worker {

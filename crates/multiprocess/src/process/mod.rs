@@ -11,6 +11,7 @@ mod child;
 mod current;
 mod fork;
 mod forkserver;
+mod panics;
 mod spawn;
 pub(crate) mod target;
 
@@ -26,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use current::{current_process, parent_pid, parent_process, ParentProcess, ProcessInfo};
+pub use panics::{get_panic_output, set_panic_output, PanicOutput};
 pub use target::Target;
 
 use crate::codec;
@@ -168,6 +170,7 @@ pub struct Process<F, Args> {
     start_method: Option<StartMethod>,
     /// A pool worker: named `ForkPoolWorker-N` and the like, as in Python.
     pool_worker: bool,
+    panic_output: Option<PanicOutput>,
 }
 
 impl<F: Target<Args>, Args> Process<F, Args> {
@@ -182,6 +185,7 @@ impl<F: Target<Args>, Args> Process<F, Args> {
             daemon: None,
             start_method: None,
             pool_worker: false,
+            panic_output: None,
         }
     }
 
@@ -207,6 +211,27 @@ impl<F: Target<Args>, Args> Process<F, Args> {
     /// Chooses how the process is started (default: [`get_start_method`]).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = Some(method);
+        self
+    }
+
+    /// Chooses what the process prints on stderr if its target panics (default:
+    /// [`get_panic_output`], one line); it also becomes the setting of the process's own
+    /// children. The parent receives the panic as [`Error::Panic`] either way.
+    ///
+    /// ```no_run
+    /// fn fail() -> u8 { panic!("look closer") }
+    ///
+    /// fn main() -> multiprocess::Result<()> {
+    ///     multiprocess::init();
+    ///     let child = multiprocess::Process::new(fail, ())
+    ///         .panic_output(multiprocess::PanicOutput::Full) // with a backtrace under RUST_BACKTRACE=1
+    ///         .spawn()?;
+    ///     assert!(matches!(child.join(), Err(multiprocess::Error::Panic { .. })));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn panic_output(mut self, output: PanicOutput) -> Self {
+        self.panic_output = Some(output);
         self
     }
 }
@@ -261,7 +286,7 @@ where
         if method.reexecutes() {
             target::check_same_object(entry)?;
         }
-        bootstrap::capture_panics();
+        panics::install_hook();
         register_exit_cleanup();
         let (args, arg_fds) = codec::encode_with_fds(&self.args)?;
         if arg_fds.len() > sys::MAX_FDS_PER_MESSAGE - 3 {
@@ -303,6 +328,7 @@ where
                 .then(std::env::current_dir)
                 .and_then(|d| d.ok())
                 .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string())),
+            panic_output: self.panic_output.unwrap_or_else(get_panic_output),
         };
         let (report_mine, report_child) = if wants_report || method == StartMethod::Spawn {
             let (mine, child) = sys::socketpair()?;

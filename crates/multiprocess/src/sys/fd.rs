@@ -1,6 +1,7 @@
 //! Descriptors: the close-on-exec and non-blocking flags, closing all but a few descriptors
 //! between `fork` and `exec`, the size and limit of the descriptor table, and waiting until
-//! descriptors are readable (`poll` with a deadline, resumed after signals).
+//! descriptors are readable (`poll` with a deadline, resumed after signals), and writing to
+//! stderr without Rust's lock.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -85,6 +86,24 @@ pub fn stdin_from_dev_null() {
     if let Ok(null) = std::fs::File::open("/dev/null") {
         // SAFETY: dup2 onto descriptor 0 with a valid open descriptor; `null` is closed after.
         unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    }
+}
+
+/// Writes `buf` to stderr (descriptor 2) with as few `write` calls as it takes (one, for a
+/// line: lines from several processes never mix), without taking the lock of Rust's `Stderr`,
+/// which a forked child may have inherited held. Errors are dropped: there is nowhere to report
+/// them.
+pub fn write_stderr(mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid readable slice for the duration of the call.
+        let n = unsafe { libc::write(2, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        buf = &buf[n as usize..];
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! | file | owns |
 //! | --- | --- |
-//! | `fd.rs` | descriptors: close-on-exec and non-blocking flags, closing all but some before `exec`, the table's size and limit, `poll` with a deadline |
+//! | `fd.rs` | descriptors: close-on-exec and non-blocking flags, closing all but some before `exec`, the table's size and limit, `poll` with a deadline, a lock-free write to stderr |
 //! | `socket.rs` | Unix socket pairs: sends without SIGPIPE, descriptors passed with `SCM_RIGHTS`, non-blocking single sends and receives |
 //! | `signal.rs` | `kill`, `sigqueue`, dispositions and handlers, a child's clean signal state, `signalfd`; the signal numbers |
 //! | `process.rs` | ids, pidfds, `fork`, `_exit`, reaping and wait statuses, start times, the binary's identity, `dladdr`, `atexit` and `pthread_atfork` |
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 pub use fd::{
     clear_cloexec, close_all_except, dup, is_open_fd, is_readable, poll_readable, raise_fd_limit,
-    raw, reserve_fd_table, set_cloexec, set_nonblocking, stdin_from_dev_null, Unkept,
+    raw, reserve_fd_table, set_cloexec, set_nonblocking, stdin_from_dev_null, write_stderr, Unkept,
 };
 #[cfg(feature = "cluster")]
 pub use host::{hostname, main_program_build_id};
