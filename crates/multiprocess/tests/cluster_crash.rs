@@ -306,3 +306,20 @@ fn the_key_count_returns_to_its_baseline_after_100k_tasks() {
     drop(pool);
     assert_eq!(dbsize(&mut admin), baseline);
 }
+
+#[test]
+fn a_pool_dropped_while_the_broker_is_down_returns_soon() {
+    let mut redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(pool.apply(square, (2,)).unwrap(), 4);
+    redis.kill();
+    let start = std::time::Instant::now();
+    drop(pool);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -18,6 +18,7 @@
 //! again at what the broker may have changed behind a lost reply (a node re-reads the entries
 //! it owns).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,10 @@ pub(crate) struct Broker {
     generation: u64,
     /// The longest a reply may take (`None`: no limit); blocking reads add their own wait.
     read_timeout: Option<Duration>,
+    /// How long an operation keeps reconnecting (starts as the config's).
+    retry_for: Option<Duration>,
+    /// Set by the owner to stop reconnecting at once (the party is shutting down).
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Broker {
@@ -70,11 +75,13 @@ impl Broker {
     pub(crate) fn connect(config: Arc<BrokerConfig>) -> Result<Broker> {
         let client = open_client(&config)?;
         let mut broker = Broker {
+            retry_for: config.retry_for,
             config,
             client,
             conn: None,
             generation: 0,
             read_timeout: Some(Duration::from_secs(30)),
+            cancel: None,
         };
         let conn = broker
             .client
@@ -98,6 +105,16 @@ impl Broker {
     /// The broker's settings.
     pub(crate) fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// Sets how long operations keep reconnecting (`None`: for ever).
+    pub(crate) fn set_retry_for(&mut self, limit: Option<Duration>) {
+        self.retry_for = limit;
+    }
+
+    /// Stops reconnecting as soon as `flag` is set: the operation fails instead.
+    pub(crate) fn cancel_on(&mut self, flag: Arc<AtomicBool>) {
+        self.cancel = Some(flag);
     }
 
     /// Sets how long a reply may take, on this and later connections (`None`: no limit).
@@ -175,7 +192,16 @@ impl Broker {
         last: &RedisError,
     ) -> Result<()> {
         if self
-            .config
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Acquire))
+        {
+            return Err(Error::Broker(format!(
+                "{}: stopped reconnecting (shutting down): {last}",
+                self.config.display_url()
+            )));
+        }
+        if self
             .retry_for
             .is_some_and(|limit| started.elapsed() + *backoff > limit)
         {

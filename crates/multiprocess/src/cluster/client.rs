@@ -84,7 +84,8 @@ pub(crate) struct Client {
     live: Mutex<Option<LiveView>>,
     /// When a live node of our build was last seen.
     last_node_seen: Mutex<Instant>,
-    stop: AtomicBool,
+    /// Set when the pool shuts down: the background thread stops, reconnects give up.
+    stop: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -115,6 +116,8 @@ impl Client {
                 .query::<()>(c)
         })?;
         reader.set_read_timeout(Some(config.heartbeat_every() + Duration::from_secs(30)));
+        let stop = Arc::new(AtomicBool::new(false));
+        reader.cancel_on(Arc::clone(&stop));
         let client = Arc::new(Client {
             config,
             state: Mutex::new(State::default()),
@@ -122,7 +125,7 @@ impl Client {
             submitter: Mutex::new(submitter),
             live: Mutex::new(None),
             last_node_seen: Mutex::new(Instant::now()),
-            stop: AtomicBool::new(false),
+            stop,
             thread: Mutex::new(None),
         });
         let for_thread = Arc::clone(&client);
@@ -259,6 +262,7 @@ impl Client {
                     args: chunk.clone(),
                     limit_ms,
                     redeliver: config.redeliver,
+                    ttl_ms: config.ttl.as_millis() as u64,
                 };
                 let (bytes, tag) = wire::seal_task(&config.key, &config.stream, &body)?;
                 args.extend([seq.to_string().into_bytes(), bytes, tag.to_vec()]);
@@ -313,8 +317,11 @@ impl Client {
         }
         let client_key = keys::client(&self.config.id);
         let results = keys::results(&self.config.id);
+        let mut broker = self.submitter_lock();
+        // A broker that is down is not waited for long: the keys expire by themselves.
+        broker.set_retry_for(Some(Duration::from_secs(2)));
         // Deleting the keys also wakes the reader (a write to the stream it blocks on).
-        let _ = self.submitter_lock().run_once(|c| {
+        let _ = broker.run_once(|c| {
             redis::pipe()
                 .cmd("DEL")
                 .arg(&client_key)
@@ -330,6 +337,7 @@ impl Client {
                 .ignore()
                 .query::<()>(c)
         });
+        drop(broker);
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             if h.thread().id() != std::thread::current().id() {

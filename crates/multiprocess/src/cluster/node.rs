@@ -138,6 +138,8 @@ struct Done {
     seq: u64,
     /// `None`: drop the entry without an outcome (its client is gone).
     result: Option<WireResult>,
+    /// How long the client's result stream may outlive this write, in ms.
+    ttl_ms: u64,
 }
 
 impl Shared {
@@ -356,12 +358,13 @@ fn handle(
         .unwrap_or(0);
     let (body, tag) = (wire::field(&entry, "t"), wire::field(&entry, "m"));
     shared.work().owned.insert(entry.id.clone());
-    let settle = |result: Option<WireResult>| {
+    let settle = |result: Option<WireResult>, ttl_ms: u64| {
         let _ = done.send(Done {
             entry: entry.id.clone(),
             client: client.clone(),
             seq,
             result,
+            ttl_ms,
         });
     };
     let task = match wire::open_task(&shared.key, &shared.stream, &body, &tag) {
@@ -372,21 +375,22 @@ fn handle(
                  HMAC does not match; it was forged or altered and was not run",
                 shared.id, entry.id
             );
-            settle(Some(WireResult::Auth(
-                "the task's HMAC did not match on the node: it was altered in the broker and \
-                 was not run"
-                    .into(),
-            )));
+            let why = "the task's HMAC did not match on the node: it was altered in the broker \
+                       and was not run";
+            settle(
+                Some(WireResult::Auth(why.into())),
+                shared.ttl.as_millis() as u64,
+            );
             return Ok(());
         }
     };
     if !client_alive(shared, reader, &client)? {
-        settle(None); // its client is gone: nobody wants the result
+        settle(None, 0); // its client is gone: nobody wants the result
         return Ok(());
     }
     shared.work().idle -= 1;
     let (tx, entry_id, client_id) = (done.clone(), entry.id.clone(), client.clone());
-    let freed = Arc::clone(shared);
+    let (freed, ttl_ms) = (Arc::clone(shared), task.ttl_ms);
     let finisher: crate::pool::Finisher = Box::new(move |outcome| {
         // The worker is free now: the reader may take the next task while the outcome is
         // recorded (the entry stays owned until then).
@@ -397,12 +401,13 @@ fn handle(
             client: client_id,
             seq,
             result: Some(WireResult::from_outcome(outcome)),
+            ttl_ms,
         });
     });
     let limit = (task.limit_ms > 0).then(|| Duration::from_millis(task.limit_ms));
     if let Err(e) = pool.submit_encoded(task.entry, task.args, limit, finisher) {
         shared.work().idle += 1;
-        settle(Some(WireResult::from_outcome(&Err(e))));
+        settle(Some(WireResult::from_outcome(&Err(e))), ttl_ms);
     }
     Ok(())
 }
@@ -451,7 +456,6 @@ fn wait_all_idle(shared: &Shared) {
 
 /// Records outcomes in batches until every sender is gone.
 fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
-    let ttl = shared.ttl.as_millis().to_string();
     while let Ok(first) = done.recv() {
         let mut batch = vec![first];
         while batch.len() < 256 {
@@ -477,6 +481,7 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
                 None => (Vec::new(), Vec::new()),
             };
             let (results, client_key) = (keys::results(&d.client), keys::client(&d.client));
+            let ttl = d.ttl_ms.max(1).to_string();
             scripts::add(
                 &mut pipe,
                 &scripts::COMPLETE,

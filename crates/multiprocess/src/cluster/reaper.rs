@@ -48,7 +48,8 @@ pub(crate) fn sweep(
 /// One pending entry: id, owner, idle ms, deliveries.
 type PendingEntry = (String, String, u64, u64);
 
-/// Settles what `node` owns in `stream`, then forgets it.
+/// Settles up to a page of what `node` owns in `stream`, and forgets the node once it owns
+/// nothing. One page per sweep: a sweep runs between heartbeats, which must not wait long.
 fn reap_node(
     broker: &mut Broker,
     key: &Key,
@@ -58,38 +59,31 @@ fn reap_node(
     result_ttl: Duration,
 ) -> Result<()> {
     let heartbeat = keys::node(node);
-    loop {
-        let pending: Vec<PendingEntry> = broker.run(|c| {
-            redis::cmd("XPENDING")
-                .arg(stream)
-                .arg(keys::GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(PAGE)
-                .arg(node)
-                .query(c)
-        })?;
-        if pending.is_empty() {
-            break;
-        }
-        let mut settled = 0;
-        for (id, _, _, _) in &pending {
-            settled += reap_entry(
-                broker, key, reaper, node, stream, &heartbeat, id, result_ttl,
-            )?;
-        }
-        if settled == 0 {
-            return Ok(()); // the node came back (or another reaper is at it)
-        }
-    }
-    let _: i64 = broker.run(|c| {
-        scripts::call(
-            c,
-            &scripts::FORGET,
-            &[stream, &heartbeat, keys::NODES],
-            &[keys::GROUP.as_bytes(), node.as_bytes()],
-        )
+    let pending: Vec<PendingEntry> = broker.run(|c| {
+        redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(keys::GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(PAGE)
+            .arg(node)
+            .query(c)
     })?;
+    for (id, _, _, _) in &pending {
+        reap_entry(
+            broker, key, reaper, node, stream, &heartbeat, id, result_ttl,
+        )?;
+    }
+    if pending.len() < PAGE {
+        let _: i64 = broker.run(|c| {
+            scripts::call(
+                c,
+                &scripts::FORGET,
+                &[stream, &heartbeat, keys::NODES],
+                &[keys::GROUP.as_bytes(), node.as_bytes()],
+            )
+        })?;
+    }
     Ok(())
 }
 
@@ -134,7 +128,10 @@ fn reap_entry(
         _ => (String::new(), Vec::new(), Vec::new()),
     };
     let (results, client_key) = (keys::results(&client), keys::client(&client));
-    let ttl = result_ttl.as_millis().to_string();
+    let ttl = task
+        .as_ref()
+        .map_or(result_ttl.as_millis() as u64, |t| t.ttl_ms.max(1))
+        .to_string();
     let mode: &[u8] = if redeliver { b"redeliver" } else { b"fail" };
     broker.run(|c| {
         scripts::call(

@@ -88,6 +88,8 @@ pub(crate) struct TaskBody {
     pub limit_ms: u64,
     /// How many times it may be handed out again if its node is lost.
     pub redeliver: u32,
+    /// How long the client's result stream may outlive a write, in ms (the client's TTL).
+    pub ttl_ms: u64,
 }
 
 /// A finished task's outcome, as a client receives it.
@@ -215,6 +217,7 @@ mod tests {
             args: vec![1, 2, 3],
             limit_ms: 0,
             redeliver: 0,
+            ttl_ms: 5000,
         }
     }
 

@@ -43,6 +43,7 @@ use imap::Indexed;
 pub use imap::{IMap, IMapUnordered};
 #[cfg(feature = "cluster")]
 pub(crate) use result::decode_one;
+pub(crate) use result::gather_finishers;
 pub use result::{AsyncResult, MapResult};
 pub(crate) use result::{Finisher, Outcome, Slot};
 #[cfg(feature = "cluster")]
@@ -288,69 +289,6 @@ impl std::fmt::Debug for Pool {
             .field("processes", &self.inner.processes)
             .finish()
     }
-}
-
-/// What `map_async_with` collects until its last chunk is done.
-struct Gather<C, E> {
-    outcomes: Vec<Option<Outcome>>,
-    left: usize,
-    callbacks: Option<(C, E)>,
-}
-
-/// One finisher per chunk of a `map_async_with` (the local pool's and the cluster's): the last
-/// one to run decodes every chunk's result list, in order, and calls `callback` with all the
-/// results, or `error_callback` with the first error.
-pub(crate) fn gather_finishers<R, C, E>(
-    chunks: usize,
-    callback: C,
-    error_callback: E,
-) -> Vec<Finisher>
-where
-    R: DeserializeOwned,
-    C: FnOnce(Vec<R>) + Send + 'static,
-    E: FnOnce(Error) + Send + 'static,
-{
-    let gather = Arc::new(Mutex::new(Gather::<C, E> {
-        outcomes: (0..chunks).map(|_| None).collect(),
-        left: chunks,
-        callbacks: Some((callback, error_callback)),
-    }));
-    (0..chunks)
-        .map(|i| {
-            let gather = Arc::clone(&gather);
-            let finisher: Finisher = Box::new(move |outcome: &Outcome| {
-                let done = {
-                    let mut g = gather.lock().unwrap_or_else(|e| e.into_inner());
-                    g.outcomes[i] = Some(match outcome {
-                        Ok(bytes) => Ok(bytes.clone()),
-                        Err(e) => Err(e.clone_for_caller()),
-                    });
-                    g.left -= 1;
-                    if g.left == 0 {
-                        g.callbacks
-                            .take()
-                            .map(|cb| (cb, std::mem::take(&mut g.outcomes)))
-                    } else {
-                        None
-                    }
-                };
-                if let Some(((callback, error_callback), outcomes)) = done {
-                    let all: Result<Vec<R>> =
-                        outcomes.into_iter().try_fold(Vec::new(), |mut all, o| {
-                            let bytes =
-                                o.unwrap_or_else(|| Err(Error::InvalidState("lost".into())))?;
-                            all.extend(codec::decode::<Vec<R>>(&bytes)?);
-                            Ok(all)
-                        });
-                    match all {
-                        Ok(all) => callback(all),
-                        Err(e) => error_callback(e),
-                    }
-                }
-            });
-            finisher
-        })
-        .collect()
 }
 
 impl Pool {
