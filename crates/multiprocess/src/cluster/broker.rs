@@ -249,19 +249,26 @@ fn curable(e: &RedisError) -> bool {
         )
 }
 
-/// A client for the broker URL, with the configured CA for TLS.
+/// A client for the broker URL, with the configured CA for TLS, and `TCP_NODELAY` (a request
+/// or a reply never waits for the previous segment's acknowledgement).
 fn open_client(config: &BrokerConfig) -> Result<redis::Client> {
-    let made = match &config.tls_ca {
+    use redis::IntoConnectionInfo;
+    let bad =
+        |e: RedisError| Error::Broker(format!("bad broker URL {}: {e}", config.display_url()));
+    let info = config.url.as_str().into_connection_info().map_err(bad)?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    let info = info.set_tcp_settings(tcp);
+    match &config.tls_ca {
         Some(ca) => redis::Client::build_with_tls(
-            config.url.as_str(),
+            info,
             redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(ca.clone()),
             },
         ),
-        None => redis::Client::open(config.url.as_str()),
-    };
-    made.map_err(|e| Error::Broker(format!("bad broker URL {}: {e}", config.display_url())))
+        None => redis::Client::open(info),
+    }
+    .map_err(bad)
 }
 
 #[cfg(test)]
