@@ -84,7 +84,7 @@ use crate::error::Error;
 
 pub(crate) use node::serve_if_asked;
 pub use node::{serve, NodeOptions};
-pub use pool::{IMap, IMapUnordered, Pool, PoolBuilder};
+pub use pool::{Pool, PoolBuilder};
 pub use queue::Queue;
 pub use status::{status, Status, StreamInfo};
 pub use survey::NodeInfo;

@@ -9,12 +9,14 @@ use serde::Serialize;
 use super::broker::BrokerConfig;
 use super::client::{Client, ClientConfig};
 use super::imap::Feed;
-pub use super::imap::{IMap, IMapUnordered};
 use super::wire::Key;
 use super::{build, keys, settings};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::pool::{decode_one, gather_finishers, AsyncResult, Finisher, MapResult, Outcome, Slot};
+use crate::pool::{
+    decode_one, gather_finishers, AsyncResult, Finisher, IMap, IMapUnordered, MapResult, Outcome,
+    Slot,
+};
 use crate::process::target::{self, EntryFn, Target};
 
 /// Options for a cluster [`Pool`].
@@ -473,7 +475,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        IMap::new(self.feed::<F, A, I>(items, chunksize))
+        IMap::new(Box::new(self.feed::<F, A, I>(items, chunksize)))
     }
 
     /// As [`imap`](Self::imap), yielding each result as soon as its chunk is done, in no
@@ -491,7 +493,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        IMapUnordered::new(self.feed::<F, A, I>(items, chunksize))
+        IMapUnordered::new(Box::new(self.feed::<F, A, I>(items, chunksize)))
     }
 
     /// The input side of an `imap`: encodes the items chunk by chunk, on demand.

@@ -39,7 +39,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use imap::Indexed;
+#[cfg(feature = "cluster")]
+pub(crate) use imap::ChunkFeed;
+use imap::LocalFeed;
 pub use imap::{IMap, IMapUnordered};
 #[cfg(feature = "cluster")]
 pub(crate) use result::decode_one;
@@ -594,19 +596,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        let chunksize = chunksize.max(1);
-        let mut items = items.into_iter();
-        let submit = move |pool: &Pool| -> Option<Result<AsyncResult<Vec<F::Output>>>> {
-            let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
-            if chunk.is_empty() {
-                return None;
-            }
-            Some(
-                pool.submit::<F, (A,)>(&chunk, None, None, true)
-                    .map(AsyncResult::new),
-            )
-        };
-        IMap::new(self, Box::new(submit))
+        IMap::new(Box::new(self.local_feed::<F, A, I>(items, chunksize)))
     }
 
     /// As [`imap`](Self::imap), yielding each result as soon as its chunk is done, in no
@@ -624,27 +614,27 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
+        IMapUnordered::new(Box::new(self.local_feed::<F, A, I>(items, chunksize)))
+    }
+
+    /// The feed of an `imap`: submits the items chunk by chunk, on demand.
+    fn local_feed<'p, F, A, I>(&'p self, items: I, chunksize: usize) -> LocalFeed<'p>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned + 'p,
+        I: IntoIterator<Item = A> + 'p,
+        F::Output: Serialize + DeserializeOwned,
+    {
         let chunksize = chunksize.max(1);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
         let mut items = items.into_iter();
-        let mut next_index = 0u64;
-        let submit = move |pool: &Pool| -> Option<Result<Indexed<F::Output>>> {
+        let submit = move |pool: &Pool, finisher: Option<Finisher>| -> Option<Result<Arc<Slot>>> {
             let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
             if chunk.is_empty() {
                 return None;
             }
-            let index = next_index;
-            next_index += 1;
-            let tx = done_tx.clone();
-            let finisher: Finisher = Box::new(move |_| {
-                let _ = tx.send(index);
-            });
-            Some(
-                pool.submit::<F, (A,)>(&chunk, None, Some(finisher), true)
-                    .map(|slot| (index, AsyncResult::new(slot))),
-            )
+            Some(pool.submit::<F, (A,)>(&chunk, None, finisher, true))
         };
-        IMapUnordered::new(self, Box::new(submit), done_rx)
+        LocalFeed::new(self, Box::new(submit))
     }
 
     /// Queues a task that is already encoded (a chunk entry's offset and its encoded argument
