@@ -215,13 +215,7 @@ fn a_dead_client_leaves_nothing_behind() {
     let redis = Redis::start();
     let _node = NodeSpec::new(&redis.url()).processes(1).start();
     let mut admin = redis.admin();
-    wait_until("the node", || {
-        multiprocess::cluster::status(&redis.url())
-            .unwrap()
-            .nodes
-            .len()
-            == 1
-    });
+    wait_for_live_nodes(&redis.url(), 1);
     let baseline = dbsize(&mut admin);
     let dir = TempDir::new("client");
     let d = dir.path().display().to_string();
@@ -278,13 +272,7 @@ fn the_key_count_returns_to_its_baseline_after_100k_tasks() {
     let redis = Redis::start();
     let _node = NodeSpec::new(&redis.url()).processes(6).start();
     let mut admin = redis.admin();
-    wait_until("the node", || {
-        multiprocess::cluster::status(&redis.url())
-            .unwrap()
-            .nodes
-            .len()
-            == 1
-    });
+    wait_for_live_nodes(&redis.url(), 1);
     let baseline = dbsize(&mut admin);
     let pool = pool(&redis.url());
     pool.wait_for_nodes(1, DEADLINE).unwrap();

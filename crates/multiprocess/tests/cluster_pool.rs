@@ -212,13 +212,7 @@ fn a_node_of_another_build_never_gets_a_task() {
     let dir = TempDir::new("build");
     let exe = other_build(dir.path(), pool.build_id());
     let _other = NodeSpec::new(&redis.url()).exe(exe.clone()).start();
-    wait_until("the other build's node", || {
-        multiprocess::cluster::status(&redis.url())
-            .unwrap()
-            .nodes
-            .len()
-            == 1
-    });
+    wait_for_live_nodes(&redis.url(), 1);
     match pool.apply(executable, ()) {
         Err(e @ Error::NoLiveNode { .. }) => {
             let text = e.to_string();
@@ -244,13 +238,7 @@ fn a_wrong_key_or_password_is_refused() {
     let _node = NodeSpec::new(&redis.url())
         .key(b"another key, 16 bytes or more")
         .start();
-    wait_until("the node", || {
-        multiprocess::cluster::status(&redis.url())
-            .unwrap()
-            .nodes
-            .len()
-            == 1
-    });
+    wait_for_live_nodes(&redis.url(), 1);
     let pool = pool(&redis.url());
     match pool.apply(square, (2,)) {
         Err(e @ Error::NoLiveNode { .. }) => {
@@ -340,41 +328,35 @@ fn a_tampered_or_forged_task_never_runs() {
         t[at..at + 4].copy_from_slice(b"bbbb");
         t
     };
-    let _: () = redis::pipe()
-        .cmd("XDEL")
+    let _: i64 = redis::cmd("XDEL")
         .arg(stream)
         .arg(&entry.id)
-        .ignore()
-        .cmd("XADD")
-        .arg(stream)
-        .arg("*")
-        .arg("c")
-        .arg(field("c"))
-        .arg("s")
-        .arg(field("s"))
-        .arg("d")
-        .arg("0")
-        .arg("t")
-        .arg(altered)
-        .arg("m")
-        .arg(field("m"))
-        .ignore()
-        .cmd("XADD")
-        .arg(stream)
-        .arg("*")
-        .arg("c")
-        .arg(field("c"))
-        .arg("s")
-        .arg("999")
-        .arg("d")
-        .arg("0")
-        .arg("t")
-        .arg(b"\x96\xa1x\x01\x00\xc4\x00\x00\x00".to_vec())
-        .arg("m")
-        .arg(vec![0u8; 32])
-        .ignore()
         .query(&mut admin)
         .unwrap();
+    let zero = b"0".to_vec();
+    let altered = [
+        ("c", field("c")),
+        ("s", field("s")),
+        ("d", zero.clone()),
+        ("t", altered),
+    ];
+    forge_entry(
+        &mut admin,
+        stream,
+        &[&altered[..], &[("m", field("m"))]].concat(),
+    );
+    let forged_body = b"\x96\xa1x\x01\x00\xc4\x00\x00\x00".to_vec();
+    let forged = [
+        ("c", field("c")),
+        ("s", b"999".to_vec()),
+        ("d", zero),
+        ("t", forged_body),
+    ];
+    forge_entry(
+        &mut admin,
+        stream,
+        &[&forged[..], &[("m", vec![0u8; 32])]].concat(),
+    );
     std::fs::write(p("release"), b"").unwrap();
     held.get_timeout(DEADLINE).unwrap();
 

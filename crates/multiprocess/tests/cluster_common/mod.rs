@@ -60,6 +60,28 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the cluster behind `url` has `n` live nodes (of any build or key).
+pub fn wait_for_live_nodes(url: &str, n: usize) {
+    wait_until(&format!("{n} live nodes"), || {
+        multiprocess::cluster::status(url).is_ok_and(|s| s.nodes.len() == n)
+    });
+}
+
+/// An entry's fields written again into `stream` (a new id), some replaced: what someone with
+/// write access to Redis, but without the cluster key, can do.
+pub fn forge_entry(
+    conn: &mut redis::Connection,
+    stream: &str,
+    fields: &[(&str, Vec<u8>)],
+) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg("*");
+    for (name, value) in fields {
+        cmd.arg(*name).arg(value.as_slice());
+    }
+    cmd.query(conn).expect("XADD")
+}
+
 /// Kills and reaps a child, within the deadline.
 fn kill_and_reap(child: &mut Child) {
     let _ = child.kill();
