@@ -13,6 +13,18 @@ use multiprocess::cluster::Pool;
 
 use crate::report;
 
+/// The broker to use: `--broker`, or a server started here (kept alive by the first half).
+fn broker_url(broker: Option<String>) -> Result<(Option<Server>, String), String> {
+    match broker {
+        Some(url) => Ok((None, url)),
+        None => {
+            let server = start_server()?;
+            let url = server.url.clone();
+            Ok((Some(server), url))
+        }
+    }
+}
+
 /// The cluster key of the bench (a bench, not a secret).
 const KEY: &str = "mp-bench cluster key, not a secret";
 
@@ -109,11 +121,7 @@ fn client(url: &str) -> Result<Pool, String> {
 
 /// `cluster-map`: `map(square, 0..tasks)`, one task per item; tasks per second.
 pub fn map(broker: Option<String>, tasks: u64, runs: u32, vs_python: bool) -> Result<(), String> {
-    let server = match &broker {
-        Some(_) => None,
-        None => Some(start_server()?),
-    };
-    let url = broker.unwrap_or_else(|| server.as_ref().map(|s| s.url.clone()).unwrap_or_default());
+    let (_server, url) = broker_url(broker)?;
     let ours = {
         let _node = start_node(&url, 2, None)?;
         let pool = client(&url)?;
@@ -139,11 +147,7 @@ pub fn map(broker: Option<String>, tasks: u64, runs: u32, vs_python: bool) -> Re
 
 /// `cluster-apply`: one `apply` at a time; p50 and p99 of the round trip in µs.
 pub fn apply(broker: Option<String>, tasks: u64) -> Result<(), String> {
-    let server = match &broker {
-        Some(_) => None,
-        None => Some(start_server()?),
-    };
-    let url = broker.unwrap_or_else(|| server.as_ref().map(|s| s.url.clone()).unwrap_or_default());
+    let (_server, url) = broker_url(broker)?;
     let _node = start_node(&url, 2, None)?;
     let pool = client(&url)?;
     for i in 0..200 {
@@ -172,11 +176,7 @@ fn forever() -> u64 {
 
 /// `cluster-node-loss`: SIGKILL of a node running a task, until the client has `NodeLost`.
 pub fn node_loss(broker: Option<String>, ttl: Duration, runs: u32) -> Result<(), String> {
-    let server = match &broker {
-        Some(_) => None,
-        None => Some(start_server()?),
-    };
-    let url = broker.unwrap_or_else(|| server.as_ref().map(|s| s.url.clone()).unwrap_or_default());
+    let (_server, url) = broker_url(broker)?;
     let mut per_run = Vec::new();
     for _ in 0..runs {
         let mut node = start_node(&url, 1, Some(ttl))?;
@@ -265,10 +265,5 @@ fn celery_map(url: &str, tasks: u64, runs: u32) -> Result<f64, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("value="))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("celery_map.py printed no value: {stdout}"))
+    crate::python::value(&script, &out.stdout)
 }

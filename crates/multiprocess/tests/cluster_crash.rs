@@ -59,6 +59,19 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// Starts `hold` on a node and waits until it runs: its result, and the release file.
+fn start_held(
+    pool: &multiprocess::cluster::Pool,
+    dir: &Path,
+) -> (multiprocess::AsyncResult<u32>, String) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let r = pool
+        .apply_async(hold, (p("started"), p("release")))
+        .unwrap();
+    wait_until("the task to start", || dir.join("started").exists());
+    (r, p("release"))
+}
+
 #[test]
 fn a_killed_node_fails_its_task_with_node_lost_or_redelivers_it() {
     let redis = Redis::start();
@@ -67,10 +80,7 @@ fn a_killed_node_fails_its_task_with_node_lost_or_redelivers_it() {
     let p = |name: &str| dir.path().join(name).display().to_string();
     let pool = pool(&redis.url());
     pool.wait_for_nodes(1, DEADLINE).unwrap();
-    let r = pool
-        .apply_async(hold, (p("started"), p("release")))
-        .unwrap();
-    wait_until("the task to start", || Path::new(&p("started")).exists());
+    let (r, _) = start_held(&pool, dir.path());
     let killed = first.pid();
     first.kill();
     match r.get_timeout(DEADLINE) {
@@ -121,10 +131,7 @@ fn a_paused_node_has_its_late_result_discarded() {
     let p = |name: &str| dir.path().join(name).display().to_string();
     let pool = pool(&redis.url());
     pool.wait_for_nodes(1, DEADLINE).unwrap();
-    let r = pool
-        .apply_async(hold, (p("started"), p("release")))
-        .unwrap();
-    wait_until("the task to start", || Path::new(&p("started")).exists());
+    let (r, _) = start_held(&pool, dir.path());
     signal(node.pid(), libc::SIGSTOP);
     // Past its heartbeat, the client (the only live party) settles the task.
     match r.get_timeout(DEADLINE) {
@@ -152,10 +159,7 @@ fn sigterm_lets_running_tasks_finish() {
     let p = |name: &str| dir.path().join(name).display().to_string();
     let pool = pool(&redis.url());
     pool.wait_for_nodes(1, DEADLINE).unwrap();
-    let r = pool
-        .apply_async(hold, (p("started"), p("release")))
-        .unwrap();
-    wait_until("the task to start", || Path::new(&p("started")).exists());
+    let (r, _) = start_held(&pool, dir.path());
     signal(node.pid(), libc::SIGTERM);
     node.wait_for_line("taking no new task");
     // It takes nothing new: the next task waits in the stream.

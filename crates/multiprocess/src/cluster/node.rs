@@ -297,21 +297,28 @@ fn read_loop(
     }
 }
 
-/// `XREADGROUP … COUNT idle BLOCK 500 … >`.
+/// `XREADGROUP … COUNT idle BLOCK 500 … >`: new entries, at most one per idle worker.
 fn read_new(shared: &Shared, reader: &mut Broker, idle: usize) -> Result<Vec<StreamId>> {
+    read_group(shared, reader, idle, Some(500), ">")
+}
+
+/// `XREADGROUP` on our stream as our consumer: from `from` (`>`: new entries; `0`: those we
+/// own already), blocking up to `block_ms` if given.
+fn read_group(
+    shared: &Shared,
+    reader: &mut Broker,
+    count: usize,
+    block_ms: Option<u64>,
+    from: &str,
+) -> Result<Vec<StreamId>> {
     let reply: Option<redis::streams::StreamReadReply> = reader.run(|c| {
-        redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(keys::GROUP)
-            .arg(&shared.id)
-            .arg("COUNT")
-            .arg(idle)
-            .arg("BLOCK")
-            .arg(500)
-            .arg("STREAMS")
-            .arg(&shared.stream)
-            .arg(">")
-            .query(c)
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(keys::GROUP).arg(&shared.id);
+        cmd.arg("COUNT").arg(count);
+        if let Some(ms) = block_ms {
+            cmd.arg("BLOCK").arg(ms);
+        }
+        cmd.arg("STREAMS").arg(&shared.stream).arg(from).query(c)
     })?;
     Ok(reply
         .into_iter()
@@ -323,20 +330,9 @@ fn read_new(shared: &Shared, reader: &mut Broker, idle: usize) -> Result<Vec<Str
 /// After a reconnection: our pending entries that we do not hold (handed over in a reply we
 /// never got) go to the backlog, to run now.
 fn recover(shared: &Shared, reader: &mut Broker, backlog: &mut VecDeque<StreamId>) -> Result<()> {
-    let reply: Option<redis::streams::StreamReadReply> = reader.run(|c| {
-        redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(keys::GROUP)
-            .arg(&shared.id)
-            .arg("COUNT")
-            .arg(100_000)
-            .arg("STREAMS")
-            .arg(&shared.stream)
-            .arg("0")
-            .query(c)
-    })?;
+    let mine = read_group(shared, reader, 100_000, None, "0")?;
     let owned = shared.work().owned.clone();
-    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+    for entry in mine {
         if !owned.contains(&entry.id) && !backlog.iter().any(|b| b.id == entry.id) {
             backlog.push_back(entry);
         }
