@@ -166,7 +166,7 @@ fn callbacks_panics_crashes_and_time_limits_behave_as_locally() {
     let r = pool
         .apply_async_timeout(hold, (started, never), Duration::from_millis(300))
         .unwrap();
-    assert!(matches!(r.get_timeout(DEADLINE), Err(Error::Timeout)));
+    assert!(matches!(r.get_timeout(DEADLINE), Err(Error::TimeLimit)));
     assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
 }
 

@@ -235,8 +235,11 @@ impl Client {
 
     fn check_open(&self, from_iterator: bool) -> Result<()> {
         let state = self.lock();
-        if state.terminated || (state.closing && !from_iterator) {
-            return Err(Error::InvalidState("Pool not running".into()));
+        if state.terminated {
+            return Err(Error::PoolTerminated);
+        }
+        if state.closing && !from_iterator {
+            return Err(Error::PoolClosed);
         }
         Ok(())
     }
@@ -310,8 +313,8 @@ impl Client {
 
     /// Stops the background thread and removes the client's keys: nodes drop its tasks that
     /// have not started, and the outcomes of those that run are thrown away. Unfinished tasks
-    /// fail with `why`.
-    pub(crate) fn shut_down(&self, why: &str) {
+    /// fail with [`Error::PoolTerminated`].
+    pub(crate) fn shut_down(&self) {
         if self.stop.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -346,7 +349,7 @@ impl Client {
         }
         let left: Vec<Unfinished> = self.lock().unfinished.drain().map(|(_, u)| u).collect();
         for u in left {
-            u.slot.set(Err(Error::InvalidState(why.to_string())));
+            u.slot.set(Err(Error::PoolTerminated));
         }
         self.settled.notify_all();
     }

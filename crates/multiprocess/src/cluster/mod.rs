@@ -42,7 +42,7 @@
 //! | what happens | the task's outcome |
 //! | --- | --- |
 //! | a worker process dies on a node | [`Error::WorkerLost`] (its exit code or `-signal`), as locally; the node replaces the worker |
-//! | a task passes its time limit | [`Error::Timeout`]; its worker is killed and replaced |
+//! | a task passes its time limit | [`Error::TimeLimit`]; its worker is killed and replaced |
 //! | a node dies or is cut off (no heartbeat for the TTL, 5 s by default) | [`Error::NodeLost`] naming the node, settled by any live node or client; or handed out again, up to [`PoolBuilder::redeliver`] times |
 //! | a node thought lost comes back | its late result is discarded: exactly one outcome per task |
 //! | Redis restarts (with its append-only file on) | clients and nodes reconnect with backoff; no task is lost or run twice |

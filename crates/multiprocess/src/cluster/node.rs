@@ -8,7 +8,7 @@
 //!   start at once, so a long task never keeps others waiting behind it. It verifies each
 //!   entry's HMAC *before* anything else, and hands the task, still encoded, to the local pool,
 //!   whose supervisor gives worker crashes ([`Error::WorkerLost`](crate::Error::WorkerLost)), time limits
-//!   ([`Error::Timeout`](crate::Error::Timeout)) and worker replacement, exactly as locally;
+//!   ([`Error::TimeLimit`](crate::Error::TimeLimit)) and worker replacement, exactly as locally;
 //! - the **completer** records outcomes with the `COMPLETE` script, in batches: it refuses the
 //!   outcome of an entry this node no longer owns (it was presumed lost meanwhile), which is
 //!   how a node that was paused past its heartbeat has its late result discarded;

@@ -78,7 +78,7 @@ impl PoolBuilder {
         self
     }
 
-    /// Fails a task that runs longer than this with [`Error::Timeout`]; the node kills and
+    /// Fails a task that runs longer than this with [`Error::TimeLimit`]; the node kills and
     /// replaces its worker. [`Pool::apply_async_timeout`] sets one per task.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.task_timeout = Some(limit);
@@ -284,7 +284,7 @@ impl Pool {
         slots
             .pop()
             .map(AsyncResult::new)
-            .ok_or_else(|| Error::InvalidState("no task was sent".into()))
+            .ok_or_else(|| Error::PoolBroken("the client sent no task".into()))
     }
 
     /// Runs `f(args...)` on a node and returns its result (Python's `apply`).
@@ -541,7 +541,7 @@ impl Pool {
     /// started, and the results of those they run are thrown away.
     pub fn terminate(&self) {
         self.client.lock().terminated = true;
-        self.client.shut_down("Pool terminated");
+        self.client.shut_down();
     }
 
     /// Waits, after [`close`](Self::close), until every task sent has its outcome (and any
@@ -551,15 +551,13 @@ impl Pool {
         {
             let state = self.client.lock();
             if !state.closing && !state.terminated {
-                return Err(Error::InvalidState(
-                    "join() needs close() or terminate() first".into(),
-                ));
+                return Err(Error::PoolStillRunning);
             }
         }
         if !crate::pool::ON_SUPERVISOR.with(|f| f.get()) {
             self.client.wait_settled();
         }
-        self.client.shut_down("Pool terminated");
+        self.client.shut_down();
         Ok(())
     }
 }

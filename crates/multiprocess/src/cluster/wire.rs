@@ -110,7 +110,7 @@ pub(crate) enum WireResult {
         message: String,
         location: Option<String>,
     },
-    Timeout,
+    TimeLimit,
     WorkerLost {
         exitcode: i32,
     },
@@ -120,7 +120,8 @@ pub(crate) enum WireResult {
         node: String,
     },
     Auth(String),
-    Other(String),
+    /// The node could not run the task (its pool failed, or it could not start it).
+    StartFailed(String),
 }
 
 impl WireResult {
@@ -132,7 +133,7 @@ impl WireResult {
                 message: message.clone(),
                 location: location.clone(),
             },
-            Err(Error::Timeout) => WireResult::Timeout,
+            Err(Error::TimeLimit) => WireResult::TimeLimit,
             Err(Error::WorkerLost { exitcode }) => WireResult::WorkerLost {
                 exitcode: *exitcode,
             },
@@ -140,7 +141,7 @@ impl WireResult {
             Err(Error::Decode(m)) => WireResult::Decode(m.clone()),
             Err(Error::NodeLost { node }) => WireResult::NodeLost { node: node.clone() },
             Err(Error::Auth(m)) => WireResult::Auth(m.clone()),
-            Err(other) => WireResult::Other(other.to_string()),
+            Err(other) => WireResult::StartFailed(other.to_string()),
         }
     }
 
@@ -149,13 +150,13 @@ impl WireResult {
         match self {
             WireResult::Ok(bytes) => Ok(bytes),
             WireResult::Panic { message, location } => Err(Error::Panic { message, location }),
-            WireResult::Timeout => Err(Error::Timeout),
+            WireResult::TimeLimit => Err(Error::TimeLimit),
             WireResult::WorkerLost { exitcode } => Err(Error::WorkerLost { exitcode }),
             WireResult::Encode(m) => Err(Error::Encode(m)),
             WireResult::Decode(m) => Err(Error::Decode(m)),
             WireResult::NodeLost { node } => Err(Error::NodeLost { node }),
             WireResult::Auth(m) => Err(Error::Auth(m)),
-            WireResult::Other(m) => Err(Error::Broker(m)),
+            WireResult::StartFailed(m) => Err(Error::StartFailed(m)),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! lands in an [`AsyncResult`] after the callbacks ran (in the supervisor thread). A worker
 //! killed by a signal, `abort` or an exit fails exactly the task it ran with
 //! [`Error::WorkerLost`] and is replaced; a task past its time limit fails with
-//! [`Error::Timeout`] and its worker is killed and replaced.
+//! [`Error::TimeLimit`] and its worker is killed and replaced.
 //!
 //! ```no_run
 //! fn square(x: u64) -> u64 { x * x }
@@ -65,7 +65,8 @@ struct Prepared {
     args: Vec<u8>,
     fds: Vec<OwnedFd>,
     timeout: Option<Duration>,
-    finisher: Option<Finisher>,
+    /// Where its outcome will land (holding the callbacks until then).
+    slot: Arc<Slot>,
 }
 
 /// A task waiting for a worker.
@@ -204,7 +205,7 @@ impl PoolBuilder {
         self
     }
 
-    /// Fails a task that runs longer than this with [`Error::Timeout`]; its worker is killed
+    /// Fails a task that runs longer than this with [`Error::TimeLimit`]; its worker is killed
     /// and replaced. [`Pool::apply_async_timeout`] sets one per task.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.task_timeout = Some(limit);
@@ -240,7 +241,7 @@ impl PoolBuilder {
             .processes
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if processes == 0 {
-            return Err(Error::InvalidState(
+            return Err(Error::InvalidArgument(
                 "a pool needs at least one process".into(),
             ));
         }
@@ -249,7 +250,7 @@ impl PoolBuilder {
             target::check_same_object(entry)?;
         }
         if self.worker.max_tasks == Some(0) {
-            return Err(Error::InvalidState(
+            return Err(Error::InvalidArgument(
                 "maxtasksperchild must be at least 1".into(),
             ));
         }
@@ -333,7 +334,7 @@ impl Pool {
             args,
             fds,
             timeout: timeout.or(self.inner.task_timeout),
-            finisher,
+            slot: Slot::new(finisher),
         })
     }
 
@@ -344,22 +345,24 @@ impl Pool {
         {
             let mut state = self.inner.lock();
             if let Some(why) = &state.broken {
-                return Err(Error::InvalidState(why.clone()));
+                return Err(Error::PoolBroken(why.clone()));
             }
-            if state.terminated || (state.closing && !from_iterator) {
-                return Err(Error::InvalidState("Pool not running".into()));
+            if state.terminated {
+                return Err(Error::PoolTerminated);
+            }
+            if state.closing && !from_iterator {
+                return Err(Error::PoolClosed);
             }
             for t in tasks {
                 state.next_id += 1;
-                let slot = Slot::new(t.finisher);
-                slots.push(Arc::clone(&slot));
+                slots.push(Arc::clone(&t.slot));
                 let id = state.next_id;
                 state.pending.push_back(Pending {
                     id,
                     entry: t.entry,
                     args: t.args,
                     fds: t.fds,
-                    slot,
+                    slot: t.slot,
                     timeout: t.timeout,
                 });
             }
@@ -382,10 +385,9 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let task = self.prepare::<F, Args>(chunk, timeout, finisher)?;
-        let mut slots = self.enqueue(vec![task], from_iterator)?;
-        slots
-            .pop()
-            .ok_or_else(|| Error::InvalidState("no task was queued".into()))
+        let slot = Arc::clone(&task.slot);
+        self.enqueue(vec![task], from_iterator)?;
+        Ok(slot)
     }
 
     /// Runs `f(args...)` in a worker and returns its result (Python's `apply`).
@@ -654,34 +656,34 @@ impl Pool {
             args,
             fds: Vec::new(),
             timeout: timeout.or(self.inner.task_timeout),
-            finisher: Some(finisher),
+            slot: Slot::new(Some(finisher)),
         };
         self.enqueue(vec![task], false).map(drop)
     }
 
-    /// Stops accepting tasks; the workers exit once the queued ones are done.
+    /// Stops accepting tasks (a later submission fails with [`Error::PoolClosed`]); the
+    /// workers exit once the queued ones are done.
     pub fn close(&self) {
         self.inner.lock().closing = true;
         self.inner.wake();
     }
 
-    /// Kills the workers at once; unfinished tasks fail.
+    /// Kills the workers at once; unfinished tasks fail with [`Error::PoolTerminated`], as
+    /// does any later submission.
     pub fn terminate(&self) {
         self.inner.lock().terminated = true;
         self.inner.wake();
     }
 
     /// Waits for the workers to exit, after [`close`](Self::close) or
-    /// [`terminate`](Self::terminate) (an error otherwise, as in Python). After `close`, an
+    /// [`terminate`](Self::terminate) ([`Error::PoolStillRunning`] otherwise, as in Python). After `close`, an
     /// `imap` iterator begun before it is still served: `join` also waits until it is used up
     /// or dropped.
     pub fn join(&self) -> Result<()> {
         {
             let state = self.inner.lock();
             if !state.closing && !state.terminated {
-                return Err(Error::InvalidState(
-                    "join() needs close() or terminate() first".into(),
-                ));
+                return Err(Error::PoolStillRunning);
             }
         }
         if supervisor::ON_SUPERVISOR.with(|f| f.get()) {

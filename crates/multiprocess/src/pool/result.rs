@@ -201,7 +201,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 }
 
-/// The results of [`Pool::map_async`]: one per input, in order.
+/// The results of [`Pool::map_async`](super::Pool::map_async): one per input, in order.
 pub struct MapResult<R> {
     chunks: Vec<AsyncResult<Vec<R>>>,
 }
@@ -331,13 +331,15 @@ where
                     }
                 };
                 if let Some(((callback, error_callback), outcomes)) = done {
+                    // `left` reached 0: every chunk's finisher has stored its outcome.
                     let all: Result<Vec<R>> =
-                        outcomes.into_iter().try_fold(Vec::new(), |mut all, o| {
-                            let bytes =
-                                o.unwrap_or_else(|| Err(Error::InvalidState("lost".into())))?;
-                            all.extend(codec::decode::<Vec<R>>(&bytes)?);
-                            Ok(all)
-                        });
+                        outcomes
+                            .into_iter()
+                            .flatten()
+                            .try_fold(Vec::new(), |mut all, o| {
+                                all.extend(codec::decode::<Vec<R>>(&o?)?);
+                                Ok(all)
+                            });
                     match all {
                         Ok(all) => callback(all),
                         Err(e) => error_callback(e),
