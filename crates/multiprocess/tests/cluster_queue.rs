@@ -102,3 +102,37 @@ fn a_local_handle_is_refused() {
     assert!(matches!(q.put(&event), Err(Error::Encode(_))));
     assert_eq!(q.qsize().unwrap(), 0);
 }
+
+fn consume(url: String, n: u32) {
+    let q: multiprocess::cluster::JoinableQueue<u32> =
+        multiprocess::cluster::JoinableQueue::open(&url, "joinable").unwrap();
+    for _ in 0..n {
+        q.get_timeout(DEADLINE).unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn a_joinable_queue_joins_once_every_item_is_done() {
+    let redis = Redis::start();
+    let q: multiprocess::cluster::JoinableQueue<u32> =
+        multiprocess::cluster::JoinableQueue::open(&redis.url(), "joinable").unwrap();
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+    for i in 0..20 {
+        q.put(&i).unwrap();
+    }
+    assert_eq!(q.unfinished().unwrap(), 20);
+    assert!(!q.join_timeout(Duration::from_millis(10)).unwrap());
+    let consumer = multiprocess::Process::new(consume, (redis.url(), 20))
+        .start()
+        .unwrap();
+    q.join_timeout(DEADLINE)
+        .unwrap()
+        .then_some(())
+        .expect("all done");
+    assert_eq!(consumer.join_timeout(DEADLINE).unwrap(), Some(0));
+    assert_eq!(q.unfinished().unwrap(), 0);
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+    // Done and empty: no key left.
+    assert_eq!(dbsize(&mut redis.admin()), 0);
+}

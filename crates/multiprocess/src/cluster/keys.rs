@@ -8,6 +8,7 @@
 //! | `mp:client:{id}` | hash, TTL | heartbeat | a client's highest submitted task number (`hw`) |
 //! | `mp:results:{id}` | stream, TTL | heartbeat | outcomes for that client, trimmed as it reads them |
 //! | `mp:queue:{name}` | list | while not empty | a [`Queue`](super::Queue)'s items |
+//! | `mp:unfinished:{name}` | integer | while above 0 | a [`JoinableQueue`](super::JoinableQueue)'s items not yet done |
 //!
 //! No key is made per task: a task lives as one stream entry and is deleted with its outcome,
 //! so that the number of keys stays flat however many tasks pass.
@@ -44,6 +45,11 @@ pub(crate) fn results(client_id: &str) -> String {
 /// A queue's list.
 pub(crate) fn queue(name: &str) -> String {
     format!("{PREFIX}queue:{name}")
+}
+
+/// A joinable queue's count of items put and not yet done.
+pub(crate) fn unfinished(queue_name: &str) -> String {
+    format!("{PREFIX}unfinished:{queue_name}")
 }
 
 /// A fresh id for a node or a client: `host:pid:nonce`, unique across machines and restarts.

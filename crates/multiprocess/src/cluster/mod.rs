@@ -55,6 +55,8 @@
 //!
 //! ## Inside
 //!
+//! [`Queue`] and [`JoinableQueue`] are queues on Redis lists, for processes on any machine.
+//!
 //! `broker.rs` keeps a connection alive across restarts; `wire.rs` is the task and outcome
 //! format and its HMAC; `scripts.rs` holds the Lua scripts that make each step atomic and safe
 //! to repeat; `client.rs` and `pool.rs` are the client; `node.rs` the node, on a local pool
@@ -85,6 +87,6 @@ use crate::error::Error;
 pub(crate) use node::serve_if_asked;
 pub use node::{serve, NodeOptions};
 pub use pool::{Pool, PoolBuilder};
-pub use queue::Queue;
+pub use queue::{JoinableQueue, Queue};
 pub use status::{status, Status, StreamInfo};
 pub use survey::NodeInfo;

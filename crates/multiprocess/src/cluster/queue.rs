@@ -9,6 +9,9 @@
 //! effect: it is not sent again (that could duplicate or lose an item) but reported as
 //! [`Error::Broker`]. A call made while the broker is unreachable waits for it (reconnecting
 //! with backoff, up to the reconnect limit).
+//!
+//! [`JoinableQueue`] adds a count of unfinished items in the broker: `put` appends and counts
+//! in one script, `task_done` counts down (deleting the key at 0), `join` waits for 0.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -110,22 +113,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_until(&self, item: &T, deadline: Option<Instant>) -> Result<()> {
+        self.put_counted(item, deadline, None)
+    }
+
+    /// Appends, waiting for room until `deadline`; counts the item in `counter` if given.
+    fn put_counted(
+        &self,
+        item: &T,
+        deadline: Option<Instant>,
+        counter: Option<&str>,
+    ) -> Result<()> {
         let bytes = Self::encode(item)?;
-        let Some(max) = self.maxsize else {
+        if self.maxsize.is_none() && counter.is_none() {
             return self
                 .broker()
                 .run_once(|c| redis::cmd("RPUSH").arg(&self.key).arg(&bytes).query(c));
-        };
-        let bound = max.to_string();
+        }
+        let bound = self.maxsize.unwrap_or(0).to_string();
+        let keys: Vec<&str> = std::iter::once(self.key.as_str()).chain(counter).collect();
         let mut pause = Duration::from_micros(200);
         loop {
             let added: i64 = self.broker().run_once(|c| {
-                scripts::call(
-                    c,
-                    &scripts::QUEUE_PUT,
-                    &[&self.key],
-                    &[bound.as_bytes(), &bytes],
-                )
+                scripts::call(c, &scripts::QUEUE_PUT, &keys, &[bound.as_bytes(), &bytes])
             })?;
             if added == 1 {
                 return Ok(());
@@ -207,5 +216,145 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// The queue's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// A [`Queue`] whose items are counted until a consumer calls
+/// [`task_done`](Self::task_done), so that a producer on any machine can [`join`](Self::join)
+/// until all are processed, as Python's `JoinableQueue`. The count lives in the broker (one
+/// key, deleted when it falls to 0).
+///
+/// ```no_run
+/// use multiprocess::cluster::JoinableQueue;
+///
+/// let q: JoinableQueue<u32> = JoinableQueue::open("redis://127.0.0.1:6379", "work")?;
+/// q.put(&1)?;
+/// assert_eq!(q.get()?, 1);
+/// q.task_done()?;
+/// q.join()?;
+/// # Ok::<(), multiprocess::Error>(())
+/// ```
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+    unfinished: String,
+}
+
+impl<T> std::fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("cluster::JoinableQueue")
+            .field("name", &self.queue.name)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// Opens the unbounded joinable queue `name` on the broker at `url`.
+    pub fn open(url: &str, name: &str) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue {
+            queue: Queue::open(url, name)?,
+            unfinished: keys::unfinished(name),
+        })
+    }
+
+    /// Opens the joinable queue `name`, bounded to `maxsize` items.
+    pub fn bounded(url: &str, name: &str, maxsize: usize) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue {
+            queue: Queue::bounded(url, name, maxsize)?,
+            unfinished: keys::unfinished(name),
+        })
+    }
+
+    /// Appends an item (waiting for room in a bounded queue) and counts it as unfinished.
+    pub fn put(&self, item: &T) -> Result<()> {
+        self.queue.put_counted(item, None, Some(&self.unfinished))
+    }
+
+    /// As [`put`](Self::put), failing with [`Error::Full`] after `timeout`.
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
+        let deadline = Some(Instant::now() + timeout);
+        self.queue
+            .put_counted(item, deadline, Some(&self.unfinished))
+    }
+
+    /// Appends an item now, or fails with [`Error::Full`].
+    pub fn put_nowait(&self, item: &T) -> Result<()> {
+        let deadline = Some(Instant::now());
+        self.queue
+            .put_counted(item, deadline, Some(&self.unfinished))
+    }
+
+    /// Takes the oldest item, waiting for one.
+    pub fn get(&self) -> Result<T> {
+        self.queue.get()
+    }
+
+    /// As [`get`](Self::get), failing with [`Error::Empty`] after `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.queue.get_timeout(timeout)
+    }
+
+    /// Takes the oldest item now, or fails with [`Error::Empty`].
+    pub fn get_nowait(&self) -> Result<T> {
+        self.queue.get_nowait()
+    }
+
+    /// Marks one item taken with `get` as processed; [`Error::TaskDoneTooOften`] if every item
+    /// already was.
+    pub fn task_done(&self) -> Result<()> {
+        let left: i64 = self
+            .queue
+            .broker()
+            .run_once(|c| scripts::call(c, &scripts::TASK_DONE, &[&self.unfinished], &[]))?;
+        if left < 0 {
+            Err(Error::TaskDoneTooOften)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The number of items put and not yet marked done.
+    pub fn unfinished(&self) -> Result<usize> {
+        let n: Option<usize> = self
+            .queue
+            .broker()
+            .run(|c| redis::cmd("GET").arg(&self.unfinished).query(c))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) -> Result<()> {
+        self.join_until(None).map(drop)
+    }
+
+    /// As [`join`](Self::join), for at most `timeout`; `false` if items were still unfinished.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.join_until(Some(Instant::now() + timeout))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<bool> {
+        let mut pause = Duration::from_micros(200);
+        loop {
+            if self.unfinished()? == 0 {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(false);
+            }
+            // The count lives in the broker, which cannot wake us: look again after a pause.
+            let left = deadline.map_or(pause, |d| d - now);
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(MAX_PUT_PAUSE);
+        }
+    }
+
+    /// The exact number of items in the queue.
+    pub fn qsize(&self) -> Result<usize> {
+        self.queue.qsize()
+    }
+
+    /// Whether the queue is empty.
+    pub fn empty(&self) -> Result<bool> {
+        self.queue.empty()
     }
 }

@@ -10,7 +10,8 @@
 //!   node still owns it and its heartbeat is still absent.
 //! - `FORGET`: removes a lost node from the group and the node table once it owns nothing.
 //! - `CANCEL`: deletes a client's entry that no node has taken (no live node of its build).
-//! - `QUEUE_PUT`: appends to a bounded list only while it is shorter than its bound.
+//! - `QUEUE_PUT`: appends to a bounded list only while it is shorter than its bound (and counts
+//!   the item for a joinable queue); `TASK_DONE`: counts one item of a joinable queue done.
 //!
 //! Scripts are sent by hash (`EVALSHA`) and loaded again after `NOSCRIPT` (a restarted broker
 //! forgets them).
@@ -124,21 +125,40 @@ return redis.call('XDEL', KEYS[1], ARGV[2])
     )
 });
 
-/// `KEYS`: list. `ARGV`: bound, item. Appends if the list is shorter than the bound. Returns
-/// 1 if appended.
+/// `KEYS`: list, and a counter of unfinished items (a joinable queue's) or nothing.
+/// `ARGV`: bound (0: none), item. Appends if the list is shorter than the bound, counting the
+/// item as unfinished. Returns 1 if appended.
 pub(crate) static QUEUE_PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+local bound = tonumber(ARGV[1])
+if bound > 0 and redis.call('LLEN', KEYS[1]) >= bound then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
+if #KEYS == 2 then redis.call('INCR', KEYS[2]) end
 return 1
 "#,
     )
 });
 
+/// `KEYS`: a joinable queue's counter of unfinished items. Counts one item done, deleting the
+/// counter at 0 (so a finished queue leaves no key). Returns what is left, or -1 if no item
+/// was unfinished.
+pub(crate) static TASK_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n <= 0 then return -1 end
+if n == 1 then redis.call('DEL', KEYS[1]) else redis.call('DECR', KEYS[1]) end
+return n - 1
+"#,
+    )
+});
+
 /// Every script, for loading them all after a broker restart.
-fn all() -> [&'static Script; 6] {
-    [&SUBMIT, &COMPLETE, &REAP, &FORGET, &CANCEL, &QUEUE_PUT]
+fn all() -> [&'static Script; 7] {
+    [
+        &SUBMIT, &COMPLETE, &REAP, &FORGET, &CANCEL, &QUEUE_PUT, &TASK_DONE,
+    ]
 }
 
 /// Adds an `EVALSHA` of `script` to a pipeline.

@@ -18,7 +18,7 @@ pub const KEY: &[u8] = b"the cluster tests' shared key";
 
 /// A node's heartbeat time-to-live in the tests: short, so lost nodes are noticed fast, and
 /// long enough for a loaded machine.
-pub const TTL: Duration = Duration::from_millis(2000);
+pub const TTL: Duration = Duration::from_millis(3000);
 
 /// A fresh temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
