@@ -384,7 +384,9 @@ fn handle(
         settle(None, 0); // its client is gone: nobody wants the result
         return Ok(());
     }
-    shared.work().idle -= 1;
+    let mut work = shared.work();
+    work.idle = work.idle.saturating_sub(1);
+    drop(work);
     let (tx, entry_id, client_id) = (done.clone(), entry.id.clone(), client.clone());
     let (freed, ttl_ms) = (Arc::clone(shared), task.ttl_ms);
     let finisher: crate::pool::Finisher = Box::new(move |outcome| {
