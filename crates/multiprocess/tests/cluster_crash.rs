@@ -315,3 +315,23 @@ fn a_pool_dropped_while_the_broker_is_down_returns_soon() {
         start.elapsed()
     );
 }
+
+#[test]
+fn a_broker_that_lost_its_data_is_served_again() {
+    let mut redis = Redis::start(); // no append-only file: a restart forgets everything
+    let node = NodeSpec::new(&redis.url()).start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(pool.apply(square, (2,)).unwrap(), 4);
+    redis.kill();
+    redis.launch();
+    // The node makes its stream and group again; a new client is served.
+    let again = cluster_common::pool(&redis.url());
+    again.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(again.apply(square, (3,)).unwrap(), 9);
+    assert!(
+        !node.stderr().contains("multiprocess node: "),
+        "{}",
+        node.stderr()
+    );
+}

@@ -247,19 +247,21 @@ fn install_sigterm() -> Result<()> {
 /// Creates the nodes' group on the task stream (from its start: tasks queued before the
 /// first node came are served too).
 fn create_group(broker: &mut Broker, stream: &str) -> Result<()> {
-    broker.run(|c| {
-        match redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(stream)
-            .arg(keys::GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query::<()>(c)
-        {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
-        }
+    broker.run(|c| match group_command(stream).query::<()>(c) {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
     })
+}
+
+/// `XGROUP CREATE stream nodes 0 MKSTREAM`.
+fn group_command(stream: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XGROUP");
+    cmd.arg("CREATE")
+        .arg(stream)
+        .arg(keys::GROUP)
+        .arg("0")
+        .arg("MKSTREAM");
+    cmd
 }
 
 /// Takes tasks while workers are idle, until SIGTERM.
@@ -311,14 +313,21 @@ fn read_group(
     block_ms: Option<u64>,
     from: &str,
 ) -> Result<Vec<StreamId>> {
-    let reply: Option<redis::streams::StreamReadReply> = reader.run(|c| {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(keys::GROUP).arg(&shared.id);
-        cmd.arg("COUNT").arg(count);
-        if let Some(ms) = block_ms {
-            cmd.arg("BLOCK").arg(ms);
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP").arg(keys::GROUP).arg(&shared.id);
+    cmd.arg("COUNT").arg(count);
+    if let Some(ms) = block_ms {
+        cmd.arg("BLOCK").arg(ms);
+    }
+    cmd.arg("STREAMS").arg(&shared.stream).arg(from);
+    let reply: Option<redis::streams::StreamReadReply> = reader.run(|c| match cmd.query(c) {
+        // The broker lost its data (restarted without its append-only file): the stream and
+        // the group are made again, and the node goes on.
+        Err(e) if e.code() == Some("NOGROUP") => {
+            group_command(&shared.stream).query::<()>(c)?;
+            cmd.query(c)
         }
-        cmd.arg("STREAMS").arg(&shared.stream).arg(from).query(c)
+        other => other,
     })?;
     Ok(reply
         .into_iter()
