@@ -373,3 +373,45 @@ fn a_tampered_or_forged_task_never_runs() {
     assert!(!std::path::Path::new(&p("aaaa")).exists());
     assert!(!std::path::Path::new(&p("bbbb")).exists());
 }
+
+/// The `cluster_pool` example, as the README runs it: the same binary as a node (3 workers)
+/// and as the client, which prints the seeds' lines.
+#[test]
+fn the_cluster_pool_example_prints_the_seeds_lines() {
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples");
+    let example = examples.join("cluster_pool");
+    assert!(
+        example.exists(),
+        "{} was not built: run the whole suite, which builds the examples",
+        example.display()
+    );
+    let redis = Redis::start();
+    let mut spec = NodeSpec::new(&redis.url())
+        .processes(3)
+        .exe(example.clone());
+    spec.key = b"a-long-secret-shared-by-every-machine".to_vec();
+    let mut node = spec.start();
+    let mut client = std::process::Command::new(&example)
+        .env("MULTIPROCESS_BROKER", redis.url())
+        .env(
+            "MULTIPROCESS_CLUSTER_KEY",
+            "a-long-secret-shared-by-every-machine",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut client);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut client.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.starts_with("父进程 ("), "{out}");
+    assert_eq!(out.matches("执行的任务是").count(), 10, "{out}");
+    assert!(out.trim_end().ends_with("所有子进程结束....."), "{out}");
+    assert!(node.terminate().success(), "{}", node.stderr());
+}
