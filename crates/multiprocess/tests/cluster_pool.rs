@@ -415,3 +415,21 @@ fn the_cluster_pool_example_prints_the_seeds_lines() {
     assert!(out.trim_end().ends_with("所有子进程结束....."), "{out}");
     assert!(node.terminate().success(), "{}", node.stderr());
 }
+
+#[test]
+fn close_serves_iterators_begun_before_it_and_refuses_new_ones() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let mut before = pool.imap(square, 0..300, 1);
+    assert_eq!(before.next().unwrap().unwrap(), 0);
+    pool.close();
+    assert!(matches!(pool.apply(square, (1,)), Err(Error::PoolClosed)));
+    let mut after = pool.imap(square, 0..3, 1);
+    assert!(matches!(after.next(), Some(Err(Error::PoolClosed))));
+    drop(after);
+    let rest: Vec<u64> = before.map(Result::unwrap).collect();
+    assert_eq!(rest, (1..300).map(square).collect::<Vec<_>>());
+    pool.join().unwrap();
+}

@@ -23,17 +23,23 @@ pub(super) struct Feed<'p> {
     next: NextChunk<'p>,
     /// An item that could not be encoded after others were: reported on the next call.
     failed: Option<Error>,
+    /// The pool was already closed when the iterator began: it sends nothing.
+    closed: bool,
 }
 
 impl<'p> Feed<'p> {
     /// A feed; counts as an open iterator of the pool until dropped.
     pub(super) fn new(pool: &'p Pool, entry: Result<i64>, next: NextChunk<'p>) -> Self {
-        pool.client().lock().open_iterators += 1;
+        let mut state = pool.client().lock();
+        state.open_iterators += 1;
+        let closed = state.closing;
+        drop(state);
         Feed {
             pool,
             entry,
             next,
             failed: None,
+            closed,
         }
     }
 }
@@ -46,6 +52,10 @@ impl ChunkFeed for Feed<'_> {
     ) -> Result<Option<Vec<Arc<Slot>>>> {
         if let Some(e) = self.failed.take() {
             return Err(e);
+        }
+        if self.closed {
+            // Only an iterator begun before `close` is still served, as in Python.
+            return Err(Error::PoolClosed);
         }
         let window = self.pool.imap_window();
         if in_flight > window / 2 {
