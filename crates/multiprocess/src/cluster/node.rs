@@ -21,6 +21,8 @@
 //! After a reconnection the reader reads its own pending entries again (`XREADGROUP … 0`): an
 //! entry handed over in a reply that was lost is run then, once. On SIGTERM the node takes no
 //! new task, lets its running tasks finish and records them, leaves the cluster and returns.
+//! A node whose local pool breaks (its workers die before they run anything) leaves too, with
+//! an error, instead of failing every task the cluster sends it.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -414,7 +416,14 @@ fn handle(
     let limit = (task.limit_ms > 0).then(|| Duration::from_millis(task.limit_ms));
     if let Err(e) = pool.submit_encoded(task.entry, task.args, limit, finisher) {
         shared.work().idle += 1;
-        settle(Some(WireResult::from_outcome(&Err(e))), ttl_ms);
+        settle(
+            Some(WireResult::from_outcome(&Err(e.clone_for_caller()))),
+            ttl_ms,
+        );
+        if e.is_pool_not_running() {
+            // Its workers cannot start: leave, rather than fail every task of the cluster.
+            return Err(e);
+        }
     }
     Ok(())
 }
