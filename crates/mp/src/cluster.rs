@@ -12,9 +12,11 @@ pub struct ClusterArgs {
 
 #[derive(clap::Subcommand)]
 enum ClusterCommand {
-    /// Show the live nodes and the tasks waiting or running, as the broker at URL knows them
-    /// (`redis://[user:password@]host:port`, `rediss://…`, `unix:///path`; a private CA for
-    /// TLS from $MULTIPROCESS_CLUSTER_CA).
+    /// Show the live nodes, their workers, and the tasks waiting or running.
+    ///
+    /// The broker's URL is `redis://[user:password@]host:port`, `rediss://…` (TLS; a private
+    /// CA from $MULTIPROCESS_CLUSTER_CA) or `unix:///path`. No cluster key is needed: it only
+    /// reads.
     Status {
         /// The Redis broker's URL.
         url: String,
