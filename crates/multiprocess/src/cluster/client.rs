@@ -1,6 +1,6 @@
-//! The client's engine under [`cluster::Pool`](super::Pool): submitting encoded tasks, and one
-//! background thread that receives outcomes, keeps the client's heartbeat, reaps lost nodes and
-//! notices when no node of the build is left.
+//! The client's engine under [`cluster::Pool`](super::Pool): submitting encoded tasks, a
+//! receiver thread for outcomes, and a keeper thread that keeps the client's heartbeat, reaps
+//! lost nodes and notices when no node of the build is left.
 //!
 //! A submitted task gets the next number of this client (`seq`) and a result [`Slot`] (the
 //! local pool's, so results behave as local ones), registered *before* the task is sent (its
@@ -8,10 +8,10 @@
 //! one connection so task numbers reach the broker in order: the `SUBMIT` script skips
 //! numbers at or below the client's high-water mark, which makes a retried batch harmless.
 //!
-//! The background thread reads the client's result stream with `XREAD BLOCK` from the last id
-//! it has seen (a read after a reconnection repeats nothing it has not seen), sets each slot
-//! (running callbacks there, as the local pool's supervisor does), and trims what it has read.
-//! Between reads, at each heartbeat, it refreshes the client's keys, sweeps lost nodes
+//! The receiver reads the client's result stream with `XREAD BLOCK` from the last id it has
+//! seen (a read after a reconnection repeats nothing it has not seen), sets each slot (running
+//! callbacks there, as the local pool's supervisor does), and trims what it has read. The
+//! keeper, at each heartbeat, refreshes the client's keys, sweeps lost nodes
 //! (`reaper.rs`), and if no live node has run the build for a time-to-live (a grace that lets a
 //! node restart), fails the tasks that no node has taken with [`Error::NoLiveNode`] (their
 //! entries are deleted first, so none can start later).
@@ -84,9 +84,10 @@ pub(crate) struct Client {
     live: Mutex<Option<LiveView>>,
     /// When a live node of our build was last seen.
     last_node_seen: Mutex<Instant>,
-    /// Set when the pool shuts down: the background thread stops, reconnects give up.
+    /// Set when the pool shuts down: the background threads stop, reconnects give up.
     stop: Arc<AtomicBool>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The receiver and the keeper threads.
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// How many tasks one `SUBMIT` call carries.
@@ -96,7 +97,7 @@ const SUBMIT_BATCH: usize = 512;
 const READ_BATCH: usize = 1024;
 
 impl Client {
-    /// Registers the client with the broker and starts its background thread.
+    /// Registers the client with the broker and starts its receiver and keeper threads.
     pub(crate) fn start(config: ClientConfig) -> Result<Arc<Client>> {
         let mut submitter = Broker::connect(Arc::clone(&config.broker))?;
         let mut reader = submitter.another()?;
@@ -115,9 +116,11 @@ impl Client {
                 .ignore()
                 .query::<()>(c)
         })?;
-        reader.set_read_timeout(Some(config.heartbeat_every() + Duration::from_secs(30)));
+        reader.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut keeper = submitter.another()?;
         let stop = Arc::new(AtomicBool::new(false));
         reader.cancel_on(Arc::clone(&stop));
+        keeper.cancel_on(Arc::clone(&stop));
         let client = Arc::new(Client {
             config,
             state: Mutex::new(State::default()),
@@ -126,13 +129,20 @@ impl Client {
             live: Mutex::new(None),
             last_node_seen: Mutex::new(Instant::now()),
             stop,
-            thread: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
         });
-        let for_thread = Arc::clone(&client);
-        let handle = std::thread::Builder::new()
+        let (for_receiver, for_keeper) = (Arc::clone(&client), Arc::clone(&client));
+        let receiver = std::thread::Builder::new()
             .name("multiprocess-cluster".into())
-            .spawn(move || background(for_thread, reader))?;
-        *client.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+            .spawn(move || receive_loop(for_receiver, reader))?;
+        let keeper = std::thread::Builder::new()
+            .name("multiprocess-cluster-beat".into())
+            .spawn(move || keeper_loop(for_keeper, keeper))?;
+        client
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([receiver, keeper]);
         Ok(client)
     }
 
@@ -311,7 +321,7 @@ impl Client {
         self.settled.notify_all();
     }
 
-    /// Stops the background thread and removes the client's keys: nodes drop its tasks that
+    /// Stops the background threads and removes the client's keys: nodes drop its tasks that
     /// have not started, and the outcomes of those that run are thrown away. Unfinished tasks
     /// fail with [`Error::PoolTerminated`].
     pub(crate) fn shut_down(&self) {
@@ -341,8 +351,9 @@ impl Client {
                 .query::<()>(c)
         });
         drop(broker);
-        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
+        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
+            h.thread().unpark(); // the keeper, from its pause
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
@@ -373,28 +384,27 @@ impl Client {
     pub(crate) fn unfinished(&self) -> usize {
         self.lock().unfinished.len()
     }
+
+    /// Whether the background threads may stop: shut down, or closed with nothing left.
+    fn done(&self) -> bool {
+        if self.stop.load(Ordering::Acquire) {
+            return true;
+        }
+        let state = self.lock();
+        state.closing && state.unfinished.is_empty() && state.open_iterators == 0
+    }
 }
 
-/// The background thread: outcomes, heartbeat, sweeps.
-fn background(client: Arc<Client>, mut broker: Broker) {
+/// How long a read of outcomes blocks before it looks whether to stop.
+const READ_BLOCK_MS: u64 = 1000;
+
+/// The receiver thread: reads outcomes and sets their slots (running the callbacks).
+fn receive_loop(client: Arc<Client>, mut broker: Broker) {
     crate::pool::ON_SUPERVISOR.with(|f| f.set(true));
     let results = keys::results(&client.config.id);
     let mut last_seen = "0-0".to_string();
     let mut trim_below: Option<String> = None;
-    let mut next_beat = Instant::now();
-    let every = client.config.heartbeat_every();
-    while !client.stop.load(Ordering::Acquire) {
-        let now = Instant::now();
-        if now >= next_beat {
-            if let Err(e) = keep_alive(&client, &mut broker) {
-                eprintln!("multiprocess cluster client: {e}");
-            }
-            next_beat = Instant::now() + every;
-        }
-        let block = next_beat
-            .saturating_duration_since(Instant::now())
-            .as_millis()
-            .max(1) as u64;
+    while !client.done() {
         let read = broker.run(|c| {
             let mut pipe = redis::pipe();
             if let Some(below) = &trim_below {
@@ -408,7 +418,7 @@ fn background(client: Arc<Client>, mut broker: Broker) {
                 .arg("COUNT")
                 .arg(READ_BATCH)
                 .arg("BLOCK")
-                .arg(block)
+                .arg(READ_BLOCK_MS)
                 .arg("STREAMS")
                 .arg(&results)
                 .arg(&last_seen);
@@ -436,11 +446,28 @@ fn background(client: Arc<Client>, mut broker: Broker) {
             }
             trim_below = Some(next_id(&last_seen));
         }
-        let state = client.lock();
-        let finished = state.closing && state.unfinished.is_empty() && state.open_iterators == 0;
-        drop(state);
-        if finished {
-            break;
+    }
+}
+
+/// The keeper thread: a heartbeat five times per TTL, apart from the outcomes so that a slow
+/// sweep never holds a result back.
+fn keeper_loop(client: Arc<Client>, mut broker: Broker) {
+    crate::pool::ON_SUPERVISOR.with(|f| f.set(true)); // NoLiveNode outcomes run callbacks here
+    let every = client.config.heartbeat_every();
+    while !client.done() {
+        let next = Instant::now() + every;
+        if let Err(e) = keep_alive(&client, &mut broker) {
+            if !client.stop.load(Ordering::Acquire) {
+                eprintln!("multiprocess cluster client: {e}");
+            }
+        }
+        // A pause, cut short by `shut_down`'s unpark; spurious wake-ups loop.
+        while !client.done() {
+            let left = next.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::park_timeout(left);
         }
     }
 }
