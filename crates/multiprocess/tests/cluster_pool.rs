@@ -433,3 +433,34 @@ fn close_serves_iterators_begun_before_it_and_refuses_new_ones() {
     assert_eq!(rest, (1..300).map(square).collect::<Vec<_>>());
     pool.join().unwrap();
 }
+
+/// A node started from code, with `serve` and the local pool's options, in a child process.
+fn run_node(url: String) {
+    let options = multiprocess::cluster::NodeOptions::new()
+        .processes(1)
+        .maxtasksperchild(1)
+        .key(KEY.to_vec())
+        .heartbeat_ttl(TTL);
+    multiprocess::cluster::serve(&url, options).unwrap();
+}
+
+fn worker_pid() -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn serve_takes_the_local_pool_options() {
+    let redis = Redis::start();
+    let node = multiprocess::Process::new(run_node, (redis.url(),))
+        .start()
+        .unwrap();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    // maxtasksperchild(1): every task in a fresh worker.
+    let pids = pool.map(|()| worker_pid(), vec![(); 4]).unwrap();
+    let distinct: std::collections::HashSet<u32> = pids.iter().copied().collect();
+    assert_eq!(distinct.len(), 4, "{pids:?}");
+    // SIGTERM: the node leaves and its process exits with 0.
+    node.terminate().unwrap();
+    assert_eq!(node.join_timeout(DEADLINE).unwrap(), Some(0));
+}

@@ -53,6 +53,9 @@ pub struct NodeOptions {
     key: Option<Vec<u8>>,
     tls_ca: Option<Vec<u8>>,
     ttl: Option<Duration>,
+    max_tasks: Option<u64>,
+    max_memory: Option<u64>,
+    start_method: Option<crate::StartMethod>,
 }
 
 impl NodeOptions {
@@ -98,6 +101,41 @@ impl NodeOptions {
     pub fn heartbeat_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
+    }
+
+    /// Replaces a worker after it ran this many tasks, as the local pool's
+    /// [`maxtasksperchild`](crate::PoolBuilder::maxtasksperchild).
+    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+        self.max_tasks = Some(n);
+        self
+    }
+
+    /// Replaces a worker after a task that left it using more than `bytes` of memory, as the
+    /// local pool's [`max_memory_per_worker`](crate::PoolBuilder::max_memory_per_worker).
+    pub fn max_memory_per_worker(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// How the node's workers are started (default: the process-wide default).
+    pub fn start_method(mut self, method: crate::StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
+    /// The node's local pool.
+    fn pool(&self, processes: usize) -> Result<crate::Pool> {
+        let mut builder = crate::Pool::builder().processes(processes);
+        if let Some(n) = self.max_tasks {
+            builder = builder.maxtasksperchild(n);
+        }
+        if let Some(bytes) = self.max_memory {
+            builder = builder.max_memory_per_worker(bytes);
+        }
+        if let Some(method) = self.start_method {
+            builder = builder.start_method(method);
+        }
+        builder.build()
     }
 }
 
@@ -154,7 +192,7 @@ impl Shared {
 /// tasks finish and returns. Fails at once if the broker cannot be reached, refuses the
 /// credentials, or no key is given.
 pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
-    let key = Key::new(&match options.key {
+    let key = Key::new(&match options.key.clone() {
         Some(k) => k,
         None => settings::key_from_env()?,
     })?;
@@ -165,7 +203,7 @@ pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
     let build = build::build_id()?;
     let config = Arc::new(BrokerConfig {
         url: url.to_string(),
-        tls_ca: options.tls_ca,
+        tls_ca: options.tls_ca.clone(),
         retry_for: None,
     });
     let mut reader = Broker::connect(config)?;
@@ -185,7 +223,7 @@ pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
     });
     install_sigterm()?;
     create_group(&mut reader, &shared.stream)?;
-    let pool = crate::Pool::new(processes)?;
+    let pool = options.pool(processes)?;
     let mut beat_conn = reader.another()?;
     heartbeat_once(&mut beat_conn, &shared, build)?;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
