@@ -34,7 +34,9 @@
 //! was seen (a grace that lets a node restart). Every task carries an
 //! HMAC-SHA256 under the shared cluster key, over everything that decides what runs; a node
 //! checks it before it looks at anything else, so a task written into Redis by anyone without
-//! the key never runs. Parties with different keys do not even share a stream. Arguments are
+//! the key never runs. Parties with different keys do not even share a stream. (The HMAC proves
+//! who made a task; it cannot stop someone with write access to Redis from adding a copy of a
+//! genuine task while its client lives: keep the broker behind a password or an ACL user.) Arguments are
 //! plain values: a local handle (a [`crate::Queue`], a pipe, a lock) is refused at submit.
 //!
 //! ## Failures, and what each gives
