@@ -4,6 +4,7 @@
 //! Each case prints one line per figure, `case=NAME value=V unit=U`, and with `--vs-python`
 //! also Python's figure and the ratio (always as the speedup over Python: above 1 is faster).
 
+mod cluster;
 mod ipc;
 mod pool;
 mod process_start;
@@ -47,6 +48,43 @@ enum Case {
     PoolImap(PoolTasks),
     /// Pool(2): apply_async of a trivial task, then get each: µs per task.
     PoolApplyAsync(PoolTasks),
+    /// cluster::Pool.map of trivial tasks, one node of 2 workers, one local redis-server:
+    /// tasks/s (with --vs-python: Celery, prefork pool of 2, same server).
+    ClusterMap {
+        /// Also run Celery's baseline (installed into bench/python/.venv) and print the ratio.
+        #[arg(long)]
+        vs_python: bool,
+        /// A broker to use instead of a redis-server started by the bench.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Tasks per run.
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        /// Runs; the median run is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
+    /// cluster::Pool.apply one at a time: round-trip p50 and p99 in µs.
+    ClusterApply {
+        /// A broker to use instead of a redis-server started by the bench.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Round trips measured.
+        #[arg(long, default_value_t = 5_000)]
+        tasks: u64,
+    },
+    /// SIGKILL of a node running a task until the client sees NodeLost: seconds.
+    ClusterNodeLoss {
+        /// A broker to use instead of a redis-server started by the bench.
+        #[arg(long)]
+        broker: Option<String>,
+        /// The heartbeat time-to-live, in ms (default: the library's, 5000).
+        #[arg(long, default_value_t = 5000)]
+        ttl_ms: u64,
+        /// Runs; the median run is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
 }
 
 /// Options of the pool cases.
@@ -97,6 +135,18 @@ fn main() -> std::process::ExitCode {
         Case::Pipe(t) => ipc::run(ipc::Kind::Pipe, t.items, t.runs, t.vs_python),
         Case::PoolImap(t) => pool::run(pool::Kind::Imap, t.tasks, t.runs, t.vs_python),
         Case::PoolApplyAsync(t) => pool::run(pool::Kind::ApplyAsync, t.tasks, t.runs, t.vs_python),
+        Case::ClusterMap {
+            vs_python,
+            broker,
+            tasks,
+            runs,
+        } => cluster::map(broker, tasks, runs, vs_python),
+        Case::ClusterApply { broker, tasks } => cluster::apply(broker, tasks),
+        Case::ClusterNodeLoss {
+            broker,
+            ttl_ms,
+            runs,
+        } => cluster::node_loss(broker, std::time::Duration::from_millis(ttl_ms), runs),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

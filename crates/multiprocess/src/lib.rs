@@ -54,6 +54,10 @@
 //!   [`Error::WorkerLost`] and is replaced; task time limits, `maxtasksperchild`, a memory
 //!   ceiling.
 //!
+//! - [`cluster`] (feature `cluster`): the same `Pool` and a `Queue` across machines, through a
+//!   Redis broker, with the same crash guarantees and a few more (a lost machine's tasks fail
+//!   with [`Error::NodeLost`], tasks are authenticated, nothing grows without bound in Redis).
+//!
 //! Queues, connections, locks and shared values are passed to a child as arguments, under every
 //! start method.
 //!
@@ -84,6 +88,8 @@
 // No panic on a path that user input or another process can reach: errors are returned.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod codec;
 mod connection;
 mod context;
