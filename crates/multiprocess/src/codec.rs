@@ -82,6 +82,13 @@ pub fn decode_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> 
     value
 }
 
+/// Whether the value being encoded now can carry descriptors (it is encoded with
+/// [`encode_with_fds`], so a transport will move them): a zero-copy buffer then travels as its
+/// descriptor, otherwise as its bytes.
+pub(crate) fn sending_fds() -> bool {
+    OUTGOING.with(|t| t.borrow().is_some())
+}
+
 /// Serializes a descriptor as its index in the outgoing side table. For `Serialize`
 /// implementations of handle types.
 pub(crate) fn serialize_fd<S: Serializer>(

@@ -58,6 +58,14 @@ pub enum Error {
     Eof,
     /// A message was longer than the buffer given to receive it; here it is, whole.
     BufferTooShort(Vec<u8>),
+    /// An index, or the end of a byte range, lies outside a container or a block of shared
+    /// memory (Python's `IndexError`).
+    OutOfRange {
+        /// The index, or the end of the byte range, asked for.
+        index: u64,
+        /// The length it must stay within.
+        len: u64,
+    },
     /// An operating-system call failed.
     Io(io::Error),
 }
@@ -106,6 +114,9 @@ impl fmt::Display for Error {
                 "the buffer is too short for the message of {} bytes",
                 msg.len()
             ),
+            Error::OutOfRange { index, len } => {
+                write!(f, "index {index} is out of range for a length of {len}")
+            }
             Error::Io(err) => write!(f, "I/O error: {err}"),
         }
     }
@@ -143,6 +154,10 @@ impl Error {
             Error::BrokenBarrier => Error::BrokenBarrier,
             Error::Eof => Error::Eof,
             Error::BufferTooShort(b) => Error::BufferTooShort(b.clone()),
+            Error::OutOfRange { index, len } => Error::OutOfRange {
+                index: *index,
+                len: *len,
+            },
             Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
         }
     }

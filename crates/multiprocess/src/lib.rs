@@ -78,6 +78,7 @@
 // The doc examples show `fn main` on purpose: `multiprocess::init()` belongs first in it.
 #![allow(clippy::needless_doctest_main)]
 
+mod buffer;
 pub mod codec;
 mod connection;
 mod context;
@@ -87,10 +88,12 @@ mod pool;
 mod process;
 mod queue;
 mod shared;
+mod shared_memory;
 mod shm;
 mod sync;
 mod sys;
 
+pub use buffer::{ShmBuf, ShmBufMut};
 pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
 pub use context::{
     get_all_start_methods, get_context, get_start_method, init, set_start_method,
@@ -106,6 +109,7 @@ pub use process::{
 };
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
 pub use shared::{Array, Plain, RawArray, RawValue, Value};
+pub use shared_memory::SharedMemory;
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
 };

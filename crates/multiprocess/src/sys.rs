@@ -4,6 +4,8 @@
 //! port (macOS first) changes this file and nothing else: pidfds, `poll` with a deadline,
 //! `fork`, socket pairs, file descriptors passed with `SCM_RIGHTS`, wait statuses and signals.
 
+pub mod mem;
+
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;

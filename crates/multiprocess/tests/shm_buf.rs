@@ -1,0 +1,209 @@
+//! Zero-copy buffers (`ShmBuf`): their pages cross every channel as a descriptor, under every
+//! start method; the bytes are final once frozen; and a receiver killed while holding one
+//! leaves nothing behind.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+
+use common::{join, recv};
+use multiprocess::{pipe, Connection, Pool, Process, ShmBuf, ShmBufMut, StartMethod};
+
+multiprocess::init_on_load!();
+
+/// A buffer of `len` bytes whose every 8-byte word depends on `seed` and its position.
+fn patterned(seed: u64, len: usize) -> ShmBuf {
+    let mut buf = ShmBufMut::new(len).unwrap();
+    fill(seed, &mut buf);
+    buf.freeze().unwrap()
+}
+
+/// Fills each 4 KiB page with a byte of its own, after a word naming the page: cheap to write
+/// and to check (memset and memcmp) even in a debug build, and a page out of place shows.
+fn fill(seed: u64, bytes: &mut [u8]) {
+    for (i, page) in bytes.chunks_mut(4096).enumerate() {
+        let (head, rest) = page.split_at_mut(page.len().min(8));
+        head.copy_from_slice(&page_word(seed, i)[..head.len()]);
+        rest.fill(page_byte(seed, i));
+    }
+}
+
+fn page_word(seed: u64, page: usize) -> [u8; 8] {
+    (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ page as u64).to_le_bytes()
+}
+
+fn page_byte(seed: u64, page: usize) -> u8 {
+    (seed as usize).wrapping_add(page.wrapping_mul(31)) as u8
+}
+
+/// Whether `bytes` is exactly what [`fill`] wrote for `seed`.
+fn intact(seed: u64, bytes: &[u8]) -> bool {
+    let mut same = [0u8; 4096];
+    bytes.chunks(4096).enumerate().all(|(i, page)| {
+        let (head, rest) = page.split_at(page.len().min(8));
+        same[..rest.len()].fill(page_byte(seed, i));
+        head == &page_word(seed, i)[..head.len()] && rest == &same[..rest.len()]
+    })
+}
+
+fn check_buf(seed: u64, len: usize, buf: ShmBuf) -> bool {
+    buf.len() == len && intact(seed, &buf)
+}
+
+/// Sends each buffer back with the inode it saw, until `None`.
+fn echo_buf(conn: Connection) {
+    while let Some(buf) = conn.recv::<Option<ShmBuf>>().unwrap() {
+        conn.send(&(buf.inode(), buf)).unwrap();
+    }
+}
+
+/// A 16 MiB buffer through a pipe and back: the same pages (the same inode) at both ends.
+fn through_a_pipe(method: StartMethod) {
+    let (mine, theirs) = pipe().unwrap();
+    let p = Process::new(echo_buf, (theirs,))
+        .start_method(method)
+        .start()
+        .unwrap();
+    for (seed, len) in [(1, 16 << 20), (2, 0), (3, 4095)] {
+        let buf = patterned(seed, len);
+        mine.send(&Some(&buf)).unwrap();
+        let (seen_inode, back): (u64, ShmBuf) = recv(&mine);
+        assert_eq!(seen_inode, buf.inode(), "the child mapped other pages");
+        assert_eq!(back.inode(), buf.inode());
+        assert!(check_buf(seed, len, back));
+    }
+    mine.send(&None::<ShmBuf>).unwrap();
+    assert_eq!(join(&p), 0);
+}
+
+/// 64 MiB as a `Process` argument and as a `spawn` argument and result.
+fn as_arguments(method: StartMethod) {
+    let buf = patterned(7, 64 << 20);
+    let p = Process::new(
+        |b: ShmBuf| assert!(check_buf(7, 64 << 20, b)),
+        (buf.clone(),),
+    )
+    .start_method(method)
+    .start()
+    .unwrap();
+    assert_eq!(join(&p), 0);
+    let h = multiprocess::get_context(method)
+        .spawn(
+            |b: ShmBuf| {
+                assert!(check_buf(7, 64 << 20, b));
+                patterned(8, 64 << 20)
+            },
+            (buf,),
+        )
+        .unwrap();
+    assert!(check_buf(8, 64 << 20, h.join().unwrap()));
+}
+
+fn sum_len(b: ShmBuf) -> usize {
+    assert!(intact(b.len() as u64, &b));
+    b.len()
+}
+
+fn make(len: usize) -> ShmBuf {
+    patterned(len as u64, len)
+}
+
+/// Buffers as pool task arguments and results.
+fn through_a_pool(method: StartMethod) {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let lens = [1 << 20, 16 << 20, 3, 0];
+    let bufs: Vec<ShmBuf> = lens.iter().map(|&n| patterned(n as u64, n)).collect();
+    assert_eq!(pool.map(sum_len, bufs).unwrap(), lens);
+    for (buf, &len) in pool.map(make, lens).unwrap().into_iter().zip(&lens) {
+        assert!(check_buf(len as u64, len, buf));
+    }
+    pool.close();
+    pool.join().unwrap();
+}
+
+/// Every place in this process that keeps a file with inode `ino` alive: open descriptors and
+/// mappings.
+fn holders(ino: u64) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.ino() == ino) {
+            found.push(format!("fd {:?}", entry.file_name()));
+        }
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        if line.split_whitespace().nth(4) == Some(&ino.to_string()) && line.contains("memfd:") {
+            found.push(format!("mapping {line}"));
+        }
+    }
+    found
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn hold_forever(conn: Connection) {
+    let buf: ShmBuf = conn.recv().unwrap();
+    assert!(intact(9, &buf));
+    conn.send(&buf.len()).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A receiver SIGKILLed while it holds a 64 MiB buffer: once the sender has dropped its own,
+/// no descriptor or mapping of it is left anywhere in the sender, and the sender's descriptor
+/// count is back where it was.
+fn killed_receiver_leaks_nothing(method: StartMethod) {
+    let (mine, theirs) = pipe().unwrap();
+    let p = Process::new(hold_forever, (theirs,))
+        .start_method(method)
+        .start()
+        .unwrap();
+    let before = open_fds();
+    let buf = patterned(9, 64 << 20);
+    let ino = buf.inode();
+    mine.send(&buf).unwrap();
+    drop(buf);
+    assert_eq!(recv::<usize>(&mine), 64 << 20);
+    p.kill().unwrap();
+    assert_eq!(join(&p), -9);
+    assert_eq!(holders(ino), Vec::<String>::new());
+    assert_eq!(open_fds(), before);
+}
+
+per_method!(
+    through_a_pipe,
+    as_arguments,
+    through_a_pool,
+    killed_receiver_leaks_nothing,
+);
+
+/// The bytes of a frozen buffer are final: the kernel refuses a writable mapping of them.
+#[test]
+fn frozen_means_read_only_for_the_kernel() {
+    let buf = patterned(1, 8192);
+    let fd = format!("/proc/self/fd/{}", {
+        // Find the buffer's descriptor by its inode.
+        let ino = buf.inode();
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == ino))
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap()
+    });
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fd)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+}
