@@ -90,6 +90,7 @@ mod queue;
 mod shared;
 mod shared_memory;
 mod shm;
+mod store;
 mod sync;
 mod sys;
 
@@ -110,6 +111,7 @@ pub use process::{
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
 pub use shared::{Array, Plain, RawArray, RawValue, Value};
 pub use shared_memory::SharedMemory;
+pub use store::{Dict, List};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
 };
