@@ -39,7 +39,7 @@ fn produce_zero_copy(q: Queue<Option<ShmBuf>>, size: usize, count: usize) {
     for _ in 0..count {
         let mut buf = ShmBufMut::new(size).expect("buffer");
         buf.copy_from_slice(&data);
-        q.put(Some(buf.freeze().expect("freeze"))).expect("put");
+        q.put(Some(buf.freeze())).expect("put");
     }
     q.put(None).expect("put");
 }

@@ -215,7 +215,7 @@ impl SharedMemory {
     }
 
     fn inode(&self) -> u64 {
-        mem::file_stat(self.fd.as_fd()).map_or(0, |st| st.ino)
+        mem::file_stat(self.fd.as_fd()).map_or(0, |st| st.id.1)
     }
 
     /// The block's name, without a leading `/` (pass it to [`open`](Self::open) elsewhere).

@@ -15,7 +15,7 @@ multiprocess::init_on_load!();
 fn patterned(seed: u64, len: usize) -> ShmBuf {
     let mut buf = ShmBufMut::new(len).unwrap();
     fill(seed, &mut buf);
-    buf.freeze().unwrap()
+    buf.freeze()
 }
 
 /// Fills each 4 KiB page with a byte of its own, after a word naming the page: cheap to write
@@ -156,25 +156,91 @@ fn hold_forever(conn: Connection) {
     }
 }
 
-/// A receiver SIGKILLed while it holds a 64 MiB buffer: once the sender has dropped its own,
-/// no descriptor or mapping of it is left anywhere in the sender, and the sender's descriptor
-/// count is back where it was.
+/// A receiver SIGKILLed while it holds a 64 MiB buffer: its hold goes with it (the sender's
+/// next buffer of that size reuses the same memory), and once the sender lets go of what it
+/// keeps for reuse, no descriptor or mapping of the buffer is left in the sender, whose
+/// descriptor count is back where it was.
 fn killed_receiver_leaks_nothing(method: StartMethod) {
     let (mine, theirs) = pipe().unwrap();
     let p = Process::new(hold_forever, (theirs,))
         .start_method(method)
         .start()
         .unwrap();
+    ShmBuf::release_unused();
     let before = open_fds();
     let buf = patterned(9, 64 << 20);
     let ino = buf.inode();
     mine.send(&buf).unwrap();
     drop(buf);
     assert_eq!(recv::<usize>(&mine), 64 << 20);
+    let other = ShmBufMut::new(64 << 20).unwrap().freeze();
+    assert_ne!(
+        other.inode(),
+        ino,
+        "memory a live receiver holds was reused"
+    );
+    drop(other);
     p.kill().unwrap();
     assert_eq!(join(&p), -9);
+    let again = ShmBufMut::new(64 << 20).unwrap().freeze();
+    assert!(
+        again.iter().all(|&b| b == 0),
+        "a reused buffer starts zeroed"
+    );
+    let reused = again.inode();
+    drop(again);
+    assert!(
+        reused == ino || holders(ino).is_empty(),
+        "the dead receiver still holds it"
+    );
+    ShmBuf::release_unused();
     assert_eq!(holders(ino), Vec::<String>::new());
     assert_eq!(open_fds(), before);
+}
+
+fn hold_until_told(conn: Connection) {
+    let buf: ShmBuf = conn.recv().unwrap();
+    conn.send(&buf.inode()).unwrap();
+    let () = conn.recv().unwrap();
+    assert!(
+        intact(5, &buf),
+        "the bytes changed while this process held them"
+    );
+    drop(buf);
+    conn.send(&()).unwrap();
+    let () = conn.recv().unwrap();
+}
+
+/// Memory is never reused while a handle to it exists in another process or in transit; it is
+/// reused once every handle is gone.
+fn no_reuse_while_held(method: StartMethod) {
+    let (mine, theirs) = pipe().unwrap();
+    let p = Process::new(hold_until_told, (theirs,))
+        .start_method(method)
+        .start()
+        .unwrap();
+    let buf = patterned(5, 1 << 20);
+    let ino = buf.inode();
+    mine.send(&buf).unwrap(); // in transit until the child takes it
+    drop(buf);
+    let mut others: Vec<ShmBuf> = (0..3).map(|i| patterned(100 + i, 1 << 20)).collect();
+    assert!(
+        others.iter().all(|b| b.inode() != ino),
+        "reused while in transit"
+    );
+    assert_eq!(recv::<u64>(&mine), ino);
+    others.clear();
+    others.extend((0..3).map(|i| patterned(200 + i, 1 << 20)));
+    assert!(others.iter().all(|b| b.inode() != ino), "reused while held");
+    mine.send(&()).unwrap();
+    let () = recv(&mine);
+    others.clear();
+    let found = (0..40)
+        .map(|i| patterned(300 + i, 1 << 20))
+        .any(|b| b.inode() == ino);
+    assert!(found, "not reused once every handle was gone");
+    mine.send(&()).unwrap();
+    assert_eq!(join(&p), 0);
 }
 
 per_method!(
@@ -182,6 +248,7 @@ per_method!(
     as_arguments,
     through_a_pool,
     killed_receiver_leaks_nothing,
+    no_reuse_while_held,
 );
 
 /// The bytes of a frozen buffer are final: the kernel refuses a writable mapping of them.

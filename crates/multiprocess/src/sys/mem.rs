@@ -45,10 +45,10 @@ pub fn memfd_create(name: &str, sealable: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The seals that make a file's contents and size final: no write, no shrink, no growth, and no
-/// change of seals.
-pub const FINAL_SEALS: libc::c_int =
-    libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+/// The seals that leave a file writable only through the writable mappings that exist when
+/// they are added: no new writable mapping, no `write(2)`, no resize, no change of seals.
+pub const WRITERS_SEALED: libc::c_int =
+    libc::F_SEAL_FUTURE_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
 /// Adds `seals` to a file made by [`memfd_create`] with `sealable`. `F_SEAL_WRITE` fails with
 /// `EBUSY` while any writable shared mapping of the file exists.
@@ -73,6 +73,52 @@ pub fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     Ok(ret)
 }
 
+/// Opens the file of `fd` again, read-only: a new *open file description*, with locks of its
+/// own (`fcntl` OFD locks belong to a description, not to a process or a descriptor number).
+pub fn reopen_read_only(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let path =
+        CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
+    // SAFETY: path is a valid C string; the result is a new descriptor or -1.
+    let new = check(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: open just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// A lock on a whole file, held by an open file description.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Lock {
+    /// Shared: many descriptions may hold it.
+    Read,
+    /// Exclusive.
+    Write,
+    /// Release what this description holds.
+    Unlock,
+}
+
+/// Sets the OFD lock of `fd`'s open file description on the whole file, without waiting.
+/// `Ok(false)` when another description holds a conflicting lock. The lock lasts until it is
+/// changed or the description is closed everywhere (also when its holders die); descriptors
+/// made by `dup`, inherited, or passed with `SCM_RIGHTS` share their description and its lock.
+pub fn ofd_lock(fd: BorrowedFd<'_>, lock: Lock) -> io::Result<bool> {
+    // SAFETY: `flock` is plain data; every field is set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = match lock {
+        Lock::Read => libc::F_RDLCK,
+        Lock::Write => libc::F_WRLCK,
+        Lock::Unlock => libc::F_UNLCK,
+    } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fl is a valid flock for the call; F_OFD_SETLK does not block.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
+}
+
 /// Sets a file's length (its new bytes read as zeros).
 pub fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len)
@@ -86,8 +132,8 @@ pub fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
 pub struct FileStat {
     /// Its length in bytes.
     pub len: u64,
-    /// Its inode number.
-    pub ino: u64,
+    /// The device of its file system and its inode number: together they name the file.
+    pub id: (u64, u64),
 }
 
 /// A file's length and inode.
@@ -98,7 +144,7 @@ pub fn file_stat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
     check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
     Ok(FileStat {
         len: st.st_size as u64,
-        ino: st.st_ino,
+        id: (st.st_dev, st.st_ino),
     })
 }
 

@@ -1,34 +1,44 @@
-//! Zero-copy byte buffers: [`ShmBufMut`] (written by one process) and [`ShmBuf`] (sealed,
+//! Zero-copy byte buffers: [`ShmBufMut`] (written by one process) and [`ShmBuf`] (read-only,
 //! shared by any number of processes), whose bytes cross to another process as a descriptor.
 //!
 //! ## Design
 //!
 //! A buffer's bytes live in an anonymous memory file of their own (`memfd`), mapped into the
-//! process that writes them. [`ShmBufMut::freeze`] unmaps the writable mapping and *seals* the
-//! file (`F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): from then on the kernel
-//! refuses every write, resize or writable shared mapping, in every process, so the bytes are
-//! final and a `&[u8]` over them is sound anywhere. A [`ShmBuf`] travels (in a pipe message, a
-//! `Process`/`spawn` argument or result, a pool task's argument or result, a FIFO queue item) as
-//! its descriptor; the receiver checks the seals and maps the same pages read-only. No byte is
-//! copied, whatever the size.
+//! process that writes them. A [`ShmBuf`] travels (in a pipe message, a FIFO queue item, a
+//! `Process`/`spawn` argument or result, a pool task's argument or result) as a descriptor of
+//! that file; the receiver maps the same pages read-only. No byte is copied, whatever the size.
 //!
 //! Where no descriptor can travel (a value encoded with [`codec::encode`](crate::codec::encode),
-//! a `LifoQueue` or `PriorityQueue` item), a buffer travels as its bytes instead and the receiver
-//! gets a fresh sealed buffer holding a copy: slower, never wrong.
+//! an item of a `LifoQueue`, `PriorityQueue`, `Dict` or `List`), a buffer travels as its bytes
+//! instead, and the receiver gets a new buffer holding a copy: slower, never wrong.
+//!
+//! Fresh pages are costly (the kernel allocates, zeroes and maps each 4 KiB page; measured here
+//! that is 20 times the cost of copying it), so each process keeps the files it made and
+//! writes a new buffer into one that no handle uses any more, and keeps its mappings of the
+//! files it received; a stream of buffers between two processes then runs at the speed of
+//! writing and reading the bytes. `memory.rs` says how reuse stays safe: the kernel seals each
+//! file against every writer but its maker's first mapping, and tells the maker, through file
+//! locks that travel with every handle sent, when no handle is left anywhere.
 //!
 //! ## Writability, before and after sending
 //!
 //! - Before: a [`ShmBufMut`] belongs to one process and is written through `&mut [u8]`. It
-//!   cannot be sent; [`freeze`](ShmBufMut::freeze) turns it into a [`ShmBuf`].
-//! - After: a [`ShmBuf`] is read-only everywhere, in the sender too (the kernel enforces it, not
-//!   only the type system). To change the bytes, copy them into a new buffer.
+//!   cannot be sent; [`freeze`](ShmBufMut::freeze) turns it into a [`ShmBuf`] (no system call).
+//! - After: a [`ShmBuf`] is read-only everywhere, in its maker too. The kernel refuses every
+//!   write but its maker's, and the maker writes the pages again only for a new buffer, once no
+//!   handle to the old one exists in any process or in transit. To change the bytes, copy them
+//!   into a new buffer.
 //!
 //! ## Lifetime
 //!
-//! The memory is freed when the last process that holds the buffer drops it (or dies: the
-//! kernel closes a dead process's descriptors and unmaps its memory). A buffer in transit is
-//! held by the channel itself (a queue's or pipe's socket) and freed with it. Nothing has a name
-//! in any file system, so nothing can be left behind.
+//! The memory is freed when the last process that holds the file lets go of it or dies (the
+//! kernel closes a dead process's descriptors and unmaps its memory); a buffer in transit is
+//! held by the channel (a queue's or pipe's socket) and freed with it. Each process keeps up to
+//! 256 MiB of its own idle buffers for reuse, and up to 1 GiB of mappings of received ones;
+//! [`ShmBuf::release_unused`] gives them back at once. Nothing has a name in any file system,
+//! so nothing can be left behind.
+
+mod memory;
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -41,14 +51,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::codec::{self, FdIn, FdOut};
 use crate::error::{Error, Result};
 use crate::shared::Plain;
-use crate::sys::mem::{self, Access, Mapping};
+use memory::Memory;
 
-/// The name a buffer's memory file shows in `/proc/<pid>/fd` (as `memfd:multiprocess-buf`).
-pub(crate) const MEMFD_NAME: &str = "multiprocess-buf";
-
-/// Bytes from which a receiver maps a buffer with all its pages at once (`MAP_POPULATE`)
-/// rather than one page fault at a time.
-const POPULATE_FROM: usize = 64 * 1024;
+pub(crate) use memory::reset_after_fork;
 
 /// A byte buffer in shared memory that this process is writing. Freeze it into a [`ShmBuf`] to
 /// send it.
@@ -63,8 +68,8 @@ const POPULATE_FROM: usize = 64 * 1024;
 /// # Ok::<(), multiprocess::Error>(())
 /// ```
 pub struct ShmBufMut {
-    fd: OwnedFd,
-    map: Mapping,
+    /// Memory no other handle uses, mapped writable.
+    mem: Arc<Memory>,
     /// The bytes in use (at most the mapping's length).
     len: usize,
 }
@@ -72,14 +77,15 @@ pub struct ShmBufMut {
 impl ShmBufMut {
     /// A buffer of `len` zero bytes.
     pub fn new(len: usize) -> Result<ShmBufMut> {
-        let fd = mem::memfd_create(MEMFD_NAME, true)?;
-        mem::set_len(fd.as_fd(), len as u64)?;
-        // The writer is about to fill it: every page at once is cheaper than a fault per page.
-        let map = Mapping::new(fd.as_fd(), len, Access::ReadWrite, true)?;
-        Ok(ShmBufMut { fd, map, len })
+        let (mem, reused) = memory::for_writing(len)?;
+        let mut buf = ShmBufMut { mem, len };
+        if reused {
+            buf.fill(0);
+        }
+        Ok(buf)
     }
 
-    /// A buffer holding a copy of `bytes`.
+    /// A buffer holding a copy of `bytes` (written once: no zeroing first).
     ///
     /// ```
     /// let buf = multiprocess::ShmBufMut::from_slice(b"abc")?;
@@ -87,7 +93,11 @@ impl ShmBufMut {
     /// # Ok::<(), multiprocess::Error>(())
     /// ```
     pub fn from_slice(bytes: &[u8]) -> Result<ShmBufMut> {
-        let mut buf = ShmBufMut::new(bytes.len())?;
+        let (mem, _) = memory::for_writing(bytes.len())?;
+        let mut buf = ShmBufMut {
+            mem,
+            len: bytes.len(),
+        };
         buf.copy_from_slice(bytes);
         Ok(buf)
     }
@@ -103,12 +113,12 @@ impl ShmBufMut {
     }
 
     /// Shortens it to `len` bytes (no effect if it is not longer), e.g. after writing fewer
-    /// bytes than planned. The memory of the bytes cut off is given back when it is frozen.
+    /// bytes than planned.
     ///
     /// ```
     /// let mut buf = multiprocess::ShmBufMut::new(100)?;
     /// buf.truncate(10);
-    /// assert_eq!(buf.freeze()?.len(), 10);
+    /// assert_eq!(buf.freeze().len(), 10);
     /// # Ok::<(), multiprocess::Error>(())
     /// ```
     pub fn truncate(&mut self, len: usize) {
@@ -121,60 +131,42 @@ impl ShmBufMut {
     /// ```
     /// let mut buf = multiprocess::ShmBufMut::new(8 * 3)?;
     /// buf.as_mut_slice_of::<f64>().copy_from_slice(&[1.0, 2.5, 4.0]);
-    /// assert_eq!(buf.freeze()?.as_slice_of::<f64>(), [1.0, 2.5, 4.0]);
+    /// assert_eq!(buf.freeze().as_slice_of::<f64>(), [1.0, 2.5, 4.0]);
     /// # Ok::<(), multiprocess::Error>(())
     /// ```
     pub fn as_mut_slice_of<T: Plain<Bits = T>>(&mut self) -> &mut [T] {
         let n = self.len / std::mem::size_of::<T>().max(1);
         // SAFETY: the mapping is page-aligned (so aligned for any plain type), holds at least
-        // n * size_of::<T>() bytes, and is borrowed mutably through self; T (its own bit
-        // storage) is valid for every bit pattern.
-        unsafe { std::slice::from_raw_parts_mut(self.map.ptr().cast::<T>(), n) }
+        // n * size_of::<T>() bytes, and only this handle uses it (borrowed mutably through
+        // self); T (its own bit storage) is valid for every bit pattern.
+        unsafe { std::slice::from_raw_parts_mut(self.mem.ptr().cast::<T>(), n) }
     }
 
-    /// Seals the bytes for good and returns the shareable, read-only buffer.
-    pub fn freeze(self) -> Result<ShmBuf> {
-        let ShmBufMut { fd, map, len } = self;
-        // F_SEAL_WRITE needs every writable shared mapping gone: ours is the only one, unless
-        // a thread forked this process while the buffer was being written (the child inherited
-        // the mapping). Then the bytes move to a fresh file, made after that fork.
-        drop(map);
-        if (len as u64) < mem::file_stat(fd.as_fd())?.len {
-            mem::set_len(fd.as_fd(), len as u64)?;
+    /// Makes the bytes final and returns the shareable, read-only buffer (no system call).
+    pub fn freeze(self) -> ShmBuf {
+        ShmBuf {
+            inner: Arc::new(Held {
+                mem: self.mem,
+                len: self.len,
+                _lock: None,
+            }),
         }
-        match mem::add_seals(fd.as_fd(), mem::FINAL_SEALS) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                let old = Mapping::new(fd.as_fd(), len, Access::Read, true)?;
-                // SAFETY: the mapping holds `len` bytes; only a forked copy of this process
-                // could still write them, and such a copy's writes are not ours to order.
-                let bytes = unsafe { std::slice::from_raw_parts(old.ptr(), len) };
-                let copy = ShmBufMut::from_slice(bytes)?;
-                drop(old);
-                let ShmBufMut { fd, map, .. } = copy;
-                drop(map);
-                mem::add_seals(fd.as_fd(), mem::FINAL_SEALS)?;
-                return ShmBuf::sealed(fd, len);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        ShmBuf::sealed(fd, len)
     }
 }
 
 impl Deref for ShmBufMut {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the mapping holds at least `len` bytes, mapped as long as self; only this
-        // process maps the file writably, and writes need `&mut self`.
-        unsafe { std::slice::from_raw_parts(self.map.ptr(), self.len) }
+        // SAFETY: the mapping holds at least `len` bytes, mapped as long as self; no other
+        // handle to this memory exists (see `memory::for_writing`), and writes need `&mut self`.
+        unsafe { std::slice::from_raw_parts(self.mem.ptr(), self.len) }
     }
 }
 
 impl DerefMut for ShmBufMut {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`, borrowed mutably through self.
-        unsafe { std::slice::from_raw_parts_mut(self.map.ptr(), self.len) }
+        // SAFETY: as in `deref`, borrowed mutably through self; the mapping is writable.
+        unsafe { std::slice::from_raw_parts_mut(self.mem.ptr(), self.len) }
     }
 }
 
@@ -184,10 +176,13 @@ impl fmt::Debug for ShmBufMut {
     }
 }
 
-/// A sealed file and its read-only mapping.
-struct Sealed {
-    fd: OwnedFd,
-    map: Mapping,
+/// A buffer's bytes, as this process holds them.
+struct Held {
+    mem: Arc<Memory>,
+    len: usize,
+    /// For a buffer received from another process: the descriptor it came with, whose read
+    /// lock keeps its maker from reusing the memory while this process holds the buffer.
+    _lock: Option<OwnedFd>,
 }
 
 /// A read-only byte buffer in shared memory that crosses to other processes without being
@@ -205,14 +200,14 @@ struct Sealed {
 ///     multiprocess::init();
 ///     let mut buf = ShmBufMut::new(64 << 20)?; // 64 MiB
 ///     buf.fill(1);
-///     let h = multiprocess::spawn(checksum, (buf.freeze()?,))?;
+///     let h = multiprocess::spawn(checksum, (buf.freeze(),))?;
 ///     assert_eq!(h.join()?, 64 << 20);
 ///     Ok(())
 /// }
 /// ```
 #[derive(Clone)]
 pub struct ShmBuf {
-    inner: Arc<Sealed>,
+    inner: Arc<Held>,
 }
 
 impl ShmBuf {
@@ -224,7 +219,7 @@ impl ShmBuf {
     /// # Ok::<(), multiprocess::Error>(())
     /// ```
     pub fn copy_from_slice(bytes: &[u8]) -> Result<ShmBuf> {
-        ShmBufMut::from_slice(bytes)?.freeze()
+        Ok(ShmBufMut::from_slice(bytes)?.freeze())
     }
 
     /// The bytes as whole elements of a plain type (trailing bytes that do not fill an element
@@ -236,41 +231,46 @@ impl ShmBuf {
     /// # Ok::<(), multiprocess::Error>(())
     /// ```
     pub fn as_slice_of<T: Plain<Bits = T>>(&self) -> &[T] {
-        let n = self.inner.map.len() / std::mem::size_of::<T>().max(1);
-        // SAFETY: the mapping is page-aligned and holds n * size_of::<T>() bytes, sealed
-        // against every write; T (its own bit storage) is valid for every bit pattern.
-        unsafe { std::slice::from_raw_parts(self.inner.map.ptr().cast::<T>(), n) }
+        let n = self.inner.len / std::mem::size_of::<T>().max(1);
+        // SAFETY: the mapping is page-aligned and holds n * size_of::<T>() bytes, which no
+        // process writes while a handle to them exists; T is valid for every bit pattern.
+        unsafe { std::slice::from_raw_parts(self.inner.mem.ptr().cast::<T>(), n) }
+    }
+
+    /// Gives back the memory this process keeps for faster buffers (its own idle buffers and
+    /// its mappings of buffers it received), as far as no handle in this process uses it.
+    ///
+    /// ```
+    /// drop(multiprocess::ShmBuf::copy_from_slice(&[0; 1 << 20])?);
+    /// multiprocess::ShmBuf::release_unused(); // the megabyte goes back to the system
+    /// # Ok::<(), multiprocess::Error>(())
+    /// ```
+    pub fn release_unused() {
+        memory::release_unused();
     }
 
     /// The inode of its memory file: the same in every process that holds this buffer (for
-    /// tests that check nothing keeps it alive).
+    /// tests that check which memory a buffer uses).
     #[doc(hidden)]
     pub fn inode(&self) -> u64 {
-        mem::file_stat(self.inner.fd.as_fd()).map_or(0, |st| st.ino)
+        self.inner.mem.inode()
     }
+}
 
-    /// The buffer of a file this process just sealed.
-    fn sealed(fd: OwnedFd, len: usize) -> Result<ShmBuf> {
-        // The sender rarely reads its buffer again: no populating here.
-        let map = Mapping::new(fd.as_fd(), len, Access::Read, false)?;
+impl ShmBuf {
+    /// A buffer over a received descriptor (which carries the sender's read lock).
+    fn received(fd: OwnedFd, len: u64) -> Result<ShmBuf> {
+        let mem = memory::received(fd.as_fd())?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&n| n <= mem.cap())
+            .ok_or_else(|| Error::Decode("a buffer received is longer than its memory".into()))?;
         Ok(ShmBuf {
-            inner: Arc::new(Sealed { fd, map }),
-        })
-    }
-
-    /// A buffer over a received descriptor, after checking that its bytes are final.
-    fn from_received(fd: OwnedFd) -> Result<ShmBuf> {
-        let required = libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
-        if mem::seals(fd.as_fd())? & required != required {
-            return Err(Error::Decode(
-                "the buffer received is not sealed against changes".into(),
-            ));
-        }
-        let len = usize::try_from(mem::file_stat(fd.as_fd())?.len)
-            .map_err(|_| Error::Decode("the buffer received is too large to map".into()))?;
-        let map = Mapping::new(fd.as_fd(), len, Access::Read, len >= POPULATE_FROM)?;
-        Ok(ShmBuf {
-            inner: Arc::new(Sealed { fd, map }),
+            inner: Arc::new(Held {
+                mem,
+                len,
+                _lock: Some(fd),
+            }),
         })
     }
 }
@@ -278,9 +278,9 @@ impl ShmBuf {
 impl Deref for ShmBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the whole mapping is the file's sealed contents: no process can write or
-        // shrink it, and it stays mapped as long as self.
-        unsafe { std::slice::from_raw_parts(self.inner.map.ptr(), self.inner.map.len()) }
+        // SAFETY: the mapping holds at least `len` bytes and stays mapped as long as self; no
+        // process writes them while a handle to this buffer exists (see `memory.rs`).
+        unsafe { std::slice::from_raw_parts(self.inner.mem.ptr(), self.inner.len) }
     }
 }
 
@@ -307,20 +307,27 @@ impl Eq for ShmBuf {}
 /// How a buffer travels: its descriptor when the transport moves descriptors, else its bytes.
 #[derive(Serialize)]
 enum WireOut<'a> {
-    Fd(FdOut<'a>),
+    Fd(FdOut<'a>, u64),
     Bytes(#[serde(with = "serde_bytes")] &'a [u8]),
 }
 
 #[derive(Deserialize)]
 enum WireIn {
-    Fd(FdIn),
+    Fd(FdIn, u64),
     Bytes(BytesIn),
 }
 
 impl Serialize for ShmBuf {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         if codec::sending_fds() {
-            WireOut::Fd(FdOut(self.inner.fd.as_fd())).serialize(s)
+            // A description of its own, read-locked, travels with the handle (see `memory.rs`);
+            // the side table keeps it open once this one is closed.
+            let locked = self
+                .inner
+                .mem
+                .locked_description()
+                .map_err(serde::ser::Error::custom)?;
+            WireOut::Fd(FdOut(locked.as_fd()), self.inner.len as u64).serialize(s)
         } else {
             WireOut::Bytes(self).serialize(s)
         }
@@ -330,7 +337,7 @@ impl Serialize for ShmBuf {
 impl<'de> Deserialize<'de> for ShmBuf {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         match WireIn::deserialize(d)? {
-            WireIn::Fd(FdIn(fd)) => ShmBuf::from_received(fd).map_err(de::Error::custom),
+            WireIn::Fd(FdIn(fd), len) => ShmBuf::received(fd, len).map_err(de::Error::custom),
             WireIn::Bytes(BytesIn(buf)) => Ok(buf),
         }
     }
