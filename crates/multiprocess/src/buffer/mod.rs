@@ -62,7 +62,7 @@ pub(crate) use memory::reset_after_fork;
 /// use multiprocess::ShmBufMut;
 /// let mut buf = ShmBufMut::new(4096)?;
 /// buf[..5].copy_from_slice(b"hello");
-/// let frozen = buf.freeze()?; // read-only from now on, in every process
+/// let frozen = buf.freeze(); // read-only from now on, in every process
 /// assert_eq!(&frozen[..5], b"hello");
 /// assert_eq!(frozen.len(), 4096);
 /// # Ok::<(), multiprocess::Error>(())
