@@ -1,9 +1,12 @@
 //! Seed 001 §12, "使用多进程向同一文件写入数据": 1000 tasks on a pool of 6; each result is
 //! appended to one file by a callback, which runs in the parent, so the writes never collide.
 //!
-//! Run: `cargo run --example pool_callback_file -- [FILE]` (default `result.txt`)
+//! Run: `cargo run --example pool_callback_file -- [FILE]`. FILE is written afresh; by default
+//! it is `pool_callback_file/result.txt` in the system's temporary folder (`$TMPDIR`, else
+//! `/tmp`), a place of its own rather than the current folder.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use multiprocess::Pool;
 
@@ -13,9 +16,19 @@ fn multiplication(num: u32) -> u32 {
 
 fn main() -> multiprocess::Result<()> {
     multiprocess::init();
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "result.txt".to_string());
+    let path = match std::env::args_os().nth(1) {
+        Some(file) => PathBuf::from(file),
+        None => {
+            let own = std::env::temp_dir().join("pool_callback_file");
+            std::fs::create_dir_all(&own)?;
+            own.join("result.txt")
+        }
+    };
+    // A fresh file: a second run must not append to the first one's results.
+    if let Err(err) = std::fs::File::create(&path) {
+        eprintln!("pool_callback_file: cannot write {}: {err}", path.display());
+        std::process::exit(2);
+    }
     let pool = Pool::new(6)?;
     for i in 0..1000 {
         let path = path.clone();
@@ -34,6 +47,6 @@ fn main() -> multiprocess::Result<()> {
     }
     pool.close();
     pool.join()?;
-    println!("wrote 1000 results to {path}");
+    println!("wrote 1000 results to {}", path.display());
     Ok(())
 }

@@ -2,8 +2,8 @@
 //!
 //! ## Design
 //!
-//! Each direction of a pipe is a [`SharedDeque`] (the queue's shared-memory ring, see
-//! `queue/deque.rs`): a message is one record, so messages are never merged or split, an empty
+//! Each direction of a pipe is a [`SharedDeque`] (the shared-memory ring under the queues too,
+//! see `shm/deque.rs`): a message is one record, so messages are never merged or split, an empty
 //! message is a message, and a message is delivered whole or not at all even if its sender is
 //! killed while sending. Sending costs no system call while the receiver is busy.
 //!
@@ -40,7 +40,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{self, FdIn, FdOut};
 use crate::error::{Error, Result};
-use crate::queue::deque::{spin_until, End, SharedDeque, Wait};
+use crate::shm::deque::{spin_until, End, SharedDeque, Wait};
 use crate::shm::{Region, MAX_SLEEP};
 use crate::sys;
 
@@ -288,15 +288,7 @@ impl Connection {
     fn ring(&self, out: &SharedDeque) {
         if out.doorbell_armed() {
             // A full socket buffer means doorbells are pending already: nothing is lost.
-            // SAFETY: a one-byte, non-blocking send on our own socket.
-            unsafe {
-                libc::send(
-                    sys::raw(&self.sock),
-                    b"!".as_ptr().cast(),
-                    1,
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
+            let _ = sys::send_nonblocking(self.sock.as_fd(), b"!");
         }
     }
 
@@ -306,23 +298,13 @@ impl Connection {
         let mut buf = [0u8; 64];
         let mut state = SockState::Quiet;
         loop {
-            // SAFETY: buf is valid for writes of its length; the call does not block.
-            let n = unsafe {
-                libc::recv(
-                    sys::raw(&self.sock),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match n {
-                0 => return Ok(SockState::Closed),
+            match sys::recv_nonblocking(self.sock.as_fd(), &mut buf) {
+                Ok(0) => return Ok(SockState::Closed),
                 // A stream socket gives all it holds, up to the buffer: a short read drained
                 // it (an end of file behind it shows at the next look).
-                n if n > 0 && (n as usize) < buf.len() => return Ok(SockState::Rang),
-                n if n > 0 => state = SockState::Rang,
-                _ => {
-                    let err = io::Error::last_os_error();
+                Ok(n) if n < buf.len() => return Ok(SockState::Rang),
+                Ok(_) => state = SockState::Rang,
+                Err(err) => {
                     return match err.kind() {
                         io::ErrorKind::WouldBlock => Ok(state),
                         io::ErrorKind::Interrupted => continue,

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::sys;
+
 /// Everything that can go wrong in `multiprocess`, as one enum so callers can match on the cause.
 ///
 /// A panic in a child keeps its message and location, so `err.to_string()` reads like the panic
@@ -175,20 +177,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The conventional name of a signal number, e.g. `SIGKILL` for 9.
 pub fn signal_name(sig: i32) -> &'static str {
     match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
+        sys::SIGHUP => "SIGHUP",
+        sys::SIGINT => "SIGINT",
+        sys::SIGQUIT => "SIGQUIT",
+        sys::SIGILL => "SIGILL",
+        sys::SIGABRT => "SIGABRT",
+        sys::SIGBUS => "SIGBUS",
+        sys::SIGFPE => "SIGFPE",
+        sys::SIGKILL => "SIGKILL",
+        sys::SIGSEGV => "SIGSEGV",
+        sys::SIGPIPE => "SIGPIPE",
+        sys::SIGALRM => "SIGALRM",
+        sys::SIGTERM => "SIGTERM",
+        sys::SIGUSR1 => "SIGUSR1",
+        sys::SIGUSR2 => "SIGUSR2",
         _ => "signal",
     }
 }

@@ -36,7 +36,8 @@
 //!   `exitcode` (`-N` when killed by signal N), `is_alive`, names (`Process-1`, `Process-2:1`),
 //!   daemonic processes; [`Run`] for the "subclass with `run()`" style.
 //! - [`spawn`] / [`JoinHandle`]: a process whose return value comes back; a panic comes back as
-//!   [`Error::Panic`] with message and location.
+//!   [`Error::Panic`] with message and location, and the child prints one line about it on
+//!   stderr ([`PanicOutput`] chooses: Rust's full output, one line, or nothing).
 //! - [`current_process`], [`parent_process`], [`parent_pid`], [`active_children`].
 //! - [`StartMethod`]: `Fork`, `Spawn`, `ForkServer` (the default), per process, per
 //!   [`Context`], or process-wide with [`set_start_method`].
@@ -72,8 +73,10 @@
 //!
 //! ## Platform
 //!
-//! Linux (kernel 5.3 or later, for pidfds). Everything that talks to the kernel is in one
-//! private module, so that other Unix systems can follow.
+//! Linux (kernel 5.3 or later, for pidfds). Every call into the kernel (or libc) is in one
+//! private module, `sys` (`src/sys/`, one file per kind: descriptors, sockets, signals,
+//! processes, memory, futex, the robust mutex), so that other Unix systems can follow; a test
+//! checks that no other file of the library names `libc`.
 
 // The doc examples show `fn main` on purpose: `multiprocess::init()` belongs first in it.
 #![allow(clippy::needless_doctest_main)]
@@ -105,8 +108,9 @@ pub use pool::{
     soft_time_limit_exceeded, AsyncResult, IMap, IMapUnordered, MapResult, Pool, PoolBuilder,
 };
 pub use process::{
-    active_children, current_process, parent_pid, parent_process, spawn, JoinHandle, ParentProcess,
-    Process, ProcessHandle, ProcessInfo, Run, Target,
+    active_children, current_process, get_panic_output, parent_pid, parent_process,
+    set_panic_output, spawn, JoinHandle, PanicOutput, ParentProcess, Process, ProcessHandle,
+    ProcessInfo, Run, Target,
 };
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
 pub use shared::{Array, Plain, RawArray, RawValue, Value};

@@ -38,7 +38,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::{self, FdIn, FdOut};
 use crate::error::{Error, Result};
 use crate::shared::Plain;
-use crate::sys::{self, mem};
+use crate::sys;
 
 /// Marks a block made by this library, and the trailer's layout version.
 const MAGIC: u64 = u64::from_le_bytes(*b"mpshm\0v1");
@@ -99,7 +99,7 @@ fn file_len(size: usize) -> Option<usize> {
 pub struct SharedMemory {
     name: String,
     fd: OwnedFd,
-    map: mem::Mapping,
+    map: sys::Mapping,
     size: usize,
     /// This handle removes the name when dropped.
     owner: AtomicBool,
@@ -116,7 +116,7 @@ impl SharedMemory {
     /// ```
     pub fn create(size: usize) -> Result<SharedMemory> {
         loop {
-            let name = format!("mp_{:016x}", mem::random_u64()?);
+            let name = format!("mp_{:016x}", sys::random_u64()?);
             match SharedMemory::create_named(&name, size) {
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 other => return other,
@@ -136,11 +136,11 @@ impl SharedMemory {
             ))
         })?;
         let pid = sys::getpid();
-        let tmp = format!("{TMP_PREFIX}{pid}-{:016x}", mem::random_u64()?);
-        let fd = mem::shm_open(&format!("/{tmp}"), true, 0o600)?;
+        let tmp = format!("{TMP_PREFIX}{pid}-{:016x}", sys::random_u64()?);
+        let fd = sys::shm_open(&format!("/{tmp}"), true, 0o600)?;
         let made = (|| {
-            mem::set_len(fd.as_fd(), len as u64)?;
-            let map = mem::Mapping::new(fd.as_fd(), len, mem::Access::ReadWrite, false)?;
+            sys::set_file_len(fd.as_fd(), len as u64)?;
+            let map = sys::Mapping::new(fd.as_fd(), len, sys::Access::ReadWrite, false)?;
             let block = SharedMemory {
                 name: name.to_string(),
                 fd,
@@ -154,7 +154,7 @@ impl SharedMemory {
             t.owner_start
                 .store(sys::own_start_time(pid), Ordering::Relaxed);
             t.magic.store(MAGIC, Ordering::Release);
-            mem::rename_noreplace(&shm_path(&tmp), &shm_path(name))?;
+            sys::rename_noreplace(&shm_path(&tmp), &shm_path(name))?;
             Ok(block)
         })();
         match made {
@@ -163,7 +163,7 @@ impl SharedMemory {
                 Ok(block)
             }
             Err(e) => {
-                let _ = mem::shm_unlink(&format!("/{tmp}"));
+                let _ = sys::shm_unlink(&format!("/{tmp}"));
                 Err(e)
             }
         }
@@ -174,13 +174,13 @@ impl SharedMemory {
     /// `SharedMemory(name)`. Dropping this handle never removes the name.
     pub fn open(name: &str) -> Result<SharedMemory> {
         let name = check_name(name)?;
-        let fd = mem::shm_open(&format!("/{name}"), false, 0)?;
+        let fd = sys::shm_open(&format!("/{name}"), false, 0)?;
         SharedMemory::map_existing(name.to_string(), fd)
     }
 
     /// Maps an existing block's file and checks its trailer.
     fn map_existing(name: String, fd: OwnedFd) -> Result<SharedMemory> {
-        let len = usize::try_from(mem::file_stat(fd.as_fd())?.len).unwrap_or(0);
+        let len = usize::try_from(sys::file_len(fd.as_fd())?).unwrap_or(0);
         let not_ours = || {
             Error::Io(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -190,7 +190,7 @@ impl SharedMemory {
         if len < PAGE || len % PAGE != 0 {
             return Err(not_ours());
         }
-        let map = mem::Mapping::new(fd.as_fd(), len, mem::Access::ReadWrite, false)?;
+        let map = sys::Mapping::new(fd.as_fd(), len, sys::Access::ReadWrite, false)?;
         let mut block = SharedMemory {
             name: name.clone(),
             fd,
@@ -215,7 +215,7 @@ impl SharedMemory {
     }
 
     fn inode(&self) -> u64 {
-        mem::file_stat(self.fd.as_fd()).map_or(0, |st| st.id.1)
+        sys::file_id(self.fd.as_fd()).map_or(0, |id| id.1)
     }
 
     /// The block's name, without a leading `/` (pass it to [`open`](Self::open) elsewhere).
@@ -378,7 +378,7 @@ impl SharedMemory {
     /// # Ok::<(), multiprocess::Error>(())
     /// ```
     pub fn unlink_name(name: &str) -> Result<()> {
-        Ok(mem::shm_unlink(&format!("/{}", check_name(name)?))?)
+        Ok(sys::shm_unlink(&format!("/{}", check_name(name)?))?)
     }
 
     /// The names of this user's blocks whose owner died without removing them (killed by a
@@ -392,7 +392,7 @@ impl SharedMemory {
     /// ```
     pub fn orphans() -> Result<Vec<String>> {
         let mut found = Vec::new();
-        for entry in std::fs::read_dir(mem::SHM_DIR)?.flatten() {
+        for entry in std::fs::read_dir(sys::SHM_DIR)?.flatten() {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
@@ -409,7 +409,7 @@ impl SharedMemory {
         let mut removed = Vec::new();
         for name in SharedMemory::orphans()? {
             // Look again right before: the list may be stale.
-            if orphaned(&shm_path(&name)) && mem::shm_unlink(&format!("/{name}")).is_ok() {
+            if orphaned(&shm_path(&name)) && sys::shm_unlink(&format!("/{name}")).is_ok() {
                 removed.push(name);
             }
         }
@@ -454,14 +454,14 @@ fn check_name(name: &str) -> Result<&str> {
 }
 
 fn shm_path(name: &str) -> PathBuf {
-    Path::new(mem::SHM_DIR).join(name)
+    Path::new(sys::SHM_DIR).join(name)
 }
 
 /// Removes `name` if it still names the file with inode `ino` (and not a block someone made
 /// under the same name since).
 fn unlink_if_same(name: &str, ino: u64) -> Result<()> {
     match std::fs::symlink_metadata(shm_path(name)) {
-        Ok(m) if m.ino() == ino => Ok(mem::shm_unlink(&format!("/{name}"))?),
+        Ok(m) if m.ino() == ino => Ok(sys::shm_unlink(&format!("/{name}"))?),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e.into()),
@@ -476,8 +476,7 @@ fn orphaned(path: &Path) -> bool {
     let Ok(meta) = file.metadata() else {
         return false;
     };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = sys::effective_uid();
     let len = meta.len();
     if !meta.is_file() || meta.uid() != me || len < PAGE as u64 || len % PAGE as u64 != 0 {
         return false;
@@ -506,10 +505,7 @@ mod exit_registry {
 
     pub(super) fn add(name: &str, ino: u64) {
         static AT_EXIT: Once = Once::new();
-        AT_EXIT.call_once(|| {
-            // SAFETY: a plain extern "C" fn that lives as long as the program.
-            unsafe { libc::atexit(at_exit) };
-        });
+        AT_EXIT.call_once(|| sys::at_exit(at_exit));
         let mut owned = OWNED.lock().unwrap_or_else(|e| e.into_inner());
         owned.push((sys::getpid(), name.to_string(), ino));
     }

@@ -1,13 +1,15 @@
 //! The seed programs (`examples/`) print what the seeds' Python programs print.
 //!
-//! Runs the example binaries that `cargo test` / `cargo nextest run` build next to the tests.
+//! Runs the example binaries that `cargo test` / `cargo nextest run` build next to the tests,
+//! with a deadline.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
-/// Runs `target/<profile>/examples/<name>` with `args`, failing after 60 s.
-fn run_example(name: &str, args: &[&str]) -> String {
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A command running `target/<profile>/examples/<name>` with `args`.
+fn example(name: &str, args: &[&str]) -> Command {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let path: PathBuf = profile_dir.join("examples").join(name);
@@ -16,22 +18,40 @@ fn run_example(name: &str, args: &[&str]) -> String {
         "{} was not built: run the whole suite (`cargo nextest run --workspace`), which builds the examples, or `cargo build --examples` first",
         path.display()
     );
-    let mut child = Command::new(&path)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("example {name} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let Output { status, stdout, .. } = child.wait_with_output().unwrap();
-    assert!(status.success(), "example {name} failed: {status}");
-    String::from_utf8(stdout).unwrap()
+    let mut cmd = Command::new(&path);
+    cmd.args(args);
+    cmd
+}
+
+/// Runs an example to success (within the deadline) and returns its stdout.
+fn run_example(name: &str, args: &[&str]) -> String {
+    let out = common::output_within(&mut example(name, args));
+    assert!(
+        out.status.success(),
+        "example {name} failed: {}\n{}",
+        out.status,
+        out.stderr
+    );
+    out.stdout
+}
+
+/// A fresh, empty scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mp-examples-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The numbers in a result file, sorted.
+fn sorted_numbers(file: &Path) -> Vec<u32> {
+    let mut got: Vec<u32> = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    got
 }
 
 fn count(haystack: &str, line: &str) -> usize {
@@ -77,7 +97,17 @@ fn daemon_child_ends_with_main() {
         (1..10).contains(&work),
         "a daemonic child printed {work} lines"
     );
-    assert_eq!(out.lines().last(), Some("主进程执行完成了啦"));
+    // The child prints every 200 ms and main ends after 1 s: the child may print once more
+    // between main's last line and its own termination, never twice.
+    let after_main = out
+        .lines()
+        .skip_while(|l| *l != "主进程执行完成了啦")
+        .skip(1)
+        .count();
+    assert!(
+        out.contains("主进程执行完成了啦\n") && after_main <= 1,
+        "{out}"
+    );
 }
 
 #[test]
@@ -147,17 +177,55 @@ fn pool_apply_async() {
 
 #[test]
 fn pool_callback_file() {
-    let file = std::env::temp_dir().join(format!("mp-callback-{}.txt", std::process::id()));
-    let _ = std::fs::remove_file(&file);
+    let dir = scratch("callback");
+    let file = dir.join("out.txt");
     run_example("pool_callback_file", &[file.to_str().unwrap()]);
-    let mut got: Vec<u32> = std::fs::read_to_string(&file)
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    let _ = std::fs::remove_file(&file);
-    got.sort_unstable();
-    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    assert_eq!(sorted_numbers(&file), (0..1000).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without an argument the results go to a folder of the example's own under `$TMPDIR`, never
+/// into the current folder, and a second run starts the file afresh.
+#[test]
+fn pool_callback_file_writes_to_its_own_place() {
+    let dir = scratch("callback-default");
+    let (cwd, tmp) = (dir.join("cwd"), dir.join("tmp"));
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    for _ in 0..2 {
+        let mut cmd = example("pool_callback_file", &[]);
+        cmd.current_dir(&cwd).env("TMPDIR", &tmp);
+        let out = common::output_within(&mut cmd);
+        assert!(out.status.success(), "{}", out.stderr);
+    }
+    let file = tmp.join("pool_callback_file").join("result.txt");
+    assert_eq!(sorted_numbers(&file), (0..1000).collect::<Vec<_>>());
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A file that cannot be written is a clear error, before any task runs.
+#[test]
+fn pool_callback_file_refuses_an_unwritable_file() {
+    let out = common::output_within(&mut example(
+        "pool_callback_file",
+        &["/nonexistent-folder/result.txt"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr
+            .starts_with("pool_callback_file: cannot write /nonexistent-folder/result.txt: "),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Without its folder argument the copier says how to run it.
+#[test]
+fn pool_queue_copy_needs_a_folder() {
+    let out = common::output_within(&mut example("pool_queue_copy", &[]));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.stderr, "usage: pool_queue_copy SOURCE_DIR\n");
 }
 
 #[test]
@@ -183,4 +251,71 @@ fn pool_queue_copy() {
         );
     }
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `panic_output`: the parent receives each panic as `Error::Panic`; the children print, with
+/// `RUST_BACKTRACE=1` set, one line each by default, Rust's report with a backtrace under
+/// `full`, nothing under `silent`.
+#[test]
+fn panic_output() {
+    for (setting, backtraces, lines) in [
+        (None, 0, 2),
+        (Some("one-line"), 0, 2),
+        (Some("full"), 2, 0),
+        (Some("silent"), 0, 0),
+    ] {
+        let args: Vec<&str> = setting.into_iter().collect();
+        let mut cmd = example("panic_output", &args);
+        cmd.env("RUST_BACKTRACE", "1");
+        let out = common::output_within(&mut cmd);
+        assert!(out.status.success(), "{setting:?}: {}", out.stderr);
+        assert!(
+            out.stdout.contains(
+                "a child started with spawn: the parent received Error::Panic, message \
+                 \"not a number: seven\", location crates/multiprocess/examples/panic_output.rs:"
+            ),
+            "{setting:?}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains(
+                "a pool task: the parent received Error::Panic, message \"not a number: 八\""
+            ),
+            "{setting:?}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("the next pool task: returned 9"),
+            "{}",
+            out.stdout
+        );
+        let one_liners = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("multiprocess: ") && l.contains(" panicked with "))
+            .count();
+        assert_eq!(one_liners, lines, "{setting:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr.matches("stack backtrace:").count(),
+            backtraces,
+            "{setting:?}: {}",
+            out.stderr
+        );
+        if backtraces == 0 {
+            // Nothing but the one-liners.
+            assert_eq!(
+                out.stderr.lines().count(),
+                lines,
+                "{setting:?}: {}",
+                out.stderr
+            );
+        }
+    }
+    let out = common::output_within(&mut example("panic_output", &["loud"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr.contains("unknown setting \"loud\""),
+        "{}",
+        out.stderr
+    );
 }

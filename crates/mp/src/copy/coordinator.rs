@@ -28,6 +28,7 @@ use super::claims::{self, Claim, Claims};
 use super::fsops::{self, Options};
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
 use super::progress::Live;
+use super::replace::{self, Verdict};
 use super::worker::{
     self, BatchReport, BatchTask, Counts, DirReport, DirTask, Holds, LeavesTask, Reached, SpanTask,
     Stop, Tick, LARGE_FILE,
@@ -198,7 +199,7 @@ pub struct Coordinator {
     large: HashMap<u64, LargeFile>,
     stopping: bool,
     outcome: Outcome,
-    /// Directories already rid of a killed copy's leftovers (`--update`).
+    /// Directories already rid of a killed copy's leftovers (`--resume`, `--update`).
     cleaned: HashSet<PathBuf>,
     /// Under `-L`: every file of one link reached, at its final path (see [`Reached`]), and
     /// whether its directory is one this copy gives metadata to. One entry per name, as
@@ -305,7 +306,7 @@ impl Coordinator {
             self.later.push((src, dst, meta));
             return;
         }
-        if self.options.update {
+        if self.options.resume || self.options.update {
             self.remove_stale_beside(&dst);
         }
         self.dirs.get_mut(&TOP).expect("top").pending += 1;
@@ -798,7 +799,7 @@ impl Coordinator {
                     true => Ok(()),
                 };
                 if stopped() {
-                    // A resume with `--update` links the rest.
+                    // A resume with `--resume` links the rest.
                     self.outcome.interrupted = true;
                     stop = true;
                     break;
@@ -1106,14 +1107,16 @@ impl Coordinator {
             let existed = top || self.dirs[&dir].existed;
             if self.claimed_by_another(&meta) {
                 let found = match existed {
-                    true => worker::to_replace(rfs::CWD, &dst),
+                    true => judge(&src, &dst, &meta, &self.options),
                     false => Ok(None),
                 };
                 match found {
+                    // `--update`: a later file is kept, and never linked over.
+                    Ok(Some((_, Verdict::Newer))) => self.outcome.counts.skipped += 1,
                     Ok(found) => {
                         let holds = Holds::Claimed {
                             source: RawPath(src),
-                            found: found.map(|m| (m.dev, m.ino)),
+                            found: found.map(|(m, _)| (m.dev, m.ino)),
                         };
                         self.note_large(&meta, dir, &dst, false, holds);
                     }
@@ -1123,11 +1126,13 @@ impl Coordinator {
                 return;
             }
             match self.start_large(dir, &src, &dst, meta, group, existed) {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Already up to date (`--update`).
+                Ok(None) => {}
+                Ok(Some(verdict)) => {
+                    // Kept (`--update`, `--resume`); a later file is never linked over.
                     self.outcome.counts.skipped += 1;
-                    self.note_large_reached(&meta, dir, &dst, true);
+                    if verdict == Verdict::UpToDate {
+                        self.note_large_reached(&meta, dir, &dst, true);
+                    }
                     if let Some(key) = group {
                         self.group_copied_quiet(key);
                     }
@@ -1199,10 +1204,10 @@ impl Coordinator {
         meta: Meta,
     ) {
         let result = match rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty()) {
-            Err(Errno::EXIST) => relink(first, dst),
-            other => other.map(|()| true).map_err(io::Error::from),
+            Err(Errno::EXIST) => relink(first, (src, &meta), dst, &self.options),
+            other => other.map(|()| Relinked::Linked).map_err(io::Error::from),
         };
-        if result.is_ok() {
+        if matches!(result, Ok(Relinked::Linked | Relinked::Already)) {
             let name = self.placed(dir, dst);
             self.groups
                 .get_mut(&key)
@@ -1211,9 +1216,9 @@ impl Coordinator {
                 .push(name);
         }
         match result {
-            Ok(true) => self.outcome.counts.hard_links += 1,
-            // Linked already (a resume): up to date.
-            Ok(false) => self.outcome.counts.skipped += 1,
+            Ok(Relinked::Linked) => self.outcome.counts.hard_links += 1,
+            // Linked already (a resume): up to date; or kept (`--update`).
+            Ok(Relinked::Already | Relinked::Kept) => self.outcome.counts.skipped += 1,
             Err(e) => {
                 // Linking failed (e.g. across file systems): copy the file instead.
                 if e.raw_os_error() == Some(libc::EXDEV) {
@@ -1283,7 +1288,8 @@ impl Coordinator {
     }
 
     /// Prepares a large file: a temporary file beside its destination, cloned at once where
-    /// the file system can, otherwise filled by span tasks. `Ok(false)`: up to date, skipped.
+    /// the file system can, otherwise filled by span tasks. `Ok(Some(..))`: what is there is
+    /// kept (see [`Verdict`]), and nothing is copied; never the source itself.
     fn start_large(
         &mut self,
         dir: u64,
@@ -1292,17 +1298,11 @@ impl Coordinator {
         meta: Meta,
         group: Option<(u64, u64)>,
         existed: bool,
-    ) -> io::Result<bool> {
+    ) -> io::Result<Option<Verdict>> {
         if existed {
-            if let Ok(old) = rfs::lstat(dst) {
-                let old = Meta::from_stat(&old);
-                if old.kind == Kind::Dir {
-                    return Err(io::Error::other(
-                        "cannot overwrite a directory with a non-directory",
-                    ));
-                }
-                if self.options.update && worker::file_up_to_date(&old, &meta) {
-                    return Ok(false);
+            if let Some((_, verdict)) = judge(src, dst, &meta, &self.options)? {
+                if verdict.keeps() {
+                    return Ok(Some(verdict));
                 }
             }
         }
@@ -1335,7 +1335,7 @@ impl Coordinator {
             Ok(true) => {
                 self.large.insert(id, file);
                 self.finish_large(id, &Live::default());
-                return Ok(true);
+                return Ok(None);
             }
             Ok(false) => {}
             Err(e) => {
@@ -1364,7 +1364,7 @@ impl Coordinator {
             start = end;
         }
         self.large.insert(id, file);
-        Ok(true)
+        Ok(None)
     }
 
     /// Finishes a large file: metadata, then the rename that makes it visible.
@@ -1488,7 +1488,7 @@ fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
         };
         let finished = source.is_ok_and(|st| {
             let st = Meta::from_stat(&st);
-            st.kind == Kind::File && worker::file_up_to_date(&copy, &st)
+            st.kind == Kind::File && replace::file_up_to_date(&copy, &st)
         });
         if !finished {
             let _ = std::fs::remove_file(&path);
@@ -1496,13 +1496,53 @@ fn remove_unfinished(src: &Path, hidden: &Path, dereference: bool) {
     }
 }
 
-/// Replaces `dst` by a hard link to `first`, unless it already is one (`Ok(false)`).
-fn relink(first: &Path, dst: &Path) -> io::Result<bool> {
-    let (a, b) = (rfs::lstat(first)?, rfs::lstat(dst)?);
-    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
-        return Ok(false);
+/// What [`relink`] did.
+enum Relinked {
+    Linked,
+    /// The name was a link of the copy already.
+    Already,
+    /// The name is kept as it is (`--update`: it is not older than its source).
+    Kept,
+}
+
+/// Replaces `dst`, the destination of `src` (of metadata `meta`), a member of a hard-link
+/// group, by a hard link to the group's copy `first`: unless it is one already, or
+/// `--update` keeps it. Never when `dst` is the source itself (an error then, as a
+/// directory in the way is). `--resume` does not keep a name that is not linked yet.
+fn relink(
+    first: &Path,
+    (src, meta): (&Path, &Meta),
+    dst: &Path,
+    options: &Options,
+) -> io::Result<Relinked> {
+    let copy = rfs::lstat(first)?;
+    let options = Options {
+        resume: false,
+        ..*options
+    };
+    let Some((old, verdict)) = judge(src, dst, meta, &options)? else {
+        rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty())?;
+        return Ok(Relinked::Linked);
+    };
+    if (copy.st_dev, copy.st_ino) == (old.dev, old.ino) {
+        return Ok(Relinked::Already);
     }
-    link_over(first, dst).map(|()| true)
+    if verdict.keeps() {
+        return Ok(Relinked::Kept);
+    }
+    link_over(first, dst).map(|()| Relinked::Linked)
+}
+
+/// What is at `dst`, the destination of `src` (of metadata `meta`), and what to do about
+/// it (see [`replace::judge_at`]): never the source itself.
+fn judge(
+    src: &Path,
+    dst: &Path,
+    meta: &Meta,
+    options: &Options,
+) -> io::Result<Option<(Meta, Verdict)>> {
+    let shown = || (src.to_path_buf(), dst.to_path_buf());
+    replace::judge_at((rfs::CWD, dst), (rfs::CWD, src), meta, options, shown)
 }
 
 /// Replaces `dst` by a hard link to `first`: linked under a temporary name beside it, then

@@ -34,8 +34,11 @@ pub struct Options {
     pub reflink: Reflink,
     /// Follow symbolic links in the source (`-L`).
     pub dereference: bool,
-    /// Skip files whose size and modification time already match (`--update`).
+    /// Keep a destination that is not older than its source (`-u/--update`, as `cp -u`).
     pub update: bool,
+    /// Keep a destination whose size and modification time match its source's (`--resume`),
+    /// and remove what a killed copy left.
+    pub resume: bool,
     /// Re-read both sides of every copied file and compare checksums (`--verify`).
     pub verify: bool,
 }

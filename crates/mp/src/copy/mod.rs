@@ -12,6 +12,7 @@ mod fsops;
 mod meta;
 mod plan;
 mod progress;
+mod replace;
 mod worker;
 
 use std::io::IsTerminal;
@@ -36,11 +37,18 @@ use progress::{human_bytes, thousands, Bar, Live, Totals};
         Like `cp -a`, the copy keeps contents, modes, owners (where permitted), access and \
         modification times of files and directories, extended attributes, symbolic links \
         (never followed unless -L), hard links, holes in sparse files, FIFOs and devices \
-        (as root). A file only ever appears under its name once it is complete.",
+        (as root). A file only ever appears under its name once it is complete. A source is \
+        never copied onto itself, nor onto the file a link of it points to (refused, as \
+        `cp` refuses \"the same file\").\n\n\
+        -u/--update copies a file only where the source is newer than what is at its \
+        destination (or nothing is), as `cp -u`: a newer file is never replaced. --resume \
+        finishes an interrupted copy: it skips files whose size and modification time \
+        already match. Both together skip what either skips.",
     after_help = "Exit status: 0 when everything was copied, 1 when something failed (each \
         failure is listed), 130 when interrupted.\n\nExamples:\n  \
         mp copy photos /mnt/backup/          copy the folder into /mnt/backup\n  \
-        mp copy --update photos /mnt/backup/ resume: skip what is already copied\n  \
+        mp copy --resume photos /mnt/backup/ resume: skip what is already copied\n  \
+        mp copy -u photos /mnt/backup/       only what is newer than the backup's\n  \
         mp copy -j 8 --json src dst          eight workers, a JSON summary"
 )]
 pub struct CopyArgs {
@@ -61,10 +69,15 @@ pub struct CopyArgs {
     /// file are hard links of one another in the copy, as with `cp -aL`.
     #[arg(short = 'L', long)]
     dereference: bool,
-    /// Skip files whose size and modification time already match (resumes a copy), and
-    /// remove what a killed copy left in DEST (hidden `.mp-copy-*` entries).
+    /// Copy a file only when the source is newer than what is at its destination, or
+    /// nothing is (as `cp -u`): never replace a newer file. Directories are merged into.
     #[arg(short, long)]
     update: bool,
+    /// Resume an interrupted copy: skip files whose size and modification time already
+    /// match, and remove what a killed copy left in DEST (hidden `.mp-copy-*` entries).
+    /// With --update, skip what either skips.
+    #[arg(long)]
+    resume: bool,
     /// Re-read every copied file and its source and compare checksums.
     #[arg(long)]
     verify: bool,
@@ -104,6 +117,7 @@ pub fn run(args: CopyArgs) -> Status {
         reflink: args.reflink,
         dereference: args.dereference,
         update: args.update,
+        resume: args.resume,
         verify: args.verify,
     };
     let jobs = args.jobs.map(usize::from).unwrap_or_else(default_jobs);
@@ -156,6 +170,8 @@ pub fn run(args: CopyArgs) -> Status {
     report(&outcome, seconds, &args, show_bar);
     if outcome.interrupted {
         eprintln!("mp copy: interrupted; to resume, run: {resume_hint}");
+    } else if outcome.disk_full.is_some() {
+        eprintln!("mp copy: once there is room, to resume, run: {resume_hint}");
     }
     if outcome.interrupted {
         Status::Interrupted
@@ -166,11 +182,12 @@ pub fn run(args: CopyArgs) -> Status {
     }
 }
 
-/// The command that resumes this copy: the same one with `--update`, and `-T` where DEST
-/// was the copy itself (it now exists, and would otherwise receive a second copy inside).
+/// The command that resumes this copy: the same one with `--resume`, and `-T` where DEST
+/// was the copy itself (given `-T`, or made by this copy: it now exists, and would
+/// otherwise receive a second copy inside).
 fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
-    let mut words = vec!["mp copy --update".to_string()];
-    if dest_is_copy && !args.no_target_directory {
+    let mut words = vec!["mp copy --resume".to_string()];
+    if dest_is_copy {
         words.push("-T".into());
     }
     let quote = |p: &PathBuf| {
@@ -188,6 +205,7 @@ fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
     }
     for (on, flag) in [
         (args.dereference, "-L"),
+        (args.update, "--update"),
         (args.verify, "--verify"),
         (args.quiet, "--quiet"),
         (args.json, "--json"),
@@ -279,5 +297,40 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_term
             line.push_str(&format!(", {} up to date", thousands(c.skipped)));
         }
         println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `mp copy`'s arguments alone.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CopyArgs,
+    }
+
+    fn resume_of(words: &[&str], dest_is_copy: bool) -> String {
+        let words = std::iter::once("copy").chain(words.iter().copied());
+        let cli = Cli::try_parse_from(words).expect("valid arguments");
+        resume_command(&cli.args, dest_is_copy)
+    }
+
+    #[test]
+    fn the_resume_command_resumes_with_the_same_options() {
+        assert_eq!(
+            resume_of(&["src", "dst"], true),
+            "mp copy --resume -T src dst"
+        );
+        assert_eq!(
+            resume_of(&["-u", "-L", "-j", "2", "a b", "dst/"], false),
+            "mp copy --resume -j 2 -L --update 'a b' dst/"
+        );
+        assert_eq!(
+            resume_of(&["--resume", "-T", "src", "dst"], true),
+            "mp copy --resume -T src dst"
+        );
     }
 }

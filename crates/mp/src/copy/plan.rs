@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs as rfs;
 
 use super::meta::{Failure, Kind, Meta};
+use super::replace::{self, Same};
 
 /// One top-level copy.
 pub struct Copy {
@@ -37,7 +38,8 @@ pub struct Plan {
 ///   replace a file.
 /// - With `no_target_dir` (`-T`), DEST is always the copy: an existing directory is merged
 ///   into, which is how an interrupted `mp copy SRC NEW` resumes.
-/// - A directory is never copied into itself, and a file never onto itself.
+/// - A directory is never copied into itself, and a file never onto itself, nor a link
+///   onto the file it points to (or a file onto a link to it).
 /// - Two sources of one name go to one destination: two directories are merged; otherwise
 ///   the second is refused, as `cp` will not overwrite a file it has just created. A source
 ///   given twice is copied once.
@@ -101,9 +103,13 @@ pub fn plan(
             ));
             continue;
         }
-        if let Err(why) = check(src, &dst, &meta) {
-            plan.refused.push(Failure::new(src, why));
-            continue;
+        match check(src, &dst, &meta) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(why) => {
+                plan.refused.push(Failure::new(src, why));
+                continue;
+            }
         }
         let earlier = planned.entry(dst.clone()).or_default();
         match same_destination(earlier, src, &dst, &meta) {
@@ -192,17 +198,21 @@ fn name_of(src: &Path) -> Option<PathBuf> {
     }
 }
 
-/// Refuses a copy onto itself or into itself, and a directory over a file.
-fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<(), String> {
+/// Refuses a copy onto itself (or onto what a link of it leads to, or a link onto what it
+/// points to, as `cp` refuses "the same file") or into itself, and a directory over a file.
+/// `Ok(false)`: nothing to copy (two names of one hard-linked link, as `cp` leaves them).
+fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<bool, String> {
+    if let Ok(st) = rfs::lstat(dst) {
+        let followed = |p: &Path| rfs::stat(p).ok().map(|st| (st.st_dev, st.st_ino));
+        let old = Meta::from_stat(&st);
+        match replace::same_file(meta, &old, || followed(src), || followed(dst)) {
+            Same::Distinct => {}
+            Same::LinkedLinks if !same_entry(src, dst) => return Ok(false),
+            Same::LinkedLinks | Same::OneFile => return Err(replace::same_file_message(src, dst)),
+        }
+    }
     let existing = rfs::stat(dst).ok().map(|st| Meta::from_stat(&st));
     if let Some(old) = existing {
-        if (old.dev, old.ino) == (meta.dev, meta.ino) {
-            return Err(format!(
-                "'{}' and '{}' are the same file",
-                src.display(),
-                dst.display()
-            ));
-        }
         if meta.kind == Kind::Dir && old.kind != Kind::Dir {
             return Err(format!(
                 "cannot overwrite non-directory '{}' with directory '{}'",
@@ -223,7 +233,7 @@ fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Where `path` is, with its parent's symbolic links resolved (the path itself may not exist

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::claims::{Claim, Claims};
 use super::fsops::{self, Options, Staged};
 use super::meta::{Entry, Failure, Kind, Meta, RawPath};
+use super::replace::{self, Same, Verdict};
 
 /// Progress as workers report it: files and bytes finished since the last report.
 pub type Tick = (u64, u64);
@@ -148,7 +149,7 @@ pub struct Counts {
     pub symlinks: u64,
     pub specials: u64,
     pub hard_links: u64,
-    /// Left alone by `--update`: already up to date.
+    /// Left alone by `--update` or `--resume` (see [`Verdict`]).
     pub skipped: u64,
 }
 
@@ -269,7 +270,7 @@ pub struct Reached {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
-    /// Found up to date (`--update`), not copied.
+    /// Found up to date (`--resume`, or `--update` with the same size and time), not copied.
     pub skipped: bool,
     pub path: RawPath,
     pub holds: Holds,
@@ -291,18 +292,20 @@ pub enum Holds {
     },
 }
 
-/// What is at `name` in `dir`, which a file is to replace: nothing, or something that is not
-/// a directory; a directory in the way is an error. Also what is there before a name another
-/// claimed is linked there later (see [`Holds::Claimed`]).
-pub fn to_replace(dir: BorrowedFd<'_>, name: &Path) -> io::Result<Option<Meta>> {
-    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if Meta::from_stat(&st).kind == Kind::Dir => Err(io::Error::other(
-            "cannot overwrite a directory with a non-directory",
-        )),
-        Ok(st) => Ok(Some(Meta::from_stat(&st))),
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+/// What is at the destination `dst_name` (in `dirs.dst`) of `entry`, and what to do about
+/// it (see [`replace::judge_at`]): `None` when nothing is there. Also what is there before
+/// a name another claimed is linked there later (see [`Holds::Claimed`]).
+fn judge(dirs: &Dirs, entry: &Entry, dst_name: &Path) -> io::Result<Option<(Meta, Verdict)>> {
+    replace::judge_at(
+        (dirs.dst.as_fd(), dst_name),
+        (dirs.src.as_fd(), entry.name.path()),
+        &entry.meta,
+        &state().options,
+        || {
+            let src = dirs.src_path.join(entry.name.path());
+            (src, dirs.dst_path.join(dst_name))
+        },
+    )
 }
 
 /// One span of a large file, copied into a temporary file the coordinator made.
@@ -519,7 +522,13 @@ fn copy_dir_as(
         _ => (site.name.as_path(), dst_path.to_path_buf()),
     };
     let work = work_path.as_path();
-    if let Some(failure) = make_dir(site.dir(), work_name, src_path, work, &mut report) {
+    let made = make_dir(
+        (site.dir(), work_name),
+        (src_path, &task.meta),
+        work,
+        &mut report,
+    );
+    if let Some(failure) = made {
         report.failures.push(failure);
     }
     if report.finished || report.stopped.is_some() {
@@ -551,7 +560,7 @@ fn copy_dir_as(
             return Some(report);
         }
     };
-    if report.existed && state().options.update {
+    if report.existed && (state().options.resume || state().options.update) {
         // A resume: what a copy killed before it could finish left here goes.
         fsops::remove_stale_temps(dirs.dst.as_fd(), work);
     }
@@ -652,7 +661,9 @@ fn open_and_list(task: &DirTask, parent: Option<&Dirs>, report: &mut DirReport) 
         Err(e) => {
             // Made all the same, as `cp -a` makes it, with the source's metadata.
             let site = Site::of(task, None);
-            if let Some(failure) = make_dir(site.dir(), &site.name, src_path, dst_path, report) {
+            let site_name = (site.dir(), site.name.as_path());
+            let made = make_dir(site_name, (src_path, &task.meta), dst_path, report);
+            if let Some(failure) = made {
                 report.failures.push(failure);
             }
             report.failures.push(Failure::new(src_path, e));
@@ -800,34 +811,44 @@ fn exists(dir: BorrowedFd<'_>, name: &Path) -> bool {
 }
 
 /// Makes the destination directory `name` in `dir` (at `dst`; 0700 until its metadata is
-/// applied), or finds a real directory there (`report.existed`). A full disk stops the task
+/// applied) for the source directory `src` (of metadata `meta`), or finds a real directory
+/// there (`report.existed`) other than the source itself. A full disk stops the task
 /// (`report.stopped`); anything else that prevents it is returned as `src`'s failure, and
 /// the directory is not ours to finish.
 fn make_dir(
-    dir: BorrowedFd<'_>,
-    name: &Path,
-    src: &Path,
+    (dir, name): (BorrowedFd<'_>, &Path),
+    (src, meta): (&Path, &Meta),
     dst: &Path,
     report: &mut DirReport,
 ) -> Option<Failure> {
     match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
         Ok(()) => None,
-        // A real directory only: never write through a link to somewhere else.
-        Err(Errno::EXIST) if fsops::is_real_dir_at(dir, name) => {
-            report.existed = true;
-            None
+        Err(Errno::EXIST) => {
+            let found = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW);
+            let old = found.ok().map(|st| Meta::from_stat(&st));
+            let same = old.is_some_and(|old| {
+                let followed = || replace::followed_at(dir, name);
+                replace::same_file(meta, &old, || None, followed) == Same::OneFile
+            });
+            // A real directory only: never write through a link to somewhere else.
+            if !same && old.is_some_and(|old| old.kind == Kind::Dir) {
+                report.existed = true;
+                return None;
+            }
+            report.finished = true;
+            if same {
+                return Some(Failure::new(src, replace::same_file_message(src, dst)));
+            }
+            Some(Failure::new(
+                src,
+                format!(
+                    "cannot overwrite non-directory '{}' with a directory",
+                    dst.display()
+                ),
+            ))
         }
         Err(e) => {
             report.finished = true;
-            if e == Errno::EXIST {
-                return Some(Failure::new(
-                    src,
-                    format!(
-                        "cannot overwrite non-directory '{}' with a directory",
-                        dst.display()
-                    ),
-                ));
-            }
             let failure = Failure::io(dst, &io::Error::from(e));
             if failure.disk_full {
                 report.stopped = Some(Stop::DiskFull(failure));
@@ -1220,9 +1241,10 @@ const OPEN_AS_LISTED: usize = 512;
 
 /// Whether a listing of `count` names (a directory's, or a small tree's) opens its files as
 /// it looks at them (see [`look`]): not past [`OPEN_AS_LISTED`], nor where the copies may
-/// exist already and `--update` skip them (`new`: nothing can be there yet).
+/// exist already and `--update` or `--resume` skip them (`new`: nothing can be there yet).
 fn open_as_listed(count: usize, new: bool) -> bool {
-    count <= state().open_as_listed && (new || !state().options.update)
+    let options = &state().options;
+    count <= state().open_as_listed && (new || !(options.update || options.resume))
 }
 
 /// Looks at `name` in `dir` (a `file_type`, as the listing says) for its snapshot. When
@@ -1300,12 +1322,15 @@ fn copy_entries(
             let source = dirs.src_path.join(entry.name.path());
             // In a new directory nothing was there before this copy.
             let found = match dirs.existed {
-                true => to_replace(dirs.dst.as_fd(), dst_name),
+                true => judge(dirs, &entry, dst_name),
                 false => Ok(None),
             };
             match found {
+                // `--update`: a later file is kept, and never linked over.
+                Ok(Some((_, Verdict::Newer))) => report.counts.skipped += 1,
                 Ok(found) => {
-                    let (source, found) = (RawPath(source), found.map(|m| (m.dev, m.ino)));
+                    let found = found.map(|(old, _)| (old.dev, old.ino));
+                    let source = RawPath(source);
                     report
                         .reached
                         .push(reached(Holds::Claimed { source, found }));
@@ -1315,20 +1340,21 @@ fn copy_entries(
             reporter.file();
             continue;
         }
-        let skipped = report.counts.skipped;
         match copy_entry(dirs, &entry, dst_name, &mut report.counts, reporter, &stop) {
-            Ok(None) => {
+            // `--update`: a later file is kept, and never linked over.
+            Ok(EntryDone::Kept(Verdict::Newer)) => {}
+            Ok(done @ (EntryDone::Copied | EntryDone::Kept(_))) => {
                 if claim.is_some() {
                     let copy = rfs::statat(&dirs.dst, dst_name, AtFlags::SYMLINK_NOFOLLOW);
                     if let Ok(copy) = copy.map(|st| Meta::from_stat(&st)) {
                         report.reached.push(Reached {
-                            skipped: report.counts.skipped > skipped,
+                            skipped: done != EntryDone::Copied,
                             ..reached(Holds::Copy(copy.dev, copy.ino))
                         });
                     }
                 }
             }
-            Ok(Some(warning)) => report.warnings.push(warning),
+            Ok(EntryDone::Warning(warning)) => report.warnings.push(warning),
             Err(e) if e.kind() == io::ErrorKind::Interrupted && stop() => {
                 report.stopped = Some(Stop::Interrupted);
                 return;
@@ -1345,8 +1371,18 @@ fn copy_entries(
     }
 }
 
-/// Copies one entry. `Ok(Some(..))` is a warning: the entry was skipped for a reason that is
-/// not a failure (a device without the right to create it).
+/// What became of one entry (see [`copy_entry`]).
+#[derive(Debug, PartialEq, Eq)]
+enum EntryDone {
+    Copied,
+    /// Left as it was: [`Verdict::UpToDate`] or [`Verdict::Newer`].
+    Kept(Verdict),
+    /// Skipped for a reason that is not a failure (a device without the right to create it).
+    Warning(String),
+}
+
+/// Copies one entry, unless what is at its destination is to be kept; never onto the source
+/// itself (see [`replace`]).
 fn copy_entry(
     dirs: &Dirs,
     entry: &Entry,
@@ -1354,19 +1390,20 @@ fn copy_entry(
     counts: &mut Counts,
     reporter: &mut Reporter,
     stop: &dyn Fn() -> bool,
-) -> io::Result<Option<String>> {
+) -> io::Result<EntryDone> {
     let meta = &entry.meta;
     let existing = match dirs.existed {
-        true => to_replace(dirs.dst.as_fd(), dst_name)?,
+        true => judge(dirs, entry, dst_name)?,
         false => None,
     };
-    if let Some(old) = &existing {
-        if state().options.update && up_to_date(dirs, entry, dst_name, old) {
+    let existing = match existing {
+        Some((_, verdict)) if verdict.keeps() => {
             counts.skipped += 1;
             reporter.file();
-            return Ok(None);
+            return Ok(EntryDone::Kept(verdict));
         }
-    }
+        found => found.map(|(old, _)| old),
+    };
     match meta.kind {
         Kind::File => {
             let bytes = copy_file(dirs, entry, dst_name, reporter, stop)?;
@@ -1388,7 +1425,7 @@ fn copy_entry(
         }
         Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
             if matches!(meta.kind, Kind::CharDevice | Kind::BlockDevice) && !fsops::is_root() {
-                return Ok(Some(format!(
+                return Ok(EntryDone::Warning(format!(
                     "skipped device {} (creating devices needs root)",
                     dirs.src_path.join(entry.name.path()).display()
                 )));
@@ -1419,31 +1456,7 @@ fn copy_entry(
         }
         Kind::Dir => unreachable!("directories are walked, not copied as entries"),
     }
-    Ok(None)
-}
-
-/// Whether the existing copy already matches (`--update`): same kind, size and modification
-/// time for files; same target for links.
-fn up_to_date(dirs: &Dirs, entry: &Entry, dst_name: &Path, old: &Meta) -> bool {
-    let meta = &entry.meta;
-    match meta.kind {
-        Kind::File => file_up_to_date(old, meta),
-        Kind::Symlink => {
-            old.kind == Kind::Symlink
-                && rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new()).ok()
-                    == rfs::readlinkat(&dirs.dst, dst_name, Vec::new()).ok()
-        }
-        other => old.kind == other,
-    }
-}
-
-/// Whether an existing copy of a regular file is up to date (`--update`): a regular file of
-/// the same size and modification time, allowing for destinations that keep whole seconds
-/// only (FAT rounds to 2 s): such a copy has no nanoseconds.
-pub fn file_up_to_date(copy: &Meta, source: &Meta) -> bool {
-    let same_mtime = copy.mtime == source.mtime
-        || (copy.mtime.1 == 0 && (copy.mtime.0 - source.mtime.0).abs() <= 2);
-    copy.kind == Kind::File && copy.size == source.size && same_mtime
+    Ok(EntryDone::Copied)
 }
 
 /// Creates a link or special file; over an existing entry, creates it under a temporary

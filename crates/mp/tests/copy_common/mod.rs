@@ -872,3 +872,87 @@ impl Counts {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Side by side with `cp -a`
+// ---------------------------------------------------------------------------------------
+
+/// `cp -a` and `mp copy` run on two identical worlds (a directory holding the sources and
+/// the destinations), each from inside its world so that both name the paths alike.
+pub struct SideBySide {
+    pub cp_world: PathBuf,
+    pub mp_world: PathBuf,
+    pub cp: Output,
+    pub mp: Output,
+}
+
+/// Builds a world in `root/cp` with the shell script `setup` (run there, `set -e`), copies
+/// it to `root/mp` with `cp -a` (times, links and hard links kept), then runs
+/// `cp -a CP_ARGS` in the first and `mp copy MP_ARGS` in the second.
+pub fn side_by_side(root: &Path, setup: &str, cp_args: &[&str], mp_args: &[&str]) -> SideBySide {
+    let (cp_world, mp_world) = (root.join("cp"), root.join("mp"));
+    fs::create_dir_all(&cp_world).expect("create the world");
+    let mut build = Command::new("sh");
+    build
+        .arg("-c")
+        .arg(format!("set -e\n{setup}"))
+        .current_dir(&cp_world);
+    run(build).expect_clean_success();
+    let mut clone = Command::new("cp");
+    clone.arg("-a").arg(&cp_world).arg(&mp_world);
+    run(clone).expect_clean_success();
+    let mut cp = Command::new("cp");
+    cp.arg("-a").args(cp_args).current_dir(&cp_world);
+    let mut mp = mp_command(&[&"copy"]);
+    mp.args(mp_args).current_dir(&mp_world);
+    SideBySide {
+        cp: run(cp),
+        mp: run(mp),
+        cp_world,
+        mp_world,
+    }
+}
+
+impl SideBySide {
+    /// Asserts that `mp copy` ended as `cp -a` did: the same exit code, each of `cp`'s
+    /// messages among `mp`'s failures (`mp copy: PATH: MESSAGE`, one each, and no other),
+    /// and the same worlds, every entry compared (sources included: nothing lost). The
+    /// directories `loose` (relative to the world) were written into and hold no copy's
+    /// times: theirs are set alike first.
+    #[track_caller]
+    pub fn assert_same_outcome(&self, loose: &[&str]) {
+        let (cp, mp) = (&self.cp, &self.mp);
+        let both = format!("cp -a:\n{cp}\nmp copy:\n{mp}");
+        assert_eq!(cp.code(), mp.code(), "exit codes differ:\n{both}");
+        let expected: Vec<&str> = cp
+            .stderr
+            .lines()
+            .map(|l| l.strip_prefix("cp: ").unwrap_or(l))
+            .collect();
+        let failures: Vec<&str> = mp
+            .stderr
+            .lines()
+            .filter(|l| !l.ends_with(" failure") && !l.ends_with(" failures"))
+            .collect();
+        assert_eq!(
+            expected.len(),
+            failures.len(),
+            "not the same failures:\n{both}"
+        );
+        for message in &expected {
+            let found = failures
+                .iter()
+                .filter(|l| l.ends_with(&format!(": {message}")));
+            assert_eq!(found.count(), 1, "'{message}' not reported once:\n{both}");
+        }
+        for dir in loose {
+            for world in [&self.cp_world, &self.mp_world] {
+                let path = join(world, Path::new(dir));
+                if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    set_times(&path, (1_000_000_000, 0), (1_000_000_000, 0));
+                }
+            }
+        }
+        assert_same_tree(&self.cp_world, &self.mp_world);
+    }
+}

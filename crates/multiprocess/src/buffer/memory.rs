@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::per_process::PerProcess;
-use crate::sys::mem;
+use crate::sys;
 
 /// The name a buffer's memory file shows in `/proc/<pid>/fd` (as `memfd:multiprocess-buf`).
 const MEMFD_NAME: &str = "multiprocess-buf";
@@ -48,7 +48,7 @@ const CACHE_BYTES: usize = 1 << 30;
 pub(super) struct Memory {
     /// A description of the file that never holds a lock.
     fd: OwnedFd,
-    map: mem::Mapping,
+    map: sys::Mapping,
     /// The file's device and inode.
     id: (u64, u64),
 }
@@ -57,32 +57,29 @@ impl Memory {
     /// A new file of `cap` bytes (a multiple of the page), mapped writable, sealed for every
     /// other writer.
     fn create(cap: usize) -> Result<Memory> {
-        let fd = mem::memfd_create(MEMFD_NAME, true)?;
-        mem::set_len(fd.as_fd(), cap as u64)?;
+        let fd = sys::memfd_create_sealable(MEMFD_NAME)?;
+        sys::set_file_len(fd.as_fd(), cap as u64)?;
         // No MAP_POPULATE: measured here, it costs as much as faulting the pages one by one.
-        let map = mem::Mapping::new(fd.as_fd(), cap, mem::Access::ReadWrite, false)?;
-        mem::add_seals(fd.as_fd(), mem::WRITERS_SEALED)?;
-        let id = mem::file_stat(fd.as_fd())?.id;
+        let map = sys::Mapping::new(fd.as_fd(), cap, sys::Access::ReadWrite, false)?;
+        sys::seal_writers(fd.as_fd())?;
+        let id = sys::file_id(fd.as_fd())?;
         Ok(Memory { fd, map, id })
     }
 
     /// Maps a file received from another process, read-only, through a description of its own
     /// (a mapping keeps the description it was made through alive, and with it its locks).
     fn map_received(received: BorrowedFd<'_>) -> Result<Memory> {
-        let seals = mem::seals(received)?;
-        let resize = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
-        let writes = libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE;
-        if seals & resize != resize || seals & writes == 0 {
+        if !sys::sealed_for_readers(received)? {
             return Err(Error::Decode(
                 "the buffer received is not sealed against changes".into(),
             ));
         }
-        let fd = mem::reopen_read_only(received)?;
-        let st = mem::file_stat(fd.as_fd())?;
-        let cap = usize::try_from(st.len)
+        let fd = sys::reopen_read_only(received)?;
+        let id = sys::file_id(fd.as_fd())?;
+        let cap = usize::try_from(sys::file_len(fd.as_fd())?)
             .map_err(|_| Error::Decode("the buffer received is too large to map".into()))?;
-        let map = mem::Mapping::new(fd.as_fd(), cap, mem::Access::Read, false)?;
-        Ok(Memory { fd, map, id: st.id })
+        let map = sys::Mapping::new(fd.as_fd(), cap, sys::Access::Read, false)?;
+        Ok(Memory { fd, map, id })
     }
 
     /// The first byte (page-aligned).
@@ -103,8 +100,8 @@ impl Memory {
     /// A new description of the file holding a read lock, to travel with a handle sent to
     /// another process: while it exists, the creator does not reuse the file.
     pub(super) fn locked_description(&self) -> Result<OwnedFd> {
-        let fd = mem::reopen_read_only(self.fd.as_fd())?;
-        if !mem::ofd_lock(fd.as_fd(), mem::Lock::Read)? {
+        let fd = sys::reopen_read_only(self.fd.as_fd())?;
+        if !sys::ofd_lock(fd.as_fd(), sys::FileLock::Read)? {
             return Err(Error::Encode("could not lock a buffer for sending".into()));
         }
         Ok(fd)
@@ -113,9 +110,9 @@ impl Memory {
     /// Whether some description other than ours holds a lock: a handle exists in another
     /// process, or travels to one.
     fn held_elsewhere(&self) -> bool {
-        match mem::ofd_lock(self.fd.as_fd(), mem::Lock::Write) {
+        match sys::ofd_lock(self.fd.as_fd(), sys::FileLock::Write) {
             Ok(true) => {
-                let _ = mem::ofd_lock(self.fd.as_fd(), mem::Lock::Unlock);
+                let _ = sys::ofd_lock(self.fd.as_fd(), sys::FileLock::Unlock);
                 false
             }
             _ => true,
@@ -176,7 +173,7 @@ pub(super) fn for_writing(len: usize) -> Result<(Arc<Memory>, bool)> {
 
 /// The mapping of a received file (this process's cached one if it has seen the file before).
 pub(super) fn received(fd: BorrowedFd<'_>) -> Result<Arc<Memory>> {
-    let id = mem::file_stat(fd)?.id;
+    let id = sys::file_id(fd)?;
     {
         let mut t = tables();
         let seen = t.cache.iter().position(|m| m.id == id);

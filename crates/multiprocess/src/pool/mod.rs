@@ -25,6 +25,7 @@
 //! }
 //! ```
 
+mod imap;
 mod result;
 mod supervisor;
 mod worker;
@@ -38,7 +39,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use result::AsyncResult;
+use imap::Indexed;
+pub use imap::{IMap, IMapUnordered};
+pub use result::{AsyncResult, MapResult};
 use result::{Finisher, Outcome, Slot};
 pub use worker::soft_time_limit_exceeded;
 
@@ -47,6 +50,7 @@ use crate::connection::{pipe_simplex, Connection};
 use crate::context::{get_start_method, StartMethod};
 use crate::error::{Error, Result};
 use crate::process::target::{self, EntryFn, Target};
+use crate::process::{get_panic_output, PanicOutput};
 
 /// A task encoded, not yet queued.
 struct Prepared {
@@ -77,6 +81,7 @@ pub(crate) struct Inner {
     wake_pending: std::sync::atomic::AtomicBool,
     processes: usize,
     start_method: StartMethod,
+    panic_output: PanicOutput,
     task_timeout: Option<Duration>,
     soft_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
@@ -136,6 +141,7 @@ impl Inner {
 pub struct PoolBuilder {
     processes: Option<usize>,
     start_method: Option<StartMethod>,
+    panic_output: Option<PanicOutput>,
     task_timeout: Option<Duration>,
     soft_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
@@ -154,6 +160,13 @@ impl PoolBuilder {
     /// How workers are started (default: [`get_start_method`]).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = Some(method);
+        self
+    }
+
+    /// What a worker prints on stderr when a task panics (default: [`get_panic_output`] when
+    /// the pool is built, one line). The task's caller receives [`Error::Panic`] either way.
+    pub fn panic_output(mut self, output: PanicOutput) -> Self {
+        self.panic_output = Some(output);
         self
     }
 
@@ -241,6 +254,7 @@ impl PoolBuilder {
             wake_pending: Default::default(),
             processes,
             start_method,
+            panic_output: self.panic_output.unwrap_or_else(get_panic_output),
             task_timeout: self.task_timeout,
             soft_timeout: self.soft_timeout,
             idle_timeout: self.idle_timeout,
@@ -277,71 +291,6 @@ struct Gather<C, E> {
     outcomes: Vec<Option<Outcome>>,
     left: usize,
     callbacks: Option<(C, E)>,
-}
-
-/// The results of [`Pool::map_async`]: one per input, in order.
-pub struct MapResult<R> {
-    chunks: Vec<AsyncResult<Vec<R>>>,
-}
-
-impl<R: DeserializeOwned> MapResult<R> {
-    /// Waits for every chunk and returns all results in input order; the first error if any.
-    pub fn get(&self) -> Result<Vec<R>> {
-        let mut out = Vec::new();
-        for chunk in &self.chunks {
-            out.extend(chunk.get_list()?);
-        }
-        Ok(out)
-    }
-
-    /// As [`get`](Self::get), giving up with [`Error::Timeout`] after `timeout` (the tasks go
-    /// on).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<R>> {
-        if !self.wait_timeout(timeout) {
-            return Err(Error::Timeout);
-        }
-        self.get()
-    }
-
-    /// Waits for every chunk to finish.
-    pub fn wait(&self) {
-        for chunk in &self.chunks {
-            chunk.wait();
-        }
-    }
-
-    /// Waits up to `timeout` for every chunk; whether all have finished.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = crate::sys::deadline_after(timeout);
-        self.chunks.iter().all(|c| match deadline {
-            None => {
-                c.wait();
-                true
-            }
-            Some(d) => c.wait_timeout(d.saturating_duration_since(std::time::Instant::now())),
-        })
-    }
-
-    /// Whether every chunk has finished.
-    pub fn ready(&self) -> bool {
-        self.chunks.iter().all(AsyncResult::ready)
-    }
-
-    /// Whether every chunk finished without an error; `None` while some still run.
-    pub fn successful(&self) -> Option<bool> {
-        if !self.ready() {
-            return None;
-        }
-        Some(self.chunks.iter().all(|c| c.get_list().is_ok()))
-    }
-}
-
-impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
-    /// The whole result list of a chunk task.
-    fn get_list(&self) -> Result<Vec<R>> {
-        self.wait();
-        self.get_raw()
-    }
 }
 
 impl Pool {
@@ -599,7 +548,7 @@ impl Pool {
         }
         if chunks.is_empty() {
             callback(Vec::new());
-            return Ok(MapResult { chunks: Vec::new() });
+            return Ok(MapResult::new(Vec::new()));
         }
         let gather = Arc::new(Mutex::new(Gather::<C, E> {
             outcomes: (0..chunks.len()).map(|_| None).collect(),
@@ -643,9 +592,7 @@ impl Pool {
         }
         // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
         let slots = self.enqueue(prepared, false)?;
-        Ok(MapResult {
-            chunks: slots.into_iter().map(AsyncResult::new).collect(),
-        })
+        Ok(MapResult::new(slots))
     }
 
     /// As [`map_async`](Self::map_async) over tuples of arguments.
@@ -671,9 +618,7 @@ impl Pool {
         }
         // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
         let slots = self.enqueue(prepared, false)?;
-        Ok(MapResult {
-            chunks: slots.into_iter().map(AsyncResult::new).collect(),
-        })
+        Ok(MapResult::new(slots))
     }
 
     /// Applies `f` to the items lazily, with a bounded number of chunks in flight, yielding
@@ -698,14 +643,7 @@ impl Pool {
                     .map(AsyncResult::new),
             )
         };
-        self.inner.lock().open_iterators += 1;
-        IMap {
-            pool: self,
-            submit: Box::new(submit),
-            in_flight: VecDeque::new(),
-            ready: VecDeque::new(),
-            exhausted: false,
-        }
+        IMap::new(self, Box::new(submit))
     }
 
     /// As [`imap`](Self::imap), yielding each result as soon as its chunk is done, in no
@@ -743,15 +681,7 @@ impl Pool {
                     .map(|slot| (index, AsyncResult::new(slot))),
             )
         };
-        self.inner.lock().open_iterators += 1;
-        IMapUnordered {
-            pool: self,
-            submit: Box::new(submit),
-            in_flight: std::collections::HashMap::new(),
-            done: done_rx,
-            ready: VecDeque::new(),
-            exhausted: false,
-        }
+        IMapUnordered::new(self, Box::new(submit), done_rx)
     }
 
     /// Stops accepting tasks; the workers exit once the queued ones are done.
@@ -800,181 +730,5 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.terminate();
         let _ = self.join();
-    }
-}
-
-/// How many chunks an `imap` keeps in flight: enough to keep every worker busy while results
-/// travel back, bounded so that an endless input is read lazily.
-fn imap_window(pool: &Pool) -> usize {
-    pool.inner.processes * IMAP_CHUNKS_PER_WORKER
-}
-
-/// See [`imap_window`].
-const IMAP_CHUNKS_PER_WORKER: usize = 64;
-
-/// Submits the next chunk of an [`IMap`], or says the input is exhausted.
-type Submitter<'p, R> = Box<dyn FnMut(&Pool) -> Option<Result<AsyncResult<Vec<R>>>> + 'p>;
-
-/// The iterator of [`Pool::imap`].
-pub struct IMap<'p, R> {
-    pool: &'p Pool,
-    submit: Submitter<'p, R>,
-    in_flight: VecDeque<AsyncResult<Vec<R>>>,
-    ready: VecDeque<R>,
-    exhausted: bool,
-}
-
-impl<R: DeserializeOwned> IMap<'_, R> {
-    /// How many chunks may be in flight at once.
-    fn window(&self) -> usize {
-        imap_window(self.pool)
-    }
-
-    fn fill(&mut self) -> Result<()> {
-        while !self.exhausted && self.in_flight.len() < self.window() {
-            match (self.submit)(self.pool) {
-                Some(Ok(r)) => self.in_flight.push_back(r),
-                Some(Err(e)) => {
-                    self.exhausted = true; // what is in flight still comes; nothing more
-                    return Err(e);
-                }
-                None => self.exhausted = true,
-            }
-        }
-        Ok(())
-    }
-
-    /// The next result, waiting at most `timeout` for it ([`Error::Timeout`] after that; the
-    /// iterator can go on).
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        if let Some(r) = self.ready.pop_front() {
-            return Some(Ok(r));
-        }
-        if let Err(e) = self.fill() {
-            return Some(Err(e));
-        }
-        let head = self.in_flight.front()?;
-        if !head.wait_timeout(timeout) {
-            return Some(Err(Error::Timeout));
-        }
-        self.next()
-    }
-}
-
-impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(r) = self.ready.pop_front() {
-                return Some(Ok(r));
-            }
-            if let Err(e) = self.fill() {
-                return Some(Err(e));
-            }
-            let head = self.in_flight.pop_front()?;
-            match head.get_list() {
-                Ok(list) => self.ready.extend(list),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-}
-
-/// A chunk's result under the chunk's index.
-type Indexed<R> = (u64, AsyncResult<Vec<R>>);
-
-/// Submits the next chunk of an [`IMapUnordered`] under its index.
-type IndexedSubmitter<'p, R> = Box<dyn FnMut(&Pool) -> Option<Result<Indexed<R>>> + 'p>;
-
-/// The iterator of [`Pool::imap_unordered`].
-pub struct IMapUnordered<'p, R> {
-    pool: &'p Pool,
-    submit: IndexedSubmitter<'p, R>,
-    in_flight: std::collections::HashMap<u64, AsyncResult<Vec<R>>>,
-    /// Indices of finished chunks, in the order they finished.
-    done: std::sync::mpsc::Receiver<u64>,
-    ready: VecDeque<R>,
-    exhausted: bool,
-}
-
-impl<R: DeserializeOwned> IMapUnordered<'_, R> {
-    /// The next result to finish, waiting at most `timeout` for one ([`Error::Timeout`] after
-    /// that; the iterator can go on).
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        if let Some(r) = self.ready.pop_front() {
-            return Some(Ok(r));
-        }
-        if self.in_flight.is_empty() && self.exhausted {
-            return None;
-        }
-        if self.in_flight.is_empty() {
-            return self.next();
-        }
-        match self.done.recv_timeout(timeout) {
-            Ok(index) => {
-                let finished = self.in_flight.remove(&index)?;
-                match finished.get_list() {
-                    Ok(list) => self.ready.extend(list),
-                    Err(e) => return Some(Err(e)),
-                }
-                self.next()
-            }
-            Err(_) => Some(Err(Error::Timeout)),
-        }
-    }
-}
-
-impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(r) = self.ready.pop_front() {
-                return Some(Ok(r));
-            }
-            let window = imap_window(self.pool);
-            while !self.exhausted && self.in_flight.len() < window {
-                match (self.submit)(self.pool) {
-                    Some(Ok((index, r))) => {
-                        self.in_flight.insert(index, r);
-                    }
-                    Some(Err(e)) => {
-                        self.exhausted = true; // what is in flight still comes; nothing more
-                        return Some(Err(e));
-                    }
-                    None => self.exhausted = true,
-                }
-            }
-            if self.in_flight.is_empty() {
-                return None;
-            }
-            let index = self.done.recv().ok()?;
-            let finished = self.in_flight.remove(&index)?;
-            match finished.get_list() {
-                Ok(list) => self.ready.extend(list),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-}
-
-/// An `imap` iterator that goes away lets a closed pool finish.
-fn iterator_dropped(pool: &Pool) {
-    let mut state = pool.inner.lock();
-    state.open_iterators = state.open_iterators.saturating_sub(1);
-    drop(state);
-    pool.inner.wake();
-}
-
-impl<R> Drop for IMap<'_, R> {
-    fn drop(&mut self) {
-        iterator_dropped(self.pool);
-    }
-}
-
-impl<R> Drop for IMapUnordered<'_, R> {
-    fn drop(&mut self) {
-        iterator_dropped(self.pool);
     }
 }

@@ -1,4 +1,6 @@
-//! [`AsyncResult`]: the result of a task submitted to a pool, set once by the supervisor.
+//! [`AsyncResult`]: the result of a task submitted to a pool, set once by the supervisor; and
+//! [`MapResult`], the results of a map's chunk tasks together. (The lazy map iterators are in
+//! `imap.rs`.)
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -89,7 +91,7 @@ impl Slot {
         if timeout != Some(Duration::ZERO) {
             // Results of small tasks follow each other within microseconds: look a little
             // before sleeping on the condition variable (and being woken costs a switch).
-            crate::queue::deque::spin_until(|| self.done.load(Ordering::Acquire));
+            crate::shm::deque::spin_until(|| self.done.load(Ordering::Acquire));
         }
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -196,6 +198,80 @@ impl<R: DeserializeOwned> AsyncResult<R> {
             Some(outcome) => decode_one(&outcome?),
             None => Err(Error::Timeout),
         }
+    }
+}
+
+/// The results of [`Pool::map_async`]: one per input, in order.
+pub struct MapResult<R> {
+    chunks: Vec<AsyncResult<Vec<R>>>,
+}
+
+impl<R> MapResult<R> {
+    /// The result of the chunk tasks that `slots` belong to, in input order.
+    pub(crate) fn new(slots: Vec<Arc<Slot>>) -> Self {
+        MapResult {
+            chunks: slots.into_iter().map(AsyncResult::new).collect(),
+        }
+    }
+}
+
+impl<R: DeserializeOwned> MapResult<R> {
+    /// Waits for every chunk and returns all results in input order; the first error if any.
+    pub fn get(&self) -> Result<Vec<R>> {
+        let mut out = Vec::new();
+        for chunk in &self.chunks {
+            out.extend(chunk.get_list()?);
+        }
+        Ok(out)
+    }
+
+    /// As [`get`](Self::get), giving up with [`Error::Timeout`] after `timeout` (the tasks go
+    /// on).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<R>> {
+        if !self.wait_timeout(timeout) {
+            return Err(Error::Timeout);
+        }
+        self.get()
+    }
+
+    /// Waits for every chunk to finish.
+    pub fn wait(&self) {
+        for chunk in &self.chunks {
+            chunk.wait();
+        }
+    }
+
+    /// Waits up to `timeout` for every chunk; whether all have finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = crate::sys::deadline_after(timeout);
+        self.chunks.iter().all(|c| match deadline {
+            None => {
+                c.wait();
+                true
+            }
+            Some(d) => c.wait_timeout(d.saturating_duration_since(std::time::Instant::now())),
+        })
+    }
+
+    /// Whether every chunk has finished.
+    pub fn ready(&self) -> bool {
+        self.chunks.iter().all(AsyncResult::ready)
+    }
+
+    /// Whether every chunk finished without an error; `None` while some still run.
+    pub fn successful(&self) -> Option<bool> {
+        if !self.ready() {
+            return None;
+        }
+        Some(self.chunks.iter().all(|c| c.get_list().is_ok()))
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
+    /// The whole result list of a chunk task.
+    pub(crate) fn get_list(&self) -> Result<Vec<R>> {
+        self.wait();
+        self.get_raw()
     }
 }
 

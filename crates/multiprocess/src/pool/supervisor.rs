@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::process::bootstrap::Report;
 use crate::process::{Process, ProcessHandle};
 use crate::shm::MAX_SLEEP;
+use crate::sys;
 
 /// How many unanswered tasks a worker may hold: enough to hide the round trip.
 pub(crate) const PREFETCH: usize = 16;
@@ -76,6 +77,7 @@ impl Worker {
         let process = Process::new(worker_main, (theirs, config))
             .daemon(true)
             .start_method(inner.start_method)
+            .panic_output(inner.panic_output)
             .pool_worker()
             .start()?;
         Ok(Worker {
@@ -155,11 +157,8 @@ impl Worker {
     fn signal_soft_limit(&mut self) {
         if let Some(head) = self.in_flight.front() {
             self.soft_signalled = Some(head.task.id);
-            let value = libc::sigval {
-                sival_ptr: head.task.id as usize as *mut libc::c_void,
-            };
-            // SAFETY: sigqueue only sends a signal with a value; the worker handles SIGUSR1.
-            unsafe { libc::sigqueue(self.process.pid() as libc::pid_t, libc::SIGUSR1, value) };
+            // The worker handles SIGUSR1; one that is gone already has nothing to be told.
+            let _ = sys::queue_signal(self.process.pid(), sys::SIGUSR1, head.task.id as usize);
         }
     }
 

@@ -16,6 +16,7 @@ use crate::connection::Connection;
 use crate::error::Error;
 use crate::process::bootstrap::{self, Report};
 use crate::process::target;
+use crate::sys;
 
 /// A task, as the supervisor sends it. (`H` is `serde::de::IgnoredAny` when the supervisor
 /// reads back a task it sent, for its id only.)
@@ -120,19 +121,6 @@ pub(crate) struct WorkerConfig {
     pub max_memory: Option<u64>,
 }
 
-/// The resident memory of this process, in bytes.
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    pages * page
-}
-
 /// The id of the task this worker runs now (0: none).
 static RUNNING: AtomicU64 = AtomicU64::new(0);
 
@@ -151,24 +139,16 @@ pub fn soft_time_limit_exceeded() -> bool {
 }
 
 /// SIGUSR1 handler: the value names the task the limit is for. Only atomics: async-signal-safe.
-extern "C" fn on_soft_limit(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let task = unsafe { (*info).si_value().sival_ptr } as usize as u64;
+fn on_soft_limit(task: usize) {
+    let task = task as u64;
     if task != 0 && task == RUNNING.load(Ordering::Acquire) {
         SOFT_LIMIT.store(true, Ordering::Release);
     }
 }
 
 fn install_soft_limit_handler() {
-    // SAFETY: a zeroed sigaction with our handler and SA_SIGINFO is a valid argument; the
-    // handler only touches atomics.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_soft_limit as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
-    }
+    // SAFETY: the handler only touches atomics.
+    let _ = unsafe { sys::on_signal_with_value(sys::SIGUSR1, on_soft_limit) };
 }
 
 /// The worker process's target.
@@ -222,7 +202,7 @@ pub(crate) fn worker_main(conn: Connection, mut config: WorkerConfig) {
         }
         done += 1;
         let recycle = config.max_tasks.is_some_and(|m| done >= m)
-            || config.max_memory.is_some_and(|m| resident_bytes() > m);
+            || config.max_memory.is_some_and(|m| sys::resident_bytes() > m);
         if recycle {
             return;
         }

@@ -4,24 +4,24 @@
 //! Start methods differ only in how the child comes to exist and how it receives its
 //! [`Bootstrap`] and descriptors; from [`run_child`] on, every child runs the same code:
 //! 1. record who it is (name, identity, parent) and, if daemonic, watch for the parent's death;
-//! 2. decode the arguments and call the target, catching a panic;
+//! 2. decode the arguments and call the target, catching a panic (`panics.rs`: what the child
+//!    prints about it is its `PanicOutput`);
 //! 3. send a [`Report`] (the result, the panic, or why it could not run) if the parent wants one;
 //! 4. join its own children as Python does at exit, flush stdio, and `_exit` with 0 after a
 //!    return, 1 after a panic or a failure to start.
 
-use std::cell::Cell;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::context;
 use crate::error::Error;
+use crate::process::panics::{self, PanicOutput};
 use crate::process::{child, current, target};
 use crate::sys;
 
@@ -41,6 +41,8 @@ pub(crate) struct Bootstrap {
     pub id: current::ChildIdentity,
     /// The parent's working directory (a fork-server child starts in the server's).
     pub cwd: Option<Vec<u8>>,
+    /// What the child prints when its target panics (it becomes the child's own setting).
+    pub panic_output: PanicOutput,
 }
 
 /// The descriptors a child starts with.
@@ -133,43 +135,6 @@ pub(crate) fn check_same_binary(boot: &Bootstrap) -> Result<(), String> {
     }
 }
 
-thread_local! {
-    /// True on the thread that runs the target while it runs: only its panics are reported.
-    static IN_TARGET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The message and location of the target's panic, captured by the panic hook.
-static PANIC_INFO: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
-
-/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_string()
-    }
-}
-
-/// Installs (once per process) a panic hook that records the target's panic and then prints it
-/// as the default hook does. The parent calls it before it forks, so that a forked child never
-/// has to take the panic-hook lock, which another parent thread may have held at the fork.
-pub(crate) fn capture_panics() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if IN_TARGET.with(Cell::get) {
-                let message = panic_message(info.payload());
-                let location = info.location().map(|l| l.to_string());
-                *PANIC_INFO.lock().unwrap_or_else(|e| e.into_inner()) = Some((message, location));
-            }
-            previous(info);
-        }));
-    });
-}
-
 /// The descriptors a daemonic child has room for from its start (a table of 1024 takes 8 KiB).
 const CHILD_FD_ROOM: usize = 1000;
 
@@ -181,7 +146,7 @@ fn watch_parent_death(parent_pidfd: Arc<OwnedFd>) {
         .stack_size(64 * 1024)
         .spawn(move || {
             if sys::poll_readable(&[parent_pidfd.as_fd()], None).is_ok_and(|r| r[0]) {
-                let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+                let _ = sys::kill(sys::getpid(), sys::SIGKILL);
             }
         });
     if let Err(err) = spawned {
@@ -211,7 +176,8 @@ pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
         }
     }
     crate::process::register_exit_cleanup();
-    capture_panics();
+    panics::set_panic_output(boot.panic_output);
+    panics::install_hook();
 
     // SAFETY: the offset came from our parent, which runs this very binary: a forked child
     // shares its memory image, a re-executed child checked `exe` before calling us.
@@ -227,25 +193,13 @@ pub(crate) fn run_child(boot: Bootstrap, fds: ChildFds) -> ! {
 /// Calls an entry function, catching a panic: `None` when it returned nothing to report,
 /// otherwise what to tell the parent. Also used by pool workers, once per task.
 pub(crate) fn call_entry(entry: target::EntryFn, args: &[u8], fds: Vec<OwnedFd>) -> Option<Report> {
-    capture_panics();
-    IN_TARGET.with(|f| f.set(true));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| entry(args, fds)));
-    IN_TARGET.with(|f| f.set(false));
-    match outcome {
+    match panics::catch_target(|| entry(args, fds)) {
         Ok(Ok(Some(bytes))) => Some(Report::Returned(bytes)),
         Ok(Ok(None)) => None,
         Ok(Err(Error::Decode(why))) => Some(Report::DecodeFailed(why)),
         Ok(Err(Error::Encode(why))) => Some(Report::EncodeFailed(why)),
         Ok(Err(other)) => Some(Report::StartFailed(other.to_string())),
-        Err(payload) => {
-            let (message, location) = PANIC_INFO
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-                // The program replaced our panic hook: the payload still has the message.
-                .unwrap_or_else(|| (panic_message(payload.as_ref()), None));
-            Some(Report::Panicked { message, location })
-        }
+        Err(panics::Caught { message, location }) => Some(Report::Panicked { message, location }),
     }
 }
 

@@ -168,7 +168,7 @@ pub(crate) fn running() -> Vec<Arc<ChildState>> {
 pub(crate) fn exit_cleanup() {
     let list = running();
     for child in list.iter().filter(|c| c.daemon) {
-        let _ = child.signal(libc::SIGTERM);
+        let _ = child.signal(sys::SIGTERM);
     }
     // Nobody will read a result any more: a child blocked writing a large one gets EPIPE
     // instead of waiting for ever (and this process with it).

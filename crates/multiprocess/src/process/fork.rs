@@ -50,7 +50,7 @@ pub(crate) fn launch(req: Launch<'_>) -> Result<Launched> {
         }),
         Err(err) => {
             // A child we could not track must not run on unseen.
-            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::kill(pid, sys::SIGKILL);
             let _ = sys::wait_blocking(pid);
             Err(err.into())
         }

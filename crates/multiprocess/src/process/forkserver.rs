@@ -182,7 +182,7 @@ pub(crate) fn serve(fds: Vec<RawFd>) -> ! {
     // SAFETY: the program passed this descriptor for the server alone to own.
     let control = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let _ = sys::set_cloexec(fd);
-    sys::ignore_signal(libc::SIGINT);
+    sys::ignore_signal(sys::SIGINT);
     sys::raise_fd_limit(); // one status socket per live child
     let sigchld = match sys::sigchld_fd() {
         Ok(fd) => fd,
@@ -231,12 +231,12 @@ fn serve_one(control: &UnixStream, statuses: &mut HashMap<u32, UnixStream>) {
         sys::exit_now(0);
     }
     let Some(fds) = fds else {
-        reply(control, 0, libc::EMFILE, None);
+        reply(control, 0, sys::EMFILE, None);
         return;
     };
     let mut fds = fds.into_iter();
     let (Some(status), Some(parent_pidfd)) = (fds.next(), fds.next()) else {
-        reply(control, 0, libc::EINVAL, None);
+        reply(control, 0, sys::EINVAL, None);
         return;
     };
     let report = if has_report { fds.next() } else { None };
@@ -257,10 +257,10 @@ fn serve_one(control: &UnixStream, statuses: &mut HashMap<u32, UnixStream>) {
             statuses.insert(pid, UnixStream::from(status));
             match sys::pidfd_open(pid) {
                 Ok(pidfd) => reply(control, pid as i32, 0, Some(pidfd)),
-                Err(err) => reply(control, 0, err.raw_os_error().unwrap_or(libc::EIO), None),
+                Err(err) => reply(control, 0, err.raw_os_error().unwrap_or(sys::EIO), None),
             }
         }
-        Err(err) => reply(control, 0, err.raw_os_error().unwrap_or(libc::EIO), None),
+        Err(err) => reply(control, 0, err.raw_os_error().unwrap_or(sys::EIO), None),
     }
 }
 

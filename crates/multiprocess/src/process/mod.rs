@@ -11,6 +11,7 @@ mod child;
 mod current;
 mod fork;
 mod forkserver;
+mod panics;
 mod spawn;
 pub(crate) mod target;
 
@@ -26,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use current::{current_process, parent_pid, parent_process, ParentProcess, ProcessInfo};
+pub use panics::{get_panic_output, set_panic_output, PanicOutput};
 pub use target::Target;
 
 use crate::codec;
@@ -127,13 +129,13 @@ pub(crate) fn register_exit_cleanup() {
         after_fork_in_child();
     }
     if !REGISTERED.swap(true, Ordering::AcqRel) {
-        // SAFETY: both are plain extern "C" fns that live as long as the program. The fork
-        // handler also covers forks the library does not make (libc::fork, daemonising crates):
-        // such a copy must not wait on, or steal the exit statuses of, its parent's children.
-        unsafe {
-            libc::atexit(at_exit);
-            libc::pthread_atfork(None, None, Some(in_forked_child));
-        }
+        sys::at_exit(at_exit);
+        // The fork handler also covers forks the library does not make (a bare `fork`,
+        // daemonising crates): such a copy must not wait on, or steal the exit statuses of,
+        // its parent's children.
+        // SAFETY: `after_fork_in_child` only stores atomics and closes an inherited
+        // descriptor: no allocation, no lock another thread may have held.
+        unsafe { sys::at_fork_in_child(in_forked_child) };
     }
 }
 
@@ -169,6 +171,7 @@ pub struct Process<F, Args> {
     start_method: Option<StartMethod>,
     /// A pool worker: named `ForkPoolWorker-N` and the like, as in Python.
     pool_worker: bool,
+    panic_output: Option<PanicOutput>,
 }
 
 impl<F: Target<Args>, Args> Process<F, Args> {
@@ -183,6 +186,7 @@ impl<F: Target<Args>, Args> Process<F, Args> {
             daemon: None,
             start_method: None,
             pool_worker: false,
+            panic_output: None,
         }
     }
 
@@ -208,6 +212,27 @@ impl<F: Target<Args>, Args> Process<F, Args> {
     /// Chooses how the process is started (default: [`get_start_method`]).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = Some(method);
+        self
+    }
+
+    /// Chooses what the process prints on stderr if its target panics (default:
+    /// [`get_panic_output`], one line); it also becomes the setting of the process's own
+    /// children. The parent receives the panic as [`Error::Panic`] either way.
+    ///
+    /// ```no_run
+    /// fn fail() -> u8 { panic!("look closer") }
+    ///
+    /// fn main() -> multiprocess::Result<()> {
+    ///     multiprocess::init();
+    ///     let child = multiprocess::Process::new(fail, ())
+    ///         .panic_output(multiprocess::PanicOutput::Full) // with a backtrace under RUST_BACKTRACE=1
+    ///         .spawn()?;
+    ///     assert!(matches!(child.join(), Err(multiprocess::Error::Panic { .. })));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn panic_output(mut self, output: PanicOutput) -> Self {
+        self.panic_output = Some(output);
         self
     }
 }
@@ -262,7 +287,7 @@ where
         if method.reexecutes() {
             target::check_same_object(entry)?;
         }
-        bootstrap::capture_panics();
+        panics::install_hook();
         register_exit_cleanup();
         let (args, arg_fds) = codec::encode_with_fds(&self.args)?;
         if arg_fds.len() > sys::MAX_FDS_PER_MESSAGE - 3 {
@@ -304,6 +329,7 @@ where
                 .then(std::env::current_dir)
                 .and_then(|d| d.ok())
                 .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string())),
+            panic_output: self.panic_output.unwrap_or_else(get_panic_output),
         };
         let (report_mine, report_child) = if wants_report || method == StartMethod::Spawn {
             let (mine, child) = sys::socketpair()?;
@@ -441,15 +467,15 @@ impl ProcessHandle {
     }
     /// Asks the process to stop (SIGTERM). Does nothing if it has already exited.
     pub fn terminate(&self) -> Result<()> {
-        Ok(self.state.signal(libc::SIGTERM)?)
+        Ok(self.state.signal(sys::SIGTERM)?)
     }
     /// Stops the process at once (SIGKILL). Does nothing if it has already exited.
     pub fn kill(&self) -> Result<()> {
-        Ok(self.state.signal(libc::SIGKILL)?)
+        Ok(self.state.signal(sys::SIGKILL)?)
     }
     /// Sends SIGINT, as Python's `interrupt()`.
     pub fn interrupt(&self) -> Result<()> {
-        Ok(self.state.signal(libc::SIGINT)?)
+        Ok(self.state.signal(sys::SIGINT)?)
     }
     /// A descriptor that becomes readable when the process exits (Python's `sentinel`), to wait
     /// on together with others.

@@ -60,7 +60,7 @@ pub(crate) fn launch(req: Launch<'_>) -> Result<Launched> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(err) => {
-            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::kill(pid, sys::SIGKILL);
             let _ = sys::wait_blocking(pid);
             return Err(err.into());
         }

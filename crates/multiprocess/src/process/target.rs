@@ -79,15 +79,8 @@ pub(crate) fn entry_offset(entry: EntryFn) -> i64 {
 /// [`anchor`]: only then is their distance the same in a re-executed copy. (It differs when the
 /// library is linked as a dylib and the target lives in the program.)
 pub(crate) fn check_same_object(entry: EntryFn) -> Result<()> {
-    fn object_base(addr: *const ()) -> Option<usize> {
-        // SAFETY: dladdr only reads the loader's tables; info is a valid out-pointer.
-        unsafe {
-            let mut info: libc::Dl_info = std::mem::zeroed();
-            (libc::dladdr(addr.cast(), &mut info) != 0).then_some(info.dli_fbase as usize)
-        }
-    }
-    let anchor_base = object_base(anchor as *const ());
-    let entry_base = object_base(entry as *const ());
+    let anchor_base = crate::sys::loaded_object_base(anchor as *const ());
+    let entry_base = crate::sys::loaded_object_base(entry as *const ());
     if anchor_base.is_some() && anchor_base == entry_base {
         Ok(())
     } else {

@@ -30,8 +30,8 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::deque::Wait;
 use crate::error::{Error, Result};
+use crate::shm::deque::Wait;
 use crate::shm::{EventCount, Journal, Region, RobustMutex, RobustMutexGuard};
 
 const MAGIC: u64 = 0x6d70_6865_6170_3031; // "mpheap01"

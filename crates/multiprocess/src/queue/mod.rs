@@ -1,18 +1,17 @@
 //! Queues between processes: [`Queue`], [`LifoQueue`], [`JoinableQueue`], [`SimpleQueue`],
 //! [`PriorityQueue`].
 //!
-//! All but the last are one [`SharedDeque`](deque::SharedDeque) in shared memory (see `deque.rs`
-//! for the algorithm and why a killed process cannot corrupt it), differing only in which end
-//! `get` takes from and whether items are counted until `task_done`; `PriorityQueue` is a
-//! [`SharedHeap`](heap::SharedHeap) built the same way (`heap.rs`). Unlike Python's queues there is no
-//! feeder thread: `put` has encoded and stored the item when it returns, so `qsize()` is exact,
+//! All but the last are one [`SharedDeque`](crate::shm::deque::SharedDeque), the shared-memory
+//! ring of `shm/deque.rs` (see there for the algorithm and why a killed process cannot corrupt
+//! it), differing only in which end `get` takes from and whether items are counted until
+//! `task_done`; `PriorityQueue` is a [`SharedHeap`](heap::SharedHeap) built the same way
+//! (`heap.rs`). Unlike Python's queues there is no feeder thread: `put` has encoded and stored the item when it returns, so `qsize()` is exact,
 //! a value that cannot be encoded fails at `put` and changes nothing, and no data is lost when
 //! a process exits right after `put`.
 //!
 //! A queue handle is passed to a child as an argument (under every start method) and can be
 //! cloned; every handle refers to the same queue.
 
-pub(crate) mod deque;
 mod heap;
 
 use std::borrow::Borrow;
@@ -26,8 +25,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::shm::deque::{End, SharedDeque, Wait};
 use crate::shm::Region;
-use deque::{End, SharedDeque, Wait};
 
 /// What every queue type is made of.
 struct Core<T> {

@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::futex;
+use crate::sys::futex;
 
 /// The longest one sleep lasts before the sleeper re-checks its condition (the bound on a
 /// wake-up lost with a crashed notifier).

@@ -3,9 +3,12 @@
 //! - [`Region`]: an anonymous `memfd` mapped into every process that holds it. No name exists in
 //!   any file system, so nothing is left behind when processes crash; the memory is freed when
 //!   the last process unmaps it. A region travels to a child as a descriptor (see `codec`).
-//! - [`futex`]: waiting on and waking a 32-bit word of a region, across processes.
+//! - [`deque::SharedDeque`]: the shared-memory ring of variable-size records that queues,
+//!   pipes (and so pool tasks and results) all travel through.
 //! - [`RobustMutex`]: a process-shared, *robust* pthread mutex: when its holder dies, the next
-//!   locker is told so (`EOWNERDEAD`) instead of waiting for ever.
+//!   locker is told so (`EOWNERDEAD`) instead of waiting for ever (in `sys/mutex.rs`, with the
+//!   futex calls of `sys/futex.rs`: waiting on and waking a 32-bit word of a region, across
+//!   processes).
 //! - [`Journal`]: a redo log that makes a multi-word update of shared state all-or-nothing
 //!   across a crash of the lock holder.
 //! - [`EventCount`]: "something changed" notifications that cost no system call while nobody
@@ -17,14 +20,13 @@
 //! never a torn one, and never a lock that blocks the survivors.
 
 mod cell;
+pub(crate) mod deque;
 mod eventcount;
-pub(crate) mod futex;
 mod journal;
-mod mutex;
 mod region;
 
+pub(crate) use crate::sys::{RobustMutex, RobustMutexGuard};
 pub(crate) use cell::{ShmCell, ShmState};
 pub(crate) use eventcount::{EventCount, MAX_SLEEP};
 pub(crate) use journal::Journal;
-pub(crate) use mutex::{RobustMutex, RobustMutexGuard};
 pub(crate) use region::Region;

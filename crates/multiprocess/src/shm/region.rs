@@ -6,12 +6,13 @@
 //! touching a page beyond it would fault, so users keep to offsets they know are inside.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{FdIn, FdOut};
+use crate::sys;
 
 /// A shared-memory region mapped into this process.
 pub(crate) struct Region {
@@ -30,38 +31,14 @@ unsafe impl Sync for Region {}
 impl Region {
     /// Creates a region of `len` zeroed bytes that may grow to `reserve` bytes.
     pub(crate) fn create(name: &str, len: u64, reserve: usize) -> io::Result<Region> {
-        let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
-        // SAFETY: cname is a valid C string; MFD_CLOEXEC keeps it out of exec'd programs.
-        let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: memfd_create just returned this descriptor to us alone.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let region = Region::map(fd, reserve)?;
+        let region = Region::map(sys::memfd_create(name)?, reserve)?;
         region.grow_to(len)?;
         Ok(region)
     }
 
     /// Maps an existing region's descriptor.
     pub(crate) fn map(fd: OwnedFd, reserve: usize) -> io::Result<Region> {
-        // SAFETY: a fresh shared mapping of a valid descriptor at an address of the kernel's
-        // choosing; MAP_NORESERVE because most of the range is not backed until the file grows.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                reserve,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_NORESERVE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let base = sys::map_shared(fd.as_fd(), reserve)?;
         Ok(Region { fd, base, reserve })
     }
 
@@ -77,12 +54,7 @@ impl Region {
 
     /// The file's length now.
     pub(crate) fn file_len(&self) -> io::Result<u64> {
-        let mut st: libc::stat = unsafe_zeroed_stat();
-        // SAFETY: st is a valid out-pointer.
-        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(st.st_size as u64)
+        sys::file_len(self.fd.as_fd())
     }
 
     /// Grows the file to at least `len` bytes (never shrinks it).
@@ -94,37 +66,22 @@ impl Region {
             )));
         }
         if self.file_len()? < len {
-            // SAFETY: ftruncate on our descriptor has no memory-safety preconditions.
-            if unsafe { libc::ftruncate(self.fd.as_raw_fd(), len as libc::off_t) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            sys::set_file_len(self.fd.as_fd(), len)?;
         }
         Ok(())
     }
 
     /// Gives the pages of `[offset, offset + len)` back to the system (they read as zeros).
+    /// Best effort: pages that stay only cost memory.
     pub(crate) fn release(&self, offset: u64, len: u64) {
-        // SAFETY: fallocate only changes the file's allocation; nothing in that range is used.
-        unsafe {
-            libc::fallocate(
-                self.fd.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset as libc::off_t,
-                len as libc::off_t,
-            )
-        };
+        let _ = sys::punch_hole(self.fd.as_fd(), offset, len);
     }
-}
-
-fn unsafe_zeroed_stat() -> libc::stat {
-    // SAFETY: `stat` is plain data for which all-zero bytes are valid.
-    unsafe { std::mem::zeroed() }
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: we mapped exactly this range in `map` and nothing refers to it any more.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.reserve) };
+        // SAFETY: `map` mapped exactly this range and nothing refers to it any more.
+        unsafe { sys::unmap(self.base, self.reserve) };
     }
 }
 

@@ -90,8 +90,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-use crate::shm::{futex, ShmCell, ShmState, MAX_SLEEP};
+use crate::shm::{ShmCell, ShmState, MAX_SLEEP};
 use crate::sys;
+use crate::sys::futex;
 
 /// A handle on a state in shared memory: cheap to clone, sent to other processes as its region.
 pub(crate) struct Handle<S: ShmState>(Arc<ShmCell<S>>);

@@ -2,6 +2,9 @@
 //! start method.
 #![allow(dead_code)]
 
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use multiprocess::{Connection, ProcessHandle};
@@ -54,6 +57,57 @@ pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
     // SAFETY: we own fd.
     unsafe { libc::close(fd) };
     ready
+}
+
+/// What [`output_within`] gives back.
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (stdin from /dev/null) with stdout and stderr captured, killing it and failing the
+/// test if it has not exited, and closed both, within [`DEADLINE`] each.
+pub fn output_within(cmd: &mut Command) -> Captured {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("could not start the command");
+    // Both pipes are read at once, so a chatty child never blocks on a full one.
+    let (tx, rx) = mpsc::channel();
+    let pipes: [(usize, Box<dyn Read + Send>); 2] = [
+        (0, Box::new(child.stdout.take().expect("stdout"))),
+        (1, Box::new(child.stderr.take().expect("stderr"))),
+    ];
+    for (index, mut pipe) in pipes {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = tx.send((index, bytes));
+        });
+    }
+    if !wait_gone(child.id(), DEADLINE) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not exit within {DEADLINE:?}");
+    }
+    let status = child.wait().expect("wait");
+    let mut out = [String::new(), String::new()];
+    for _ in 0..2 {
+        let (index, bytes) = rx
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("{cmd:?} exited but its output stayed open"));
+        out[index] = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let [stdout, stderr] = out;
+    Captured {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// Defines, for each named function `fn name(method: StartMethod)`, a module with one test per

@@ -3,7 +3,7 @@
 //! The kernel keeps, per thread, a list of the robust mutexes it holds; when a thread dies (its
 //! process killed by SIGKILL included), the kernel marks each such mutex "owner died" and wakes
 //! a waiter. The next locker gets `EOWNERDEAD`: it holds the lock, repairs the protected state
-//! (see [`Journal`](super::Journal)), and marks the mutex consistent. So a lock held by a dead
+//! (see [`Journal`](crate::shm::Journal)), and marks the mutex consistent. So a lock held by a dead
 //! process is recovered, never a deadlock.
 
 use std::cell::UnsafeCell;

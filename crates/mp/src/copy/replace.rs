@@ -1,0 +1,335 @@
+//! What a copy does about what it finds at its destination: it never replaces the source
+//! itself (GNU `cp`'s "are the same file" rule), and it leaves alone what `--update` or
+//! `--resume` say to keep.
+//!
+//! The rule, as `cp -a` applies it (coreutils' `same_file_ok`, without following links):
+//! the source and what is at its destination are one file when they lead to one inode, a
+//! symbolic link on either side followed to what it points to. Then replacing the
+//! destination would destroy the source (`mp copy link file`, where `link -> file`, would
+//! leave `file -> file`), and the entry is refused. Two links are the exception: a link may
+//! replace another link to the same file; and two names of one hard-linked link are left as
+//! they are, which is nothing to do. Under `-L` the source is already followed.
+//!
+//! The look costs nothing on the usual paths: the stat of the destination is taken anyway
+//! to replace it, and a link is followed only when one side is a link and the other is not.
+//!
+//! Then `--update` (`cp -u`) keeps a destination that is not older than its source, and
+//! `--resume` one whose size and modification time match; with both, what either keeps.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags};
+use rustix::io::Errno;
+
+use super::fsops::Options;
+use super::meta::{Kind, Meta};
+
+/// How a source and what is at its destination relate (see the module's rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Same {
+    /// Two files: the destination may be replaced.
+    Distinct,
+    /// One file (or one leads to the other): replacing the destination destroys the source.
+    OneFile,
+    /// Two names of one hard-linked symbolic link (or the same name): nothing to copy.
+    LinkedLinks,
+}
+
+/// What to do about what is at a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Replace it with the copy.
+    Replace,
+    /// Leave it: it already is a copy of the source (`--resume`'s match, or `--update` with
+    /// the same size and time), or the same hard-linked link.
+    UpToDate,
+    /// Leave it: `--update`, and it is not older than the source (a later edit, perhaps).
+    Newer,
+    /// Refuse: it is the source itself.
+    SameFile,
+}
+
+impl Verdict {
+    /// Whether the destination is left as it is.
+    pub fn keeps(self) -> bool {
+        matches!(self, Verdict::UpToDate | Verdict::Newer)
+    }
+}
+
+/// How `src` (as listed: not followed, except under `-L`) and `old` (what is at its
+/// destination, not followed) relate. `src_target` and `old_target` follow a link on each
+/// side to the device and inode it leads to (`None` if it leads nowhere); each is called
+/// only when its side is a link and the other is not.
+///
+/// ```ignore
+/// let same = same_file(&link, &file, || Some((file.dev, file.ino)), || None);
+/// assert_eq!(same, Same::OneFile);
+/// ```
+pub fn same_file(
+    src: &Meta,
+    old: &Meta,
+    src_target: impl FnOnce() -> Option<(u64, u64)>,
+    old_target: impl FnOnce() -> Option<(u64, u64)>,
+) -> Same {
+    let one_inode = (src.dev, src.ino) == (old.dev, old.ino);
+    if src.kind == Kind::Symlink && old.kind == Kind::Symlink {
+        return match one_inode {
+            true => Same::LinkedLinks,
+            false => Same::Distinct,
+        };
+    }
+    let src_id = match src.kind {
+        Kind::Symlink => src_target(),
+        _ => Some((src.dev, src.ino)),
+    };
+    let old_id = match old.kind {
+        Kind::Symlink => old_target(),
+        _ => Some((old.dev, old.ino)),
+    };
+    match src_id.zip(old_id) {
+        Some((a, b)) if a == b => Same::OneFile,
+        _ => Same::Distinct,
+    }
+}
+
+/// What to do about `old`, found at the destination of `src`, which relate as `same` says:
+/// a source is never copied onto itself; then what `--resume` and `--update` keep is kept.
+/// `same_target`: whether two links point to the same path (asked of `--resume` only).
+pub fn verdict(
+    options: &Options,
+    src: &Meta,
+    old: &Meta,
+    same: Same,
+    same_target: impl FnOnce() -> bool,
+) -> Verdict {
+    match same {
+        Same::OneFile => return Verdict::SameFile,
+        Same::LinkedLinks => return Verdict::UpToDate,
+        Same::Distinct => {}
+    }
+    if options.resume && resumed(src, old, same_target) {
+        return Verdict::UpToDate;
+    }
+    // As `cp -u`: directories are always merged into, whatever their times.
+    if options.update && src.kind != Kind::Dir && !older(old, src) {
+        return match src.kind == Kind::File && file_up_to_date(old, src) {
+            true => Verdict::UpToDate,
+            false => Verdict::Newer,
+        };
+    }
+    Verdict::Replace
+}
+
+/// Whether `old` is older than `src` (`--update` replaces it then). Like `cp -u`, equal
+/// times are not older; and a destination that keeps whole seconds only (no nanoseconds)
+/// is compared with the source's time cut to the second, so that a copy made there is not
+/// taken for older than its source.
+pub fn older(old: &Meta, src: &Meta) -> bool {
+    if old.mtime.1 == 0 {
+        old.mtime.0 < src.mtime.0
+    } else {
+        old.mtime < src.mtime
+    }
+}
+
+/// Whether `old` already is a finished copy of `src` (`--resume`): a regular file of the
+/// same size and modification time; a link to the same path; any other entry of its kind.
+fn resumed(src: &Meta, old: &Meta, same_target: impl FnOnce() -> bool) -> bool {
+    match src.kind {
+        Kind::File => file_up_to_date(old, src),
+        Kind::Symlink => old.kind == Kind::Symlink && same_target(),
+        other => old.kind == other,
+    }
+}
+
+/// Whether an existing copy of a regular file is up to date (`--resume`): a regular file of
+/// the same size and modification time, allowing for destinations that keep whole seconds
+/// only (FAT rounds to 2 s): such a copy has no nanoseconds.
+pub fn file_up_to_date(copy: &Meta, source: &Meta) -> bool {
+    let same_mtime = copy.mtime == source.mtime
+        || (copy.mtime.1 == 0 && (copy.mtime.0 - source.mtime.0).abs() <= 2);
+    copy.kind == Kind::File && copy.size == source.size && same_mtime
+}
+
+/// Looks at `name` in `dir`, the destination of the source `src_name` in `src_dir` (of
+/// metadata `src`), and says what to do about it: `None` when nothing is there. Refusals are
+/// errors: the source itself (the message names the paths `shown` gives: the source's and
+/// the destination's), and a directory in the way of a non-directory to be copied.
+pub fn judge_at(
+    (dir, name): (BorrowedFd<'_>, &Path),
+    (src_dir, src_name): (BorrowedFd<'_>, &Path),
+    src: &Meta,
+    options: &Options,
+    shown: impl FnOnce() -> (PathBuf, PathBuf),
+) -> io::Result<Option<(Meta, Verdict)>> {
+    let old = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Meta::from_stat(&st),
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let same = same_file(
+        src,
+        &old,
+        || followed_at(src_dir, src_name),
+        || followed_at(dir, name),
+    );
+    let same_target = || {
+        let target = |d: BorrowedFd<'_>, n: &Path| rfs::readlinkat(d, n, Vec::new()).ok();
+        target(src_dir, src_name) == target(dir, name)
+    };
+    match verdict(options, src, &old, same, same_target) {
+        Verdict::SameFile => {
+            let (src, dst) = shown();
+            Err(io::Error::other(same_file_message(&src, &dst)))
+        }
+        Verdict::Replace if old.kind == Kind::Dir && src.kind != Kind::Dir => {
+            let (_, dst) = shown();
+            Err(io::Error::other(format!(
+                "cannot overwrite directory '{}' with non-directory",
+                dst.display()
+            )))
+        }
+        verdict => Ok(Some((old, verdict))),
+    }
+}
+
+/// The device and inode that `name` in `dir` leads to, links followed; `None` if nothing.
+pub fn followed_at(dir: BorrowedFd<'_>, name: &Path) -> Option<(u64, u64)> {
+    let st = rfs::statat(dir, name, AtFlags::empty()).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
+
+/// `cp`'s message for a source refused because its destination is the source itself.
+pub fn same_file_message(src: &Path, dst: &Path) -> String {
+    format!(
+        "'{}' and '{}' are the same file",
+        src.display(),
+        dst.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copy::fsops::Reflink;
+
+    fn meta(kind: Kind, ino: u64, mtime: (i64, u32), size: u64) -> Meta {
+        Meta {
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size,
+            blocks: 0,
+            nlink: 1,
+            dev: 1,
+            ino,
+            rdev: 0,
+            atime: mtime,
+            mtime,
+        }
+    }
+
+    fn options(update: bool, resume: bool) -> Options {
+        Options {
+            reflink: Reflink::Auto,
+            dereference: false,
+            update,
+            resume,
+            verify: false,
+        }
+    }
+
+    const T: (i64, u32) = (1_000, 500);
+
+    #[test]
+    fn a_link_onto_what_it_points_to_is_one_file() {
+        let (file, link) = (meta(Kind::File, 1, T, 4), meta(Kind::Symlink, 2, T, 3));
+        let to_file = || Some((1, 1));
+        let never = || -> Option<(u64, u64)> { panic!("not to be followed") };
+        // `mp copy link file` and `mp copy file link`.
+        assert_eq!(same_file(&link, &file, to_file, never), Same::OneFile);
+        assert_eq!(same_file(&file, &link, never, to_file), Same::OneFile);
+        // A file onto itself, or onto another name of it (a hard link).
+        assert_eq!(same_file(&file, &file, never, never), Same::OneFile);
+        // A link that leads elsewhere, or nowhere.
+        assert_eq!(
+            same_file(&link, &file, || Some((1, 9)), never),
+            Same::Distinct
+        );
+        assert_eq!(same_file(&link, &file, || None, never), Same::Distinct);
+        // Two links: never followed; one hard-linked link is nothing to copy.
+        let other = meta(Kind::Symlink, 3, T, 3);
+        assert_eq!(same_file(&link, &other, never, never), Same::Distinct);
+        assert_eq!(same_file(&link, &link, never, never), Same::LinkedLinks);
+    }
+
+    #[test]
+    fn update_keeps_what_is_not_older_and_resume_what_matches() {
+        let src = meta(Kind::File, 1, T, 4);
+        let at = |mtime, size| meta(Kind::File, 2, mtime, size);
+        let judge = |o: &Options, old: &Meta| verdict(o, &src, old, Same::Distinct, || true);
+        let (update, resume, both) = (
+            options(true, false),
+            options(false, true),
+            options(true, true),
+        );
+        let plain = options(false, false);
+        let newer = at((1_001, 0), 9);
+        let older = at((999, 999), 4);
+        let same_time_other_size = at(T, 9);
+        let copy = at(T, 4);
+        // A plain copy replaces whatever is there.
+        assert_eq!(judge(&plain, &newer), Verdict::Replace);
+        // -u: a newer file is kept, an older one replaced; equal times are not older.
+        assert_eq!(judge(&update, &newer), Verdict::Newer);
+        assert_eq!(judge(&update, &older), Verdict::Replace);
+        assert_eq!(judge(&update, &same_time_other_size), Verdict::Newer);
+        assert_eq!(judge(&update, &copy), Verdict::UpToDate);
+        // Whole seconds at the destination: the source's time is cut to the second (and a
+        // copy there of the same size is up to date).
+        assert_eq!(judge(&update, &at((1_000, 0), 5)), Verdict::Newer);
+        assert_eq!(judge(&update, &at((1_000, 0), 4)), Verdict::UpToDate);
+        assert_eq!(judge(&update, &at((999, 0), 4)), Verdict::Replace);
+        // --resume: only a match is kept; a newer file that differs is replaced.
+        assert_eq!(judge(&resume, &copy), Verdict::UpToDate);
+        assert_eq!(judge(&resume, &newer), Verdict::Replace);
+        assert_eq!(judge(&resume, &same_time_other_size), Verdict::Replace);
+        // Both: what either keeps.
+        assert_eq!(judge(&both, &newer), Verdict::Newer);
+        assert_eq!(judge(&both, &copy), Verdict::UpToDate);
+        assert_eq!(judge(&both, &older), Verdict::Replace);
+        // One file is refused whatever the options.
+        for o in [&plain, &update, &resume, &both] {
+            assert_eq!(
+                verdict(o, &src, &copy, Same::OneFile, || true),
+                Verdict::SameFile
+            );
+        }
+    }
+
+    #[test]
+    fn update_merges_directories_and_compares_links_by_their_own_times() {
+        let dir = meta(Kind::Dir, 1, T, 0);
+        let newer_dir = meta(Kind::Dir, 2, (2_000, 0), 0);
+        let update = options(true, false);
+        let judge = |src: &Meta, old: &Meta| verdict(&update, src, old, Same::Distinct, || true);
+        assert_eq!(judge(&dir, &newer_dir), Verdict::Replace, "merged into");
+        let link = meta(Kind::Symlink, 3, T, 1);
+        assert!(judge(&link, &meta(Kind::Symlink, 4, (2_000, 1), 1)).keeps());
+        assert_eq!(
+            judge(&link, &meta(Kind::Symlink, 4, (999, 1), 1)),
+            Verdict::Replace
+        );
+        // --resume compares a link's target.
+        let resume = options(false, true);
+        let old_link = meta(Kind::Symlink, 4, (2_000, 1), 1);
+        assert!(verdict(&resume, &link, &old_link, Same::Distinct, || true).keeps());
+        assert_eq!(
+            verdict(&resume, &link, &old_link, Same::Distinct, || false),
+            Verdict::Replace
+        );
+    }
+}
