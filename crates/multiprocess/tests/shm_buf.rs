@@ -6,8 +6,8 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{join, recv};
-use multiprocess::{pipe, Connection, Pool, Process, ShmBuf, ShmBufMut, StartMethod};
+use common::{join, recv, DEADLINE};
+use multiprocess::{pipe, Connection, Pool, Process, Queue, ShmBuf, ShmBufMut, StartMethod};
 
 multiprocess::init_on_load!();
 
@@ -123,6 +123,36 @@ fn through_a_pool(method: StartMethod) {
     }
     pool.close();
     pool.join().unwrap();
+}
+
+fn forward(q: Queue<ShmBuf>, back: Queue<(u64, ShmBuf)>) {
+    while let Ok(buf) = q.get() {
+        if buf.is_empty() {
+            break;
+        }
+        back.put((buf.inode(), buf)).unwrap();
+    }
+}
+
+/// Buffers through a queue to a running process and back.
+fn through_a_queue(method: StartMethod) {
+    let q = Queue::<ShmBuf>::bounded(4).unwrap();
+    let back = Queue::<(u64, ShmBuf)>::new().unwrap();
+    let p = Process::new(forward, (q.clone(), back.clone()))
+        .start_method(method)
+        .start()
+        .unwrap();
+    let bufs: Vec<ShmBuf> = (1..=6).map(|i| patterned(i, (i as usize) << 20)).collect();
+    for b in &bufs {
+        q.put(b).unwrap();
+    }
+    for b in &bufs {
+        let (inode, got) = back.get_timeout(DEADLINE).unwrap();
+        assert_eq!(inode, b.inode(), "the consumer mapped other pages");
+        assert!(check_buf(b.len() as u64 >> 20, b.len(), got));
+    }
+    q.put(ShmBuf::copy_from_slice(&[]).unwrap()).unwrap();
+    assert_eq!(join(&p), 0);
 }
 
 /// Every place in this process that keeps a file with inode `ino` alive: open descriptors and
@@ -247,6 +277,7 @@ per_method!(
     through_a_pipe,
     as_arguments,
     through_a_pool,
+    through_a_queue,
     killed_receiver_leaks_nothing,
     no_reuse_while_held,
 );

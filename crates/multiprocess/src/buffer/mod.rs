@@ -39,6 +39,7 @@
 //! so nothing can be left behind.
 
 mod memory;
+mod payload;
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -54,6 +55,7 @@ use crate::shared::Plain;
 use memory::Memory;
 
 pub(crate) use memory::reset_after_fork;
+pub(crate) use payload::Payload;
 
 /// A byte buffer in shared memory that this process is writing. Freeze it into a [`ShmBuf`] to
 /// send it.
@@ -85,6 +87,13 @@ impl ShmBufMut {
         Ok(buf)
     }
 
+    /// A buffer of `len` bytes whose contents are unspecified (those of a buffer that no one
+    /// uses any more), for a writer that fills every byte.
+    pub(crate) fn for_overwrite(len: usize) -> Result<ShmBufMut> {
+        let (mem, _) = memory::for_writing(len)?;
+        Ok(ShmBufMut { mem, len })
+    }
+
     /// A buffer holding a copy of `bytes` (written once: no zeroing first).
     ///
     /// ```
@@ -93,11 +102,7 @@ impl ShmBufMut {
     /// # Ok::<(), multiprocess::Error>(())
     /// ```
     pub fn from_slice(bytes: &[u8]) -> Result<ShmBufMut> {
-        let (mem, _) = memory::for_writing(bytes.len())?;
-        let mut buf = ShmBufMut {
-            mem,
-            len: bytes.len(),
-        };
+        let mut buf = ShmBufMut::for_overwrite(bytes.len())?;
         buf.copy_from_slice(bytes);
         Ok(buf)
     }

@@ -166,6 +166,18 @@ pub fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
+/// What tells two open files apart: device, inode and access mode (`O_RDONLY`, `O_WRONLY`,
+/// `O_RDWR`). Descriptors with the same key can stand in for each other.
+pub fn open_file_key(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, i32)> {
+    let (dev, ino) = file_id(fd)?;
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((dev, ino, flags & libc::O_ACCMODE))
+}
+
 /// Opens the file of `fd` again, read-only: a new *open file description*, with locks of its
 /// own (`fcntl` OFD locks belong to a description, not to a process or a descriptor number).
 pub fn reopen_read_only(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
