@@ -1,19 +1,22 @@
 """Baselines for `mp-bench queue-bytes`, `queue-zero-copy` and `pool-bytes`.
 
 Usage:
-  python3 big_data.py queue SIZE TOTAL RUNS   # 1 producer process -> parent, Queue(8), bytes items
-  python3 big_data.py shm SIZE TOTAL RUNS     # the same, each item in a SharedMemory block of its
-                                              # own whose name crosses the Queue; the consumer
-                                              # reads every byte, closes and unlinks the block
-  python3 big_data.py pool SIZE COUNT RUNS    # Pool(2).map(len, COUNT arguments of SIZE bytes)
+  python3 big_data.py queue SIZE TOTAL RUNS WARMUP  # 1 producer process -> parent, Queue(8),
+                                                    # bytes items
+  python3 big_data.py shm SIZE TOTAL RUNS WARMUP    # the same, each item in a SharedMemory block
+                                                    # of its own whose name crosses the Queue;
+                                                    # the consumer reads every byte, closes and
+                                                    # unlinks the block
+  python3 big_data.py pool SIZE COUNT RUNS          # Pool(2).map(len, COUNT arguments of SIZE)
 Prints the median over RUNS of bytes moved per second, as `value=<GB/s> unit=GB/s`
-(1 GB = 1e9 bytes).
+(1 GB = 1e9 bytes). The queue cases let WARMUP items cross before the clock starts, as
+mp-bench does.
 """
 import multiprocessing as mp
 import statistics
 import sys
 import time
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 
 
 def produce_bytes(q, size, count):
@@ -33,12 +36,14 @@ def produce_shm(q, size, count):
     q.put(None)
 
 
-def queue_bytes(size, total):
+def queue_bytes(size, total, warmup):
     count = max(1, total // size)
     q = mp.Queue(8)
-    start = time.perf_counter()
-    p = mp.Process(target=produce_bytes, args=(q, size, count))
+    p = mp.Process(target=produce_bytes, args=(q, size, warmup + count))
     p.start()
+    for _ in range(warmup):
+        q.get()
+    start = time.perf_counter()
     got = 0
     while (item := q.get()) is not None:
         got += len(item)
@@ -47,24 +52,31 @@ def queue_bytes(size, total):
     return got / (time.perf_counter() - start) / 1e9
 
 
-def queue_shm(size, total):
+def take_block(name, size):
+    block = shared_memory.SharedMemory(name=name)
+    got = len(bytes(block.buf[:size]))  # reads every byte
+    block.close()
+    block.unlink()
+    return got
+
+
+def queue_shm(size, total, warmup):
     count = max(1, total // size)
     q = mp.Queue(8)
-    start = time.perf_counter()
-    p = mp.Process(target=produce_shm, args=(q, size, count))
+    p = mp.Process(target=produce_shm, args=(q, size, warmup + count))
     p.start()
+    for _ in range(warmup):
+        take_block(q.get(), size)
+    start = time.perf_counter()
     got = 0
     while (name := q.get()) is not None:
-        block = shared_memory.SharedMemory(name=name)
-        got += len(bytes(block.buf[:size]))  # reads every byte
-        block.close()
-        block.unlink()
+        got += take_block(name, size)
     p.join()
     assert got == size * count
     return got / (time.perf_counter() - start) / 1e9
 
 
-def pool_bytes(size, count):
+def pool_bytes(size, count, _warmup):
     args = [bytes(size) for _ in range(count)]
     with mp.Pool(2) as pool:
         pool.map(len, [b""] * 4)  # warm-up: workers started
@@ -74,9 +86,14 @@ def pool_bytes(size, count):
 
 
 def main():
+    # One resource tracker for every process, started before the producer: else the producer
+    # starts its own, which unlinks, when the producer exits, the blocks still in the queue.
+    resource_tracker.ensure_running()
     kind, size, n, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    warmup = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     bench = {"queue": queue_bytes, "shm": queue_shm, "pool": pool_bytes}[kind]
-    print(f"value={statistics.median(bench(size, n) for _ in range(runs)):.4f} unit=GB/s")
+    runs_gbps = [bench(size, n, warmup) for _ in range(runs)]
+    print(f"value={statistics.median(runs_gbps):.4f} unit=GB/s")
 
 
 if __name__ == "__main__":

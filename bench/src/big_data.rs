@@ -11,9 +11,15 @@ use crate::{python, report};
 /// Item sizes of the queue cases.
 const SIZES: [(usize, &str); 2] = [(1 << 20, "1MiB"), (16 << 20, "16MiB")];
 
+/// Items that cross before the clock starts (in Python's baselines too): a queue's memory, a
+/// process's reusable buffers and its caches warm up on the first ones (fresh pages cost some
+/// 8 µs each to fault in on this machine; see BENCHMARKS.md), and the figure is the steady
+/// state a long-lived producer and consumer see.
+const WARMUP: usize = 32;
+
 fn produce_bytes(q: Queue<Option<ByteBuf>>, size: usize, count: usize) {
     let item = Some(ByteBuf::from(vec![7u8; size]));
-    for _ in 0..count {
+    for _ in 0..WARMUP + count {
         q.put(&item).expect("put");
     }
     q.put(None).expect("put");
@@ -23,8 +29,11 @@ fn produce_bytes(q: Queue<Option<ByteBuf>>, size: usize, count: usize) {
 fn queue_bytes(size: usize, total: usize) -> multiprocess::Result<f64> {
     let count = (total / size).max(1);
     let q = Queue::<Option<ByteBuf>>::bounded(8)?;
-    let start = Instant::now();
     let p = Process::new(produce_bytes, (q.clone(), size, count)).start()?;
+    for _ in 0..WARMUP {
+        q.get()?;
+    }
+    let start = Instant::now();
     let mut got = 0;
     while let Some(item) = q.get()? {
         got += item.len();
@@ -36,9 +45,8 @@ fn queue_bytes(size: usize, total: usize) -> multiprocess::Result<f64> {
 
 fn produce_zero_copy(q: Queue<Option<ShmBuf>>, size: usize, count: usize) {
     let data = vec![7u8; size];
-    for _ in 0..count {
-        let mut buf = ShmBufMut::new(size).expect("buffer");
-        buf.copy_from_slice(&data);
+    for _ in 0..WARMUP + count {
+        let buf = ShmBufMut::from_slice(&data).expect("buffer");
         q.put(Some(buf.freeze())).expect("put");
     }
     q.put(None).expect("put");
@@ -61,8 +69,11 @@ fn read_all(bytes: &[u8]) -> u64 {
 fn queue_zero_copy(size: usize, total: usize) -> multiprocess::Result<f64> {
     let count = (total / size).max(1);
     let q = Queue::<Option<ShmBuf>>::bounded(8)?;
-    let start = Instant::now();
     let p = Process::new(produce_zero_copy, (q.clone(), size, count)).start()?;
+    for _ in 0..WARMUP {
+        q.get()?;
+    }
+    let start = Instant::now();
     let (mut got, mut sum) = (0, 0u64);
     while let Some(buf) = q.get()? {
         got += buf.len();
@@ -159,7 +170,12 @@ pub fn run(
                 let case = format!("{case}-{label}");
                 report::figure(&case, None, ours, "GB/s");
                 if vs_python {
-                    let args = [size.to_string(), total.to_string(), runs.to_string()];
+                    let args = [
+                        size.to_string(),
+                        total.to_string(),
+                        runs.to_string(),
+                        WARMUP.to_string(),
+                    ];
                     let py =
                         python::run("big_data.py", &[&["queue".to_string()], &args[..]].concat())?;
                     report::figure(&format!("{case}-python"), None, py, "GB/s");

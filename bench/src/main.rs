@@ -77,8 +77,8 @@ struct BigData {
     /// Also run Python's baseline and print the ratio.
     #[arg(long)]
     vs_python: bool,
-    /// Bytes moved per run and item size (queue cases).
-    #[arg(long, default_value_t = 512 << 20)]
+    /// Bytes moved per run and item size, after the warm-up items (queue cases).
+    #[arg(long, default_value_t = 2 << 30)]
     total: usize,
     /// Arguments of 1 MiB per run (pool-bytes).
     #[arg(long, default_value_t = 512)]
@@ -112,7 +112,7 @@ struct Throughput {
     #[arg(long, default_value_t = 200_000)]
     items: u64,
     /// Runs; the median run is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     runs: u32,
 }
 
