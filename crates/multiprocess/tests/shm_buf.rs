@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 
 use common::{join, recv, DEADLINE};
-use multiprocess::{pipe, Connection, Pool, Process, Queue, ShmBuf, ShmBufMut, StartMethod};
+use multiprocess::{pipe, Connection, Event, Pool, Process, Queue, ShmBuf, ShmBufMut, StartMethod};
 
 multiprocess::init_on_load!();
 
@@ -273,6 +273,120 @@ fn no_reuse_while_held(method: StartMethod) {
     assert_eq!(join(&p), 0);
 }
 
+/// Buffers of this process's memory files still open or mapped here.
+fn buffer_files_held() -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        if std::fs::read_link(entry.path())
+            .is_ok_and(|l| l.to_string_lossy().contains("memfd:multiprocess-buf"))
+        {
+            found.push(format!("fd {:?}", entry.file_name()));
+        }
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    found.extend(
+        maps.lines()
+            .filter(|l| l.contains("memfd:multiprocess-buf"))
+            .map(String::from),
+    );
+    found
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1
+}
+
+/// Puts `(seq, buffer made from seq)` for ever, buffers of 4 KiB to 1 MiB.
+fn put_buffers(q: Queue<(u64, ShmBuf)>, first: u64, seed: u64, started: Event) {
+    let mut rng = Rng(seed);
+    for seq in first.. {
+        let len = 4096 + (rng.next() % (1 << 20)) as usize;
+        q.put((seq, patterned(seq, len))).unwrap();
+        started.set();
+    }
+}
+
+fn get_buffers(q: Queue<(u64, ShmBuf)>, started: Event) {
+    loop {
+        let (seq, buf) = q.get().unwrap();
+        assert!(intact(seq, &buf));
+        started.set();
+    }
+}
+
+fn kill_at(p: &multiprocess::ProcessHandle, micros: u64) {
+    std::thread::sleep(std::time::Duration::from_micros(micros)); // the kill's random instant
+    p.kill().unwrap();
+    assert!(matches!(join(p), -9 | 0));
+}
+
+/// Producers and consumers of a queue of zero-copy buffers SIGKILLed at random instants (so
+/// between sending a buffer's descriptor and publishing its record, or between taking a record
+/// and dropping its descriptor): every buffer that arrives is the one its record names, whole;
+/// the queue keeps working; and once the queue is dropped, nothing of any buffer is left here.
+fn killed_queue_ends(method: StartMethod) {
+    let mut rng = Rng(seed());
+    let q = Queue::<(u64, ShmBuf)>::bounded(4).unwrap();
+    for round in 0..8u64 {
+        let first = round << 32;
+        let (produced, consumed) = (Event::new().unwrap(), Event::new().unwrap());
+        let producer = Process::new(
+            put_buffers,
+            (q.clone(), first, rng.next(), produced.clone()),
+        )
+        .start_method(method)
+        .start()
+        .unwrap();
+        let consumer = Process::new(get_buffers, (q.clone(), consumed.clone()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert!(
+            produced.wait_timeout(DEADLINE).unwrap() && consumed.wait_timeout(DEADLINE).unwrap()
+        );
+        let (a, b) = (rng.next() % 10_000, rng.next() % 10_000);
+        let killer = std::thread::spawn(move || kill_at(&consumer, b));
+        kill_at(&producer, a);
+        killer.join().unwrap();
+        let mut last = None;
+        while let Ok((seq, buf)) = q.get_nowait() {
+            assert!(
+                intact(seq, &buf),
+                "round {round}: buffer {seq} is not its own"
+            );
+            assert!(
+                seq >= first && last.is_none_or(|l| seq > l),
+                "round {round}: order"
+            );
+            last = Some(seq);
+        }
+        q.put((7, patterned(7, 5000))).unwrap();
+        let (seq, buf) = q.get_timeout(DEADLINE).unwrap();
+        assert!(
+            seq == 7 && intact(7, &buf),
+            "round {round}: the queue broke"
+        );
+    }
+    drop(q);
+    ShmBuf::release_unused();
+    assert_eq!(buffer_files_held(), Vec::<String>::new());
+}
+
 per_method!(
     through_a_pipe,
     as_arguments,
@@ -280,6 +394,7 @@ per_method!(
     through_a_queue,
     killed_receiver_leaks_nothing,
     no_reuse_while_held,
+    killed_queue_ends,
 );
 
 /// The bytes of a frozen buffer are final: the kernel refuses a writable mapping of them.

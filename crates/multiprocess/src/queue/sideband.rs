@@ -126,3 +126,56 @@ impl<'de> Deserialize<'de> for Sideband {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A descriptor of a fresh file, and its inode.
+    fn file() -> (OwnedFd, u64) {
+        let f = std::fs::File::from(crate::sys::memfd_create("sideband-test").unwrap());
+        let ino = f.metadata().unwrap().ino();
+        (OwnedFd::from(f), ino)
+    }
+
+    fn inode(fd: &OwnedFd) -> u64 {
+        std::fs::File::from(fd.try_clone().unwrap())
+            .metadata()
+            .unwrap()
+            .ino()
+    }
+
+    /// The descriptors of a producer that died before publishing (id 1), and of a consumer
+    /// that died after taking its record but before dropping the datagram (id 2), are skipped
+    /// by the consumer of the next record.
+    #[test]
+    fn orphans_are_skipped() {
+        let band = Sideband::new().unwrap();
+        let (a, _) = file();
+        let (b, ib) = file();
+        let (c, ic) = file();
+        band.send(1, vec![a], Wait::No).unwrap();
+        band.send(2, vec![b], Wait::No).unwrap();
+        band.send(3, vec![c], Wait::No).unwrap();
+        // Record 2's consumer peeks (skipping orphan 1) and dies before `taken`.
+        let got = band.take(2).unwrap();
+        assert_eq!(got.iter().map(inode).collect::<Vec<_>>(), [ib]);
+        drop(got);
+        // Record 3's consumer finds its own behind the leftover of record 2.
+        let got = band.take(3).unwrap();
+        assert_eq!(got.iter().map(inode).collect::<Vec<_>>(), [ic]);
+        band.taken(3);
+        assert!(band.take(4).is_err(), "nothing is left");
+    }
+
+    /// A record whose descriptors are not in the socket any more is an error, not a mix-up.
+    #[test]
+    fn lost_descriptors_are_an_error() {
+        let band = Sideband::new().unwrap();
+        let (a, _) = file();
+        band.send(5, vec![a], Wait::No).unwrap();
+        assert!(matches!(band.take(4), Err(Error::Decode(_))));
+        assert_eq!(band.take(5).unwrap().len(), 1);
+    }
+}
