@@ -95,11 +95,8 @@ fn lifo_round_trip(method: StartMethod) {
 }
 
 fn echo_pipe(c: Connection) {
-    loop {
-        match c.recv::<Option<ByteBuf>>().unwrap() {
-            Some(item) => c.send(&item).unwrap(),
-            None => break,
-        }
+    while let Some(item) = c.recv::<Option<ByteBuf>>().unwrap() {
+        c.send(&item).unwrap();
     }
     let raw = c.recv_bytes().unwrap();
     c.send_bytes(&raw).unwrap();
