@@ -370,7 +370,7 @@ fn killed_queue_ends(method: StartMethod) {
                 "round {round}: buffer {seq} is not its own"
             );
             assert!(
-                seq >= first && last.is_none_or(|l| seq > l),
+                seq >= first && last.map_or(true, |l| seq > l),
                 "round {round}: order"
             );
             last = Some(seq);
