@@ -42,9 +42,16 @@
 //! - [`StartMethod`]: `Fork`, `Spawn`, `ForkServer` (the default), per process, per
 //!   [`Context`], or process-wide with [`set_start_method`].
 //! - [`Queue`], [`LifoQueue`], [`PriorityQueue`], [`JoinableQueue`], [`SimpleQueue`]: queues in
-//!   shared memory, exact `qsize`, safe when a process is killed at any instant.
+//!   shared memory, exact `qsize`, safe when a process is killed at any instant; an item of a
+//!   FIFO queue may carry handles (a zero-copy buffer, a queue, a connection).
 //! - [`pipe`] / [`Connection`] / [`wait`]: message pipes between processes; a message may carry
 //!   handles (a queue, a connection) to a process that is already running.
+//! - Big data: items are encoded straight into shared memory and decoded straight out (a large
+//!   byte string is copied once in, once out); [`ShmBuf`] / [`ShmBufMut`] are zero-copy
+//!   buffers whose pages cross by descriptor; [`SharedMemory`] is Python's `shared_memory`, a
+//!   block opened by name from any process.
+//! - [`Dict`], [`List`]: Python's `Manager().dict()` and `.list()` without a manager process,
+//!   exact `len`, safe when a process is killed mid-update.
 //! - [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
 //!   [`Barrier`], [`Value`], [`Array`]: synchronisation and shared data; a lock held by a dead
 //!   process is recovered.
@@ -53,8 +60,8 @@
 //!   [`Error::WorkerLost`] and is replaced; task time limits, `maxtasksperchild`, a memory
 //!   ceiling.
 //!
-//! Queues, connections, locks and shared values are passed to a child as arguments, under every
-//! start method.
+//! Queues, connections, locks, shared values and containers, and buffers are passed to a child
+//! (or a pool task) as arguments, under every start method.
 //!
 //! ## Set-up: one line
 //!
