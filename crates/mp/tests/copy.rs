@@ -1893,7 +1893,7 @@ fn kill_workers_mid_copy_with(extra: &[&dyn AsRef<OsStr>], src: &Path, dst: &Pat
 
 /// Whether the process `pid` has ended (gone, or a zombie nobody reaped yet).
 fn has_ended(pid: i32) -> bool {
-    stat_fields(pid).map_or(true, |fields| fields.starts_with(['Z', 'X']))
+    stat_fields(pid).is_none_or(|fields| fields.starts_with(['Z', 'X']))
 }
 
 /// `mp` itself killed with SIGKILL mid-copy cannot clean up: hidden directories stay. The

@@ -193,15 +193,11 @@ impl Connection {
     }
 
     fn outbox(&self) -> Result<&SharedDeque> {
-        self.outbox
-            .as_deref()
-            .ok_or_else(|| Error::InvalidState("connection is read-only".into()))
+        self.outbox.as_deref().ok_or(Error::ReadOnly)
     }
 
     fn inbox(&self) -> Result<&SharedDeque> {
-        self.inbox
-            .as_deref()
-            .ok_or_else(|| Error::InvalidState("connection is write-only".into()))
+        self.inbox.as_deref().ok_or(Error::WriteOnly)
     }
 
     /// Sends a value. A value that cannot be encoded is an error and sends nothing.
@@ -265,7 +261,7 @@ impl Connection {
             Some(end) if offset <= bytes.len() && end <= bytes.len() => {
                 self.send_bytes(&bytes[offset..end])
             }
-            _ => Err(Error::InvalidState(format!(
+            _ => Err(Error::InvalidArgument(format!(
                 "offset {offset} and size {size:?} are out of range for a buffer of {} bytes",
                 bytes.len()
             ))),

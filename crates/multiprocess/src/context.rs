@@ -81,11 +81,7 @@ impl FromStr for StartMethod {
         StartMethod::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                Error::InvalidState(format!(
-                    "unknown start method {s:?}: expected fork, spawn or forkserver"
-                ))
-            })
+            .ok_or_else(|| Error::UnknownStartMethod(s.to_string()))
     }
 }
 
@@ -109,7 +105,7 @@ pub fn get_start_method() -> StartMethod {
 }
 
 /// Sets the default start method once, as Python's `set_start_method`: a second call fails with
-/// [`Error::InvalidState`] (use [`set_start_method_force`] to change it anyway).
+/// [`Error::StartMethodAlreadySet`] (use [`set_start_method_force`] to change it anyway).
 ///
 /// ```
 /// use multiprocess::{set_start_method, StartMethod};
@@ -120,12 +116,7 @@ pub fn set_start_method(method: StartMethod) -> Result<()> {
     START_METHOD
         .compare_exchange(0, method.to_u8(), Ordering::AcqRel, Ordering::Acquire)
         .map(drop)
-        .map_err(|_| {
-            Error::InvalidState(format!(
-                "the start method has already been set (to {})",
-                get_start_method()
-            ))
-        })
+        .map_err(|_| Error::StartMethodAlreadySet(get_start_method()))
 }
 
 /// Sets the default start method even if it was set before.

@@ -87,6 +87,8 @@
 
 // The doc examples show `fn main` on purpose: `multiprocess::init()` belongs first in it.
 #![allow(clippy::needless_doctest_main)]
+// No panic on a path that user input or another process can reach: errors are returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod buffer;
 pub mod codec;

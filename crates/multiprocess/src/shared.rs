@@ -155,7 +155,7 @@ impl<T: Plain> Data<T> {
     /// `len` elements whose bytes are all zero (fresh shared memory is zeroed).
     fn zeroed(name: &str, len: usize) -> Result<Self> {
         let room = Self::room(len).ok_or_else(|| {
-            Error::InvalidState(format!("cannot keep {len} such elements in shared memory"))
+            Error::InvalidArgument(format!("cannot keep {len} such elements in shared memory"))
         })?;
         let header = Handle::<DataHeader>::create(name, room)?;
         header.len.store(len as u64, Ordering::Relaxed);
@@ -248,10 +248,10 @@ impl<T: Plain> Data<T> {
         if i < self.len {
             Ok(())
         } else {
-            Err(Error::InvalidState(format!(
-                "index {i} out of range for an array of length {}",
-                self.len
-            )))
+            Err(Error::IndexOutOfRange {
+                index: i,
+                len: self.len,
+            })
         }
     }
 
@@ -420,7 +420,7 @@ impl<T: Plain + fmt::Debug> fmt::Debug for RawValue<T> {
 /// A fixed-length array of plain data shared between processes, with a lock, as Python's
 /// `multiprocessing.Array`. Each access takes the [`RLock`]; hold
 /// [`get_lock`](Self::get_lock) to make several accesses atomic. An index out of range is an
-/// [`Error::InvalidState`], never a panic.
+/// [`Error::IndexOutOfRange`], never a panic.
 ///
 /// ```
 /// use multiprocess::Array;

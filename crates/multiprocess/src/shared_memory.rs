@@ -130,9 +130,8 @@ impl SharedMemory {
     pub fn create_named(name: &str, size: usize) -> Result<SharedMemory> {
         let name = check_name(name)?;
         let len = file_len(size).ok_or_else(|| {
-            Error::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "the size of the block is too large",
+            Error::InvalidArgument(format!(
+                "a shared memory block of {size} bytes is too large"
             ))
         })?;
         let pid = sys::getpid();
@@ -243,9 +242,9 @@ impl SharedMemory {
     fn range(&self, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.size => Ok(()),
-            _ => Err(Error::OutOfRange {
-                index: offset as u64 + len as u64,
-                len: self.size as u64,
+            _ => Err(Error::IndexOutOfRange {
+                index: offset.saturating_add(len),
+                len: self.size,
             }),
         }
     }
@@ -300,10 +299,7 @@ impl SharedMemory {
     fn element(&self, index: usize, size: usize) -> Result<*mut u8> {
         let len = self.size / size.max(1);
         if index >= len {
-            return Err(Error::OutOfRange {
-                index: index as u64,
-                len: len as u64,
-            });
+            return Err(Error::IndexOutOfRange { index, len });
         }
         // SAFETY: index * size + size <= self.size, inside the mapping.
         Ok(unsafe { self.as_ptr().add(index * size) })
@@ -445,9 +441,8 @@ fn check_name(name: &str) -> Result<&str> {
         || bare == "."
         || bare == "..";
     if bad {
-        return Err(Error::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{name:?} is not a valid shared memory name (1 to 250 bytes, no '/' after the first)"),
+        return Err(Error::InvalidArgument(format!(
+            "{name:?} is not a valid shared memory name (1 to 250 bytes, no '/' after the first)"
         )));
     }
     Ok(bare)

@@ -14,8 +14,12 @@ fn reexecuting_methods_refuse_without_init() {
             .start()
             .unwrap_err();
         match err {
-            Error::InvalidState(why) => assert!(why.contains("multiprocess::init()"), "{why}"),
-            other => panic!("expected InvalidState, got {other:?}"),
+            Error::InitMissing(m) => {
+                assert_eq!(m, method);
+                let why = Error::InitMissing(m).to_string();
+                assert!(why.contains("multiprocess::init()"), "{why}");
+            }
+            other => panic!("expected InitMissing, got {other:?}"),
         }
     }
     // Fork needs no re-execution, so it works without init().

@@ -135,6 +135,7 @@ fn e03_async_timeout(method: StartMethod) {
         r.get_timeout(Duration::from_millis(100)),
         Err(Error::Timeout)
     ));
+    assert!(r.get_timeout(Duration::ZERO).unwrap_err().is_timeout());
     let took = t.elapsed();
     assert!(
         took >= Duration::from_millis(90) && took < Duration::from_millis(350),
@@ -181,12 +182,11 @@ fn pid() -> u32 {
 
 /// E07: invalid sizes are errors; the initializer runs once per worker before any task.
 fn e07_make_pool(method: StartMethod) {
-    assert!(matches!(Pool::new(0), Err(Error::InvalidState(_))));
-    assert!(Pool::builder()
-        .processes(1)
-        .maxtasksperchild(0)
-        .build()
-        .is_err());
+    assert!(matches!(Pool::new(0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Pool::builder().processes(1).maxtasksperchild(0).build(),
+        Err(Error::InvalidArgument(_))
+    ));
     let file = std::env::temp_dir().join(format!("mp-e07-{}-{method}", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let p = Pool::builder()
@@ -285,19 +285,20 @@ fn e09_terminate(method: StartMethod) {
     p.terminate();
     p.join().unwrap();
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    assert!(r.get().is_err());
-    assert!(matches!(
-        p.apply_async(sqr, (1,)),
-        Err(Error::InvalidState(_))
-    ));
+    assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+    let refused = p.apply_async(sqr, (1,)).unwrap_err();
+    assert!(matches!(refused, Error::PoolTerminated) && refused.is_pool_not_running());
 
     let p = pool(method, 2);
     assert_eq!(p.map(sqr, 0..4).unwrap(), vec![0, 1, 4, 9]);
     p.close();
-    assert!(p.apply_async(sqr, (1,)).is_err());
+    assert!(matches!(p.apply_async(sqr, (1,)), Err(Error::PoolClosed)));
     assert!(p.join().is_ok());
     let q = pool(method, 1);
-    assert!(q.join().is_err(), "join before close is an error");
+    assert!(
+        matches!(q.join(), Err(Error::PoolStillRunning)),
+        "join before close is an error"
+    );
 }
 
 fn fail_after(ms: u64) -> u64 {
@@ -532,7 +533,11 @@ fn f07_task_timeout(method: StartMethod) {
     let t = Instant::now();
     let slow = p.apply_async(sleep_ms, (10_000,)).unwrap();
     let fast: Vec<_> = (0..10).map(|i| p.apply_async(sqr, (i,)).unwrap()).collect();
-    assert!(matches!(slow.get_timeout(DEADLINE), Err(Error::Timeout)));
+    let limit = slow.get_timeout(DEADLINE).unwrap_err();
+    assert!(
+        matches!(limit, Error::TimeLimit) && !limit.is_timeout(),
+        "{limit:?}"
+    );
     let took = t.elapsed();
     assert!(
         took >= Duration::from_millis(290) && took < Duration::from_secs(2),
@@ -545,7 +550,7 @@ fn f07_task_timeout(method: StartMethod) {
     let r = p2
         .apply_async_timeout(sleep_ms, (10_000,), Duration::from_millis(200))
         .unwrap();
-    assert!(matches!(r.get_timeout(DEADLINE), Err(Error::Timeout)));
+    assert!(r.get_timeout(DEADLINE).unwrap_err().is_time_limit());
     assert_eq!(p2.apply(sqr, (2,)).unwrap(), 4);
 }
 
@@ -903,10 +908,13 @@ fn initializers_and_limits(method: StartMethod) {
         .unwrap();
     let r = broken.apply_async(sqr, (3,)).unwrap();
     match r.get_timeout(DEADLINE) {
-        Err(Error::InvalidState(why)) => assert!(why.contains("broken"), "{why}"),
+        Err(err @ Error::PoolBroken(_)) => assert!(err.to_string().contains("broken"), "{err}"),
         other => panic!("expected a broken pool, got {other:?}"),
     }
-    assert!(broken.apply_async(sqr, (3,)).is_err());
+    assert!(matches!(
+        broken.apply_async(sqr, (3,)),
+        Err(Error::PoolBroken(_))
+    ));
 }
 
 /// Review p7: a time-limit kill never hits the task after the one it was meant for.

@@ -541,6 +541,12 @@ fn spawn_results(method: StartMethod) {
     let err = h.join_timeout(DEADLINE).unwrap_err();
     assert!(matches!(err, Error::Signaled(9)), "{err:?}");
     assert!(err.to_string().contains("SIGKILL"));
+    let mut h = ctx.spawn(big, (1,)).unwrap();
+    assert_eq!(h.join_timeout(DEADLINE).unwrap(), "7");
+    assert!(matches!(
+        h.join_timeout(DEADLINE),
+        Err(Error::AlreadyJoined)
+    ));
 }
 
 /// A value whose encoding always fails.

@@ -191,6 +191,7 @@ fn b06_task_done(method: StartMethod) {
 fn b07_task_done_too_often() {
     let q = JoinableQueue::<u8>::new().unwrap();
     let err = q.task_done().unwrap_err();
+    assert!(matches!(err, Error::TaskDoneTooOften), "{err:?}");
     assert!(err.to_string().contains("too many times"), "{err}");
 }
 

@@ -134,8 +134,11 @@ fn list_matches_a_model() {
             }
             10 => {
                 let i = len as usize + rng.below(3) as usize;
-                assert!(matches!(l.get(i), Err(Error::OutOfRange { .. })));
-                assert!(matches!(l.set(i, &item), Err(Error::OutOfRange { .. })));
+                assert!(matches!(l.get(i), Err(Error::IndexOutOfRange { .. })));
+                assert!(matches!(
+                    l.set(i, &item),
+                    Err(Error::IndexOutOfRange { .. })
+                ));
             }
             _ => {}
         }

@@ -23,7 +23,7 @@ fn g01_set_and_get_the_default() {
     assert_eq!(get_start_method(), StartMethod::Spawn);
     assert!(matches!(
         set_start_method(StartMethod::Fork),
-        Err(Error::InvalidState(_))
+        Err(Error::StartMethodAlreadySet(StartMethod::Spawn))
     ));
     assert_eq!(
         spawn(child_start_method, ()).unwrap().join().unwrap(),

@@ -45,8 +45,16 @@ where
     Process::new(f, args).start_method(method).start().unwrap()
 }
 
-fn is_invalid<T: std::fmt::Debug>(r: multiprocess::Result<T>) -> bool {
-    matches!(r, Err(Error::InvalidState(_)))
+fn released_too_often<T: std::fmt::Debug>(r: multiprocess::Result<T>) -> bool {
+    matches!(r, Err(Error::ReleasedTooOften))
+}
+
+fn not_held<T: std::fmt::Debug>(r: multiprocess::Result<T>) -> bool {
+    matches!(r, Err(Error::LockNotHeld))
+}
+
+fn out_of_range<T: std::fmt::Debug>(r: multiprocess::Result<T>) -> bool {
+    matches!(r, Err(Error::IndexOutOfRange { .. }))
 }
 
 fn is_broken<T: std::fmt::Debug>(r: &multiprocess::Result<T>) -> bool {
@@ -68,7 +76,7 @@ fn d01_lock_rlock() {
     assert_takes(MS100, || assert!(!lock.acquire_timeout(MS100).unwrap()));
     lock.release().unwrap();
     assert!(!lock.locked());
-    assert!(is_invalid(lock.release()));
+    assert!(released_too_often(lock.release()));
     assert!(lock.acquire_timeout(DEADLINE).unwrap());
     lock.release().unwrap();
 
@@ -83,14 +91,14 @@ fn d01_lock_rlock() {
         s.spawn(|| {
             assert!(!rlock.try_acquire().unwrap());
             assert!(!rlock.acquire_timeout(Duration::from_millis(20)).unwrap());
-            assert!(is_invalid(rlock.release()));
+            assert!(not_held(rlock.release()));
         });
     });
     for _ in 0..3 {
         rlock.release().unwrap();
     }
     assert!(!rlock.locked());
-    assert!(is_invalid(rlock.release()));
+    assert!(not_held(rlock.release()));
     // Free again: another thread takes it at once.
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -159,13 +167,13 @@ fn d03_semaphore() {
     assert_takes(MS100, || assert!(!empty.acquire_timeout(MS100).unwrap()));
 
     let bounded = BoundedSemaphore::new(2).unwrap();
-    assert!(is_invalid(bounded.release()));
+    assert!(released_too_often(bounded.release()));
     bounded.acquire().unwrap();
     bounded.release().unwrap();
-    assert!(is_invalid(bounded.release()));
+    assert!(released_too_often(bounded.release()));
     assert_eq!(bounded.get_value(), 2);
     let zero = BoundedSemaphore::new(0).unwrap();
-    assert!(is_invalid(zero.release()));
+    assert!(released_too_often(zero.release()));
 }
 
 fn release_when_told(sem: Semaphore, go: Connection, times: u32) {
@@ -404,7 +412,7 @@ fn barrier_reset_and_reuse() {
             assert_eq!(indices, [0, 1, 2]);
         });
     }
-    assert!(matches!(Barrier::new(0), Err(Error::InvalidState(_))));
+    assert!(matches!(Barrier::new(0), Err(Error::InvalidArgument(_))));
 }
 
 /// `reset()` while parties wait: they get BrokenBarrier, and the barrier is usable after.
@@ -558,8 +566,8 @@ fn d06_condition_notify_n(method: StartMethod) {
 #[test]
 fn condition_timeouts_and_misuse() {
     let cond = Condition::new().unwrap();
-    assert!(is_invalid(cond.wait_timeout(MS100)));
-    assert!(is_invalid(cond.notify(1)));
+    assert!(not_held(cond.wait_timeout(MS100)));
+    assert!(not_held(cond.notify(1)));
     let guard = cond.lock().unwrap();
     assert_takes(Duration::ZERO, || {
         assert!(!cond.wait_timeout(Duration::ZERO).unwrap())
@@ -747,8 +755,11 @@ fn d08_arrays(method: StartMethod) {
         expected[i] += expected[i - 1];
     }
     assert_eq!(a.to_vec(), expected);
-    assert!(is_invalid(a.get(10)));
-    assert!(is_invalid(a.set(usize::MAX, 0)));
+    assert!(matches!(
+        a.get(10),
+        Err(Error::IndexOutOfRange { index: 10, len: 10 })
+    ));
+    assert!(out_of_range(a.set(usize::MAX, 0)));
 
     for _ in 0..3 {
         let z = Array::<i32>::zeroed(10).unwrap();
@@ -757,7 +768,7 @@ fn d08_arrays(method: StartMethod) {
         assert_eq!(z.get(9).unwrap(), 1);
     }
     let empty = Array::<f64>::new(&[]).unwrap();
-    assert!(empty.is_empty() && empty.to_vec().is_empty() && is_invalid(empty.get(0)));
+    assert!(empty.is_empty() && empty.to_vec().is_empty() && out_of_range(empty.get(0)));
 
     // The documented idiom: `with v.get_lock(): v.value += 1` from 4 processes.
     let counter = Value::new(0u32).unwrap();
@@ -853,7 +864,7 @@ fn rlock_holder_killed(method: StartMethod) {
         let got = lock.acquire_timeout(t).unwrap();
         if got {
             lock.release().unwrap();
-            assert!(lock.release().is_err(), "recovered with a count of 1");
+            assert!(not_held(lock.release()), "recovered with a count of 1");
         }
         got
     });

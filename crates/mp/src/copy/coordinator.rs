@@ -720,7 +720,7 @@ impl Coordinator {
 
     /// A task whose worker died or whose report could not be read.
     fn task_lost(&mut self, src: &Path, e: Error) {
-        if !matches!(e, Error::InvalidState(_)) || !self.stopping {
+        if !matches!(e, Error::PoolTerminated) || !self.stopping {
             self.outcome.failures.push(Failure::new(src, e));
         }
     }

@@ -7,7 +7,7 @@
 //! lands in an [`AsyncResult`] after the callbacks ran (in the supervisor thread). A worker
 //! killed by a signal, `abort` or an exit fails exactly the task it ran with
 //! [`Error::WorkerLost`] and is replaced; a task past its time limit fails with
-//! [`Error::Timeout`] and its worker is killed and replaced.
+//! [`Error::TimeLimit`] and its worker is killed and replaced.
 //!
 //! ```no_run
 //! fn square(x: u64) -> u64 { x * x }
@@ -60,7 +60,8 @@ struct Prepared {
     args: Payload,
     fds: Vec<SharedFd>,
     timeout: Option<Duration>,
-    finisher: Option<Finisher>,
+    /// Where its outcome will land (holding the callbacks until then).
+    slot: Arc<Slot>,
 }
 
 /// A task waiting for a worker.
@@ -201,7 +202,7 @@ impl PoolBuilder {
         self
     }
 
-    /// Fails a task that runs longer than this with [`Error::Timeout`]; its worker is killed
+    /// Fails a task that runs longer than this with [`Error::TimeLimit`]; its worker is killed
     /// and replaced. [`Pool::apply_async_timeout`] sets one per task.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.task_timeout = Some(limit);
@@ -237,7 +238,7 @@ impl PoolBuilder {
             .processes
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if processes == 0 {
-            return Err(Error::InvalidState(
+            return Err(Error::InvalidArgument(
                 "a pool needs at least one process".into(),
             ));
         }
@@ -246,7 +247,7 @@ impl PoolBuilder {
             target::check_same_object(entry)?;
         }
         if self.worker.max_tasks == Some(0) {
-            return Err(Error::InvalidState(
+            return Err(Error::InvalidArgument(
                 "maxtasksperchild must be at least 1".into(),
             ));
         }
@@ -338,7 +339,7 @@ impl Pool {
             args,
             fds: self.inner.shared_fds.share(fds),
             timeout: timeout.or(self.inner.task_timeout),
-            finisher,
+            slot: Slot::new(finisher),
         })
     }
 
@@ -349,22 +350,24 @@ impl Pool {
         {
             let mut state = self.inner.lock();
             if let Some(why) = &state.broken {
-                return Err(Error::InvalidState(why.clone()));
+                return Err(Error::PoolBroken(why.clone()));
             }
-            if state.terminated || (state.closing && !from_iterator) {
-                return Err(Error::InvalidState("Pool not running".into()));
+            if state.terminated {
+                return Err(Error::PoolTerminated);
+            }
+            if state.closing && !from_iterator {
+                return Err(Error::PoolClosed);
             }
             for t in tasks {
                 state.next_id += 1;
-                let slot = Slot::new(t.finisher);
-                slots.push(Arc::clone(&slot));
+                slots.push(Arc::clone(&t.slot));
                 let id = state.next_id;
                 state.pending.push_back(Pending {
                     id,
                     entry: t.entry,
                     args: t.args,
                     fds: t.fds,
-                    slot,
+                    slot: t.slot,
                     timeout: t.timeout,
                 });
             }
@@ -387,10 +390,9 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let task = self.prepare::<F, Args>(chunk, timeout, finisher)?;
-        let mut slots = self.enqueue(vec![task], from_iterator)?;
-        slots
-            .pop()
-            .ok_or_else(|| Error::InvalidState("no task was queued".into()))
+        let slot = Arc::clone(&task.slot);
+        self.enqueue(vec![task], from_iterator)?;
+        Ok(slot)
     }
 
     /// Runs `f(args...)` in a worker and returns its result (Python's `apply`).
@@ -580,13 +582,15 @@ impl Pool {
                     }
                 };
                 if let Some(((callback, error_callback), outcomes)) = done {
+                    // `left` reached 0: every chunk's finisher has stored its outcome.
                     let all: Result<Vec<F::Output>> =
-                        outcomes.into_iter().try_fold(Vec::new(), |mut all, o| {
-                            let bytes =
-                                o.unwrap_or_else(|| Err(Error::InvalidState("lost".into())))?;
-                            all.extend(codec::decode::<Vec<F::Output>>(&bytes)?);
-                            Ok(all)
-                        });
+                        outcomes
+                            .into_iter()
+                            .flatten()
+                            .try_fold(Vec::new(), |mut all, o| {
+                                all.extend(codec::decode::<Vec<F::Output>>(&o?)?);
+                                Ok(all)
+                            });
                     match all {
                         Ok(all) => callback(all),
                         Err(e) => error_callback(e),
@@ -689,29 +693,29 @@ impl Pool {
         IMapUnordered::new(self, Box::new(submit), done_rx)
     }
 
-    /// Stops accepting tasks; the workers exit once the queued ones are done.
+    /// Stops accepting tasks (a later submission fails with [`Error::PoolClosed`]); the
+    /// workers exit once the queued ones are done.
     pub fn close(&self) {
         self.inner.lock().closing = true;
         self.inner.wake();
     }
 
-    /// Kills the workers at once; unfinished tasks fail.
+    /// Kills the workers at once; unfinished tasks fail with [`Error::PoolTerminated`], as
+    /// does any later submission.
     pub fn terminate(&self) {
         self.inner.lock().terminated = true;
         self.inner.wake();
     }
 
     /// Waits for the workers to exit, after [`close`](Self::close) or
-    /// [`terminate`](Self::terminate) (an error otherwise, as in Python). After `close`, an
+    /// [`terminate`](Self::terminate) ([`Error::PoolStillRunning`] otherwise, as in Python). After `close`, an
     /// `imap` iterator begun before it is still served: `join` also waits until it is used up
     /// or dropped.
     pub fn join(&self) -> Result<()> {
         {
             let state = self.inner.lock();
             if !state.closing && !state.terminated {
-                return Err(Error::InvalidState(
-                    "join() needs close() or terminate() first".into(),
-                ));
+                return Err(Error::PoolStillRunning);
             }
         }
         if supervisor::ON_SUPERVISOR.with(|f| f.get()) {

@@ -202,7 +202,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 }
 
-/// The results of [`Pool::map_async`]: one per input, in order.
+/// The results of [`Pool::map_async`](super::Pool::map_async): one per input, in order.
 pub struct MapResult<R> {
     chunks: Vec<AsyncResult<Vec<R>>>,
 }

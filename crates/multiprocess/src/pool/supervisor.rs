@@ -5,7 +5,7 @@
 //! takes a task from its pipe only after answering the one before, so the supervisor always
 //! knows which task a worker has *started*: its oldest unanswered task, once the worker has taken
 //! more messages than its pipe still holds. When a worker dies, that task fails with
-//! [`Error::WorkerLost`] (or [`Error::Timeout`] if the supervisor killed it for running too
+//! [`Error::WorkerLost`] (or [`Error::TimeLimit`] if the supervisor killed it for running too
 //! long); tasks it never took go to another worker, so a task runs at most once. Time limits
 //! count from the moment a task is started, never while a worker starts up or initialises.
 //!
@@ -228,14 +228,13 @@ pub(crate) fn run(inner: Arc<Inner>) {
     }));
     if outcome.is_err() {
         let mut state = inner.lock();
-        state.broken = Some("the pool's supervisor thread panicked".into());
+        let why = "the pool's supervisor thread panicked";
+        state.broken = Some(why.into());
         queue.extend(state.pending.drain(..));
         drop(state);
-        shut_down(
-            &mut workers,
-            std::mem::take(&mut queue),
-            "the pool's supervisor failed",
-        );
+        shut_down(&mut workers, std::mem::take(&mut queue), || {
+            Error::PoolBroken(why.into())
+        });
     }
 }
 
@@ -250,7 +249,7 @@ fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pend
             (state.closing && state.open_iterators == 0, state.terminated)
         };
         if terminated {
-            shut_down(workers, std::mem::take(queue), "the pool was terminated");
+            shut_down(workers, std::mem::take(queue), || Error::PoolTerminated);
             return;
         }
         let work_left = !queue.is_empty() || workers.iter().any(|w| !w.in_flight.is_empty());
@@ -260,11 +259,13 @@ fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pend
         }
         if failed_starts >= MAX_FAILED_STARTS {
             let why = format!(
-                "the pool is broken: {MAX_FAILED_STARTS} workers in a row exited before running \
-                 any task (does the initializer fail?)"
+                "{MAX_FAILED_STARTS} workers in a row exited before running any task (does the \
+                 initializer fail?)"
             );
             inner.lock().broken = Some(why.clone());
-            shut_down(workers, std::mem::take(queue), &why);
+            shut_down(workers, std::mem::take(queue), || {
+                Error::PoolBroken(why.clone())
+            });
             return;
         }
         // Keep the pool at full strength while there is (or may be) work; with an idle
@@ -387,7 +388,7 @@ fn bury(mut dead: Worker, code: i32, queue: &mut VecDeque<Pending>) {
     if dead.taken() > 0 {
         if let Some(running) = dead.in_flight.pop_front() {
             let err = if dead.timed_out == Some(running.task.id) {
-                Error::Timeout
+                Error::TimeLimit
             } else {
                 Error::WorkerLost { exitcode: code }
             };
@@ -464,9 +465,8 @@ fn stop(workers: &mut Vec<Worker>) {
     }
 }
 
-/// Kills every worker and fails every task not yet done with `why`.
-fn shut_down(workers: &mut Vec<Worker>, queue: VecDeque<Pending>, why: &str) {
-    let failed = || Error::InvalidState(why.to_string());
+/// Kills every worker and fails every task not yet done with the error `failed` makes.
+fn shut_down(workers: &mut Vec<Worker>, queue: VecDeque<Pending>, failed: impl Fn() -> Error) {
     for w in workers.iter() {
         let _ = w.process.kill();
     }

@@ -79,11 +79,13 @@ impl Report {
     /// The error a parent sees for a report that is not a result.
     pub fn into_error(self) -> Error {
         match self {
-            Report::Returned(_) => Error::InvalidState("a result is not an error".into()),
+            Report::Returned(_) => {
+                Error::Decode("a result came where a failure was expected".into())
+            }
             Report::Panicked { message, location } => Error::Panic { message, location },
             Report::DecodeFailed(why) => Error::Decode(why),
             Report::EncodeFailed(why) => Error::Encode(why),
-            Report::StartFailed(why) => Error::InvalidState(why),
+            Report::StartFailed(why) => Error::StartFailed(why),
         }
     }
 }

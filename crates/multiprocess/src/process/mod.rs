@@ -262,7 +262,8 @@ where
         let (process, report) = self.launch(entry, true)?;
         Ok(JoinHandle {
             process,
-            report: report.ok_or_else(|| Error::InvalidState("no report channel".into()))?,
+            // `launch` makes one when asked to.
+            report: report.ok_or_else(|| io::Error::other("internal error: no report channel"))?,
             received: Vec::new(),
             report_closed: false,
             joined: false,
@@ -277,12 +278,7 @@ where
     ) -> Result<(ProcessHandle, Option<Arc<UnixStream>>)> {
         let method = self.start_method.unwrap_or_else(get_start_method);
         if method.reexecutes() && !context::init_done() {
-            return Err(Error::InvalidState(format!(
-                "the {method} start method re-executes this program, which needs \
-                 multiprocess::init() as the first line of main (or \
-                 multiprocess::init_on_load!() in a test file); without it the child would \
-                 run main again"
-            )));
+            return Err(Error::InitMissing(method));
         }
         if method.reexecutes() {
             target::check_same_object(entry)?;
@@ -564,14 +560,15 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     }
 
     /// As [`join`](Self::join), but gives up with [`Error::Timeout`] after `timeout`; the handle
-    /// can be joined again later.
+    /// can be joined again later. Once it has returned the result, a further call is
+    /// [`Error::AlreadyJoined`].
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
         self.join_deadline(sys::deadline_after(timeout))
     }
 
     fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<R> {
         if self.joined {
-            return Err(Error::InvalidState("the result was already taken".into()));
+            return Err(Error::AlreadyJoined);
         }
         sys::set_nonblocking(self.report.as_fd(), true)?;
         // Read the report while waiting, so a large result never blocks the child's exit.

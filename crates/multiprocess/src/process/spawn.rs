@@ -7,6 +7,7 @@
 //! `exec`, so siblings never inherit each other's. The [`Bootstrap`] then travels as one frame
 //! on the report socket; `init()` in the child's `main` picks all this up.
 
+use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -48,7 +49,8 @@ pub(crate) fn reexec_command(role: &str, fds: Vec<RawFd>) -> Command {
 pub(crate) fn launch(req: Launch<'_>) -> Result<Launched> {
     let (Some(report_parent), Some(report_child)) = (req.report_parent_end, req.report_child_end)
     else {
-        return Err(Error::InvalidState("spawn needs a report channel".into()));
+        // `Process::launch` always makes one for Spawn.
+        return Err(io::Error::other("internal error: spawn needs a report channel").into());
     };
     let mut fds = vec![sys::raw(&report_child), sys::raw(&req.parent_pidfd)];
     fds.extend(req.arg_fds.iter().map(sys::raw));

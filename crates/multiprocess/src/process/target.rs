@@ -85,11 +85,7 @@ pub(crate) fn check_same_object(entry: EntryFn) -> Result<()> {
     if anchor_base.is_some() && anchor_base == entry_base {
         Ok(())
     } else {
-        Err(crate::error::Error::InvalidState(
-            "the process target and the multiprocess library are in different loaded objects \
-             (is multiprocess linked as a dylib?): only the Fork start method can run it"
-                .into(),
-        ))
+        Err(crate::error::Error::ForkOnly)
     }
 }
 

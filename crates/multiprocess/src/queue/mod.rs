@@ -108,7 +108,7 @@ impl<T: Serialize + DeserializeOwned> Core<T> {
 
 fn bounded_size(maxsize: usize) -> Result<u64> {
     if maxsize == 0 {
-        return Err(Error::InvalidState(
+        return Err(Error::InvalidArgument(
             "a bounded queue needs a maxsize of at least 1 (use new() for no limit)".into(),
         ));
     }

@@ -160,8 +160,8 @@ impl SharedDeque {
     /// A new, empty deque holding at most `maxsize` records (0: no limit but [`MAX_ITEMS`]).
     pub(crate) fn create(maxsize: u64) -> Result<SharedDeque> {
         if maxsize > MAX_ITEMS {
-            return Err(Error::InvalidState(format!(
-                "a queue holds at most {MAX_ITEMS} items"
+            return Err(Error::InvalidArgument(format!(
+                "a queue holds at most {MAX_ITEMS} items, not {maxsize}"
             )));
         }
         let region = Region::create(
@@ -608,9 +608,7 @@ impl SharedDeque {
         let guard = self.lock_tail()?;
         let unfinished = h.tail.0.unfinished.load(Ordering::Relaxed);
         if unfinished == 0 {
-            return Err(Error::InvalidState(
-                "task_done() called too many times".into(),
-            ));
+            return Err(Error::TaskDoneTooOften);
         }
         h.tail.0.journal.commit(
             self.region.base(),

@@ -32,7 +32,7 @@ use crate::shm::Region;
 /// assert_eq!(results.remove(2)?, "2nd");
 /// assert_eq!(results.pop()?, Some("third".to_string()));
 /// assert_eq!(results.to_vec()?, ["zeroth", "first"]);
-/// assert!(matches!(results.get(5), Err(multiprocess::Error::OutOfRange { index: 5, len: 2 })));
+/// assert!(matches!(results.get(5), Err(multiprocess::Error::IndexOutOfRange { index: 5, len: 2 })));
 /// # Ok::<(), multiprocess::Error>(())
 /// ```
 pub struct List<T> {
@@ -58,9 +58,9 @@ impl<T> std::fmt::Debug for List<T> {
 }
 
 fn out_of_range(index: usize, len: u64) -> Error {
-    Error::OutOfRange {
-        index: index as u64,
-        len,
+    Error::IndexOutOfRange {
+        index,
+        len: len as usize,
     }
 }
 
@@ -185,7 +185,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         Ok(())
     }
 
-    /// Item `index` (Python's `l[index]`); [`Error::OutOfRange`] past the end.
+    /// Item `index` (Python's `l[index]`); [`Error::IndexOutOfRange`] past the end.
     pub fn get(&self, index: usize) -> Result<T> {
         let txn = self.store.lock()?;
         let len = txn.len();

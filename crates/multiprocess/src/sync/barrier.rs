@@ -95,7 +95,7 @@ impl Barrier {
     /// A barrier for `parties` parties (at least 1).
     pub fn new(parties: usize) -> Result<Barrier> {
         if parties == 0 || parties > MAX_PARTIES {
-            return Err(Error::InvalidState(format!(
+            return Err(Error::InvalidArgument(format!(
                 "a barrier needs between 1 and {MAX_PARTIES} parties, not {parties}"
             )));
         }

@@ -179,7 +179,7 @@ impl Condition {
     /// one meant for them. A waiter that died cannot take its own: after
     /// a second the call returns anyway.
     pub fn notify(&self, n: usize) -> Result<()> {
-        self.check_held("notify")?;
+        self.check_held()?;
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         let s = &*self.state;
         let mut selected = 0;
@@ -214,18 +214,16 @@ impl Condition {
         self.notify(usize::MAX)
     }
 
-    fn check_held(&self, what: &str) -> Result<()> {
+    fn check_held(&self) -> Result<()> {
         if self.lock.held_here() {
             Ok(())
         } else {
-            Err(Error::InvalidState(format!(
-                "cannot {what} on un-acquired lock"
-            )))
+            Err(Error::LockNotHeld)
         }
     }
 
     fn wait_until(&self, deadline: Deadline) -> Result<bool> {
-        self.check_held("wait")?;
+        self.check_held()?;
         let s = &*self.state;
         s.counts.fetch_add(SLEEPER, Ordering::SeqCst);
         if let Err(err) = self.lock.release() {

@@ -131,7 +131,7 @@ impl PidLock {
 }
 
 fn released_too_often() -> Error {
-    Error::InvalidState("release of an unlocked lock".into())
+    Error::ReleasedTooOften
 }
 
 /// A lock shared between processes, as Python's `multiprocessing.Lock`: not recursive (a second
@@ -211,7 +211,7 @@ impl Lock {
     }
 
     /// Frees the lock. Any process may free it; freeing an unlocked lock is an
-    /// [`Error::InvalidState`].
+    /// [`Error::ReleasedTooOften`].
     pub fn release(&self) -> Result<()> {
         if self.state.unlock() {
             Ok(())
@@ -350,12 +350,10 @@ impl RLock {
     }
 
     /// Releases one level of the lock. Only the owning thread may; otherwise an
-    /// [`Error::InvalidState`].
+    /// [`Error::LockNotHeld`].
     pub fn release(&self) -> Result<()> {
         if !self.is_mine() {
-            return Err(Error::InvalidState(
-                "cannot release un-acquired lock".into(),
-            ));
+            return Err(Error::LockNotHeld);
         }
         let s = &*self.state;
         let count = s.count.load(Ordering::Relaxed);

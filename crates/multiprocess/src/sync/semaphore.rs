@@ -70,11 +70,7 @@ impl SemState {
         let mut value = self.value.load(Ordering::Relaxed);
         loop {
             if value >= max {
-                return Err(Error::InvalidState(if max == u32::MAX {
-                    "semaphore value would overflow".into()
-                } else {
-                    "semaphore or lock released too many times".into()
-                }));
+                return Err(Error::ReleasedTooOften);
             }
             match self.value.compare_exchange_weak(
                 value,
@@ -174,7 +170,7 @@ semaphore_type!(
 
 semaphore_type!(
     /// A [`Semaphore`] that refuses to rise above its initial value, as Python's
-    /// `multiprocessing.BoundedSemaphore`: a release too many is an [`Error::InvalidState`].
+    /// `multiprocessing.BoundedSemaphore`: a release too many is an [`Error::ReleasedTooOften`].
     ///
     /// ```
     /// let sem = multiprocess::BoundedSemaphore::new(1)?;

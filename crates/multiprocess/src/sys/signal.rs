@@ -124,8 +124,8 @@ extern "C" fn value_trampoline(
     handler(value);
 }
 
-/// Calls `handler` with the value sent by [`queue_signal`] (0 for a signal sent without one)
-/// whenever this process receives `signal`; interrupted system calls restart.
+/// Calls `handler` with the value sent by [`queue_signal`] whenever this process receives
+/// `signal` (a signal sent by `kill` carries 0 on Linux); interrupted system calls restart.
 ///
 /// # Safety
 /// `handler` runs inside a signal handler: it must be async-signal-safe (atomics only: no
