@@ -36,20 +36,18 @@ def produce_shm(q, size, count):
     q.put(None)
 
 
-def queue_bytes(size, total, warmup):
-    count = max(1, total // size)
-    q = mp.Queue(8)
-    p = mp.Process(target=produce_bytes, args=(q, size, warmup + count))
-    p.start()
+def timed_drain(q, producer, take, warmup, expected):
+    """Takes the warm-up items, then the rest until None, timed: GB/s of what `take` counts."""
     for _ in range(warmup):
-        q.get()
+        take(q.get())
     start = time.perf_counter()
     got = 0
     while (item := q.get()) is not None:
-        got += len(item)
-    p.join()
-    assert got == size * count
-    return got / (time.perf_counter() - start) / 1e9
+        got += take(item)
+    elapsed = time.perf_counter() - start
+    producer.join()
+    assert got == expected
+    return got / elapsed / 1e9
 
 
 def take_block(name, size):
@@ -60,20 +58,20 @@ def take_block(name, size):
     return got
 
 
-def queue_shm(size, total, warmup):
+def queue_run(produce, take, size, total, warmup):
     count = max(1, total // size)
     q = mp.Queue(8)
-    p = mp.Process(target=produce_shm, args=(q, size, warmup + count))
+    p = mp.Process(target=produce, args=(q, size, warmup + count))
     p.start()
-    for _ in range(warmup):
-        take_block(q.get(), size)
-    start = time.perf_counter()
-    got = 0
-    while (name := q.get()) is not None:
-        got += take_block(name, size)
-    p.join()
-    assert got == size * count
-    return got / (time.perf_counter() - start) / 1e9
+    return timed_drain(q, p, take, warmup, size * count)
+
+
+def queue_bytes(size, total, warmup):
+    return queue_run(produce_bytes, len, size, total, warmup)
+
+
+def queue_shm(size, total, warmup):
+    return queue_run(produce_shm, lambda name: take_block(name, size), size, total, warmup)
 
 
 def pool_bytes(size, count, _warmup):

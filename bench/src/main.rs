@@ -116,6 +116,12 @@ struct Throughput {
     runs: u32,
 }
 
+impl BigData {
+    fn run(&self, kind: big_data::Kind) -> Result<(), String> {
+        big_data::run(kind, self.total, self.count, self.runs, self.vs_python)
+    }
+}
+
 fn main() -> std::process::ExitCode {
     multiprocess::init();
     let cli = Cli::parse();
@@ -136,27 +142,9 @@ fn main() -> std::process::ExitCode {
         Case::Pipe(t) => ipc::run(ipc::Kind::Pipe, t.items, t.runs, t.vs_python),
         Case::PoolImap(t) => pool::run(pool::Kind::Imap, t.tasks, t.runs, t.vs_python),
         Case::PoolApplyAsync(t) => pool::run(pool::Kind::ApplyAsync, t.tasks, t.runs, t.vs_python),
-        Case::QueueBytes(b) => big_data::run(
-            big_data::Kind::QueueBytes,
-            b.total,
-            b.count,
-            b.runs,
-            b.vs_python,
-        ),
-        Case::QueueZeroCopy(b) => big_data::run(
-            big_data::Kind::QueueZeroCopy,
-            b.total,
-            b.count,
-            b.runs,
-            b.vs_python,
-        ),
-        Case::PoolBytes(b) => big_data::run(
-            big_data::Kind::PoolBytes,
-            b.total,
-            b.count,
-            b.runs,
-            b.vs_python,
-        ),
+        Case::QueueBytes(b) => b.run(big_data::Kind::QueueBytes),
+        Case::QueueZeroCopy(b) => b.run(big_data::Kind::QueueZeroCopy),
+        Case::PoolBytes(b) => b.run(big_data::Kind::PoolBytes),
         Case::Dict {
             vs_python,
             ops,

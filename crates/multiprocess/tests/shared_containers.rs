@@ -7,37 +7,12 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{join, DEADLINE};
+use common::{join, seed, Rng, DEADLINE};
 use multiprocess::{Dict, Error, Event, List, Pool, Process, ProcessHandle, StartMethod};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 multiprocess::init_on_load!();
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id())
-}
 
 /// Random operations on a `Dict` and on a `HashMap` (plus an insertion-order list) agree, through
 /// many rebuilds and compactions.

@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{join, recv, DEADLINE};
+use common::{join, recv, seed, Rng, DEADLINE};
 use multiprocess::{pipe, Connection, Event, Pool, Process, Queue, ShmBuf, ShmBufMut, StartMethod};
 
 multiprocess::init_on_load!();
@@ -292,28 +292,9 @@ fn buffer_files_held() -> Vec<String> {
     found
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
-fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1
-}
-
 /// Puts `(seq, buffer made from seq)` for ever, buffers of 4 KiB to 1 MiB.
 fn put_buffers(q: Queue<(u64, ShmBuf)>, first: u64, seed: u64, started: Event) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     for seq in first.. {
         let len = 4096 + (rng.next() % (1 << 20)) as usize;
         q.put((seq, patterned(seq, len))).unwrap();
@@ -340,7 +321,7 @@ fn kill_at(p: &multiprocess::ProcessHandle, micros: u64) {
 /// and dropping its descriptor): every buffer that arrives is the one its record names, whole;
 /// the queue keeps working; and once the queue is dropped, nothing of any buffer is left here.
 fn killed_queue_ends(method: StartMethod) {
-    let mut rng = Rng(seed());
+    let mut rng = Rng::new(seed());
     let q = Queue::<(u64, ShmBuf)>::bounded(4).unwrap();
     for round in 0..8u64 {
         let first = round << 32;
