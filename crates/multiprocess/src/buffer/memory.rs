@@ -40,9 +40,9 @@ const PAGE: usize = 4096;
 const POOL_ENTRIES: usize = 32;
 const POOL_BYTES: usize = 256 << 20;
 
-/// The most mappings of received files this process keeps.
-const CACHE_ENTRIES: usize = 64;
-const CACHE_BYTES: usize = 1 << 30;
+/// The most mappings of received files this process keeps (they keep the files alive).
+const CACHE_ENTRIES: usize = 32;
+const CACHE_BYTES: usize = 256 << 20;
 
 /// One buffer's memory file, mapped into this process.
 pub(super) struct Memory {
@@ -201,7 +201,7 @@ fn trim(files: &mut VecDeque<Arc<Memory>>, entries: usize, bytes: usize) {
 
 /// Gives back the memory this process keeps for reuse: files it made and mappings of files it
 /// received, as far as no handle in this process uses them.
-pub(super) fn release_unused() {
+pub(crate) fn release_unused() {
     let mut t = tables();
     t.pool.retain(|m| Arc::strong_count(m) > 1);
     t.cache.retain(|m| Arc::strong_count(m) > 1);

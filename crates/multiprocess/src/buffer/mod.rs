@@ -34,8 +34,9 @@
 //! The memory is freed when the last process that holds the file lets go of it or dies (the
 //! kernel closes a dead process's descriptors and unmaps its memory); a buffer in transit is
 //! held by the channel (a queue's or pipe's socket) and freed with it. Each process keeps up to
-//! 256 MiB of its own idle buffers for reuse, and up to 1 GiB of mappings of received ones;
-//! [`ShmBuf::release_unused`] gives them back at once. Nothing has a name in any file system,
+//! 256 MiB of its own idle buffers for reuse, and mappings of up to 256 MiB of received ones;
+//! [`ShmBuf::release_unused`] gives them back at once (a pool worker with a memory ceiling does
+//! so before it measures itself). Nothing has a name in any file system,
 //! so nothing can be left behind.
 
 mod memory;
@@ -54,7 +55,7 @@ use crate::error::{Error, Result};
 use crate::shared::Plain;
 use memory::Memory;
 
-pub(crate) use memory::reset_after_fork;
+pub(crate) use memory::{release_unused, reset_after_fork};
 pub(crate) use payload::Payload;
 
 /// A byte buffer in shared memory that this process is writing. Freeze it into a [`ShmBuf`] to

@@ -206,7 +206,11 @@ pub(crate) fn worker_main(conn: Connection, mut config: WorkerConfig) {
         }
         done += 1;
         let recycle = config.max_tasks.is_some_and(|m| done >= m)
-            || config.max_memory.is_some_and(|m| sys::resident_bytes() > m);
+            || config.max_memory.is_some_and(|m| {
+                // Buffers kept for reuse are not the task's doing: give them back first.
+                crate::buffer::release_unused();
+                sys::resident_bytes() > m
+            });
         if recycle {
             return;
         }

@@ -9,6 +9,16 @@
 //! a value that cannot be encoded fails at `put` and changes nothing, and no data is lost when
 //! a process exits right after `put`.
 //!
+//! An item is encoded straight into the queue's shared memory, under the producers' lock, and
+//! decoded straight out of it under the consumers' lock: a large byte string is copied once in
+//! and once out. (So an item's `Serialize` or `Deserialize` must not use the same queue: it
+//! would wait for itself.) An item of a FIFO queue ([`Queue`], [`JoinableQueue`],
+//! [`SimpleQueue`]) may hold OS handles (a [`ShmBuf`](crate::ShmBuf), a queue, a connection):
+//! their descriptors travel beside the ring (`sideband.rs`), so a zero-copy buffer crosses
+//! without its bytes. The kernel lets a few hundred such items be in a queue at once; a `put`
+//! beyond that waits as on a full queue. In a [`LifoQueue`] or [`PriorityQueue`] a buffer
+//! travels as its bytes, and other handles cannot.
+//!
 //! A queue handle is passed to a child as an argument (under every start method) and can be
 //! cloned; every handle refers to the same queue.
 
