@@ -98,6 +98,25 @@ fn byte_len(b: ByteBuf) -> usize {
     b.len()
 }
 
+/// Reads every byte of a zero-copy argument; its length.
+fn buf_len(b: ShmBuf) -> usize {
+    std::hint::black_box(read_all(&b));
+    b.len()
+}
+
+/// As [`pool_bytes`], the arguments zero-copy buffers (made before the clock starts, as the
+/// byte strings are), which each task reads whole; GB/s of arguments.
+fn pool_zero_copy(pool: &Pool, size: usize, count: usize) -> multiprocess::Result<f64> {
+    let data = vec![7u8; size];
+    let args = (0..count)
+        .map(|_| Ok(ShmBufMut::from_slice(&data)?.freeze()))
+        .collect::<multiprocess::Result<Vec<ShmBuf>>>()?;
+    let start = Instant::now();
+    let lens = pool.map(buf_len, args)?;
+    assert_eq!(lens.iter().sum::<usize>(), size * count);
+    Ok((size * count) as f64 / start.elapsed().as_secs_f64() / 1e9)
+}
+
 /// `Pool(2).map` over `count` arguments of `size` bytes; GB/s of arguments.
 fn pool_bytes(pool: &Pool, size: usize, count: usize) -> multiprocess::Result<f64> {
     let args: Vec<ByteBuf> = (0..count).map(|_| ByteBuf::from(vec![7u8; size])).collect();
@@ -204,6 +223,8 @@ pub fn run(
                 .map_err(|e| e.to_string())?;
             let ours = median_of(runs, || pool_bytes(&pool, 1 << 20, count))?;
             report::figure("pool-bytes", None, ours, "GB/s");
+            let zero_copy = median_of(runs, || pool_zero_copy(&pool, 1 << 20, count))?;
+            report::figure("pool-bytes-zero-copy", None, zero_copy, "GB/s");
             if vs_python {
                 let args = [
                     "pool".to_string(),
