@@ -5,6 +5,7 @@
 //! also Python's figure and the ratio (always as the speedup over Python: above 1 is faster).
 
 mod big_data;
+mod cluster;
 mod ipc;
 mod pool;
 mod process_start;
@@ -69,6 +70,43 @@ enum Case {
         #[arg(long, default_value_t = 5)]
         runs: u32,
     },
+    /// cluster::Pool.map of trivial tasks, one node of 2 workers, one local redis-server:
+    /// tasks/s (with --vs-python: Celery, prefork pool of 2, same server).
+    ClusterMap {
+        /// Also run Celery's baseline (installed into bench/python/.venv) and print the ratio.
+        #[arg(long)]
+        vs_python: bool,
+        /// A broker to use instead of a redis-server started by the bench.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Tasks per run.
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        /// Runs; the median run is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
+    /// cluster::Pool.apply one at a time: round-trip p50 and p99 in µs.
+    ClusterApply {
+        /// A broker to use instead of a redis-server started by the bench.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Round trips measured.
+        #[arg(long, default_value_t = 5_000)]
+        tasks: u64,
+    },
+    /// SIGKILL of a node running a task until the client sees NodeLost: seconds.
+    ClusterNodeLoss {
+        /// A broker to use instead of a redis-server started by the bench.
+        #[arg(long)]
+        broker: Option<String>,
+        /// The heartbeat time-to-live, in ms (default: the library's, 5000).
+        #[arg(long, default_value_t = 5000)]
+        ttl_ms: u64,
+        /// Runs; the median run is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
 }
 
 /// Options of the big-data cases.
@@ -112,7 +150,7 @@ struct Throughput {
     #[arg(long, default_value_t = 200_000)]
     items: u64,
     /// Runs; the median run is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     runs: u32,
 }
 
@@ -151,6 +189,18 @@ fn main() -> std::process::ExitCode {
             python_ops,
             runs,
         } => big_data::run_dict(ops, python_ops, runs, vs_python),
+        Case::ClusterMap {
+            vs_python,
+            broker,
+            tasks,
+            runs,
+        } => cluster::map(broker, tasks, runs, vs_python),
+        Case::ClusterApply { broker, tasks } => cluster::apply(broker, tasks),
+        Case::ClusterNodeLoss {
+            broker,
+            ttl_ms,
+            runs,
+        } => cluster::node_loss(broker, std::time::Duration::from_millis(ttl_ms), runs),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

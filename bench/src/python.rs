@@ -22,10 +22,15 @@ pub fn run(script: &str, args: &[String]) -> Result<f64, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    value(&path, &out.stdout)
+}
+
+/// The number on a script's `value=` line.
+pub fn value(script: &std::path::Path, stdout: &[u8]) -> Result<f64, String> {
+    let stdout = String::from_utf8_lossy(stdout);
     stdout
         .split_whitespace()
         .find_map(|word| word.strip_prefix("value="))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("{} printed no value: {stdout}", path.display()))
+        .ok_or_else(|| format!("{} printed no value: {stdout}", script.display()))
 }

@@ -3,9 +3,11 @@
 //! - `mp demo` shows the library at work: processes with names and pids under every start
 //!   method, a process that returns a value, one that panics, one that is terminated.
 //! - `mp copy SOURCE... DEST` copies files and folders like `cp -a`, on a pool of processes.
+//! - `mp cluster status URL` shows a cluster's live nodes, builds, workers and backlog.
 //! - `mp completions SHELL` prints a completion script.
 //! - `mp --version`.
 
+mod cluster;
 mod copy;
 mod demo;
 
@@ -24,6 +26,8 @@ enum Command {
     /// Start processes under every start method and show what happens.
     Demo,
     Copy(copy::CopyArgs),
+    /// Look at a multiprocess cluster (nodes serving tasks through a Redis broker).
+    Cluster(cluster::ClusterArgs),
     /// Print a shell completion script (e.g. `mp completions bash > /etc/bash_completion.d/mp`).
     Completions {
         /// The shell.
@@ -36,6 +40,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo => demo::run(),
+        Command::Cluster(args) => cluster::run(args),
         Command::Copy(args) => return std::process::ExitCode::from(copy::run(args).code()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mp", &mut std::io::stdout());

@@ -182,7 +182,9 @@ impl Context {
 /// In the program itself it only records that it ran and arranges the clean-up at exit (daemonic
 /// children terminated, the others joined, as Python does). In a copy of the program that
 /// `Spawn` or `ForkServer` started, it never returns: it runs the requested function (or the fork
-/// server) and exits, so the program's own `main` logic never runs twice.
+/// server) and exits, so the program's own `main` logic never runs twice. With the `cluster`
+/// feature and `MULTIPROCESS_NODE=redis://…` set, it serves as a cluster node until SIGTERM and
+/// exits (see `multiprocess::cluster`).
 ///
 /// ```no_run
 /// fn main() {
@@ -196,6 +198,8 @@ pub fn init() {
     }
     process::dispatch_reexecuted_role();
     process::register_exit_cleanup();
+    #[cfg(feature = "cluster")]
+    crate::cluster::serve_if_asked();
 }
 
 /// Whether [`init`] ran in this process.

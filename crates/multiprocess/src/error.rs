@@ -139,6 +139,28 @@ pub enum Error {
     /// [`source`](std::error::Error::source) goes on with *its* source, so no text is repeated
     /// along the chain.
     Io(io::Error),
+    /// A cluster node stopped heartbeating (it died, or was cut off from the broker) while it
+    /// held the task: the task may or may not have run, and its result, if it comes, is
+    /// discarded (`multiprocess::cluster`, behind the `cluster` feature).
+    NodeLost {
+        /// The lost node's id (`host:pid:nonce`).
+        node: String,
+    },
+    /// No live cluster node runs this program's build under this cluster key, so the task
+    /// could never run: the client says so instead of waiting for ever.
+    NoLiveNode {
+        /// This program's build identity (the first hex digits of its ELF build-id).
+        build: String,
+        /// What the live nodes run instead, e.g. `"2 nodes run build 3f09a1c2d4e5b6a7"`, or
+        /// `"no node is live"`.
+        seen: String,
+    },
+    /// The Redis broker of a cluster failed, could not be reached in time, or answered
+    /// something unexpected.
+    Broker(String),
+    /// Authentication failed: the broker refused the password or ACL user, or a cluster task
+    /// or result did not carry a valid HMAC under the cluster key.
+    Auth(String),
 }
 
 impl fmt::Display for Error {
@@ -229,6 +251,15 @@ impl fmt::Display for Error {
                 msg.len()
             ),
             Error::Io(err) => write!(f, "I/O error: {err}"),
+            Error::NodeLost { node } => write!(
+                f,
+                "the cluster node {node} that held the task was lost (its heartbeat expired)"
+            ),
+            Error::NoLiveNode { build, seen } => {
+                write!(f, "no live node runs build {build}; {seen}")
+            }
+            Error::Broker(why) => write!(f, "the Redis broker failed: {why}"),
+            Error::Auth(why) => write!(f, "authentication failed: {why}"),
         }
     }
 }
@@ -341,6 +372,13 @@ impl Error {
             Error::Eof => Error::Eof,
             Error::BufferTooShort(b) => Error::BufferTooShort(b.clone()),
             Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
+            Error::NodeLost { node } => Error::NodeLost { node: node.clone() },
+            Error::NoLiveNode { build, seen } => Error::NoLiveNode {
+                build: build.clone(),
+                seen: seen.clone(),
+            },
+            Error::Broker(m) => Error::Broker(m.clone()),
+            Error::Auth(m) => Error::Auth(m.clone()),
         }
     }
 }

@@ -60,6 +60,10 @@
 //!   [`Error::WorkerLost`] and is replaced; task time limits, `maxtasksperchild`, a memory
 //!   ceiling.
 //!
+//! - [`cluster`] (feature `cluster`): the same `Pool` and a `Queue` across machines, through a
+//!   Redis broker, with the same crash guarantees and a few more (a lost machine's tasks fail
+//!   with [`Error::NodeLost`], tasks are authenticated, nothing grows without bound in Redis).
+//!
 //! Queues, connections, locks, shared values and containers, and buffers are passed to a child
 //! (or a pool task) as arguments, under every start method.
 //!
@@ -91,6 +95,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod buffer;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod codec;
 mod connection;
 mod context;

@@ -1,72 +1,157 @@
 //! The lazy map iterators of a pool: [`IMap`] (results in input order) and [`IMapUnordered`]
-//! (results as their chunks finish), Python's `Pool.imap` and `Pool.imap_unordered`.
+//! (results as their chunks finish), Python's `Pool.imap` and `Pool.imap_unordered`. The same
+//! two types serve the local pool and the cluster's: only the [`ChunkFeed`] that sends their
+//! chunks differs.
 //!
-//! Both keep at most [`imap_window`] chunks in flight: each `next` first tops the window up
-//! from the input (so an endless input is read lazily), then waits for the chunk it needs: the
-//! oldest (`IMap`), or whichever finishes first, named by its finisher on a channel
-//! (`IMapUnordered`). A live iterator counts in `open_iterators`, so a closed pool keeps its
-//! workers until the iterator is dropped.
+//! Each `next` first lets the feed top the window of chunks in flight up from the input (so an
+//! endless input is read lazily), then waits for the chunk it needs: the oldest (`IMap`), or
+//! whichever finishes first, named by its finisher on a channel (`IMapUnordered`). A live feed
+//! counts as an open iterator of its pool, so a closed pool keeps serving it until the
+//! iterator is dropped.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::result::{Finisher, Slot};
 use super::{AsyncResult, Pool};
 use crate::error::{Error, Result};
 
-/// How many chunks an `imap` keeps in flight: enough to keep every worker busy while results
-/// travel back, bounded so that an endless input is read lazily.
-fn imap_window(pool: &Pool) -> usize {
-    pool.inner.processes * IMAP_CHUNKS_PER_WORKER
+/// Where an `imap`'s chunks go: sends more of the input when the window has room.
+pub(crate) trait ChunkFeed {
+    /// With `in_flight` chunks unfinished, sends the next chunks of the input as the window
+    /// allows, the k-th (from 0, per call) with `finisher(k)`. `Ok(None)`: the input is
+    /// exhausted. An error is the first chunk that could not be sent; nothing follows it.
+    fn send(
+        &mut self,
+        in_flight: usize,
+        finisher: &mut dyn FnMut(usize) -> Option<Finisher>,
+    ) -> Result<Option<Vec<Arc<Slot>>>>;
 }
 
-/// See [`imap_window`].
+/// How many chunks a local `imap` keeps in flight: enough to keep every worker busy while
+/// results travel back, bounded so that an endless input is read lazily.
 const IMAP_CHUNKS_PER_WORKER: usize = 64;
 
-/// Submits the next chunk of an [`IMap`], or says the input is exhausted.
-type Submitter<'p, R> = Box<dyn FnMut(&Pool) -> Option<Result<AsyncResult<Vec<R>>>> + 'p>;
+/// Submits the next chunk of the input to a local pool, or says the input is exhausted.
+pub(super) type Submitter<'p> =
+    Box<dyn FnMut(&Pool, Option<Finisher>) -> Option<Result<Arc<Slot>>> + 'p>;
 
-/// The iterator of [`Pool::imap`].
-pub struct IMap<'p, R> {
+/// The feed of a local pool's `imap`: one chunk at a time into the pool's queue.
+pub(super) struct LocalFeed<'p> {
     pool: &'p Pool,
-    submit: Submitter<'p, R>,
-    in_flight: VecDeque<AsyncResult<Vec<R>>>,
-    ready: VecDeque<R>,
+    submit: Submitter<'p>,
+    /// A chunk that could not be sent after others were: reported on the next call.
+    failed: Option<Error>,
+}
+
+impl<'p> LocalFeed<'p> {
+    /// A feed; counts as an open iterator of `pool` until dropped.
+    pub(super) fn new(pool: &'p Pool, submit: Submitter<'p>) -> Self {
+        pool.inner.lock().open_iterators += 1;
+        LocalFeed {
+            pool,
+            submit,
+            failed: None,
+        }
+    }
+}
+
+impl ChunkFeed for LocalFeed<'_> {
+    fn send(
+        &mut self,
+        in_flight: usize,
+        finisher: &mut dyn FnMut(usize) -> Option<Finisher>,
+    ) -> Result<Option<Vec<Arc<Slot>>>> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let window = self.pool.inner.processes * IMAP_CHUNKS_PER_WORKER;
+        let mut sent = Vec::new();
+        while in_flight + sent.len() < window {
+            match (self.submit)(self.pool, finisher(sent.len())) {
+                Some(Ok(slot)) => sent.push(slot),
+                Some(Err(e)) if sent.is_empty() => return Err(e),
+                Some(Err(e)) => {
+                    self.failed = Some(e); // after the chunks before it
+                    break;
+                }
+                None if sent.is_empty() => return Ok(None),
+                None => break,
+            }
+        }
+        Ok(Some(sent))
+    }
+}
+
+impl Drop for LocalFeed<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.inner.lock();
+        state.open_iterators = state.open_iterators.saturating_sub(1);
+        drop(state);
+        self.pool.inner.wake();
+    }
+}
+
+/// The input side of an iterator: its feed, and whether the input is used up.
+struct Input<'p> {
+    feed: Box<dyn ChunkFeed + 'p>,
     exhausted: bool,
 }
 
+impl Input<'_> {
+    /// Lets the feed send more; after an error or the end of the input, sends nothing more
+    /// (what is in flight still comes).
+    fn top_up(
+        &mut self,
+        in_flight: usize,
+        finisher: &mut dyn FnMut(usize) -> Option<Finisher>,
+    ) -> Result<Vec<Arc<Slot>>> {
+        if self.exhausted {
+            return Ok(Vec::new());
+        }
+        match self.feed.send(in_flight, finisher) {
+            Ok(Some(sent)) => Ok(sent),
+            Ok(None) => {
+                self.exhausted = true;
+                Ok(Vec::new())
+            }
+            Err(e) => {
+                self.exhausted = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The iterator of [`Pool::imap`] (and of the cluster pool's).
+pub struct IMap<'p, R> {
+    input: Input<'p>,
+    in_flight: VecDeque<AsyncResult<Vec<R>>>,
+    ready: VecDeque<R>,
+}
+
 impl<'p, R> IMap<'p, R> {
-    /// An iterator that submits its chunks with `submit`; counts as an open iterator of `pool`.
-    pub(super) fn new(pool: &'p Pool, submit: Submitter<'p, R>) -> Self {
-        pool.inner.lock().open_iterators += 1;
+    /// An iterator over the chunks `feed` sends.
+    pub(crate) fn new(feed: Box<dyn ChunkFeed + 'p>) -> Self {
         IMap {
-            pool,
-            submit,
+            input: Input {
+                feed,
+                exhausted: false,
+            },
             in_flight: VecDeque::new(),
             ready: VecDeque::new(),
-            exhausted: false,
         }
     }
 }
 
 impl<R: DeserializeOwned> IMap<'_, R> {
-    /// How many chunks may be in flight at once.
-    fn window(&self) -> usize {
-        imap_window(self.pool)
-    }
-
     fn fill(&mut self) -> Result<()> {
-        while !self.exhausted && self.in_flight.len() < self.window() {
-            match (self.submit)(self.pool) {
-                Some(Ok(r)) => self.in_flight.push_back(r),
-                Some(Err(e)) => {
-                    self.exhausted = true; // what is in flight still comes; nothing more
-                    return Err(e);
-                }
-                None => self.exhausted = true,
-            }
-        }
+        let sent = self.input.top_up(self.in_flight.len(), &mut |_| None)?;
+        self.in_flight
+            .extend(sent.into_iter().map(AsyncResult::new));
         Ok(())
     }
 
@@ -107,65 +192,77 @@ impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
     }
 }
 
-/// A chunk's result under the chunk's index.
-pub(super) type Indexed<R> = (u64, AsyncResult<Vec<R>>);
-
-/// Submits the next chunk of an [`IMapUnordered`] under its index.
-type IndexedSubmitter<'p, R> = Box<dyn FnMut(&Pool) -> Option<Result<Indexed<R>>> + 'p>;
-
-/// The iterator of [`Pool::imap_unordered`].
+/// The iterator of [`Pool::imap_unordered`] (and of the cluster pool's).
 pub struct IMapUnordered<'p, R> {
-    pool: &'p Pool,
-    submit: IndexedSubmitter<'p, R>,
-    in_flight: std::collections::HashMap<u64, AsyncResult<Vec<R>>>,
+    input: Input<'p>,
+    in_flight: HashMap<u64, AsyncResult<Vec<R>>>,
+    next_index: u64,
+    done_tx: mpsc::Sender<u64>,
     /// Indices of finished chunks, in the order they finished.
-    done: std::sync::mpsc::Receiver<u64>,
+    done: mpsc::Receiver<u64>,
     ready: VecDeque<R>,
-    exhausted: bool,
 }
 
 impl<'p, R> IMapUnordered<'p, R> {
-    /// An iterator that submits its chunks with `submit` and learns from `done` which chunk
-    /// finished; counts as an open iterator of `pool`.
-    pub(super) fn new(
-        pool: &'p Pool,
-        submit: IndexedSubmitter<'p, R>,
-        done: std::sync::mpsc::Receiver<u64>,
-    ) -> Self {
-        pool.inner.lock().open_iterators += 1;
+    /// An iterator over the chunks `feed` sends.
+    pub(crate) fn new(feed: Box<dyn ChunkFeed + 'p>) -> Self {
+        let (done_tx, done) = mpsc::channel();
         IMapUnordered {
-            pool,
-            submit,
-            in_flight: std::collections::HashMap::new(),
+            input: Input {
+                feed,
+                exhausted: false,
+            },
+            in_flight: HashMap::new(),
+            next_index: 0,
+            done_tx,
             done,
             ready: VecDeque::new(),
-            exhausted: false,
         }
     }
 }
 
 impl<R: DeserializeOwned> IMapUnordered<'_, R> {
+    fn fill(&mut self) -> Result<()> {
+        let (first, tx) = (self.next_index, &self.done_tx);
+        let sent = self.input.top_up(self.in_flight.len(), &mut |k| {
+            let (index, tx) = (first + k as u64, tx.clone());
+            let finisher: Finisher = Box::new(move |_| {
+                let _ = tx.send(index);
+            });
+            Some(finisher)
+        })?;
+        for slot in sent {
+            self.in_flight
+                .insert(self.next_index, AsyncResult::new(slot));
+            self.next_index += 1;
+        }
+        Ok(())
+    }
+
+    /// Takes the finished chunk `index` into `ready`, then gives the next result.
+    fn take(&mut self, index: u64) -> Option<Result<R>> {
+        let finished = self.in_flight.remove(&index)?;
+        match finished.get_list() {
+            Ok(list) => self.ready.extend(list),
+            Err(e) => return Some(Err(e)),
+        }
+        self.next()
+    }
+
     /// The next result to finish, waiting at most `timeout` for one ([`Error::Timeout`] after
     /// that; the iterator can go on).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
         if let Some(r) = self.ready.pop_front() {
             return Some(Ok(r));
         }
-        if self.in_flight.is_empty() && self.exhausted {
-            return None;
+        if let Err(e) = self.fill() {
+            return Some(Err(e));
         }
         if self.in_flight.is_empty() {
-            return self.next();
+            return None;
         }
         match self.done.recv_timeout(timeout) {
-            Ok(index) => {
-                let finished = self.in_flight.remove(&index)?;
-                match finished.get_list() {
-                    Ok(list) => self.ready.extend(list),
-                    Err(e) => return Some(Err(e)),
-                }
-                self.next()
-            }
+            Ok(index) => self.take(index),
             Err(_) => Some(Err(Error::Timeout)),
         }
     }
@@ -175,52 +272,16 @@ impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(r) = self.ready.pop_front() {
-                return Some(Ok(r));
-            }
-            let window = imap_window(self.pool);
-            while !self.exhausted && self.in_flight.len() < window {
-                match (self.submit)(self.pool) {
-                    Some(Ok((index, r))) => {
-                        self.in_flight.insert(index, r);
-                    }
-                    Some(Err(e)) => {
-                        self.exhausted = true; // what is in flight still comes; nothing more
-                        return Some(Err(e));
-                    }
-                    None => self.exhausted = true,
-                }
-            }
-            if self.in_flight.is_empty() {
-                return None;
-            }
-            let index = self.done.recv().ok()?;
-            let finished = self.in_flight.remove(&index)?;
-            match finished.get_list() {
-                Ok(list) => self.ready.extend(list),
-                Err(e) => return Some(Err(e)),
-            }
+        if let Some(r) = self.ready.pop_front() {
+            return Some(Ok(r));
         }
-    }
-}
-
-/// An `imap` iterator that goes away lets a closed pool finish.
-fn iterator_dropped(pool: &Pool) {
-    let mut state = pool.inner.lock();
-    state.open_iterators = state.open_iterators.saturating_sub(1);
-    drop(state);
-    pool.inner.wake();
-}
-
-impl<R> Drop for IMap<'_, R> {
-    fn drop(&mut self) {
-        iterator_dropped(self.pool);
-    }
-}
-
-impl<R> Drop for IMapUnordered<'_, R> {
-    fn drop(&mut self) {
-        iterator_dropped(self.pool);
+        if let Err(e) = self.fill() {
+            return Some(Err(e));
+        }
+        if self.in_flight.is_empty() {
+            return None;
+        }
+        let index = self.done.recv().ok()?;
+        self.take(index)
     }
 }

@@ -39,11 +39,18 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use imap::Indexed;
+#[cfg(feature = "cluster")]
+pub(crate) use imap::ChunkFeed;
+use imap::LocalFeed;
 pub use imap::{IMap, IMapUnordered};
+#[cfg(feature = "cluster")]
+pub(crate) use result::decode_one;
+pub(crate) use result::gather_finishers;
 pub use result::{AsyncResult, MapResult};
-use result::{Finisher, Outcome, Slot};
+pub(crate) use result::{Finisher, Outcome, Slot};
 use shared_fds::{SharedFd, SharedFds};
+#[cfg(feature = "cluster")]
+pub(crate) use supervisor::ON_SUPERVISOR;
 pub use worker::soft_time_limit_exceeded;
 
 use crate::buffer::Payload;
@@ -290,13 +297,6 @@ impl std::fmt::Debug for Pool {
             .field("processes", &self.inner.processes)
             .finish()
     }
-}
-
-/// What `map_async_with` collects until its last chunk is done.
-struct Gather<C, E> {
-    outcomes: Vec<Option<Outcome>>,
-    left: usize,
-    callbacks: Option<(C, E)>,
 }
 
 impl Pool {
@@ -557,46 +557,9 @@ impl Pool {
             callback(Vec::new());
             return Ok(MapResult::new(Vec::new()));
         }
-        let gather = Arc::new(Mutex::new(Gather::<C, E> {
-            outcomes: (0..chunks.len()).map(|_| None).collect(),
-            left: chunks.len(),
-            callbacks: Some((callback, error_callback)),
-        }));
+        let finishers = gather_finishers::<F::Output, C, E>(chunks.len(), callback, error_callback);
         let mut prepared = Vec::new();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let gather = Arc::clone(&gather);
-            let finisher: Finisher = Box::new(move |outcome: &Outcome| {
-                let done = {
-                    let mut g = gather.lock().unwrap_or_else(|e| e.into_inner());
-                    g.outcomes[i] = Some(match outcome {
-                        Ok(bytes) => Ok(bytes.clone()),
-                        Err(e) => Err(e.clone_for_caller()),
-                    });
-                    g.left -= 1;
-                    if g.left == 0 {
-                        g.callbacks
-                            .take()
-                            .map(|cb| (cb, std::mem::take(&mut g.outcomes)))
-                    } else {
-                        None
-                    }
-                };
-                if let Some(((callback, error_callback), outcomes)) = done {
-                    // `left` reached 0: every chunk's finisher has stored its outcome.
-                    let all: Result<Vec<F::Output>> =
-                        outcomes
-                            .into_iter()
-                            .flatten()
-                            .try_fold(Vec::new(), |mut all, o| {
-                                all.extend(codec::decode::<Vec<F::Output>>(&o?)?);
-                                Ok(all)
-                            });
-                    match all {
-                        Ok(all) => callback(all),
-                        Err(e) => error_callback(e),
-                    }
-                }
-            });
+        for (chunk, finisher) in chunks.iter().zip(finishers) {
             prepared.push(self.prepare::<F, (A,)>(chunk, None, Some(finisher))?);
         }
         // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
@@ -640,19 +603,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        let chunksize = chunksize.max(1);
-        let mut items = items.into_iter();
-        let submit = move |pool: &Pool| -> Option<Result<AsyncResult<Vec<F::Output>>>> {
-            let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
-            if chunk.is_empty() {
-                return None;
-            }
-            Some(
-                pool.submit::<F, (A,)>(&chunk, None, None, true)
-                    .map(AsyncResult::new),
-            )
-        };
-        IMap::new(self, Box::new(submit))
+        IMap::new(Box::new(self.local_feed::<F, A, I>(items, chunksize)))
     }
 
     /// As [`imap`](Self::imap), yielding each result as soon as its chunk is done, in no
@@ -670,27 +621,49 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
+        IMapUnordered::new(Box::new(self.local_feed::<F, A, I>(items, chunksize)))
+    }
+
+    /// The feed of an `imap`: submits the items chunk by chunk, on demand.
+    fn local_feed<'p, F, A, I>(&'p self, items: I, chunksize: usize) -> LocalFeed<'p>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned + 'p,
+        I: IntoIterator<Item = A> + 'p,
+        F::Output: Serialize + DeserializeOwned,
+    {
         let chunksize = chunksize.max(1);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
         let mut items = items.into_iter();
-        let mut next_index = 0u64;
-        let submit = move |pool: &Pool| -> Option<Result<Indexed<F::Output>>> {
+        let submit = move |pool: &Pool, finisher: Option<Finisher>| -> Option<Result<Arc<Slot>>> {
             let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
             if chunk.is_empty() {
                 return None;
             }
-            let index = next_index;
-            next_index += 1;
-            let tx = done_tx.clone();
-            let finisher: Finisher = Box::new(move |_| {
-                let _ = tx.send(index);
-            });
-            Some(
-                pool.submit::<F, (A,)>(&chunk, None, Some(finisher), true)
-                    .map(|slot| (index, AsyncResult::new(slot))),
-            )
+            Some(pool.submit::<F, (A,)>(&chunk, None, finisher, true))
         };
-        IMapUnordered::new(self, Box::new(submit), done_rx)
+        LocalFeed::new(self, Box::new(submit))
+    }
+
+    /// Queues a task that is already encoded (a chunk entry's offset and its encoded argument
+    /// list, no handles) and calls `finisher` with its raw outcome: a cluster node runs the
+    /// tasks it takes from the broker this way, so crashes, time limits and worker
+    /// replacement are the local pool's.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn submit_encoded(
+        &self,
+        entry: i64,
+        args: Vec<u8>,
+        timeout: Option<Duration>,
+        finisher: Finisher,
+    ) -> Result<()> {
+        let task = Prepared {
+            entry,
+            args: Payload::Inline(Arc::new(args)),
+            fds: Vec::new(),
+            timeout: timeout.or(self.inner.task_timeout),
+            slot: Slot::new(Some(finisher)),
+        };
+        self.enqueue(vec![task], false).map(drop)
     }
 
     /// Stops accepting tasks (a later submission fails with [`Error::PoolClosed`]); the

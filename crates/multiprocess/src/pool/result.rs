@@ -1,6 +1,6 @@
 //! [`AsyncResult`]: the result of a task submitted to a pool, set once by the supervisor; and
-//! [`MapResult`], the results of a map's chunk tasks together. (The lazy map iterators are in
-//! `imap.rs`.)
+//! [`MapResult`], the results of a map's chunk tasks together, with the gathering of their
+//! callbacks. (The lazy map iterators are in `imap.rs`.)
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -285,4 +285,69 @@ pub(crate) fn decode_one<R: DeserializeOwned>(bytes: &[u8]) -> Result<R> {
             "a task gave back the wrong number of results".into(),
         )),
     }
+}
+
+/// What `map_async_with` collects until its last chunk is done.
+struct Gather<C, E> {
+    outcomes: Vec<Option<Outcome>>,
+    left: usize,
+    callbacks: Option<(C, E)>,
+}
+
+/// One finisher per chunk of a `map_async_with` (the local pool's and the cluster's): the last
+/// one to run decodes every chunk's result list, in order, and calls `callback` with all the
+/// results, or `error_callback` with the first error.
+pub(crate) fn gather_finishers<R, C, E>(
+    chunks: usize,
+    callback: C,
+    error_callback: E,
+) -> Vec<Finisher>
+where
+    R: DeserializeOwned,
+    C: FnOnce(Vec<R>) + Send + 'static,
+    E: FnOnce(Error) + Send + 'static,
+{
+    let gather = Arc::new(Mutex::new(Gather::<C, E> {
+        outcomes: (0..chunks).map(|_| None).collect(),
+        left: chunks,
+        callbacks: Some((callback, error_callback)),
+    }));
+    (0..chunks)
+        .map(|i| {
+            let gather = Arc::clone(&gather);
+            let finisher: Finisher = Box::new(move |outcome: &Outcome| {
+                let done = {
+                    let mut g = gather.lock().unwrap_or_else(|e| e.into_inner());
+                    g.outcomes[i] = Some(match outcome {
+                        Ok(bytes) => Ok(bytes.clone()),
+                        Err(e) => Err(e.clone_for_caller()),
+                    });
+                    g.left -= 1;
+                    if g.left == 0 {
+                        g.callbacks
+                            .take()
+                            .map(|cb| (cb, std::mem::take(&mut g.outcomes)))
+                    } else {
+                        None
+                    }
+                };
+                if let Some(((callback, error_callback), outcomes)) = done {
+                    // `left` reached 0: every chunk's finisher has stored its outcome.
+                    let all: Result<Vec<R>> =
+                        outcomes
+                            .into_iter()
+                            .flatten()
+                            .try_fold(Vec::new(), |mut all, o| {
+                                all.extend(codec::decode::<Vec<R>>(&o?)?);
+                                Ok(all)
+                            });
+                    match all {
+                        Ok(all) => callback(all),
+                        Err(e) => error_callback(e),
+                    }
+                }
+            });
+            finisher
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@
 //! | `named.rs` | names in `/dev/shm`: `shm_open`, `shm_unlink`, renaming without replacing, random bits, the user's id |
 //! | `futex.rs` | futex wait and wake on a word of shared memory, across processes |
 //! | `mutex.rs` | the robust, process-shared pthread mutex |
+//! | `host.rs` | the host name and the main program's ELF build-id (for the `cluster` feature) |
 //!
 //! Outside this folder no file of the library names `libc` (the `layering` test checks it):
 //! a port to another Unix (macOS first) changes these files and nothing else. Plain file reads
@@ -20,6 +21,8 @@
 
 mod fd;
 pub(crate) mod futex;
+#[cfg(feature = "cluster")]
+mod host;
 mod memory;
 mod mutex;
 mod named;
@@ -34,6 +37,8 @@ pub use fd::{
     clear_cloexec, close_all_except, dup, is_open_fd, is_readable, poll_readable, raise_fd_limit,
     raw, reserve_fd_table, set_cloexec, set_nonblocking, stdin_from_dev_null, write_stderr, Unkept,
 };
+#[cfg(feature = "cluster")]
+pub use host::{hostname, main_program_build_id};
 pub use memory::{
     file_id, file_len, map_shared, memfd_create, memfd_create_sealable, ofd_lock, open_file_key,
     punch_hole, reopen_read_only, resident_bytes, seal_writers, sealed_for_readers, set_file_len,

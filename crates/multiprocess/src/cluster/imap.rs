@@ -1,0 +1,95 @@
+//! The feed of a cluster pool's `imap` and `imap_unordered`: the iterators are the local
+//! pool's ([`IMap`](crate::IMap), [`IMapUnordered`](crate::IMapUnordered)); only how their chunks
+//! are sent differs.
+//!
+//! The feed keeps at most the pool's `imap_window` chunks in flight and tops the window up
+//! only once it is half empty, half a window at a time: those chunks go out in one submission
+//! (one round trip to the broker) instead of one each, and an endless input is still read
+//! lazily.
+
+use std::sync::Arc;
+
+use super::pool::Pool;
+use crate::error::{Error, Result};
+use crate::pool::{ChunkFeed, Finisher, Slot};
+
+/// Encodes the next chunk of the input, or says it is exhausted.
+pub(super) type NextChunk<'p> = Box<dyn FnMut() -> Option<Result<Vec<u8>>> + 'p>;
+
+/// The input side of a cluster `imap`: the pool, the entry, the encoder of the next chunk.
+pub(super) struct Feed<'p> {
+    pool: &'p Pool,
+    entry: Result<i64>,
+    next: NextChunk<'p>,
+    /// An item that could not be encoded after others were: reported on the next call.
+    failed: Option<Error>,
+    /// The pool was already closed when the iterator began: it sends nothing.
+    closed: bool,
+}
+
+impl<'p> Feed<'p> {
+    /// A feed; counts as an open iterator of the pool until dropped.
+    pub(super) fn new(pool: &'p Pool, entry: Result<i64>, next: NextChunk<'p>) -> Self {
+        let mut state = pool.client().lock();
+        state.open_iterators += 1;
+        let closed = state.closing;
+        drop(state);
+        Feed {
+            pool,
+            entry,
+            next,
+            failed: None,
+            closed,
+        }
+    }
+}
+
+impl ChunkFeed for Feed<'_> {
+    fn send(
+        &mut self,
+        in_flight: usize,
+        finisher: &mut dyn FnMut(usize) -> Option<Finisher>,
+    ) -> Result<Option<Vec<Arc<Slot>>>> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if self.closed {
+            // Only an iterator begun before `close` is still served, as in Python.
+            return Err(Error::PoolClosed);
+        }
+        let window = self.pool.imap_window();
+        if in_flight > window / 2 {
+            return Ok(Some(Vec::new()));
+        }
+        let entry = match &self.entry {
+            Ok(entry) => *entry,
+            Err(e) => return Err(e.clone_for_caller()),
+        };
+        let mut tasks = Vec::new();
+        while in_flight + tasks.len() < window {
+            match (self.next)() {
+                Some(Ok(bytes)) => tasks.push((bytes, finisher(tasks.len()))),
+                Some(Err(e)) if tasks.is_empty() => return Err(e),
+                Some(Err(e)) => {
+                    self.failed = Some(e); // after the chunks before it
+                    break;
+                }
+                None => break,
+            }
+        }
+        if tasks.is_empty() {
+            return Ok(None);
+        }
+        self.pool.send_encoded(entry, tasks).map(Some)
+    }
+}
+
+impl Drop for Feed<'_> {
+    fn drop(&mut self) {
+        let client = self.pool.client();
+        let mut state = client.lock();
+        state.open_iterators = state.open_iterators.saturating_sub(1);
+        drop(state);
+        client.notify();
+    }
+}

@@ -1,0 +1,202 @@
+//! The Lua scripts that make each multi-step change in Redis atomic, and idempotent so that a
+//! reconnecting party can run one again without doubling its effect.
+//!
+//! - `SUBMIT`: adds a client's tasks to its build's stream, skipping task numbers at or below the
+//!   client's high-water mark (`hw`), so a batch sent again after a lost reply is added once.
+//! - `COMPLETE`: records an outcome, acknowledges and deletes the entry, but only if the entry
+//!   is still in the pending list *of the consumer that completes it*: the late result of a
+//!   node that was declared lost (and whose entry was settled by a reaper) is refused.
+//! - `REAP`: settles an entry of a lost node (fails it, or hands it out again), only if that
+//!   node still owns it and its heartbeat is still absent.
+//! - `FORGET`: removes a lost node from the group and the node table once it owns nothing.
+//! - `CANCEL`: deletes a client's entry that no node has taken (no live node of its build).
+//! - `QUEUE_PUT`: appends to a bounded list only while it is shorter than its bound (and counts
+//!   the item for a joinable queue); `TASK_DONE`: counts one item of a joinable queue done.
+//!
+//! Scripts are sent by hash (`EVALSHA`) and loaded again after `NOSCRIPT` (a restarted broker
+//! forgets them).
+
+use std::sync::LazyLock;
+
+use redis::{Pipeline, RedisResult, Script};
+
+/// `KEYS`: stream, client key. `ARGV`: client id, then (seq, body, mac) per task. Returns the
+/// ids of the entries added (nil for a task added before), or -1 if the client is gone.
+pub(crate) static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+local hw = tonumber(redis.call('HGET', KEYS[2], 'hw') or '0')
+local top = hw
+local ids = {}
+for i = 2, #ARGV, 3 do
+  local seq = tonumber(ARGV[i])
+  if seq > hw then
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'c', ARGV[1], 's', ARGV[i], 'd', '0',
+                               't', ARGV[i + 1], 'm', ARGV[i + 2])
+    if seq > top then top = seq end
+  else
+    ids[#ids + 1] = false
+  end
+end
+redis.call('HSET', KEYS[2], 'hw', top)
+return ids
+"#,
+    )
+});
+
+/// `KEYS`: stream, result stream, client key. `ARGV`: group, entry id, consumer, outcome,
+/// mac, result TTL in ms. An empty outcome drops the entry without one. Returns 1 if recorded,
+/// 0 if the consumer no longer owns the entry.
+pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('XADD', KEYS[2], '*', 'o', ARGV[4], 'm', ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+return 1
+"#,
+    )
+});
+
+/// `KEYS`: stream, result stream, client key, lost node's heartbeat. `ARGV`: group, entry id,
+/// lost consumer, outcome, mac, result TTL in ms, and `redeliver` to hand the task out again
+/// instead of failing it. Returns 1 if settled, 0 if not (owned by another, or the node lives).
+pub(crate) static REAP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[7] == 'redeliver' and #e == 1 then
+  local f = e[1][2]
+  local fields = {}
+  for i = 1, #f, 2 do
+    if f[i] == 'd' then
+      fields[#fields + 1] = 'd'; fields[#fields + 1] = tostring(tonumber(f[i + 1]) + 1)
+    else
+      fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1]
+    end
+  end
+  redis.call('XADD', KEYS[1], '*', unpack(fields))
+elseif redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('XADD', KEYS[2], '*', 'o', ARGV[4], 'm', ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+return 1
+"#,
+    )
+});
+
+/// `KEYS`: stream, lost node's heartbeat, node table. `ARGV`: group, node id. Forgets the node
+/// if it is still lost and owns no entry. Returns 1 if forgotten.
+pub(crate) static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+  if #p > 0 then return 0 end
+  pcall(redis.call, 'XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// `KEYS`: stream. `ARGV`: group, entry id. Deletes the entry if it exists and no node has
+/// taken it. Returns 1 if deleted.
+pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p > 0 then return 0 end
+return redis.call('XDEL', KEYS[1], ARGV[2])
+"#,
+    )
+});
+
+/// `KEYS`: list, and a counter of unfinished items (a joinable queue's) or nothing.
+/// `ARGV`: bound (0: none), item. Appends if the list is shorter than the bound, counting the
+/// item as unfinished. Returns 1 if appended.
+pub(crate) static QUEUE_PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local bound = tonumber(ARGV[1])
+if bound > 0 and redis.call('LLEN', KEYS[1]) >= bound then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+if #KEYS == 2 then redis.call('INCR', KEYS[2]) end
+return 1
+"#,
+    )
+});
+
+/// `KEYS`: a joinable queue's counter of unfinished items. Counts one item done, deleting the
+/// counter at 0 (so a finished queue leaves no key). Returns what is left, or -1 if no item
+/// was unfinished.
+pub(crate) static TASK_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n <= 0 then return -1 end
+if n == 1 then redis.call('DEL', KEYS[1]) else redis.call('DECR', KEYS[1]) end
+return n - 1
+"#,
+    )
+});
+
+/// Every script, for loading them all after a broker restart.
+fn all() -> [&'static Script; 7] {
+    [
+        &SUBMIT, &COMPLETE, &REAP, &FORGET, &CANCEL, &QUEUE_PUT, &TASK_DONE,
+    ]
+}
+
+/// Adds an `EVALSHA` of `script` to a pipeline.
+pub(crate) fn add(pipe: &mut Pipeline, script: &Script, keys: &[&str], args: &[&[u8]]) {
+    let cmd = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+    for k in keys {
+        cmd.arg(*k);
+    }
+    for a in args {
+        cmd.arg(*a);
+    }
+}
+
+/// Runs a pipeline of script calls, loading the scripts first if the broker forgot them.
+pub(crate) fn query<T: redis::FromRedisValue>(
+    pipe: &Pipeline,
+    conn: &mut redis::Connection,
+) -> RedisResult<T> {
+    match pipe.query(conn) {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            for s in all() {
+                s.load(conn)?;
+            }
+            pipe.query(conn)
+        }
+        other => other,
+    }
+}
+
+/// Runs one script call (see [`query`]).
+pub(crate) fn call<T: redis::FromRedisValue>(
+    conn: &mut redis::Connection,
+    script: &Script,
+    keys: &[&str],
+    args: &[&[u8]],
+) -> RedisResult<T> {
+    let mut pipe = redis::pipe();
+    add(&mut pipe, script, keys, args);
+    let (value,): (T,) = query(&pipe, conn)?;
+    Ok(value)
+}

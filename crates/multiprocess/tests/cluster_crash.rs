@@ -1,0 +1,337 @@
+//! The cluster's crash guarantees against a real `redis-server` and real node processes: a
+//! node killed, paused past its heartbeat, or stopped with SIGTERM; the broker killed and
+//! restarted mid-run; a client killed with tasks queued; and no key left behind.
+multiprocess::init_on_load!();
+
+mod cluster_common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cluster_common::*;
+use multiprocess::Error;
+
+/// Marks that it started (writing the pid of the node it runs on), then waits until
+/// `release` exists (at most the deadline).
+fn hold(started: String, release: String) -> u32 {
+    let tmp = format!("{started}.tmp");
+    std::fs::write(&tmp, multiprocess::parent_pid().to_string()).unwrap();
+    std::fs::rename(&tmp, &started).unwrap();
+    let start = std::time::Instant::now();
+    while !Path::new(&release).exists() && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::process::id()
+}
+
+/// Records one run of task `i` in `dir`: `run-i`, or `dup-i` if it had run before.
+fn run_once(dir: String, i: u64) -> u64 {
+    let open = |name: String| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(Path::new(&dir).join(name))
+            .is_ok()
+    };
+    if !open(format!("run-{i}")) {
+        open(format!("dup-{i}"));
+    }
+    // A little real work, so that a map of a few hundred is still running when the broker dies.
+    let mut x = i;
+    for _ in 0..200_000 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+    }
+    std::hint::black_box(x);
+    i * 2
+}
+
+fn count(dir: &Path, prefix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+        .count()
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Starts `hold` on a node and waits until it runs: its result, and the release file.
+fn start_held(
+    pool: &multiprocess::cluster::Pool,
+    dir: &Path,
+) -> (multiprocess::AsyncResult<u32>, String) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let r = pool
+        .apply_async(hold, (p("started"), p("release")))
+        .unwrap();
+    wait_until("the task to start", || dir.join("started").exists());
+    (r, p("release"))
+}
+
+#[test]
+fn a_killed_node_fails_its_task_with_node_lost_or_redelivers_it() {
+    let redis = Redis::start();
+    let mut first = NodeSpec::new(&redis.url()).processes(1).start();
+    let dir = TempDir::new("lost");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (r, _) = start_held(&pool, dir.path());
+    let killed = first.pid();
+    first.kill();
+    match r.get_timeout(DEADLINE) {
+        Err(Error::NodeLost { node }) => assert!(node.contains(&format!(":{killed}:")), "{node}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Asked for one redelivery: the task runs again on another node.
+    let second = NodeSpec::new(&redis.url()).processes(1).start();
+    let third = NodeSpec::new(&redis.url()).processes(1).start();
+    let again = builder(&redis.url()).redeliver(1).build().unwrap();
+    again.wait_for_nodes(2, DEADLINE).unwrap();
+    std::fs::remove_file(p("started")).unwrap();
+    let r = again
+        .apply_async(hold, (p("started"), p("release")))
+        .unwrap();
+    wait_until("the task to start", || Path::new(&p("started")).exists());
+    // Kill the node that runs it: the other one takes it again.
+    let runs_on: u32 = std::fs::read_to_string(p("started"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::fs::remove_file(p("started")).unwrap();
+    let (mut victim, survivor) = if runs_on == second.pid() {
+        (second, third)
+    } else {
+        (third, second)
+    };
+    assert_eq!(victim.pid(), runs_on);
+    victim.kill();
+    wait_until("the redelivered task to start", || {
+        Path::new(&p("started")).exists()
+    });
+    std::fs::write(p("release"), b"").unwrap();
+    r.get_timeout(DEADLINE).unwrap();
+    let ran_again_on: u32 = std::fs::read_to_string(p("started"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ran_again_on, survivor.pid());
+}
+
+#[test]
+fn a_paused_node_has_its_late_result_discarded() {
+    let redis = Redis::start();
+    let node = NodeSpec::new(&redis.url()).processes(1).start();
+    let dir = TempDir::new("pause");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (r, _) = start_held(&pool, dir.path());
+    signal(node.pid(), libc::SIGSTOP);
+    // Past its heartbeat, the client (the only live party) settles the task.
+    match r.get_timeout(DEADLINE) {
+        Err(Error::NodeLost { node: id }) => assert!(id.contains(&format!(":{}:", node.pid()))),
+        other => panic!("{other:?}"),
+    }
+    // The worker finishes while the node is paused; the node comes back with its result.
+    std::fs::write(p("release"), b"").unwrap();
+    signal(node.pid(), libc::SIGCONT);
+    node.wait_for_line("discarded the late result");
+    assert!(
+        matches!(r.get(), Err(Error::NodeLost { .. })),
+        "one outcome, kept"
+    );
+    // The node serves again once it heartbeats.
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
+}
+
+#[test]
+fn sigterm_lets_running_tasks_finish() {
+    let redis = Redis::start();
+    let mut node = NodeSpec::new(&redis.url()).processes(1).start();
+    let dir = TempDir::new("term");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (r, _) = start_held(&pool, dir.path());
+    signal(node.pid(), libc::SIGTERM);
+    node.wait_for_line("taking no new task");
+    // It takes nothing new: the next task waits in the stream.
+    let next = pool.apply_async(square, (6,)).unwrap();
+    std::fs::write(p("release"), b"").unwrap();
+    assert_ne!(r.get_timeout(DEADLINE).unwrap(), 0);
+    assert!(node.wait().success(), "{}", node.stderr());
+    assert!(node.stderr().contains("left the cluster"));
+    assert!(multiprocess::cluster::status(&redis.url())
+        .unwrap()
+        .nodes
+        .is_empty());
+    // The last node of the build is gone: the waiting task fails instead of waiting for ever.
+    match next.get_timeout(DEADLINE) {
+        Err(e @ Error::NoLiveNode { .. }) => assert!(e.to_string().contains("no node is live")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        pool.apply(square, (1,)),
+        Err(Error::NoLiveNode { .. })
+    ));
+    let _another = NodeSpec::new(&redis.url()).start();
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(pool.apply(square, (6,)).unwrap(), 36);
+}
+
+#[test]
+fn a_broker_restart_mid_map_loses_and_repeats_nothing() {
+    let mut redis = Redis::start_with(RedisOptions {
+        aof: true,
+        ..Default::default()
+    });
+    let _node = NodeSpec::new(&redis.url()).processes(2).start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let dir = TempDir::new("restart");
+    let d = dir.path().display().to_string();
+    let n = 400u64;
+    let all = pool
+        .starmap_async(run_once, (0..n).map(|i| (d.clone(), i)), 1)
+        .unwrap();
+    wait_until("a quarter of the tasks", || {
+        count(dir.path(), "run-") >= n as usize / 4
+    });
+    redis.kill();
+    let done_at_kill = count(dir.path(), "run-");
+    redis.launch();
+    let results = all.get_timeout(DEADLINE).unwrap();
+    assert!(done_at_kill < n as usize, "the broker died mid-map");
+    assert_eq!(results, (0..n).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(count(dir.path(), "run-"), n as usize);
+    assert_eq!(count(dir.path(), "dup-"), 0, "no task ran twice");
+}
+
+#[test]
+fn a_dead_client_leaves_nothing_behind() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    wait_for_live_nodes(&redis.url(), 1);
+    let baseline = dbsize(&mut admin);
+    let dir = TempDir::new("client");
+    let d = dir.path().display().to_string();
+
+    // A client in another process: it keeps the node busy, queues 50 tasks, and is killed.
+    fn client(url: String, dir: String) {
+        let pool = cluster_common::pool(&url);
+        pool.wait_for_nodes(1, DEADLINE).unwrap();
+        let p = |name: &str| format!("{dir}/{name}");
+        let _held = pool
+            .apply_async(hold, (p("started"), p("release")))
+            .unwrap();
+        let _queued = pool
+            .starmap_async(run_once, (0..50).map(|i| (dir.clone(), i)), 1)
+            .unwrap();
+        std::fs::write(p("submitted"), b"").unwrap();
+        loop {
+            std::thread::park();
+        }
+    }
+    let child = multiprocess::Process::new(client, (redis.url(), d.clone()))
+        .start()
+        .unwrap();
+    wait_until("the client to submit", || {
+        dir.path().join("submitted").exists()
+    });
+    child.kill().unwrap();
+    child.join().unwrap();
+    wait_until("the client's heartbeat to expire", || {
+        let clients: Vec<String> = redis::cmd("KEYS")
+            .arg("mp:client:*")
+            .query(&mut admin)
+            .unwrap();
+        clients.is_empty()
+    });
+    std::fs::write(dir.path().join("release"), b"").unwrap();
+    // Its queued tasks are dropped unrun, and every key it made goes away.
+    wait_until("the queued tasks to be dropped", || {
+        let status = multiprocess::cluster::status(&redis.url()).unwrap();
+        (status.streams[0].backlog, status.streams[0].pending) == (0, 0)
+    });
+    wait_until("the keys back to the baseline", || {
+        dbsize(&mut admin) == baseline
+    });
+    assert_eq!(count(dir.path(), "run-"), 0, "no task of a dead client ran");
+}
+
+fn nothing(x: u32) -> u32 {
+    x
+}
+
+#[test]
+fn the_key_count_returns_to_its_baseline_after_100k_tasks() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(6).start();
+    let mut admin = redis.admin();
+    wait_for_live_nodes(&redis.url(), 1);
+    let baseline = dbsize(&mut admin);
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let n = 100_000u32;
+    let started = std::time::Instant::now();
+    let mut total = 0u64;
+    for r in pool.imap_unordered(nothing, 0..n, 1) {
+        total += r.unwrap() as u64;
+    }
+    eprintln!("100k tasks in {:?}", started.elapsed());
+    assert_eq!(total, (0..n as u64).sum::<u64>());
+    let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    assert_eq!(
+        (status.streams[0].backlog, status.streams[0].pending),
+        (0, 0)
+    );
+    pool.close();
+    pool.join().unwrap();
+    drop(pool);
+    assert_eq!(dbsize(&mut admin), baseline);
+}
+
+#[test]
+fn a_pool_dropped_while_the_broker_is_down_returns_soon() {
+    let mut redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(pool.apply(square, (2,)).unwrap(), 4);
+    redis.kill();
+    let start = std::time::Instant::now();
+    drop(pool);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_broker_that_lost_its_data_is_served_again() {
+    let mut redis = Redis::start(); // no append-only file: a restart forgets everything
+    let node = NodeSpec::new(&redis.url()).start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(pool.apply(square, (2,)).unwrap(), 4);
+    redis.kill();
+    redis.launch();
+    // The node makes its stream and group again; a new client is served.
+    let again = cluster_common::pool(&redis.url());
+    again.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(again.apply(square, (3,)).unwrap(), 9);
+    assert!(
+        !node.stderr().contains("multiprocess node: "),
+        "{}",
+        node.stderr()
+    );
+}
