@@ -124,20 +124,32 @@ impl Memory {
 /// oldest first. A forked child starts with empty tables (the parent's are leaked there, never
 /// used: their locks may be held for ever, and their files are the parent's to reuse).
 #[derive(Default)]
-struct Tables {
+struct Lists {
     pool: VecDeque<Arc<Memory>>,
     cache: VecDeque<Arc<Memory>>,
 }
 
-static TABLES: PerProcess<Mutex<Tables>> = PerProcess::new(|| Mutex::new(Tables::default()));
+/// The lists, and the process they belong to.
+struct Tables {
+    pid: u32,
+    lists: Mutex<Lists>,
+}
+
+static TABLES: PerProcess<Tables> = PerProcess::new(|| Tables {
+    pid: sys::getpid(),
+    lists: Mutex::default(),
+});
 
 /// Forgets the parent's tables in a freshly forked child (see `after_fork_in_child`).
 pub(crate) fn reset_after_fork() {
     TABLES.reset_after_fork();
 }
 
-fn tables() -> std::sync::MutexGuard<'static, Tables> {
-    TABLES.get().lock().unwrap_or_else(|e| e.into_inner())
+/// This process's lists; `None` in a copy made by a `fork` that the library did not see (it
+/// then neither reuses nor keeps anything: the lists are the parent's).
+fn tables() -> Option<std::sync::MutexGuard<'static, Lists>> {
+    let t = TABLES.get();
+    (t.pid == sys::getpid()).then(|| t.lists.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Moves entry `i` to the back (most recently used) and returns it.
@@ -152,8 +164,7 @@ fn touch(files: &mut VecDeque<Arc<Memory>>, i: usize) -> Option<Arc<Memory>> {
 pub(super) fn for_writing(len: usize) -> Result<(Arc<Memory>, bool)> {
     let cap = len.next_multiple_of(PAGE);
     let fits = |m: &Memory| m.cap() >= cap && m.cap() <= cap + (cap / 4).max(64 << 10);
-    {
-        let mut t = tables();
+    if let Some(mut t) = tables() {
         let reusable = t
             .pool
             .iter()
@@ -164,9 +175,10 @@ pub(super) fn for_writing(len: usize) -> Result<(Arc<Memory>, bool)> {
     }
     let m = Arc::new(Memory::create(cap)?);
     if cap > 0 && cap <= POOL_BYTES / 2 {
-        let mut t = tables();
-        t.pool.push_back(Arc::clone(&m));
-        trim(&mut t.pool, POOL_ENTRIES, POOL_BYTES);
+        if let Some(mut t) = tables() {
+            t.pool.push_back(Arc::clone(&m));
+            trim(&mut t.pool, POOL_ENTRIES, POOL_BYTES);
+        }
     }
     Ok((m, false))
 }
@@ -174,17 +186,17 @@ pub(super) fn for_writing(len: usize) -> Result<(Arc<Memory>, bool)> {
 /// The mapping of a received file (this process's cached one if it has seen the file before).
 pub(super) fn received(fd: BorrowedFd<'_>) -> Result<Arc<Memory>> {
     let id = sys::file_id(fd)?;
-    {
-        let mut t = tables();
+    if let Some(mut t) = tables() {
         let seen = t.cache.iter().position(|m| m.id == id);
         if let Some(m) = seen.and_then(|i| touch(&mut t.cache, i)) {
             return Ok(m);
         }
     }
     let m = Arc::new(Memory::map_received(fd)?);
-    let mut t = tables();
-    t.cache.push_back(Arc::clone(&m));
-    trim(&mut t.cache, CACHE_ENTRIES, CACHE_BYTES);
+    if let Some(mut t) = tables() {
+        t.cache.push_back(Arc::clone(&m));
+        trim(&mut t.cache, CACHE_ENTRIES, CACHE_BYTES);
+    }
     Ok(m)
 }
 
@@ -202,7 +214,8 @@ fn trim(files: &mut VecDeque<Arc<Memory>>, entries: usize, bytes: usize) {
 /// Gives back the memory this process keeps for reuse: files it made and mappings of files it
 /// received, as far as no handle in this process uses them.
 pub(crate) fn release_unused() {
-    let mut t = tables();
-    t.pool.retain(|m| Arc::strong_count(m) > 1);
-    t.cache.retain(|m| Arc::strong_count(m) > 1);
+    if let Some(mut t) = tables() {
+        t.pool.retain(|m| Arc::strong_count(m) > 1);
+        t.cache.retain(|m| Arc::strong_count(m) > 1);
+    }
 }
