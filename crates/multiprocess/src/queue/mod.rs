@@ -20,7 +20,8 @@
 //! travels as its bytes, and other handles cannot.
 //!
 //! A queue handle is passed to a child as an argument (under every start method) and can be
-//! cloned; every handle refers to the same queue.
+//! cloned; every handle refers to the same queue. A FIFO queue holds two descriptors in each
+//! process that has it (its memory and its socket), a LIFO or priority queue one.
 
 mod heap;
 mod sideband;
