@@ -4,6 +4,7 @@
 //! Each case prints one line per figure, `case=NAME value=V unit=U`, and with `--vs-python`
 //! also Python's figure and the ratio (always as the speedup over Python: above 1 is faster).
 
+mod big_data;
 mod cluster;
 mod ipc;
 mod pool;
@@ -48,6 +49,27 @@ enum Case {
     PoolImap(PoolTasks),
     /// Pool(2): apply_async of a trivial task, then get each: µs per task.
     PoolApplyAsync(PoolTasks),
+    /// 1 MiB and 16 MiB `serde_bytes` items, 1 producer process → 1 consumer, bounded 8: GB/s.
+    QueueBytes(BigData),
+    /// The same with zero-copy buffers (`ShmBuf`), the consumer reading every byte: GB/s.
+    QueueZeroCopy(BigData),
+    /// Pool(2).map over 1 MiB arguments: GB/s of arguments.
+    PoolBytes(BigData),
+    /// A shared `Dict` from 2 processes, alternately set and get: operations per second.
+    Dict {
+        /// Also run Python's baseline (`Manager().dict()`) and print the ratio.
+        #[arg(long)]
+        vs_python: bool,
+        /// Operations per run (both processes together).
+        #[arg(long, default_value_t = 400_000)]
+        ops: u64,
+        /// Operations per run of Python's baseline (far slower: rates are compared).
+        #[arg(long, default_value_t = 20_000)]
+        python_ops: u64,
+        /// Runs; the median run is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
     /// cluster::Pool.map of trivial tasks, one node of 2 workers, one local redis-server:
     /// tasks/s (with --vs-python: Celery, prefork pool of 2, same server).
     ClusterMap {
@@ -87,6 +109,23 @@ enum Case {
     },
 }
 
+/// Options of the big-data cases.
+#[derive(clap::Args)]
+struct BigData {
+    /// Also run Python's baseline and print the ratio.
+    #[arg(long)]
+    vs_python: bool,
+    /// Bytes moved per run and item size, after the warm-up items (queue cases).
+    #[arg(long, default_value_t = 2 << 30)]
+    total: usize,
+    /// Arguments of 1 MiB per run (pool-bytes).
+    #[arg(long, default_value_t = 512)]
+    count: usize,
+    /// Runs; the median run is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: u32,
+}
+
 /// Options of the pool cases.
 #[derive(clap::Args)]
 struct PoolTasks {
@@ -115,6 +154,12 @@ struct Throughput {
     runs: u32,
 }
 
+impl BigData {
+    fn run(&self, kind: big_data::Kind) -> Result<(), String> {
+        big_data::run(kind, self.total, self.count, self.runs, self.vs_python)
+    }
+}
+
 fn main() -> std::process::ExitCode {
     multiprocess::init();
     let cli = Cli::parse();
@@ -135,6 +180,15 @@ fn main() -> std::process::ExitCode {
         Case::Pipe(t) => ipc::run(ipc::Kind::Pipe, t.items, t.runs, t.vs_python),
         Case::PoolImap(t) => pool::run(pool::Kind::Imap, t.tasks, t.runs, t.vs_python),
         Case::PoolApplyAsync(t) => pool::run(pool::Kind::ApplyAsync, t.tasks, t.runs, t.vs_python),
+        Case::QueueBytes(b) => b.run(big_data::Kind::QueueBytes),
+        Case::QueueZeroCopy(b) => b.run(big_data::Kind::QueueZeroCopy),
+        Case::PoolBytes(b) => b.run(big_data::Kind::PoolBytes),
+        Case::Dict {
+            vs_python,
+            ops,
+            python_ops,
+            runs,
+        } => big_data::run_dict(ops, python_ops, runs, vs_python),
         Case::ClusterMap {
             vs_python,
             broker,

@@ -57,6 +57,25 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 /// Encodes a value together with the descriptors its handles carry.
 pub fn encode_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    let mut bytes = Vec::new();
+    let fds = encode_to_with_fds(&mut bytes, value)?;
+    Ok((bytes, fds))
+}
+
+/// Encodes a value that holds no OS handles into `w` (a queue's record, say).
+pub(crate) fn encode_to<W: std::io::Write + ?Sized, T: Serialize + ?Sized>(
+    w: &mut W,
+    value: &T,
+) -> Result<()> {
+    rmp_serde::encode::write(w, value).map_err(|e| Error::Encode(e.to_string()))
+}
+
+/// Encodes a value into `w`, returning the descriptors its handles carry (see
+/// [`encode_with_fds`]).
+pub(crate) fn encode_to_with_fds<W: std::io::Write + ?Sized, T: Serialize + ?Sized>(
+    w: &mut W,
+    value: &T,
+) -> Result<Vec<OwnedFd>> {
     /// Puts the side table back as it was even if encoding panics.
     struct Restore(Option<Vec<OwnedFd>>);
     impl Drop for Restore {
@@ -66,11 +85,11 @@ pub fn encode_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec
         }
     }
     let mut restore = Restore(OUTGOING.with(|t| t.borrow_mut().replace(Vec::new())));
-    let bytes = encode(value);
+    let written = encode_to(w, value);
     let fds = OUTGOING
         .with(|t| std::mem::replace(&mut *t.borrow_mut(), restore.0.take()))
         .unwrap_or_default();
-    Ok((bytes?, fds))
+    written.map(|()| fds)
 }
 
 /// Decodes a value whose handles take their descriptors from `fds`.
@@ -80,6 +99,13 @@ pub fn decode_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> 
     let value = decode(bytes);
     INCOMING.with(|t| *t.borrow_mut() = previous);
     value
+}
+
+/// Whether the value being encoded now can carry descriptors (it is encoded with
+/// [`encode_with_fds`], so a transport will move them): a zero-copy buffer then travels as its
+/// descriptor, otherwise as its bytes.
+pub(crate) fn sending_fds() -> bool {
+    OUTGOING.with(|t| t.borrow().is_some())
 }
 
 /// Serializes a descriptor as its index in the outgoing side table. For `Serialize`

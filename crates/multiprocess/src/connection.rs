@@ -19,14 +19,15 @@
 //!
 //! A connection can be passed to a child as an argument under every start method (its socket
 //! and shared memory travel with it); both processes then hold the end, as in Python. A message
-//! may itself carry handles (a queue, another connection) to a process that is already
-//! running: their descriptors go ahead of the message over a second socket pair, with
-//! `SCM_RIGHTS`, under a random id that the message names; the receiver matches them up.
+//! may itself carry handles (a queue, another connection, a zero-copy buffer) to a process that
+//! is already running: their descriptors go ahead of the message over a second socket pair,
+//! with `SCM_RIGHTS`, under an id that the message's record names (see `shm/deque.rs`); the
+//! receiver matches them up.
 //!
-//! Every record starts with a tag byte: `0` for a plain message, `1` for one whose handles wait
-//! on the handle socket under the 8-byte id that follows. Each
-//! direction holds at most [`PIPE_CAPACITY`] messages: a sender to a receiver that does not
-//! keep up waits, as with an OS pipe, and gets a `BrokenPipe` error if the other end is closed.
+//! A message is encoded straight into its record and decoded straight out of it: a large byte
+//! string costs one copy in and one copy out. Each direction holds at most [`PIPE_CAPACITY`]
+//! messages: a sender to a receiver that does not keep up waits, as with an OS pipe, and gets a
+//! `BrokenPipe` error if the other end is closed.
 
 use std::collections::HashMap;
 use std::io;
@@ -40,7 +41,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{self, FdIn, FdOut};
 use crate::error::{Error, Result};
-use crate::shm::deque::{spin_until, End, SharedDeque, Wait};
+use crate::shm::deque::{
+    decode_value, spin_until, Encode, End, FdChannel, Parts, SharedDeque, Value, Wait,
+};
 use crate::shm::{Region, MAX_SLEEP};
 use crate::sys;
 
@@ -75,10 +78,31 @@ fn channel() -> Result<Arc<SharedDeque>> {
     Ok(Arc::new(SharedDeque::create(PIPE_CAPACITY as u64)?))
 }
 
-/// A plain message.
-const TAG_PLAIN: u8 = 0;
-/// A message whose handles' descriptors travel on the handle socket.
-const TAG_HANDLES: u8 = 1;
+/// The handle socket of a connection, as the channel that carries the descriptors of the
+/// handles inside its messages.
+struct HandleSocket<'a>(&'a Connection);
+
+impl FdChannel for HandleSocket<'_> {
+    fn send(&self, id: u64, fds: Vec<OwnedFd>, _wait: Wait) -> Result<()> {
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            return Err(Error::Encode(format!(
+                "a message holds {} OS handles; at most {} fit in one",
+                fds.len(),
+                sys::MAX_FDS_PER_MESSAGE
+            )));
+        }
+        let raw: Vec<_> = fds.iter().map(sys::raw).collect();
+        Ok(sys::send_with_fds(
+            &self.0.handles,
+            &id.to_le_bytes(),
+            &raw,
+        )?)
+    }
+
+    fn take(&self, id: u64) -> Result<Vec<OwnedFd>> {
+        self.0.take_handles(id)
+    }
+}
 
 /// The two ends, before they are given their directions.
 fn ends() -> Result<(Connection, Connection)> {
@@ -148,11 +172,9 @@ impl Connection {
     /// more than `keep` are waiting (the pool moves unstarted tasks to an idle worker this way).
     /// Handles it carried stay with the other end's pending table, unused.
     pub(crate) fn take_back_unread<T: DeserializeOwned>(&self, keep: usize) -> Result<Option<T>> {
-        let Some(record) = self.outbox()?.take_back(keep as u64)? else {
-            return Ok(None);
-        };
-        let (_, payload) = split_record(&record)?;
-        codec::decode_with_fds(payload, Vec::new()).map(Some)
+        self.outbox()?.take_back(keep as u64, &mut |payload, _| {
+            codec::decode_with_fds(payload, Vec::new())
+        })
     }
 
     /// How many messages sent from this end the other end has not taken yet.
@@ -186,37 +208,25 @@ impl Connection {
     /// concurrent readers).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let out = self.outbox()?;
-        let (bytes, fds) = codec::encode_with_fds(value)?;
-        if fds.is_empty() {
-            return self.push(out, &[&[TAG_PLAIN], &bytes]);
-        }
-        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
-            return Err(Error::Encode(format!(
-                "a message holds {} OS handles; at most {} fit in one",
-                fds.len(),
-                sys::MAX_FDS_PER_MESSAGE
-            )));
-        }
-        let id = message_id();
-        let raw: Vec<_> = fds.iter().map(sys::raw).collect();
-        sys::send_with_fds(&self.handles, &id.to_le_bytes(), &raw)?;
-        self.push(out, &[&[TAG_HANDLES], &id.to_le_bytes(), &bytes])
+        self.push(
+            out,
+            &mut Value {
+                value,
+                handles: true,
+            },
+        )
     }
 
     /// Receives a value sent with [`send`](Self::send). [`Error::Eof`] when the other end is
     /// closed and nothing is left.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
-        let record = self.recv_record()?;
-        match split_record(&record)? {
-            (None, payload) => codec::decode(payload),
-            (Some(id), payload) => codec::decode_with_fds(payload, self.take_handles(id)?),
-        }
+        self.recv_with(&mut decode_value::<T>)
     }
 
     /// Sends raw bytes as one message.
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
         let out = self.outbox()?;
-        self.push(out, &[&[TAG_PLAIN], bytes])
+        self.push(out, &mut Parts(&[bytes]))
     }
 
     /// The descriptors sent ahead of message `id`, reading the handle socket as far as needed.
@@ -260,15 +270,16 @@ impl Connection {
 
     /// Pushes one message, waiting while the direction is full (and failing with `BrokenPipe`
     /// if the other end is closed meanwhile), then rings the doorbell if a receiver sleeps.
-    fn push(&self, out: &SharedDeque, parts: &[&[u8]]) -> Result<()> {
+    fn push<E: Encode>(&self, out: &SharedDeque, item: &mut E) -> Result<()> {
+        let chan = HandleSocket(self);
         loop {
-            match out.push_parts(parts, Wait::No, false) {
+            match out.push(item, Wait::No, false, Some(&chan)) {
                 Ok(()) => break,
                 Err(Error::Full) => {
                     if matches!(self.peek_socket()?, SockState::Closed) {
                         return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
                     }
-                    match out.push_parts(parts, Wait::timeout(MAX_SLEEP), false) {
+                    match out.push(item, Wait::timeout(MAX_SLEEP), false, Some(&chan)) {
                         Err(Error::Full) => continue,
                         other => return other.map(|()| self.ring(out)),
                     }
@@ -314,21 +325,19 @@ impl Connection {
 
     /// Receives one message's bytes (the handles of a message sent with them are closed).
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
-        let mut record = self.recv_record()?;
-        let (id, payload) = split_record(&record)?;
-        if let Some(id) = id {
-            drop(self.take_handles(id)?);
-        }
-        let skip = record.len() - payload.len();
-        record.drain(..skip);
-        Ok(record)
+        self.recv_with(&mut |payload, _| Ok(payload.to_vec()))
     }
 
-    /// Receives one record, tag included.
-    fn recv_record(&self) -> Result<Vec<u8>> {
+    /// Receives one message, which `decode` reads in place (with the descriptors of its
+    /// handles), waiting for one as long as the other end is open.
+    fn recv_with<R, F: FnMut(&[u8], Vec<OwnedFd>) -> Result<R>>(
+        &self,
+        decode: &mut F,
+    ) -> Result<R> {
         let inbox = self.inbox()?;
+        let chan = HandleSocket(self);
         loop {
-            match inbox.pop(End::Front, Wait::No) {
+            match inbox.pop(End::Front, Wait::No, Some(&chan), decode) {
                 Err(Error::Empty) => {}
                 other => return other,
             }
@@ -373,14 +382,13 @@ impl Connection {
     /// Receives one message into `buf` and returns its length. A message longer than `buf` is
     /// still consumed, and comes back whole in [`Error::BufferTooShort`].
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
-        let message = self.recv_bytes()?;
-        match buf.get_mut(..message.len()) {
+        self.recv_with(&mut |message, _| match buf.get_mut(..message.len()) {
             Some(dst) => {
-                dst.copy_from_slice(&message);
+                dst.copy_from_slice(message);
                 Ok(message.len())
             }
-            None => Err(Error::BufferTooShort(message)),
-        }
+            None => Err(Error::BufferTooShort(message.to_vec())),
+        })
     }
 
     /// Whether a message (or EOF) can be read now, waiting up to `timeout` for one. Consumes
@@ -406,27 +414,6 @@ impl Connection {
                 return Ok(false);
             }
         }
-    }
-}
-
-/// A fresh id for a message that carries handles.
-fn message_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    // Unique per process (the counter) and across processes (the pid).
-    (u64::from(sys::getpid()) << 40) ^ NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Splits a record into its handle id (if any) and its payload.
-fn split_record(record: &[u8]) -> Result<(Option<u64>, &[u8])> {
-    match record.split_first() {
-        Some((&TAG_PLAIN, payload)) => Ok((None, payload)),
-        Some((&TAG_HANDLES, rest)) if rest.len() >= 8 => {
-            let (id, payload) = rest.split_at(8);
-            let id = u64::from_le_bytes(id.try_into().unwrap_or_default());
-            Ok((Some(id), payload))
-        }
-        _ => Err(Error::Decode("a pipe message has an unknown header".into())),
     }
 }
 

@@ -67,11 +67,13 @@ pub enum Error {
     /// queue of size 0, a barrier of 0 parties, a byte range past the buffer's end, …); the
     /// text says which. Nothing was changed.
     InvalidArgument(String),
-    /// An index past the end of a shared [`Array`](crate::Array).
+    /// An index past the end of a shared [`Array`](crate::Array) or [`List`](crate::List),
+    /// or a byte range past the end of a [`SharedMemory`](crate::SharedMemory) block (Python's
+    /// `IndexError`).
     IndexOutOfRange {
-        /// The index asked for.
+        /// The index asked for (for a byte range, its end).
         index: usize,
-        /// The array's length.
+        /// The length it must stay below (within, for a byte range).
         len: usize,
     },
     /// A start method's name is none of `fork`, `spawn` and `forkserver` (parsing a
@@ -200,7 +202,7 @@ impl fmt::Display for Error {
             Error::Decode(why) => write!(f, "could not decode the value: {why}"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::IndexOutOfRange { index, len } => {
-                write!(f, "index {index} out of range for an array of length {len}")
+                write!(f, "index {index} out of range for a length of {len}")
             }
             Error::UnknownStartMethod(name) => write!(
                 f,

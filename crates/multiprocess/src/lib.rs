@@ -42,9 +42,16 @@
 //! - [`StartMethod`]: `Fork`, `Spawn`, `ForkServer` (the default), per process, per
 //!   [`Context`], or process-wide with [`set_start_method`].
 //! - [`Queue`], [`LifoQueue`], [`PriorityQueue`], [`JoinableQueue`], [`SimpleQueue`]: queues in
-//!   shared memory, exact `qsize`, safe when a process is killed at any instant.
+//!   shared memory, exact `qsize`, safe when a process is killed at any instant; an item of a
+//!   FIFO queue may carry handles (a zero-copy buffer, a queue, a connection).
 //! - [`pipe`] / [`Connection`] / [`wait`]: message pipes between processes; a message may carry
 //!   handles (a queue, a connection) to a process that is already running.
+//! - Big data: items are encoded straight into shared memory and decoded straight out (a large
+//!   byte string is copied once in, once out); [`ShmBuf`] / [`ShmBufMut`] are zero-copy
+//!   buffers whose pages cross by descriptor; [`SharedMemory`] is Python's `shared_memory`, a
+//!   block opened by name from any process.
+//! - [`Dict`], [`List`]: Python's `Manager().dict()` and `.list()` without a manager process,
+//!   exact `len`, safe when a process is killed mid-update.
 //! - [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
 //!   [`Barrier`], [`Value`], [`Array`]: synchronisation and shared data; a lock held by a dead
 //!   process is recovered.
@@ -58,8 +65,8 @@
 //!   Redis broker, with the same crash guarantees and a few more (a lost machine's tasks fail
 //!   with [`Error::NodeLost`], tasks are authenticated, nothing grows without bound in Redis).
 //!
-//! Queues, connections, locks and shared values are passed to a child as arguments, under every
-//! start method.
+//! Queues, connections, locks, shared values and containers, and buffers are passed to a child
+//! (or a pool task) as arguments, under every start method.
 //!
 //! ## Set-up: one line
 //!
@@ -88,6 +95,7 @@
 // No panic on a path that user input or another process can reach: errors are returned.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod buffer;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod codec;
@@ -99,10 +107,13 @@ mod pool;
 mod process;
 mod queue;
 mod shared;
+mod shared_memory;
 mod shm;
+mod store;
 mod sync;
 mod sys;
 
+pub use buffer::{ShmBuf, ShmBufMut};
 pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
 pub use context::{
     get_all_start_methods, get_context, get_start_method, init, set_start_method,
@@ -120,6 +131,8 @@ pub use process::{
 };
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
 pub use shared::{Array, Plain, RawArray, RawValue, Value};
+pub use shared_memory::SharedMemory;
+pub use store::{Dict, List};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
 };

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{join, DEADLINE};
+use common::{join, seed, Rng, DEADLINE};
 use multiprocess::{Error, PriorityQueue, Process, ProcessHandle, Queue, StartMethod};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -44,31 +44,6 @@ fn payload(seq: u64, len: usize) -> Vec<u8> {
         w.copy_from_slice(&x[..w.len()]);
     }
     v
-}
-
-/// A small deterministic generator (xorshift64*), seeded per test run.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id())
 }
 
 /// Puts `count` items (or for ever), of sizes up to 2 MiB so that a kill often lands while the

@@ -376,7 +376,8 @@ impl Client {
             found
         };
         if let Some(u) = found {
-            u.slot.set(outcome);
+            u.slot
+                .set(outcome.map(|bytes| crate::buffer::Payload::Inline(Arc::new(bytes))));
         }
     }
 

@@ -126,9 +126,11 @@ pub(crate) enum WireResult {
 
 impl WireResult {
     /// The wire form of a local pool outcome.
-    pub(crate) fn from_outcome(outcome: &std::result::Result<Vec<u8>, Error>) -> WireResult {
+    pub(crate) fn from_outcome(
+        outcome: &std::result::Result<crate::buffer::Payload, Error>,
+    ) -> WireResult {
         match outcome {
-            Ok(bytes) => WireResult::Ok(bytes.clone()),
+            Ok(bytes) => WireResult::Ok(bytes.to_vec()),
             Err(Error::Panic { message, location }) => WireResult::Panic {
                 message: message.clone(),
                 location: location.clone(),

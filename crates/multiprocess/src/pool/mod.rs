@@ -28,11 +28,11 @@
 mod completions;
 mod imap;
 mod result;
+mod shared_fds;
 mod supervisor;
 mod worker;
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -50,10 +50,12 @@ pub(crate) use result::decode_one;
 pub(crate) use result::gather_finishers;
 pub use result::{AsyncResult, MapResult};
 pub(crate) use result::{Finisher, Outcome, Slot};
+use shared_fds::{SharedFd, SharedFds};
 #[cfg(feature = "cluster")]
 pub(crate) use supervisor::ON_SUPERVISOR;
 pub use worker::soft_time_limit_exceeded;
 
+use crate::buffer::Payload;
 use crate::codec;
 use crate::connection::{pipe_simplex, Connection};
 use crate::context::{get_start_method, StartMethod};
@@ -64,8 +66,8 @@ use crate::process::{get_panic_output, PanicOutput};
 /// A task encoded, not yet queued.
 struct Prepared {
     entry: i64,
-    args: Vec<u8>,
-    fds: Vec<OwnedFd>,
+    args: Payload,
+    fds: Vec<SharedFd>,
     timeout: Option<Duration>,
     /// Where its outcome will land (holding the callbacks until then).
     slot: Arc<Slot>,
@@ -75,8 +77,8 @@ struct Prepared {
 pub(crate) struct Pending {
     id: u64,
     entry: i64,
-    args: Vec<u8>,
-    fds: Vec<OwnedFd>,
+    args: Payload,
+    fds: Vec<SharedFd>,
     slot: Arc<Slot>,
     timeout: Option<Duration>,
 }
@@ -96,6 +98,8 @@ pub(crate) struct Inner {
     soft_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     worker: worker::WorkerConfig,
+    /// The descriptors of handles among pending tasks' arguments, one per open file.
+    shared_fds: SharedFds,
 }
 
 #[derive(Default)]
@@ -262,6 +266,7 @@ impl PoolBuilder {
             wake_tx,
             wake_rx,
             wake_pending: Default::default(),
+            shared_fds: SharedFds::default(),
             processes,
             start_method,
             panic_output: self.panic_output.unwrap_or_else(get_panic_output),
@@ -323,7 +328,7 @@ impl Pool {
         if self.inner.start_method.reexecutes() {
             target::check_same_object(entry)?;
         }
-        let (args, fds) = codec::encode_with_fds(chunk)?;
+        let (args, fds) = Payload::encode_with_fds(chunk)?;
         if fds.len() > crate::sys::MAX_FDS_PER_MESSAGE {
             return Err(Error::Encode(format!(
                 "a task holds {} OS handles; at most {} fit in one",
@@ -334,7 +339,7 @@ impl Pool {
         Ok(Prepared {
             entry: target::entry_offset(entry),
             args,
-            fds,
+            fds: self.inner.shared_fds.share(fds),
             timeout: timeout.or(self.inner.task_timeout),
             slot: Slot::new(finisher),
         })
@@ -655,7 +660,7 @@ impl Pool {
     ) -> Result<()> {
         let task = Prepared {
             entry,
-            args,
+            args: Payload::Inline(Arc::new(args)),
             fds: Vec::new(),
             timeout: timeout.or(self.inner.task_timeout),
             slot: Slot::new(Some(finisher)),

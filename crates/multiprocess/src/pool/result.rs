@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::buffer::Payload;
 use crate::codec;
 use crate::error::{Error, Result};
 
 /// What a finished task left: its encoded result (a list, one per item of its chunk), or why
 /// it failed.
-pub(crate) type Outcome = std::result::Result<Vec<u8>, Error>;
+pub(crate) type Outcome = std::result::Result<Payload, Error>;
 
 /// Called by the supervisor when the task ends, before the result becomes ready.
 pub(crate) type Finisher = Box<dyn FnOnce(&Outcome) + Send>;

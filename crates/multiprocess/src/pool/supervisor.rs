@@ -415,7 +415,10 @@ fn rebalance(workers: &mut [Worker], queue: &mut VecDeque<Pending>) {
         // messages still in the pipe can be taken back: the worker never started those.
         while w.in_flight.len() > 1 {
             let keep = if w.taken() > 0 { 0 } else { 1 };
-            match w.conn.take_back_unread::<ToWorker<IgnoredAny>>(keep) {
+            match w
+                .conn
+                .take_back_unread::<ToWorker<IgnoredAny, IgnoredAny>>(keep)
+            {
                 Ok(Some(ToWorker::Run(task))) => {
                     let Some(pos) = w.in_flight.iter().rposition(|f| f.task.id == task.id) else {
                         break;

@@ -11,23 +11,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::{self, FdIn, FdOut};
+use crate::buffer::Payload;
+use crate::codec::{FdIn, FdOut};
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::process::bootstrap::{self, Report};
 use crate::process::target;
 use crate::sys;
 
-/// A task, as the supervisor sends it. (`H` is `serde::de::IgnoredAny` when the supervisor
+/// A task, as the supervisor sends it. (`H` and `A` are `serde::de::IgnoredAny` when the supervisor
 /// reads back a task it sent, for its id only.)
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Task<H = Handles> {
+pub(crate) struct Task<H = Handles, A = Payload> {
     pub id: u64,
     /// The chunk entry (`target::run_chunk::<F, Args>`), as an offset (see `target.rs`).
     pub entry: i64,
-    /// The encoded `Vec<Args>` (one byte string on the wire, not an array of numbers).
-    #[serde(with = "serde_bytes")]
-    pub args: Vec<u8>,
+    /// The encoded `Vec<Args>` (one byte string on the wire, not an array of numbers; a large
+    /// one in a zero-copy buffer).
+    pub args: A,
     /// Descriptors of handles among the arguments.
     pub handles: H,
 }
@@ -41,8 +42,8 @@ pub(crate) struct Answer {
 
 /// A message to a worker.
 #[derive(Serialize, Deserialize)]
-pub(crate) enum ToWorker<H = Handles> {
-    Run(Task<H>),
+pub(crate) enum ToWorker<H = Handles, A = Payload> {
+    Run(Task<H, A>),
     /// Finish: exit once the tasks sent before have been answered.
     Stop,
 }
@@ -189,8 +190,11 @@ pub(crate) fn worker_main(conn: Connection, mut config: WorkerConfig) {
         RUNNING.store(task.id, Ordering::Release);
         let report = bootstrap::call_entry(entry, &task.args, task.handles.0);
         RUNNING.store(0, Ordering::Release);
-        let report =
-            report.unwrap_or_else(|| Report::Returned(codec::encode(&()).unwrap_or_default()));
+        let report = report.unwrap_or_else(|| {
+            Report::Returned(
+                Payload::encode(&()).unwrap_or_else(|_| Payload::Inline(Default::default())),
+            )
+        });
         if conn
             .send(&Answer {
                 id: task.id,
@@ -202,7 +206,11 @@ pub(crate) fn worker_main(conn: Connection, mut config: WorkerConfig) {
         }
         done += 1;
         let recycle = config.max_tasks.is_some_and(|m| done >= m)
-            || config.max_memory.is_some_and(|m| sys::resident_bytes() > m);
+            || config.max_memory.is_some_and(|m| {
+                // Buffers kept for reuse are not the task's doing: give them back first.
+                crate::buffer::release_unused();
+                sys::resident_bytes() > m
+            });
         if recycle {
             return;
         }
@@ -222,21 +230,39 @@ mod tests {
         let task = Task::<()> {
             id: 7,
             entry: -3,
-            args: payload.clone(),
+            args: Payload::Inline(std::sync::Arc::new(payload.clone())),
             handles: (),
         };
         let bytes = codec::encode(&task).unwrap();
         assert!(bytes.len() < 1030, "{} bytes for 1000", bytes.len());
         let back: Task<()> = codec::decode(&bytes).unwrap();
-        assert_eq!((back.id, back.entry, back.args), (7, -3, payload.clone()));
+        assert_eq!((back.id, back.entry, &back.args[..]), (7, -3, &payload[..]));
 
         let answer = Answer {
             id: 7,
-            report: Report::Returned(payload.clone()),
+            report: Report::Returned(Payload::Inline(std::sync::Arc::new(payload.clone()))),
         };
         let bytes = codec::encode(&answer).unwrap();
         assert!(bytes.len() < 1030, "{} bytes for 1000", bytes.len());
         let back: Answer = codec::decode(&bytes).unwrap();
-        assert!(matches!(back.report, Report::Returned(r) if r == payload));
+        assert!(matches!(back.report, Report::Returned(r) if r[..] == payload[..]));
+    }
+
+    /// A large payload moves to shared memory, and crosses as a descriptor where descriptors
+    /// travel (else as its bytes).
+    #[test]
+    fn large_payloads_spill_to_shared_memory() {
+        let big = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+        let (payload, fds) = Payload::encode_with_fds(&big).unwrap();
+        assert!(fds.is_empty() && matches!(payload, Payload::Shared(_)));
+        let back: serde_bytes::ByteBuf = codec::decode(&payload).unwrap();
+        assert_eq!(back, big);
+        let (bytes, fds) = codec::encode_with_fds(&payload).unwrap();
+        assert_eq!(fds.len(), 1);
+        assert!(bytes.len() < 100);
+        let inline = codec::encode(&payload).unwrap();
+        assert!(inline.len() > 1 << 20);
+        let again: Payload = codec::decode(&inline).unwrap();
+        assert_eq!(codec::decode::<serde_bytes::ByteBuf>(&again).unwrap(), big);
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::buffer::Payload;
 use crate::codec;
 use crate::context;
 use crate::error::Error;
@@ -58,8 +59,9 @@ pub(crate) struct ChildFds {
 /// What a child tells its parent about the target's run.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Report {
-    /// The target returned; here is its encoded result (one byte string on the wire).
-    Returned(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The target returned; here is its encoded result (one byte string on the wire, or a
+    /// zero-copy buffer's descriptor where the transport moves descriptors).
+    Returned(Payload),
     /// The target panicked.
     Panicked {
         message: String,

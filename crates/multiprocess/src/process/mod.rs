@@ -91,6 +91,7 @@ pub(crate) fn after_fork_in_child() {
     forkserver::reset_after_fork();
     SELF_PIDFD.reset_after_fork();
     FORK_GATE.reset_after_fork();
+    crate::buffer::reset_after_fork();
 }
 
 /// In a copy of the binary re-executed by `Spawn` or `ForkServer`, runs what it was started for

@@ -14,6 +14,7 @@ use std::os::fd::OwnedFd;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::buffer::Payload;
 use crate::codec;
 use crate::error::Result;
 
@@ -64,7 +65,7 @@ impl_target!(A1, A2, A3, A4, A5, A6, A7, A8);
 
 /// What an entry function gets in the child: the encoded arguments and their descriptors.
 /// It returns the encoded result when the parent asked for one.
-pub(crate) type EntryFn = fn(&[u8], Vec<OwnedFd>) -> Result<Option<Vec<u8>>>;
+pub(crate) type EntryFn = fn(&[u8], Vec<OwnedFd>) -> Result<Option<Payload>>;
 
 /// A fixed point in the binary that entry offsets are measured from.
 #[inline(never)]
@@ -112,7 +113,7 @@ fn conjure<F: Copy>() -> F {
 }
 
 /// Entry for [`Process`](crate::Process): runs the target and drops what it returns.
-pub(crate) fn run_discarding<F, Args>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Option<Vec<u8>>>
+pub(crate) fn run_discarding<F, Args>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Option<Payload>>
 where
     F: Target<Args>,
     Args: DeserializeOwned,
@@ -123,7 +124,7 @@ where
 }
 
 /// Entry for [`spawn`](crate::spawn): runs the target and encodes what it returns.
-pub(crate) fn run_returning<F, Args>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Option<Vec<u8>>>
+pub(crate) fn run_returning<F, Args>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Option<Payload>>
 where
     F: Target<Args>,
     Args: DeserializeOwned,
@@ -131,7 +132,8 @@ where
 {
     let args: Args = codec::decode_with_fds(args, fds)?;
     let out = conjure::<F>().call(args);
-    codec::encode(&out).map(Some)
+    // The result crosses a socket as a frame of bytes: a zero-copy buffer would not help.
+    codec::encode(&out).map(|bytes| Some(Payload::Inline(std::sync::Arc::new(bytes))))
 }
 
 /// Checks at compile time that `F` captures nothing (used where a target is accepted, so the
@@ -147,7 +149,7 @@ pub(crate) fn assert_zero_sized<F>() {
 
 /// Entry for a pool task over a chunk: decodes a list of argument tuples, calls the target on
 /// each in order, and encodes the list of results.
-pub(crate) fn run_chunk<F, Args>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Option<Vec<u8>>>
+pub(crate) fn run_chunk<F, Args>(args: &[u8], fds: Vec<OwnedFd>) -> Result<Option<Payload>>
 where
     F: Target<Args>,
     Args: DeserializeOwned,
@@ -156,5 +158,6 @@ where
     let chunk: Vec<Args> = codec::decode_with_fds(args, fds)?;
     let f = conjure::<F>();
     let out: Vec<F::Output> = chunk.into_iter().map(|a| f.call(a)).collect();
-    codec::encode(&out).map(Some)
+    // A large result goes back to the pool in shared memory: copied once in, once out.
+    Payload::encode(&out).map(Some)
 }

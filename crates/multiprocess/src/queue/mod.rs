@@ -9,10 +9,22 @@
 //! a value that cannot be encoded fails at `put` and changes nothing, and no data is lost when
 //! a process exits right after `put`.
 //!
+//! An item is encoded straight into the queue's shared memory, under the producers' lock, and
+//! decoded straight out of it under the consumers' lock: a large byte string is copied once in
+//! and once out. (So an item's `Serialize` or `Deserialize` must not use the same queue: it
+//! would wait for itself.) An item of a FIFO queue ([`Queue`], [`JoinableQueue`],
+//! [`SimpleQueue`]) may hold OS handles (a [`ShmBuf`](crate::ShmBuf), a queue, a connection):
+//! their descriptors travel beside the ring (`sideband.rs`), so a zero-copy buffer crosses
+//! without its bytes. The kernel lets a few hundred such items be in a queue at once; a `put`
+//! beyond that waits as on a full queue. In a [`LifoQueue`] or [`PriorityQueue`] a buffer
+//! travels as its bytes, and other handles cannot.
+//!
 //! A queue handle is passed to a child as an argument (under every start method) and can be
-//! cloned; every handle refers to the same queue.
+//! cloned; every handle refers to the same queue. A FIFO queue holds two descriptors in each
+//! process that has it (its memory and its socket), a LIFO or priority queue one.
 
 mod heap;
+mod sideband;
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
@@ -25,12 +37,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::shm::deque::{End, SharedDeque, Wait};
+use crate::shm::deque::{decode_value, End, FdChannel, SharedDeque, Value, Wait};
 use crate::shm::Region;
+use sideband::Sideband;
 
 /// What every queue type is made of.
 struct Core<T> {
     deque: Arc<SharedDeque>,
+    /// Where the descriptors of OS handles inside items travel (FIFO queues: see
+    /// `sideband.rs`). A LIFO queue has none: its items carry no handles, and a zero-copy
+    /// buffer in them travels as its bytes.
+    sideband: Option<Arc<Sideband>>,
     /// `close()` was called on this handle or a clone of it, in this process.
     closed: Arc<AtomicBool>,
     _items: PhantomData<fn(T) -> T>,
@@ -40,6 +57,7 @@ impl<T> Clone for Core<T> {
     fn clone(&self) -> Self {
         Core {
             deque: Arc::clone(&self.deque),
+            sideband: self.sideband.clone(),
             closed: Arc::clone(&self.closed),
             _items: PhantomData,
         }
@@ -47,9 +65,14 @@ impl<T> Clone for Core<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Core<T> {
-    fn new(maxsize: u64) -> Result<Self> {
+    fn new(maxsize: u64, end: End) -> Result<Self> {
+        let sideband = match end {
+            End::Front => Some(Arc::new(Sideband::new()?)),
+            End::Back => None,
+        };
         Ok(Core {
             deque: Arc::new(SharedDeque::create(maxsize)?),
+            sideband,
             closed: Arc::new(AtomicBool::new(false)),
             _items: PhantomData,
         })
@@ -63,16 +86,25 @@ impl<T: Serialize + DeserializeOwned> Core<T> {
         }
     }
 
-    fn put(&self, item: &T, wait: Wait, joinable: bool) -> Result<()> {
-        self.check_open()?;
-        let bytes = codec::encode(item)?;
-        self.deque.push(&bytes, wait, joinable)
+    fn channel(&self) -> Option<&dyn FdChannel> {
+        self.sideband.as_deref().map(|s| s as &dyn FdChannel)
     }
 
+    /// Encodes the item straight into the queue's shared memory (see `shm/deque.rs`).
+    fn put(&self, item: &T, wait: Wait, joinable: bool) -> Result<()> {
+        self.check_open()?;
+        let mut value = Value {
+            value: item,
+            handles: self.sideband.is_some(),
+        };
+        self.deque.push(&mut value, wait, joinable, self.channel())
+    }
+
+    /// Decodes the item straight out of the queue's shared memory.
     fn get(&self, end: End, wait: Wait) -> Result<T> {
         self.check_open()?;
-        let bytes = self.deque.pop(end, wait)?;
-        codec::decode(&bytes)
+        self.deque
+            .pop(end, wait, self.channel(), &mut decode_value::<T>)
     }
 
     fn qsize(&self) -> usize {
@@ -94,19 +126,20 @@ fn bounded_size(maxsize: usize) -> Result<u64> {
     Ok(maxsize as u64)
 }
 
-/// How a queue travels to another process: its shared memory.
+/// How a queue travels to another process: its shared memory, and its sideband's sockets.
 impl<T> Serialize for Core<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.deque.region().serialize(s)
+        (self.deque.region(), self.sideband.as_deref()).serialize(s)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Core<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let region = Region::deserialize(d)?;
+        let (region, sideband) = <(Region, Option<Sideband>)>::deserialize(d)?;
         let deque = SharedDeque::from_region(region).map_err(serde::de::Error::custom)?;
         Ok(Core {
             deque: Arc::new(deque),
+            sideband: sideband.map(Arc::new),
             closed: Arc::new(AtomicBool::new(false)),
             _items: PhantomData,
         })
@@ -142,13 +175,13 @@ macro_rules! queue_type {
         impl<T: Serialize + DeserializeOwned> $name<T> {
             /// A queue with no limit on the number of items.
             pub fn new() -> Result<Self> {
-                Ok($name { core: Core::new(0)? })
+                Ok($name { core: Core::new(0, $end)? })
             }
 
             /// A queue that holds at most `maxsize` items (at least 1): `put` waits while it is
             /// full.
             pub fn bounded(maxsize: usize) -> Result<Self> {
-                Ok($name { core: Core::new(bounded_size(maxsize)?)? })
+                Ok($name { core: Core::new(bounded_size(maxsize)?, $end)? })
             }
 
             /// Puts an item, waiting while the queue is full.

@@ -1,6 +1,7 @@
-//! The shared byte deque under every queue: variable-size records in a ring of shared memory,
-//! with one lock for the producers' end and one for the consumers' end (the two-lock queue of
-//! Michael and Scott, over a byte ring), so a producer and a consumer never wait for each other.
+//! The shared byte deque under every queue and pipe: variable-size records in a ring of shared
+//! memory, with one lock for the producers' end and one for the consumers' end (the two-lock
+//! queue of Michael and Scott, over a byte ring), so a producer and a consumer never wait for
+//! each other.
 //!
 //! ## Layout
 //!
@@ -13,44 +14,59 @@
 //!
 //! Counters only move forward (modulo 2^40 and 2^24); a ring position is `counter % cap`, the
 //! live records are `[head, tail)` and there are `puts - gets` of them (so at most 2^24 - 1 at
-//! once). A record is `[len: u64][bytes, padded to 8][len: u64]`: the length at both ends lets a
-//! record be taken from the front (FIFO) or from the back (LIFO), and records may wrap around the
-//! ring's end.
+//! once). Records (see `ring.rs`) carry their length at both ends, so they can be taken from the
+//! front (FIFO) or the back (LIFO), and never wrap around the ring's end (a pad record fills the
+//! end when needed), so a payload is one contiguous slice.
 //!
 //! ## Algorithm
 //!
-//! - `push` (under `tail_lock`): if the ring lacks room, grow it (below); copy the record into
-//!   the free space after `tail`, which nothing references; publish it with **one** release
-//!   store of `tail_word`; notify `not_empty`.
-//! - `pop` from the front (under `head_lock`): copy the record at `head` out; release it with one
-//!   store of `head_word`; notify `not_full`. From the back (LIFO, under `tail_lock`): the same
-//!   with the record that ends at `tail`, storing `tail_word`.
-//! - growing (under both locks, tail first): make a ring of twice the needed size in fresh space
-//!   after the current one, copy the live bytes to its start, commit
+//! - `push` (under `tail_lock`): **encode the value straight into the free space after
+//!   `tail`**, which nothing references. If it does not fit there, count its size, and either
+//!   pad to the ring's end and encode at its start, or grow the ring (below) and encode again.
+//!   Then write the record's length words, publish it with **one** release store of
+//!   `tail_word`, and notify `not_empty`. A large byte string costs one copy in.
+//! - `pop` from the front (under `head_lock`): skip a pad, **decode the record in place**,
+//!   release it with one store of `head_word`, notify `not_full`. From the back (LIFO, under
+//!   `tail_lock`): the same with the record that ends at `tail` (and the pad before it),
+//!   storing `tail_word`. A large byte string costs one copy out.
+//! - growing (under both locks, tail first): make a ring of at least twice the needed size in
+//!   fresh space after the current one, copy the live bytes to its start, commit
 //!   `{data_start, cap, head_word, tail_word}` in one [`Journal`] commit, and give the old ring's
 //!   pages back to the system.
 //! - `JoinableQueue`: a joinable push commits `{tail_word, unfinished}` through the tail journal;
 //!   `task_done` commits `{unfinished}` there too (both under `tail_lock`).
+//! - Descriptors (OS handles inside a value, e.g. a zero-copy buffer) travel beside the ring
+//!   through an [`FdChannel`] (a queue's or a pipe's socket): the producer takes a fresh id,
+//!   sends the descriptors under it, and publishes the record with the id in it; the consumer
+//!   asks the channel for that id's descriptors before it decodes the record, and tells it the
+//!   record is taken after releasing it.
 //!
 //! ## Crash safety
 //!
 //! Each end's state changes with one atomic store, after the data it publishes or releases has
-//! been copied; multi-word changes go through a journal. So a process killed at any instant
-//! leaves the old state or the new one: a record is delivered whole or not at all (a consumer
-//! killed while copying leaves the record for the next one). A lock whose holder died is taken
-//! over by the next locker (robust mutex), which first replays any interrupted journal commit.
-//! The grow journal may be replayed by a holder of either lock, since growing needs both; the
-//! tail journal only under `tail_lock`. Sleepers wait on [`EventCount`]s, whose sleeps are
-//! capped, so a notifier that dies cannot strand them.
+//! been written or read; multi-word changes go through a journal. So a process killed at any
+//! instant leaves the old state or the new one: a record is delivered whole or not at all (a
+//! producer killed while encoding publishes nothing; a consumer killed while decoding leaves the
+//! record for the next one). A lock whose holder died is taken over by the next locker (robust
+//! mutex), which first replays any interrupted journal commit. The grow journal may be replayed
+//! by a holder of either lock, since growing needs both; the tail journal only under
+//! `tail_lock`. Sleepers wait on [`EventCount`]s, whose sleeps are capped, so a notifier that
+//! dies cannot strand them. A value whose encoding fails (or panics) under the lock publishes
+//! nothing; a record whose decoding fails or panics is still taken, so it cannot block the
+//! queue for ever.
 
+use std::os::fd::OwnedFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
+pub(crate) use super::items::{decode_value, Encode, FdChannel, Parts, Value};
+use super::ring::{self, Counter, Ring};
+pub(crate) use super::wait::{spin_until, End, Wait};
 use crate::error::{Error, Result};
 use crate::shm::{EventCount, Journal, Region, RobustMutex, RobustMutexGuard};
 
 /// Marks a region as a queue region of this layout version.
-const MAGIC: u64 = 0x6d70_7175_6575_6533; // "mpqueue3"
+const MAGIC: u64 = 0x6d70_7175_6575_6534; // "mpqueue4"
 
 /// File offset of the first ring (the header fits in the first page).
 const FIRST_DATA_START: u64 = 4096;
@@ -62,8 +78,9 @@ const INITIAL_CAP: u64 = 64 * 1024;
 /// (items up to about 1 GiB).
 const RESERVE: usize = 8 << 30;
 
-/// Bytes a record takes around its payload.
-const RECORD_OVERHEAD: u64 = 16;
+/// Payload bytes kept free in a run of free space for a record's descriptor id and length
+/// words.
+const RECORD_SLACK: u64 = 24;
 
 /// Bits of a state word that hold the byte counter; the rest hold the record counter.
 const BYTE_BITS: u32 = 40;
@@ -93,6 +110,9 @@ struct TailEnd {
     word: AtomicU64,
     /// Items put and not yet marked done (`JoinableQueue`); journaled with `word`.
     unfinished: AtomicU64,
+    /// The id of the descriptors last sent with a record (ids only grow: one is taken before
+    /// its descriptors are sent, so a producer that dies never leaves two of one id).
+    fd_seq: AtomicU64,
 }
 
 /// The consumers' end.
@@ -122,64 +142,6 @@ struct Header {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= FIRST_DATA_START);
-
-/// Which end a record is taken from.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum End {
-    /// The oldest record (FIFO).
-    Front,
-    /// The newest record (LIFO).
-    Back,
-}
-
-/// How long a call may wait.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Wait {
-    /// Not at all (`*_nowait`).
-    No,
-    /// Until the deadline, or for ever (`None`).
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    pub(crate) fn timeout(timeout: Duration) -> Wait {
-        Wait::Until(crate::sys::deadline_after(timeout))
-    }
-
-    /// The time left, or `None` when the wait is over.
-    pub(crate) fn left(self) -> Option<Option<Duration>> {
-        match self {
-            Wait::No => None,
-            Wait::Until(None) => Some(None),
-            Wait::Until(Some(d)) => {
-                let left = d.saturating_duration_since(Instant::now());
-                (!left.is_zero()).then_some(Some(left))
-            }
-        }
-    }
-}
-
-/// Busy-waits a few microseconds for `ready`, checked without a lock: when the other side is
-/// busy on another core, this saves the two system calls of a sleep and a wake-up.
-pub(crate) fn spin_until(ready: impl Fn() -> bool) {
-    for i in 0..SPINS {
-        if ready() {
-            return;
-        }
-        if i < SPINS / 2 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
-}
-
-/// How many times [`spin_until`] checks before giving up.
-const SPINS: u32 = 200;
-
-fn round8(n: u64) -> u64 {
-    (n + 7) & !7
-}
 
 /// A byte deque in shared memory, as described in the module docs.
 pub(crate) struct SharedDeque {
@@ -304,82 +266,66 @@ impl SharedDeque {
         self.header().tail.0.unfinished.load(Ordering::Acquire)
     }
 
-    /// A pointer to ring position `counter`.
-    fn ring_ptr(&self, counter: u64) -> *mut u8 {
+    /// The ring as it is now (stable while either lock is held: growing takes both).
+    fn ring(&self) -> Ring {
         let h = self.header();
-        let cap = h.cap.load(Ordering::Acquire);
-        let offset = h.data_start.load(Ordering::Acquire) + (counter & (cap - 1));
-        // SAFETY: data_start + cap lies inside the region's file (kept so by `grow`), and the
-        // position is below cap.
-        unsafe { self.region.base().add(offset as usize) }
+        let (cap, start) = (
+            h.cap.load(Ordering::Acquire),
+            h.data_start.load(Ordering::Acquire),
+        );
+        // SAFETY: data_start + cap lies inside the region's file (kept so by `grow`).
+        let base = unsafe { self.region.base().add(start as usize) };
+        Ring { base, cap }
     }
 
-    /// Copies `bytes` into the ring at `counter`, wrapping at the end.
-    fn write_ring(&self, counter: u64, bytes: &[u8]) {
-        let cap = self.header().cap.load(Ordering::Acquire);
-        let first = bytes.len().min((cap - (counter & (cap - 1))) as usize);
-        // SAFETY: both parts lie inside the ring (first <= cap - pos, the rest < cap), in free
-        // space that no published record occupies (the caller writes past `tail`).
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ring_ptr(counter), first);
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr().add(first),
-                self.ring_ptr(counter + first as u64),
-                bytes.len() - first,
-            );
+    /// The free bytes in one run after `tail` (up to the ring's end or to `head`).
+    fn free_run(&self, tail: u64) -> u64 {
+        let ring = self.ring();
+        let (_, (head, _)) = self.ends();
+        let used = tail.wrapping_sub(head) & BYTE_MASK;
+        (ring.cap - used).min(ring.to_end(tail))
+    }
+
+    /// Makes a free run of at least `size` bytes for a record at `tail` and returns where the
+    /// record starts: after a pad to the ring's end if it fits at the ring's start, else in a
+    /// grown ring. Call holding the tail lock; the pad is published with the record.
+    fn make_room(&self, tail: u64, size: u64) -> Result<u64> {
+        let ring = self.ring();
+        let (_, (head, _)) = self.ends();
+        let free = ring.cap - (tail.wrapping_sub(head) & BYTE_MASK);
+        let to_end = ring.to_end(tail);
+        if free.min(to_end) >= size {
+            return Ok(tail);
         }
-    }
-
-    /// Copies ring bytes at `counter` into `out`, wrapping at the end.
-    fn read_ring(&self, counter: u64, out: &mut [u8]) {
-        let cap = self.header().cap.load(Ordering::Acquire);
-        let first = out.len().min((cap - (counter & (cap - 1))) as usize);
-        // SAFETY: both parts lie inside the ring, in published records `[head, tail)`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ring_ptr(counter), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(
-                self.ring_ptr(counter + first as u64),
-                out.as_mut_ptr().add(first),
-                out.len() - first,
-            );
+        if to_end < size && free >= to_end + size {
+            ring.write_pad(tail, to_end);
+            return Ok(tail + to_end);
         }
+        self.grow(size)?;
+        Ok(unpack(self.header().tail.0.word.load(Ordering::Relaxed)).0)
     }
 
-    fn read_len(&self, counter: u64) -> u64 {
-        let mut b = [0u8; 8];
-        self.read_ring(counter, &mut b);
-        u64::from_le_bytes(b)
-    }
-
-    /// Makes room for `needed` more bytes (see "growing" in the module docs). Call holding the
-    /// tail lock; takes the head lock.
+    /// Makes room for `needed` more contiguous bytes (see "growing" in the module docs). Call
+    /// holding the tail lock; takes the head lock.
     fn grow(&self, needed: u64) -> Result<()> {
         let _head_guard = self.lock_head()?;
         let h = self.header();
         let ((tail, puts), (head, gets)) = self.ends();
-        let (cap, start) = (
-            h.cap.load(Ordering::Relaxed),
-            h.data_start.load(Ordering::Relaxed),
-        );
+        let old = self.ring();
+        let start = h.data_start.load(Ordering::Relaxed);
         let used = tail.wrapping_sub(head) & BYTE_MASK;
         let new_cap = ((used + needed) * 2).next_power_of_two().max(INITIAL_CAP);
-        let new_start = start + cap;
+        let new_start = start + old.cap;
         if new_cap > 1 << BYTE_BITS || new_start + new_cap > self.region.reserve() as u64 {
             return Err(Error::Encode(format!(
                 "an item of {needed} bytes does not fit in a queue's shared memory"
             )));
         }
         self.region.grow_to(new_start + new_cap)?;
-        let mut live = vec![0u8; used as usize];
-        self.read_ring(head, &mut live);
         // SAFETY: the new ring lies inside the grown file, past every byte in use.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                live.as_ptr(),
-                self.region.base().add(new_start as usize),
-                live.len(),
-            );
-        }
+        old.copy_out(head, used, unsafe {
+            self.region.base().add(new_start as usize)
+        });
         h.grow_journal.commit(
             self.region.base(),
             &[
@@ -389,57 +335,32 @@ impl SharedDeque {
                 (&h.tail.0.word, pack(used, puts)),
             ],
         );
-        self.region.release(start, cap);
+        self.region.release(start, old.cap);
         Ok(())
     }
 
-    /// Appends a record. While the deque holds `maxsize` records, waits per `wait`, and fails
-    /// with [`Error::Full`] when the wait ends first. `joinable` also counts the item as
-    /// unfinished.
-    pub(crate) fn push(&self, bytes: &[u8], wait: Wait, joinable: bool) -> Result<()> {
-        self.push_parts(&[bytes], wait, joinable)
-    }
-
-    /// As [`push`](Self::push), for a record made of several parts written one after another
-    /// (so a small header needs no copy of the payload).
-    pub(crate) fn push_parts(&self, parts: &[&[u8]], wait: Wait, joinable: bool) -> Result<()> {
+    /// Appends a record holding what `item` encodes. While the deque holds `maxsize` records,
+    /// waits per `wait`, and fails with [`Error::Full`] when the wait ends first. `joinable`
+    /// also counts the item as unfinished. Descriptors the item carries go through `fds`.
+    pub(crate) fn push<E: Encode>(
+        &self,
+        item: &mut E,
+        wait: Wait,
+        joinable: bool,
+        fds: Option<&dyn FdChannel>,
+    ) -> Result<()> {
         let h = self.header();
-        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>();
-        let size = RECORD_OVERHEAD + round8(len);
         let maxsize = h.maxsize.load(Ordering::Relaxed);
         let mut spun = false;
         loop {
             let guard = self.lock_tail()?;
             if self.len() < maxsize {
-                let ((tail, _), (head, _)) = self.ends();
-                let used = tail.wrapping_sub(head) & BYTE_MASK;
-                if h.cap.load(Ordering::Relaxed) - used < size {
-                    self.grow(size)?;
-                }
-                let (tail, puts) = unpack(h.tail.0.word.load(Ordering::Relaxed));
-                self.write_ring(tail, &len.to_le_bytes());
-                let mut at = tail + 8;
-                for part in parts {
-                    self.write_ring(at, part);
-                    at += part.len() as u64;
-                }
-                self.write_ring(tail + size - 8, &len.to_le_bytes());
-                let published = pack(tail + size, puts + 1);
-                if joinable {
-                    let unfinished = h.tail.0.unfinished.load(Ordering::Relaxed) + 1;
-                    h.tail.0.journal.commit(
-                        self.region.base(),
-                        &[
-                            (&h.tail.0.word, published),
-                            (&h.tail.0.unfinished, unfinished),
-                        ],
-                    );
-                } else {
-                    h.tail.0.word.store(published, Ordering::Release);
-                }
+                let written = self.write_record(item, wait, joinable, fds);
                 drop(guard);
-                h.not_empty.0.notify(1);
-                return Ok(());
+                if written.is_ok() {
+                    h.not_empty.0.notify(1);
+                }
+                return written;
             }
             let Some(left) = wait.left() else {
                 return Err(Error::Full);
@@ -460,9 +381,90 @@ impl SharedDeque {
         }
     }
 
-    /// Takes the record at `end`. While the deque is empty, waits per `wait`, and fails with
-    /// [`Error::Empty`] when the wait ends first.
-    pub(crate) fn pop(&self, end: End, wait: Wait) -> Result<Vec<u8>> {
+    /// Encodes `item` into a new record after `tail` and publishes it (see "push" in the module
+    /// docs). Call holding the tail lock.
+    fn write_record<E: Encode>(
+        &self,
+        item: &mut E,
+        wait: Wait,
+        joinable: bool,
+        chan: Option<&dyn FdChannel>,
+    ) -> Result<()> {
+        let h = self.header();
+        let tail = unpack(h.tail.0.word.load(Ordering::Relaxed)).0;
+        let room = self.free_run(tail).saturating_sub(RECORD_SLACK);
+        let mut w = self.ring().writer(tail, room);
+        let (start, len, fds) = match item.encode(&mut w) {
+            Ok(fds) => (tail, w.len(), fds),
+            Err(e) if !w.overflow => return Err(e),
+            Err(_) => {
+                let mut count = Counter::default();
+                let probe = item.encode(&mut count)?;
+                if count.0 > ring::MAX_PAYLOAD {
+                    return Err(Error::Encode(format!(
+                        "an item of {} bytes is too large for a queue",
+                        count.0
+                    )));
+                }
+                drop(probe);
+                // The writer's room is a run less the slack: ask for a run that leaves it.
+                let start =
+                    self.make_room(tail, ring::record_size(count.0 + RECORD_SLACK, false))?;
+                let room = self.free_run(start).saturating_sub(RECORD_SLACK);
+                let mut w = self.ring().writer(start, room);
+                match item.encode(&mut w) {
+                    Ok(fds) => (start, w.len(), fds),
+                    Err(_) if w.overflow => {
+                        return Err(Error::Encode(
+                            "the value encoded to more bytes the second time".into(),
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let fd_id = match (fds.is_empty(), chan) {
+            (true, _) => None,
+            (false, None) => {
+                return Err(Error::Encode(
+                    "a value holding an OS handle cannot travel through this queue".into(),
+                ))
+            }
+            (false, Some(chan)) => {
+                let id = h.tail.0.fd_seq.load(Ordering::Relaxed) + 1;
+                h.tail.0.fd_seq.store(id, Ordering::Relaxed);
+                chan.send(id, fds, wait)?;
+                Some(id)
+            }
+        };
+        let size = self.ring().seal_record(start, len, fd_id);
+        let puts = unpack(h.tail.0.word.load(Ordering::Relaxed)).1;
+        let published = pack(start + size, puts + 1);
+        if joinable {
+            let unfinished = h.tail.0.unfinished.load(Ordering::Relaxed) + 1;
+            h.tail.0.journal.commit(
+                self.region.base(),
+                &[
+                    (&h.tail.0.word, published),
+                    (&h.tail.0.unfinished, unfinished),
+                ],
+            );
+        } else {
+            h.tail.0.word.store(published, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Takes the record at `end` and returns what `decode` makes of its payload and
+    /// descriptors (taken from `fds`). While the deque is empty, waits per `wait`, and fails
+    /// with [`Error::Empty`] when the wait ends first.
+    pub(crate) fn pop<R, F: FnMut(&[u8], Vec<OwnedFd>) -> Result<R>>(
+        &self,
+        end: End,
+        wait: Wait,
+        fds: Option<&dyn FdChannel>,
+        decode: &mut F,
+    ) -> Result<R> {
         let h = self.header();
         let mut spun = false;
         loop {
@@ -471,10 +473,10 @@ impl SharedDeque {
                 End::Back => self.lock_tail()?,
             };
             if self.len() > 0 {
-                let out = self.remove(end)?;
+                let out = self.remove(end, fds, decode);
                 drop(guard);
                 h.not_full.0.notify(1);
-                return Ok(out);
+                return out;
             }
             let Some(left) = wait.left() else {
                 return Err(Error::Empty);
@@ -495,51 +497,88 @@ impl SharedDeque {
         }
     }
 
-    /// Removes and returns the record at `end`. The caller holds the lock of that end and has
-    /// seen at least one record.
-    fn remove(&self, end: End) -> Result<Vec<u8>> {
+    /// Decodes and removes the record at `end`. The caller holds the lock of that end and has
+    /// seen at least one record. The record is removed even if decoding fails or panics.
+    fn remove<R, F: FnMut(&[u8], Vec<OwnedFd>) -> Result<R>>(
+        &self,
+        end: End,
+        chan: Option<&dyn FdChannel>,
+        decode: &mut F,
+    ) -> Result<R> {
         let h = self.header();
+        let ring = self.ring();
         let ((tail, puts), (head, gets)) = self.ends();
-        let (start, len) = match end {
-            End::Front => (head, self.read_len(head)),
+        let live = tail.wrapping_sub(head) & BYTE_MASK;
+        let (start, word) = match end {
+            End::Front => {
+                let first = ring.word(head);
+                if first.is_pad() && first.size() < live {
+                    (head + first.size(), ring.word(head + first.size()))
+                } else {
+                    (head, first)
+                }
+            }
             End::Back => {
-                let len = self.read_len(tail - 8);
-                (tail.wrapping_sub(RECORD_OVERHEAD + round8(len)), len)
+                let last = ring.word(tail.wrapping_sub(8));
+                (tail.wrapping_sub(last.size()), last)
             }
         };
-        let size = RECORD_OVERHEAD + round8(len);
-        if size > tail.wrapping_sub(head) & BYTE_MASK {
+        let span = start.wrapping_sub(head) & BYTE_MASK;
+        if word.is_pad() || span + word.size() > live {
             return Err(Error::Decode("a queue record is corrupt".into()));
         }
-        let mut out = vec![0u8; len as usize];
-        self.read_ring(start + 8, &mut out);
+        // SAFETY: a published record starts at `start`; we hold the lock of the end it is taken
+        // from, so no one releases or overwrites it while the payload is decoded.
+        let (payload, id) = unsafe { ring.payload(start, word) };
+        let fds = match (id, chan) {
+            (Some(id), Some(chan)) => chan.take(id),
+            _ => Ok(Vec::new()),
+        };
+        let took = id.is_some() && chan.is_some() && fds.is_ok();
+        let decoded = panic::catch_unwind(AssertUnwindSafe(|| decode(payload, fds?)));
         match end {
             End::Front => h
                 .head
                 .0
                 .word
-                .store(pack(head + size, gets + 1), Ordering::Release),
-            End::Back => h
-                .tail
-                .0
-                .word
-                .store(pack(start, puts - 1), Ordering::Release),
+                .store(pack(start + word.size(), gets + 1), Ordering::Release),
+            End::Back => {
+                let mut new_tail = start;
+                if new_tail != head {
+                    let before = ring.word(new_tail.wrapping_sub(8));
+                    if before.is_pad() {
+                        new_tail = new_tail.wrapping_sub(before.size());
+                    }
+                }
+                h.tail
+                    .0
+                    .word
+                    .store(pack(new_tail, puts - 1), Ordering::Release)
+            }
         }
-        Ok(out)
+        if let (Some(id), Some(chan), true) = (id, chan, took) {
+            chan.taken(id);
+        }
+        decoded.unwrap_or_else(|payload| panic::resume_unwind(payload))
     }
 
     /// Takes back the newest record of a FIFO deque that a consumer may be taking from at the
     /// same moment: holds both locks, so the two can never take the same record. `None` when
-    /// it holds fewer than `keep + 1` records (the oldest `keep` stay).
-    pub(crate) fn take_back(&self, keep: u64) -> Result<Option<Vec<u8>>> {
+    /// it holds fewer than `keep + 1` records (the oldest `keep` stay). Descriptors the record
+    /// carries stay with its channel.
+    pub(crate) fn take_back<R, F: FnMut(&[u8], Vec<OwnedFd>) -> Result<R>>(
+        &self,
+        keep: u64,
+        decode: &mut F,
+    ) -> Result<Option<R>> {
         let _tail = self.lock_tail()?;
         let _head = self.lock_head()?;
         if self.len() <= keep {
             return Ok(None);
         }
-        let out = self.remove(End::Back)?;
+        let out = self.remove(End::Back, None, decode);
         self.header().not_full.0.notify(1);
-        Ok(Some(out))
+        out.map(Some)
     }
 
     /// Registers a reader that waits on a file descriptor (a pipe's doorbell) rather than on
@@ -597,3 +636,7 @@ impl SharedDeque {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "deque_tests.rs"]
+mod tests;

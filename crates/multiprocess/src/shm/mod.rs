@@ -22,8 +22,11 @@
 mod cell;
 pub(crate) mod deque;
 mod eventcount;
+mod items;
 mod journal;
 mod region;
+mod ring;
+mod wait;
 
 pub(crate) use crate::sys::{RobustMutex, RobustMutexGuard};
 pub(crate) use cell::{ShmCell, ShmState};

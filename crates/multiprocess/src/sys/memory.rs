@@ -1,5 +1,6 @@
 //! Memory: anonymous shared-memory files (`memfd`) and their mappings (map, unmap, grow, give
-//! pages back by punching holes), the page size, and this process's resident memory.
+//! pages back by punching holes; seal, lock and reopen for zero-copy buffers), the page size,
+//! and this process's resident memory.
 
 use std::ffi::CString;
 use std::io;
@@ -105,4 +106,195 @@ pub fn resident_bytes() -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * page_size()
+}
+
+/// Creates an empty anonymous shared-memory file that can be sealed (see [`seal_writers`]),
+/// close-on-exec.
+pub fn memfd_create_sealable(name: &str) -> io::Result<OwnedFd> {
+    let cname = CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: cname is a valid C string for the duration of the call.
+    let fd =
+        unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Seals a file made by [`memfd_create_sealable`] so that it stays writable only through the
+/// writable mappings that exist now: no new writable mapping, no `write(2)`, no resize, no
+/// change of seals (`F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`).
+pub fn seal_writers(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let seals =
+        libc::F_SEAL_FUTURE_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a valid descriptor has no memory-safety preconditions.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether a file is sealed against resizing and against writes through new mappings or
+/// `write(2)` (`F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE`): a reader's mapping of it cannot shrink
+/// under it, and only mappings that existed before the seal can write.
+pub fn sealed_for_readers(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: as above.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    if seals == -1 {
+        let err = io::Error::last_os_error();
+        // A file that cannot be sealed at all says EINVAL.
+        return if err.raw_os_error() == Some(libc::EINVAL) {
+            Ok(false)
+        } else {
+            Err(err)
+        };
+    }
+    let resize = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+    let writes = libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE;
+    Ok(seals & resize == resize && seals & writes != 0)
+}
+
+/// The device and inode of the file `fd`: together they name the file.
+pub fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: `stat` is plain data for which all-zero bytes are valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// What tells two open files apart: device, inode and access mode (`O_RDONLY`, `O_WRONLY`,
+/// `O_RDWR`). Descriptors with the same key can stand in for each other.
+pub fn open_file_key(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, i32)> {
+    let (dev, ino) = file_id(fd)?;
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((dev, ino, flags & libc::O_ACCMODE))
+}
+
+/// Opens the file of `fd` again, read-only: a new *open file description*, with locks of its
+/// own (`fcntl` OFD locks belong to a description, not to a process or a descriptor number).
+pub fn reopen_read_only(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let path =
+        CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
+    // SAFETY: path is a valid C string; the result is a new descriptor or -1.
+    let new = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// A lock on a whole file, held by an open file description.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FileLock {
+    /// Shared: many descriptions may hold it.
+    Read,
+    /// Exclusive.
+    Write,
+    /// Release what this description holds.
+    Unlock,
+}
+
+/// Sets the OFD lock of `fd`'s open file description on the whole file, without waiting.
+/// `Ok(false)` when another description holds a conflicting lock. The lock lasts until it is
+/// changed or the description is closed everywhere (also when its holders die); descriptors
+/// made by `dup`, inherited, or passed with `SCM_RIGHTS` share their description and its lock.
+pub fn ofd_lock(fd: BorrowedFd<'_>, lock: FileLock) -> io::Result<bool> {
+    // SAFETY: `flock` is plain data; every field that matters is set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = match lock {
+        FileLock::Read => libc::F_RDLCK,
+        FileLock::Write => libc::F_WRLCK,
+        FileLock::Unlock => libc::F_UNLCK,
+    } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fl is a valid flock for the call; F_OFD_SETLK does not block.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// How a [`Mapping`] may be accessed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// Read only: the process cannot write through it.
+    Read,
+    /// Read and write, shared with every other mapping of the file.
+    ReadWrite,
+}
+
+/// One shared mapping of a file, unmapped when dropped. A mapping of 0 bytes maps nothing.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory; who may access it and how is decided by its owners
+// (sealed buffers are read-only, shared blocks are documented as racy).
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `fd` (which must be at least that long) shared, with
+    /// `access`. `populate` faults every page in at once (`MAP_POPULATE`): one system call
+    /// instead of one fault per page, for memory that is about to be read or written whole.
+    pub fn new(fd: BorrowedFd<'_>, len: usize, access: Access, populate: bool) -> io::Result<Self> {
+        if len == 0 {
+            return Ok(Mapping {
+                ptr: NonNull::dangling(),
+                len: 0,
+            });
+        }
+        let prot = match access {
+            Access::Read => libc::PROT_READ,
+            Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+        };
+        let mut flags = libc::MAP_SHARED;
+        if populate {
+            flags |= libc::MAP_POPULATE;
+        }
+        // SAFETY: a fresh mapping at an address of the kernel's choosing; it overlaps nothing.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The first byte (page-aligned; dangling for an empty mapping).
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: we mapped exactly this range in `new`, and nothing borrows it any more
+            // (borrows of the bytes are tied to the owner of this mapping).
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
 }

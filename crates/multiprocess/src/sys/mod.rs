@@ -4,10 +4,11 @@
 //! | file | owns |
 //! | --- | --- |
 //! | `fd.rs` | descriptors: close-on-exec and non-blocking flags, closing all but some before `exec`, the table's size and limit, `poll` with a deadline, a lock-free write to stderr |
-//! | `socket.rs` | Unix socket pairs: sends without SIGPIPE, descriptors passed with `SCM_RIGHTS`, non-blocking single sends and receives |
+//! | `socket.rs` | Unix socket pairs: sends without SIGPIPE, descriptors passed with `SCM_RIGHTS`, non-blocking single sends and receives, a datagram socket connected to itself (peeking receives) |
 //! | `signal.rs` | `kill`, `sigqueue`, dispositions and handlers, a child's clean signal state, `signalfd`; the signal numbers |
 //! | `process.rs` | ids, pidfds, `fork`, `_exit`, reaping and wait statuses, start times, the binary's identity, `dladdr`, `atexit` and `pthread_atfork` |
-//! | `memory.rs` | `memfd` files: mapping, growing, hole punching; the page size and resident memory |
+//! | `memory.rs` | `memfd` files: mapping, growing, hole punching, sealing, reopening and OFD locks; the page size and resident memory |
+//! | `named.rs` | names in `/dev/shm`: `shm_open`, `shm_unlink`, renaming without replacing, random bits, the user's id |
 //! | `futex.rs` | futex wait and wake on a word of shared memory, across processes |
 //! | `mutex.rs` | the robust, process-shared pthread mutex |
 //! | `host.rs` | the host name and the main program's ELF build-id (for the `cluster` feature) |
@@ -24,6 +25,7 @@ pub(crate) mod futex;
 mod host;
 mod memory;
 mod mutex;
+mod named;
 mod process;
 mod signal;
 mod socket;
@@ -38,9 +40,12 @@ pub use fd::{
 #[cfg(feature = "cluster")]
 pub use host::{hostname, main_program_build_id};
 pub use memory::{
-    file_len, map_shared, memfd_create, punch_hole, resident_bytes, set_file_len, unmap,
+    file_id, file_len, map_shared, memfd_create, memfd_create_sealable, ofd_lock, open_file_key,
+    punch_hole, reopen_read_only, resident_bytes, seal_writers, sealed_for_readers, set_file_len,
+    unmap, Access, FileLock, Mapping,
 };
 pub(crate) use mutex::{RobustMutex, RobustMutexGuard};
+pub use named::{effective_uid, random_u64, rename_noreplace, shm_open, shm_unlink, SHM_DIR};
 pub use process::{
     at_exit, at_fork_in_child, exe_identity, exit_now, exitcode_from_status, fork, getpid, getppid,
     gettid, loaded_object_base, own_start_time, pidfd_open, pidfd_send_signal, process_is_dead,
@@ -52,8 +57,8 @@ pub use signal::{
     SIGKILL, SIGPIPE, SIGQUIT, SIGSEGV, SIGTERM, SIGUSR1, SIGUSR2,
 };
 pub use socket::{
-    recv_nonblocking, recv_with_fds, send_all, send_nonblocking, send_with_fds, socketpair,
-    MAX_FDS_PER_MESSAGE,
+    recv_datagram, recv_nonblocking, recv_with_fds, self_datagram, send_all, send_datagram,
+    send_nonblocking, send_with_fds, socketpair, wait_writable, MAX_FDS_PER_MESSAGE,
 };
 
 /// `errno` values the crate passes on as they are (the fork server's replies).

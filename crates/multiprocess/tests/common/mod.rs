@@ -110,6 +110,32 @@ pub fn output_within(cmd: &mut Command) -> Captured {
     }
 }
 
+/// A small deterministic generator (xorshift64*), seeded per test run.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A seed that differs from run to run (print it with a failure to replay one).
+pub fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id())
+}
+
 /// Defines, for each named function `fn name(method: StartMethod)`, a module with one test per
 /// start method: `name::fork`, `name::spawn`, `name::forkserver`.
 #[macro_export]
