@@ -35,6 +35,13 @@ fn started_then_sleep(started: Queue<u32>, ms: u64) -> u64 {
     ms
 }
 
+/// Submits a task that tells `started` it runs, then sleeps a minute.
+fn submit_sleeper(done: &mut Completions<Done>, p: &Pool, started: &Queue<u32>) {
+    let args = (started.clone(), 60_000);
+    done.apply_async(p, started_then_sleep, args, Done::Slept)
+        .unwrap();
+}
+
 /// What finished, as the tests' streams carry it.
 #[derive(Debug)]
 enum Done {
@@ -99,13 +106,7 @@ fn a_lost_worker_is_an_item_like_any_other(method: StartMethod) {
     let p = pool(method, 2);
     let mut done = Completions::new();
     let started = Queue::new().unwrap();
-    done.apply_async(
-        &p,
-        started_then_sleep,
-        (started.clone(), 60_000),
-        Done::Slept,
-    )
-    .unwrap();
+    submit_sleeper(&mut done, &p, &started);
     let victim = started.get_timeout(DEADLINE).unwrap();
     assert!(done.next_timeout(Duration::from_millis(1)).is_none());
     assert_eq!(done.pending(), 1);
@@ -133,13 +134,7 @@ fn a_terminated_pool_ends_every_pending_task(method: StartMethod) {
     let mut done = Completions::new();
     let started = Queue::new().unwrap();
     for _ in 0..5 {
-        done.apply_async(
-            &p,
-            started_then_sleep,
-            (started.clone(), 60_000),
-            Done::Slept,
-        )
-        .unwrap();
+        submit_sleeper(&mut done, &p, &started);
     }
     started.get_timeout(DEADLINE).unwrap();
     p.terminate();
