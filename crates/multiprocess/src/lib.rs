@@ -56,7 +56,8 @@
 //!   [`Barrier`], [`Value`], [`Array`]: synchronisation and shared data; a lock held by a dead
 //!   process is recovered.
 //! - [`Pool`]: `apply`, `apply_async` (with callbacks), `map`, `imap`, `imap_unordered`,
-//!   `starmap`, `close`, `join`, `terminate`; a worker that dies fails only its own task with
+//!   `starmap`, `close`, `join`, `terminate`; [`Completions`], results of tasks of any kind as
+//!   one stream in the order they finish; a worker that dies fails only its own task with
 //!   [`Error::WorkerLost`] and is replaced; task time limits, `maxtasksperchild`, a memory
 //!   ceiling.
 //!
@@ -120,7 +121,8 @@ pub use context::{
 };
 pub use error::{signal_name, Error, Result};
 pub use pool::{
-    soft_time_limit_exceeded, AsyncResult, IMap, IMapUnordered, MapResult, Pool, PoolBuilder,
+    soft_time_limit_exceeded, AsyncResult, Completions, IMap, IMapUnordered, MapResult, Pool,
+    PoolBuilder,
 };
 pub use process::{
     active_children, current_process, get_panic_output, parent_pid, parent_process,

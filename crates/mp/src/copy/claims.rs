@@ -2,7 +2,7 @@
 //! a copy, so that a file reached by several names (the file and links to it, followed) is
 //! copied once. The first name to reach a file copies it; a later one is not copied but
 //! becomes a hard link of that copy once everything is copied, as `cp -aL` links them
-//! (see `Coordinator::link_reached`).
+//! (everything `-L` decides is in `dereference.rs`).
 //!
 //! The table is a fixed number of slots in shared memory ([`multiprocess::Array`]), probed
 //! from a hash of the device and inode under the array's lock. It only saves work: when a
@@ -100,9 +100,6 @@ fn slot_of(dev: u64, ino: u64, len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // The unit tests' child processes run only their function, never the test harness.
-    multiprocess::init_on_load!();
 
     #[test]
     fn the_first_name_of_a_file_claims_it_and_later_ones_find_it_taken() {

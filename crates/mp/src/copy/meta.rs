@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Stat, Timespec, Timestamps};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::ids::FileId;
+
 /// A path (or a single name) sent between processes as raw bytes.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RawPath(pub PathBuf);
@@ -137,9 +139,12 @@ impl Meta {
         self.kind != Kind::Dir && self.nlink > 1
     }
 
-    /// Whether this is the file `(dev, ino)`.
-    pub fn same_inode(&self, (dev, ino): (u64, u64)) -> bool {
-        (self.dev, self.ino) == (dev, ino)
+    /// Which file this is (device and inode).
+    pub fn id(&self) -> FileId {
+        FileId {
+            dev: self.dev,
+            ino: self.ino,
+        }
     }
 
     /// The access and modification times, for `futimens`/`utimensat`.

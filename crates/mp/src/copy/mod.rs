@@ -1,336 +1,75 @@
-//! `mp copy`: copies files and folders with `cp -a`'s fidelity, on a pool of worker processes.
+//! `mp copy`: copies files and folders with `cp -a`'s fidelity, on a pool of worker processes
+//! (the seeds' case study: a process pool copies a folder while the parent shows progress).
 //!
-//! The seeds' case study (a process pool copies a folder while the parent shows progress
-//! from a queue), made into a tool: the [`coordinator`] hands directories to a
-//! [`multiprocess::Pool`], the [`worker`]s copy them and report progress on a
-//! [`multiprocess::Queue`], and [`fsops`] does the file-system work (reflink,
-//! `copy_file_range`, holes, metadata, atomic placement).
+//! # The map
+//!
+//! **Layers**, as xcp has them. The command line (`cli.rs`) turns arguments into a
+//! `Config` (`config.rs`) and the top-level copies (`plan.rs`: `cp -r`'s placement rules), and
+//! prints the bar (`progress.rs`) and the summary. The engine is the coordinator in the parent
+//! (`coordinator/`) and the workers of a `multiprocess::Pool` (`worker/`); it tells whoever
+//! watches through one `StatusUpdater` (`status.rs`). Both sides call the file-system
+//! primitives in `fsops/` (the copy ladder, metadata, staged files, temporary names).
+//! **The parent decides, the workers touch the disk**: the coordinator sends tasks and routes
+//! each report back (`protocol.rs`: the tasks, and the `Tally` every copying task returns) to
+//! the part that owns it; it only looks (stat) to decide, links what it decides to link, and
+//! cleans up once the workers are gone. Identities are types (`ids.rs`): a file (`FileId`:
+//! device, inode), a copy (`CopyId`: and its birth time), a directory (`DirId`), a large file
+//! (`LargeId`).
+//!
+//! **Mechanisms**, each with the file that owns it:
+//!
+//! - *Directories*, walked depth first: a task per directory lists it, makes its copy, copies
+//!   its files, and hands back its subdirectories, the entries the coordinator places itself,
+//!   and batches (1000 entries, 8 MiB) when it has more (`worker/dir.rs`, `worker/listing.rs`,
+//!   `worker/entries.rs`). The coordinator keeps a node per directory, in one `Phase`, and
+//!   finishes it (metadata, then its name) once nothing inside is pending
+//!   (`coordinator/tree.rs`); what runs next is `coordinator/dispatch.rs`'s.
+//! - *Hidden directories*: a new directory is written under a hidden name and renamed once
+//!   complete, so no final name shows a partial copy (`worker/dir.rs`; the coordinator has
+//!   those whose files went to several tasks renamed). A file is written where nobody sees
+//!   it and placed whole (`fsops/staged.rs`).
+//! - *Leaves and small trees*: a subdirectory without subdirectories (a leaf) of one batch,
+//!   and, while the other workers have work, a small tree (one batch in all, 64 directories),
+//!   are copied by their parent's task; *bundles*: leaves past its room go 32 to a task
+//!   (`worker/leaves.rs`; bundles are made in `coordinator/tree.rs`).
+//! - *Spans*: a file of 256 MiB or more is started by one task (a clone where the file system
+//!   can), copied in 64 MiB spans by several, then sealed (`coordinator/large.rs`,
+//!   `worker/large.rs`).
+//! - *Link groups and waves*: the names of a file of several links are placed by the
+//!   coordinator, the first copied and the others linked to it (`coordinator/groups.rs`);
+//!   sources of one name are merged into one destination one after the other, in waves
+//!   (`coordinator/waves.rs`).
+//! - *Claims*, under `-L`: the first name to reach a file copies it (a table shared by every
+//!   process, `claims.rs`), the others are linked to that copy after each wave. **Everything
+//!   `-L` decides is in `dereference.rs`.**
+//! - *Replacing*: what a copy does with what is at its destination (never the source itself;
+//!   what `-u` and `--resume` keep) is `replace.rs`'s, for every kind of entry.
+//! - *Resume*: `--resume` keeps what matches (`replace.rs`) and removes what a killed copy
+//!   left (`fsops/temp.rs`); a stopped copy publishes what its hidden directories hold, minus
+//!   files cut short (`coordinator/stopping.rs`), and prints the command that resumes
+//!   (`cli.rs`).
+//! - *Stopping*: one `Stop` reason (`stop.rs`: interrupted, disk full, pool broken), the first
+//!   one wins (`coordinator/record.rs`); workers see the stop event between files and rounds.
 
 mod claims;
+mod cli;
+mod config;
 mod coordinator;
+mod dereference;
 mod fsops;
+mod ids;
 mod meta;
 mod plan;
 mod progress;
+mod protocol;
 mod replace;
+mod status;
+mod stop;
 mod worker;
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::time::Instant;
+pub use cli::{run, CopyArgs};
 
-use clap::Args;
-
-use coordinator::Coordinator;
-use fsops::{Options, Reflink};
-use progress::{human_bytes, thousands, Bar, Live, Totals};
-
-/// `mp copy`'s arguments.
-#[derive(Args, Debug)]
-#[command(
-    about = "Copy files and folders like `cp -a`, on several processes",
-    long_about = "Copy files and folders like `cp -a`, on several processes.\n\n\
-        Placement follows `cp -r`: with one SOURCE and a DEST that does not exist, DEST \
-        becomes the copy; otherwise DEST must be a directory and each SOURCE is copied into \
-        it under its own name (two directories of one name are merged, a second file of one \
-        name is refused).\n\n\
-        Like `cp -a`, the copy keeps contents, modes, owners (where permitted), access and \
-        modification times of files and directories, extended attributes, symbolic links \
-        (never followed unless -L), hard links, holes in sparse files, FIFOs and devices \
-        (as root). A file only ever appears under its name once it is complete. A source is \
-        never copied onto itself, nor onto the file a link of it points to (refused, as \
-        `cp` refuses \"the same file\").\n\n\
-        -u/--update copies a file only where the source is newer than what is at its \
-        destination (or nothing is), as `cp -u`: a newer file is never replaced. --resume \
-        finishes an interrupted copy: it skips files whose size and modification time \
-        already match. Both together skip what either skips.",
-    after_help = "Exit status: 0 when everything was copied, 1 when something failed (each \
-        failure is listed), 130 when interrupted.\n\nExamples:\n  \
-        mp copy photos /mnt/backup/          copy the folder into /mnt/backup\n  \
-        mp copy --resume photos /mnt/backup/ resume: skip what is already copied\n  \
-        mp copy -u photos /mnt/backup/       only what is newer than the backup's\n  \
-        mp copy -j 8 --json src dst          eight workers, a JSON summary"
-)]
-pub struct CopyArgs {
-    /// Files or folders to copy.
-    #[arg(required = true, value_name = "SOURCE")]
-    sources: Vec<PathBuf>,
-    /// Where to copy them.
-    #[arg(value_name = "DEST")]
-    dest: PathBuf,
-    /// Worker processes [default: the number of CPUs + 1].
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    jobs: Option<u16>,
-    /// Treat DEST as the copy itself, even if it is a directory (merge into it): how an
-    /// interrupted `mp copy SOURCE NEW` resumes.
-    #[arg(short = 'T', long)]
-    no_target_directory: bool,
-    /// Follow symbolic links in SOURCE (copy what they point to); names that reach one
-    /// file are hard links of one another in the copy, as with `cp -aL`.
-    #[arg(short = 'L', long)]
-    dereference: bool,
-    /// Copy a file only when the source is newer than what is at its destination, or
-    /// nothing is (as `cp -u`): never replace a newer file. Directories are merged into.
-    #[arg(short, long)]
-    update: bool,
-    /// Resume an interrupted copy: skip files whose size and modification time already
-    /// match, and remove what a killed copy left in DEST (hidden `.mp-copy-*` entries).
-    /// With --update, skip what either skips.
-    #[arg(long)]
-    resume: bool,
-    /// Re-read every copied file and its source and compare checksums.
-    #[arg(long)]
-    verify: bool,
-    /// Copy-on-write clones: where possible (auto), required (always) or never.
-    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
-    reflink: Reflink,
-    /// Print nothing but errors.
-    #[arg(short, long, conflicts_with = "json")]
-    quiet: bool,
-    /// Print a JSON summary (files, bytes, seconds, failures) on stdout.
-    #[arg(long)]
-    json: bool,
-}
-
-/// How `mp copy` ended, as an exit code.
-pub enum Status {
-    Success,
-    Failed,
-    Interrupted,
-}
-
-impl Status {
-    /// The process exit code.
-    pub fn code(&self) -> u8 {
-        match self {
-            Status::Success => 0,
-            Status::Failed => 1,
-            Status::Interrupted => 130,
-        }
-    }
-}
-
-/// Runs `mp copy`.
-pub fn run(args: CopyArgs) -> Status {
-    let started = Instant::now();
-    let options = Options {
-        reflink: args.reflink,
-        dereference: args.dereference,
-        update: args.update,
-        resume: args.resume,
-        verify: args.verify,
-    };
-    let jobs = args.jobs.map(usize::from).unwrap_or_else(default_jobs);
-    let plan = match plan::plan(
-        &args.sources,
-        &args.dest,
-        args.dereference,
-        args.no_target_directory,
-    ) {
-        Ok(plan) => plan,
-        Err(message) => {
-            eprintln!("mp copy: {message}");
-            return Status::Failed;
-        }
-    };
-    coordinator::catch_interrupts();
-    rustix::process::umask(rustix::fs::Mode::empty());
-    let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
-    let mut coordinator = match Coordinator::new(jobs, options, show_bar) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mp copy: cannot start the workers: {e}");
-            return Status::Failed;
-        }
-    };
-    let mut bar = show_bar.then(|| {
-        let sources = plan.copies.iter().map(|c| c.src.clone()).collect();
-        Bar::new(Totals::scan(sources, args.dereference))
-    });
-    let resume_hint = resume_command(&args, plan.dest_is_copy);
-    for failure in plan.refused {
-        coordinator.fail(failure);
-    }
-    for warning in plan.warnings {
-        coordinator.warn(warning);
-    }
-    for copy in plan.copies {
-        coordinator.add(copy.src, copy.dst, copy.meta);
-    }
-    let live = Live::default();
-    let outcome = coordinator.run(&live, &mut || {
-        if let Some(bar) = bar.as_mut() {
-            bar.draw(&live);
-        }
-    });
-    if let Some(bar) = &bar {
-        bar.clear();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    report(&outcome, seconds, &args, show_bar);
-    if outcome.interrupted {
-        eprintln!("mp copy: interrupted; to resume, run: {resume_hint}");
-    } else if outcome.disk_full.is_some() {
-        eprintln!("mp copy: once there is room, to resume, run: {resume_hint}");
-    }
-    if outcome.interrupted {
-        Status::Interrupted
-    } else if outcome.failures.is_empty() && outcome.disk_full.is_none() {
-        Status::Success
-    } else {
-        Status::Failed
-    }
-}
-
-/// The command that resumes this copy: the same one with `--resume`, and `-T` where DEST
-/// was the copy itself (given `-T`, or made by this copy: it now exists, and would
-/// otherwise receive a second copy inside).
-fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
-    let mut words = vec!["mp copy --resume".to_string()];
-    if dest_is_copy {
-        words.push("-T".into());
-    }
-    let quote = |p: &PathBuf| {
-        let s = p.to_string_lossy();
-        if s.chars()
-            .all(|c| c.is_alphanumeric() || "/._-+:@".contains(c))
-        {
-            s.into_owned()
-        } else {
-            format!("'{}'", s.replace('\'', "'\\''"))
-        }
-    };
-    if let Some(jobs) = args.jobs {
-        words.push(format!("-j {jobs}"));
-    }
-    for (on, flag) in [
-        (args.dereference, "-L"),
-        (args.update, "--update"),
-        (args.verify, "--verify"),
-        (args.quiet, "--quiet"),
-        (args.json, "--json"),
-    ] {
-        if on {
-            words.push(flag.into());
-        }
-    }
-    if args.reflink != Reflink::Auto {
-        words.push(format!("--reflink={:?}", args.reflink).to_lowercase());
-    }
-    words.extend(args.sources.iter().map(quote));
-    words.push(quote(&args.dest));
-    words.join(" ")
-}
-
-/// Workers by default: one per CPU and one more, since a copy waits on the disk as much as
-/// it computes (measured on 2 cores: 3 workers copy small files up to 10% faster than 2).
-fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
-}
-
-/// Prints warnings and failures on stderr, and the summary (a line on a terminal, JSON with
-/// `--json`).
-fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_terminal: bool) {
-    for warning in &outcome.warnings {
-        if !args.quiet {
-            eprintln!("mp copy: warning: {warning}");
-        }
-    }
-    for failure in &outcome.failures {
-        eprintln!(
-            "mp copy: {}: {}",
-            failure.path.path().display(),
-            failure.reason
-        );
-    }
-    if let Some(full) = &outcome.disk_full {
-        eprintln!(
-            "mp copy: stopped: the destination is full ({}: {})",
-            full.path.path().display(),
-            full.reason
-        );
-    }
-    if !outcome.failures.is_empty() {
-        eprintln!(
-            "mp copy: {} failure{}",
-            outcome.failures.len(),
-            if outcome.failures.len() == 1 { "" } else { "s" }
-        );
-    }
-    let c = &outcome.counts;
-    if args.json {
-        let failures: Vec<_> = outcome
-            .failures
-            .iter()
-            .chain(outcome.disk_full.iter())
-            .map(|f| {
-                serde_json::json!({
-                    "path": f.path.path().to_string_lossy(),
-                    "error": f.reason,
-                })
-            })
-            .collect();
-        let summary = serde_json::json!({
-            "files": c.files,
-            "bytes": c.bytes,
-            "directories": c.dirs,
-            "symlinks": c.symlinks,
-            "hard_links": c.hard_links,
-            "specials": c.specials,
-            "skipped": c.skipped,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-            "failures": failures,
-            "warnings": outcome.warnings,
-            "disk_full": outcome.disk_full.is_some(),
-            "interrupted": outcome.interrupted,
-        });
-        println!("{summary}");
-    } else if on_terminal {
-        let mut line = format!(
-            "copied {} files, {} in {:.2} s ({}/s)",
-            thousands(c.files),
-            human_bytes(c.bytes),
-            seconds,
-            human_bytes((c.bytes as f64 / seconds.max(1e-3)) as u64),
-        );
-        if c.skipped > 0 {
-            line.push_str(&format!(", {} up to date", thousands(c.skipped)));
-        }
-        println!("{line}");
-    }
-}
-
+// The unit tests' child processes (the copy's workers, the claims' test child) run only
+// their function, never the test harness.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    /// `mp copy`'s arguments alone.
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: CopyArgs,
-    }
-
-    fn resume_of(words: &[&str], dest_is_copy: bool) -> String {
-        let words = std::iter::once("copy").chain(words.iter().copied());
-        let cli = Cli::try_parse_from(words).expect("valid arguments");
-        resume_command(&cli.args, dest_is_copy)
-    }
-
-    #[test]
-    fn the_resume_command_resumes_with_the_same_options() {
-        assert_eq!(
-            resume_of(&["src", "dst"], true),
-            "mp copy --resume -T src dst"
-        );
-        assert_eq!(
-            resume_of(&["-u", "-L", "-j", "2", "a b", "dst/"], false),
-            "mp copy --resume -j 2 -L --update 'a b' dst/"
-        );
-        assert_eq!(
-            resume_of(&["--resume", "-T", "src", "dst"], true),
-            "mp copy --resume -T src dst"
-        );
-    }
-}
+multiprocess::init_on_load!();

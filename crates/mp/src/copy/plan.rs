@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs as rfs;
 
+use super::ids::FileId;
 use super::meta::{Failure, Kind, Meta};
 use super::replace::{self, Same};
 
@@ -150,7 +151,7 @@ fn same_destination(
     meta: &Meta,
 ) -> Result<bool, String> {
     let again = |(path, m): &(&PathBuf, Meta)| {
-        m.same_inode((meta.dev, meta.ino)) && (meta.kind == Kind::Dir || same_entry(path, src))
+        m.id() == meta.id() && (meta.kind == Kind::Dir || same_entry(path, src))
     };
     let (src, dst) = (src.display(), dst.display());
     match earlier.first() {
@@ -203,7 +204,7 @@ fn name_of(src: &Path) -> Option<PathBuf> {
 /// `Ok(false)`: nothing to copy (two names of one hard-linked link, as `cp` leaves them).
 fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<bool, String> {
     if let Ok(st) = rfs::lstat(dst) {
-        let followed = |p: &Path| rfs::stat(p).ok().map(|st| (st.st_dev, st.st_ino));
+        let followed = |p: &Path| rfs::stat(p).ok().map(|st| FileId::of_stat(&st));
         let old = Meta::from_stat(&st);
         match replace::same_file(meta, &old, || followed(src), || followed(dst)) {
             Same::Distinct => {}

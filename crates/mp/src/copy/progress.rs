@@ -1,5 +1,5 @@
-//! Progress: live counters the coordinator feeds from the workers' queue, totals from a
-//! concurrent pre-scan of the sources, and the one-line bar drawn on a terminal.
+//! The terminal's progress bar: a [`StatusUpdater`] that adds up what the engine reports,
+//! beside totals from a concurrent pre-scan of the sources, and draws one line.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,27 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Files and bytes finished so far.
-#[derive(Default)]
-pub struct Live {
-    files: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Live {
-    /// Adds finished work.
-    pub fn add(&self, files: u64, bytes: u64) {
-        self.files.fetch_add(files, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> (u64, u64) {
-        (
-            self.files.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
-    }
-}
+use super::status::{Progress, StatusUpdater, Update};
 
 /// What the pre-scan has counted so far, and whether it is complete.
 #[derive(Default)]
@@ -38,10 +18,10 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Counts the sources' files and bytes in a background thread; the counts grow as it goes.
-    pub fn scan(sources: Vec<PathBuf>, dereference: bool) -> Arc<Totals> {
-        let totals = Arc::new(Totals::default());
-        let counter = Arc::clone(&totals);
+    /// Counts the sources' files and bytes into `totals` in a background thread; the counts
+    /// grow as it goes.
+    pub fn scan(totals: &Arc<Totals>, sources: Vec<PathBuf>, dereference: bool) {
+        let counter = Arc::clone(totals);
         std::thread::spawn(move || {
             let mut stack = sources;
             let mut seen = std::collections::HashSet::new();
@@ -69,7 +49,6 @@ impl Totals {
             }
             counter.complete.store(true, Ordering::Release);
         });
-        totals
     }
 }
 
@@ -78,6 +57,7 @@ pub struct Bar {
     started: Instant,
     last_draw: Option<Instant>,
     totals: Arc<Totals>,
+    done: Progress,
 }
 
 impl Bar {
@@ -87,11 +67,12 @@ impl Bar {
             started: Instant::now(),
             last_draw: None,
             totals,
+            done: Progress::default(),
         }
     }
 
     /// Redraws, at most ten times a second.
-    pub fn draw(&mut self, live: &Live) {
+    pub fn draw(&mut self) {
         if self
             .last_draw
             .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
@@ -99,7 +80,7 @@ impl Bar {
             return;
         }
         self.last_draw = Some(Instant::now());
-        let line = self.line(live);
+        let line = self.line();
         let mut out = std::io::stdout().lock();
         let _ = write!(out, "\r\x1b[2K{line}");
         let _ = out.flush();
@@ -112,8 +93,8 @@ impl Bar {
         let _ = out.flush();
     }
 
-    fn line(&self, live: &Live) -> String {
-        let (files, bytes) = live.get();
+    fn line(&self) -> String {
+        let Progress { files, bytes } = self.done;
         let total_files = self.totals.files.load(Ordering::Relaxed).max(files);
         let total_bytes = self.totals.bytes.load(Ordering::Relaxed).max(bytes);
         let complete = self.totals.complete.load(Ordering::Acquire);
@@ -137,6 +118,17 @@ impl Bar {
             }
         }
         line
+    }
+}
+
+impl StatusUpdater for Bar {
+    fn update(&mut self, update: Update<'_>) {
+        match update {
+            Update::Progress(p) => self.done += p,
+            Update::Tick => self.draw(),
+            // Messages are printed once the bar is cleared (see `cli.rs`).
+            Update::Failed(_) | Update::Warned(_) | Update::Stopping(_) => {}
+        }
     }
 }
 

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags};
 use rustix::io::Errno;
 
-use super::fsops::Options;
+use super::config::Config;
+use super::ids::FileId;
 use super::meta::{Kind, Meta};
 
 /// How a source and what is at its destination relate (see the module's rule).
@@ -64,16 +65,16 @@ impl Verdict {
 /// only when its side is a link and the other is not.
 ///
 /// ```ignore
-/// let same = same_file(&link, &file, || Some((file.dev, file.ino)), || None);
+/// let same = same_file(&link, &file, || Some(file.id()), || None);
 /// assert_eq!(same, Same::OneFile);
 /// ```
 pub fn same_file(
     src: &Meta,
     old: &Meta,
-    src_target: impl FnOnce() -> Option<(u64, u64)>,
-    old_target: impl FnOnce() -> Option<(u64, u64)>,
+    src_target: impl FnOnce() -> Option<FileId>,
+    old_target: impl FnOnce() -> Option<FileId>,
 ) -> Same {
-    let one_inode = (src.dev, src.ino) == (old.dev, old.ino);
+    let one_inode = src.id() == old.id();
     if src.kind == Kind::Symlink && old.kind == Kind::Symlink {
         return match one_inode {
             true => Same::LinkedLinks,
@@ -82,11 +83,11 @@ pub fn same_file(
     }
     let src_id = match src.kind {
         Kind::Symlink => src_target(),
-        _ => Some((src.dev, src.ino)),
+        _ => Some(src.id()),
     };
     let old_id = match old.kind {
         Kind::Symlink => old_target(),
-        _ => Some((old.dev, old.ino)),
+        _ => Some(old.id()),
     };
     match src_id.zip(old_id) {
         Some((a, b)) if a == b => Same::OneFile,
@@ -98,7 +99,7 @@ pub fn same_file(
 /// a source is never copied onto itself; then what `--resume` and `--update` keep is kept.
 /// `same_target`: whether two links point to the same path (asked of `--resume` only).
 pub fn verdict(
-    options: &Options,
+    config: &Config,
     src: &Meta,
     old: &Meta,
     same: Same,
@@ -109,11 +110,11 @@ pub fn verdict(
         Same::LinkedLinks => return Verdict::UpToDate,
         Same::Distinct => {}
     }
-    if options.resume && resumed(src, old, same_target) {
+    if config.resume && resumed(src, old, same_target) {
         return Verdict::UpToDate;
     }
     // As `cp -u`: directories are always merged into, whatever their times.
-    if options.update && src.kind != Kind::Dir && !older(old, src) {
+    if config.update && src.kind != Kind::Dir && !older(old, src) {
         return match src.kind == Kind::File && file_up_to_date(old, src) {
             true => Verdict::UpToDate,
             false => Verdict::Newer,
@@ -161,7 +162,7 @@ pub fn judge_at(
     (dir, name): (BorrowedFd<'_>, &Path),
     (src_dir, src_name): (BorrowedFd<'_>, &Path),
     src: &Meta,
-    options: &Options,
+    config: &Config,
     shown: impl FnOnce() -> (PathBuf, PathBuf),
 ) -> io::Result<Option<(Meta, Verdict)>> {
     let old = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -179,7 +180,7 @@ pub fn judge_at(
         let target = |d: BorrowedFd<'_>, n: &Path| rfs::readlinkat(d, n, Vec::new()).ok();
         target(src_dir, src_name) == target(dir, name)
     };
-    match verdict(options, src, &old, same, same_target) {
+    match verdict(config, src, &old, same, same_target) {
         Verdict::SameFile => {
             let (src, dst) = shown();
             Err(io::Error::other(same_file_message(&src, &dst)))
@@ -195,10 +196,22 @@ pub fn judge_at(
     }
 }
 
+/// [`judge_at`] by paths (from the current directory): what is at `dst`, the destination of
+/// `src` (of metadata `meta`), and what to do about it.
+pub fn judge_paths(
+    src: &Path,
+    dst: &Path,
+    meta: &Meta,
+    config: &Config,
+) -> io::Result<Option<(Meta, Verdict)>> {
+    let shown = || (src.to_path_buf(), dst.to_path_buf());
+    judge_at((rfs::CWD, dst), (rfs::CWD, src), meta, config, shown)
+}
+
 /// The device and inode that `name` in `dir` leads to, links followed; `None` if nothing.
-pub fn followed_at(dir: BorrowedFd<'_>, name: &Path) -> Option<(u64, u64)> {
+pub fn followed_at(dir: BorrowedFd<'_>, name: &Path) -> Option<FileId> {
     let st = rfs::statat(dir, name, AtFlags::empty()).ok()?;
-    Some((st.st_dev, st.st_ino))
+    Some(FileId::of_stat(&st))
 }
 
 /// `cp`'s message for a source refused because its destination is the source itself.
@@ -213,7 +226,6 @@ pub fn same_file_message(src: &Path, dst: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::copy::fsops::Reflink;
 
     fn meta(kind: Kind, ino: u64, mtime: (i64, u32), size: u64) -> Meta {
         Meta {
@@ -232,13 +244,11 @@ mod tests {
         }
     }
 
-    fn options(update: bool, resume: bool) -> Options {
-        Options {
-            reflink: Reflink::Auto,
-            dereference: false,
+    fn config(update: bool, resume: bool) -> Config {
+        Config {
             update,
             resume,
-            verify: false,
+            ..Config::default()
         }
     }
 
@@ -247,8 +257,8 @@ mod tests {
     #[test]
     fn a_link_onto_what_it_points_to_is_one_file() {
         let (file, link) = (meta(Kind::File, 1, T, 4), meta(Kind::Symlink, 2, T, 3));
-        let to_file = || Some((1, 1));
-        let never = || -> Option<(u64, u64)> { panic!("not to be followed") };
+        let to_file = || Some(FileId { dev: 1, ino: 1 });
+        let never = || -> Option<FileId> { panic!("not to be followed") };
         // `mp copy link file` and `mp copy file link`.
         assert_eq!(same_file(&link, &file, to_file, never), Same::OneFile);
         assert_eq!(same_file(&file, &link, never, to_file), Same::OneFile);
@@ -256,7 +266,7 @@ mod tests {
         assert_eq!(same_file(&file, &file, never, never), Same::OneFile);
         // A link that leads elsewhere, or nowhere.
         assert_eq!(
-            same_file(&link, &file, || Some((1, 9)), never),
+            same_file(&link, &file, || Some(FileId { dev: 1, ino: 9 }), never),
             Same::Distinct
         );
         assert_eq!(same_file(&link, &file, || None, never), Same::Distinct);
@@ -270,13 +280,9 @@ mod tests {
     fn update_keeps_what_is_not_older_and_resume_what_matches() {
         let src = meta(Kind::File, 1, T, 4);
         let at = |mtime, size| meta(Kind::File, 2, mtime, size);
-        let judge = |o: &Options, old: &Meta| verdict(o, &src, old, Same::Distinct, || true);
-        let (update, resume, both) = (
-            options(true, false),
-            options(false, true),
-            options(true, true),
-        );
-        let plain = options(false, false);
+        let judge = |o: &Config, old: &Meta| verdict(o, &src, old, Same::Distinct, || true);
+        let (update, resume, both) = (config(true, false), config(false, true), config(true, true));
+        let plain = config(false, false);
         let newer = at((1_001, 0), 9);
         let older = at((999, 999), 4);
         let same_time_other_size = at(T, 9);
@@ -301,7 +307,7 @@ mod tests {
         assert_eq!(judge(&both, &newer), Verdict::Newer);
         assert_eq!(judge(&both, &copy), Verdict::UpToDate);
         assert_eq!(judge(&both, &older), Verdict::Replace);
-        // One file is refused whatever the options.
+        // One file is refused whatever the config.
         for o in [&plain, &update, &resume, &both] {
             assert_eq!(
                 verdict(o, &src, &copy, Same::OneFile, || true),
@@ -314,7 +320,7 @@ mod tests {
     fn update_merges_directories_and_compares_links_by_their_own_times() {
         let dir = meta(Kind::Dir, 1, T, 0);
         let newer_dir = meta(Kind::Dir, 2, (2_000, 0), 0);
-        let update = options(true, false);
+        let update = config(true, false);
         let judge = |src: &Meta, old: &Meta| verdict(&update, src, old, Same::Distinct, || true);
         assert_eq!(judge(&dir, &newer_dir), Verdict::Replace, "merged into");
         let link = meta(Kind::Symlink, 3, T, 1);
@@ -324,7 +330,7 @@ mod tests {
             Verdict::Replace
         );
         // --resume compares a link's target.
-        let resume = options(false, true);
+        let resume = config(false, true);
         let old_link = meta(Kind::Symlink, 4, (2_000, 1), 1);
         assert!(verdict(&resume, &link, &old_link, Same::Distinct, || true).keeps());
         assert_eq!(

@@ -2,6 +2,11 @@
 //! building trees (times, extended attributes, FIFOs, sparse files) and comparing two trees
 //! entry by entry.
 
+mod fixtures;
+
+#[allow(unused_imports)] // Not every test file uses them.
+pub use fixtures::*;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;

@@ -25,6 +25,7 @@
 //! }
 //! ```
 
+mod completions;
 mod imap;
 mod result;
 mod shared_fds;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use completions::Completions;
 #[cfg(feature = "cluster")]
 pub(crate) use imap::ChunkFeed;
 use imap::LocalFeed;

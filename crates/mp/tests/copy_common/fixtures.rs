@@ -1,0 +1,95 @@
+//! Trees and places most `mp copy` tests use: a small tree, a bulk tree of many files, a
+//! tmpfs mounted for one test, and running `mp` as another user.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::*;
+
+/// A small tree: `dir/a`, `dir/sub/b`, `dir/empty/`.
+pub fn small_tree(dir: &Path) {
+    write(&dir.join("a"), b"alpha\n");
+    write(&dir.join("sub/b"), b"beta\n");
+    fs::create_dir(dir.join("empty")).unwrap();
+}
+
+/// `dirs` directories of `files` files of `size` bytes each (each file different).
+pub fn build_bulk_tree(src: &Path, dirs: usize, files: usize, size: usize) {
+    let base = pattern(42, size);
+    for d in 0..dirs {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..files {
+            let mut contents = base.clone();
+            contents[..16].copy_from_slice(format!("{d:08}{f:08}").as_bytes());
+            fs::write(dir.join(format!("f{f:03}")), &contents).unwrap();
+        }
+    }
+}
+
+/// As another user (root's tests run `mp` as uid 65534), with a binary that user can run.
+pub fn as_nobody(s: &Scratch) -> Option<Command> {
+    if !is_root() || !reachable_by_others(&s.root) {
+        eprintln!("skipped: needs root, and a scratch folder user 65534 can reach");
+        return None;
+    }
+    chmod(&s.root, 0o777);
+    let copy = s.path("mp");
+    fs::copy(mp_bin(), &copy).unwrap();
+    chmod(&copy, 0o755);
+    let mut cmd = Command::new(copy);
+    cmd.uid(65534).gid(65534).current_dir(&s.root);
+    Some(cmd)
+}
+
+/// Whether `other` users may reach `path` (every directory on the way searchable by all).
+pub fn reachable_by_others(path: &Path) -> bool {
+    path.ancestors()
+        .skip(1)
+        .all(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+pub struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "2m") at `dir`; `None` (with the reason printed) where
+    /// that is not possible.
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            eprintln!("skipping: mounting a tmpfs needs root");
+            return None;
+        }
+        fs::create_dir_all(dir).unwrap();
+        let mut cmd = Command::new("mount");
+        cmd.args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size}"))
+            .arg("tmpfs")
+            .arg(dir);
+        let out = run(cmd);
+        if out.code() != Some(0) {
+            eprintln!("skipping: cannot mount a tmpfs: {out}");
+            return None;
+        }
+        Some(Tmpfs {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("umount");
+        cmd.arg(&self.dir);
+        if run(cmd).code() != Some(0) {
+            let mut lazy = Command::new("umount");
+            lazy.arg("-l").arg(&self.dir);
+            let _ = run(lazy);
+        }
+    }
+}
