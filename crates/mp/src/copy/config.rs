@@ -38,6 +38,8 @@ pub struct Config {
     pub verify: bool,
     /// Workers report progress as they go (someone shows it).
     pub progress: bool,
+    /// Every entry copied is told (`-v`): tallies list them.
+    pub verbose: bool,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             resume: false,
             verify: false,
             progress: false,
+            verbose: false,
         }
     }
 }

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs as rfs;
 
+use super::failure::Op;
 use super::ids::FileId;
 use super::meta::{Failure, Kind, Meta};
+use super::quote::quote;
 use super::replace::{self, Same};
 
 /// One top-level copy.
@@ -78,10 +80,8 @@ pub fn plan(
         let meta = match stat {
             Ok(st) => Meta::from_stat(&st),
             Err(e) => {
-                plan.refused.push(Failure::new(
-                    src,
-                    format!("cannot stat: {}", std::io::Error::from(e)),
-                ));
+                let e = std::io::Error::from(e);
+                plan.refused.push(Failure::during(src, Op::Stat, &e));
                 continue;
             }
         };
@@ -98,17 +98,18 @@ pub fn plan(
             dest.to_path_buf()
         };
         if dest_meta.is_none() && ends_with_slash(dest) && meta.kind != Kind::Dir {
-            plan.refused.push(Failure::new(
-                src,
-                format!("cannot create '{}': Not a directory", dest.display()),
-            ));
+            let why = format!(
+                "cannot create regular file {}: Not a directory",
+                quote(dest)
+            );
+            plan.refused.push(Failure::refused(src, why));
             continue;
         }
         match check(src, &dst, &meta) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(why) => {
-                plan.refused.push(Failure::new(src, why));
+                plan.refused.push(Failure::refused(src, why));
                 continue;
             }
         }
@@ -127,7 +128,7 @@ pub fn plan(
                 continue;
             }
             Err(why) => {
-                plan.refused.push(Failure::new(src, why));
+                plan.refused.push(Failure::refused(src, why));
                 continue;
             }
         }

@@ -26,6 +26,7 @@ use rustix::io::Errno;
 use super::config::Config;
 use super::ids::FileId;
 use super::meta::{Kind, Meta};
+use super::quote::quote;
 
 /// How a source and what is at its destination relate (see the module's rule).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,11 +217,7 @@ pub fn followed_at(dir: BorrowedFd<'_>, name: &Path) -> Option<FileId> {
 
 /// `cp`'s message for a source refused because its destination is the source itself.
 pub fn same_file_message(src: &Path, dst: &Path) -> String {
-    format!(
-        "'{}' and '{}' are the same file",
-        src.display(),
-        dst.display()
-    )
+    format!("{} and {} are the same file", quote(src), quote(dst))
 }
 
 #[cfg(test)]

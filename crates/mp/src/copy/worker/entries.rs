@@ -12,6 +12,7 @@ use rustix::io::Errno;
 
 use super::{config, state, stop_asked, Reporter, BATCH_BYTES, BATCH_ENTRIES};
 use crate::copy::dereference::{self, Claim};
+use crate::copy::failure::{Doing, Op};
 use crate::copy::fsops::{self, Staged};
 use crate::copy::ids::CopyId;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
@@ -87,14 +88,15 @@ impl Dirs {
     /// batch or a bundle of leaves does) and works in them.
     pub(super) fn open(src: &Path, dst: &Path, existed: bool, direct: bool) -> io::Result<Dirs> {
         let src_fd = fsops::open_dir(src, false)?;
-        let dst_fd = fsops::open_dir(dst, false).map_err(cannot_open(dst))?;
+        let dst_fd = fsops::open_dir(dst, false).map_err(cannot_open)?;
         Dirs::new(src_fd, src, dst_fd, dst, existed, direct)
     }
 }
 
-/// Names the destination directory `path` in an error opening it.
-pub(super) fn cannot_open(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
-    move |e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+/// Tells an error opening a destination directory what it was (see [`Op::OpenDest`]): the
+/// message names the user's path, not the one opened (which may be hidden).
+pub(super) fn cannot_open(e: io::Error) -> io::Error {
+    Err::<(), _>(e).doing(Op::OpenDest).unwrap_err()
 }
 
 /// Splits entries into batches of at most [`BATCH_ENTRIES`] entries and [`BATCH_BYTES`]
@@ -128,7 +130,7 @@ pub fn copy_batch(task: BatchTask) -> Tally {
         Err(e) => {
             for entry in &task.entries {
                 let path = task.src_dir.path().join(entry.name.path());
-                report.failures.push(Failure::new(&path, &e));
+                report.failures.push(Failure::io(&path, &e));
             }
             return report;
         }
@@ -179,6 +181,11 @@ pub(super) fn copy_entries(
             // `--update`: a later file is kept, and never linked over.
             Ok(EntryDone::Kept(Verdict::Newer)) => {}
             Ok(done @ (EntryDone::Copied | EntryDone::Kept(_))) => {
+                if done == EntryDone::Copied && config().verbose {
+                    report
+                        .copied
+                        .push(RawPath::new(dirs.src_path.join(entry.name.path())));
+                }
                 if claim.is_some() {
                     let copy = rfs::statat(&dirs.dst, dst_name, AtFlags::SYMLINK_NOFOLLOW);
                     let copy = copy.map(|st| Meta::from_stat(&st)).map_err(io::Error::from);
@@ -243,14 +250,17 @@ pub(super) fn copy_entry(
             reporter.file();
         }
         Kind::Symlink => {
-            let target = rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new())?;
+            let target =
+                rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new()).doing(Op::ReadLink)?;
             replace_node(
                 dirs.dst.as_fd(),
                 dst_name,
                 existing.is_some(),
                 |dir, name| rfs::symlinkat(target.as_c_str(), dir, name),
-            )?;
-            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta, (dirs.created)(0).owner)?;
+            )
+            .doing(Op::Symlink)?;
+            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta, (dirs.created)(0).owner)
+                .doing(Op::Attrs)?;
             counts.symlinks += 1;
             reporter.file();
         }
@@ -280,8 +290,10 @@ pub(super) fn copy_entry(
                         meta.rdev,
                     )
                 },
-            )?;
-            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta, (dirs.created)(0).owner)?;
+            )
+            .doing(Op::Special)?;
+            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta, (dirs.created)(0).owner)
+                .doing(Op::Attrs)?;
             counts.specials += 1;
             reporter.file();
         }
@@ -320,15 +332,17 @@ pub(super) fn copy_file(
         Some(fd) => fd.as_fd(),
         None => {
             // Under -L the entry may be a link to a file.
-            opened = fsops::open_source(dirs.src.as_fd(), entry.name.path(), config.dereference)?;
+            opened = fsops::open_source(dirs.src.as_fd(), entry.name.path(), config.dereference)
+                .doing(Op::Open)?;
             opened.as_fd()
         }
     };
     let staged = if dirs.direct {
-        Staged::create_in_hidden(dirs.dst.as_fd(), dst_name, entry.meta.mode, config.verify)?
+        Staged::create_in_hidden(dirs.dst.as_fd(), dst_name, entry.meta.mode, config.verify)
     } else {
-        Staged::create(dirs.dst.as_fd(), entry.meta.mode, config.verify)?
-    };
+        Staged::create(dirs.dst.as_fd(), entry.meta.mode, config.verify)
+    }
+    .doing(Op::Create)?;
     fsops::fill_and_place(
         staged,
         src,

@@ -10,6 +10,7 @@ use rustix::fs::{self as rfs, AtFlags};
 use rustix::io::Errno;
 
 use super::{config, state, BATCH_BYTES, BATCH_ENTRIES};
+use crate::copy::failure::Op;
 use crate::copy::fsops;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
 use crate::copy::protocol::{for_coordinator, DirReport, DirTask};
@@ -76,10 +77,9 @@ pub(super) fn list(
         let (meta, source) = match look(src.as_fd(), &name, file_type, open, follow) {
             Ok(found) => found,
             Err(e) => {
-                report
-                    .tally
-                    .failures
-                    .push(Failure::new(&src_path.join(&name), io::Error::from(e)));
+                let path = src_path.join(&name);
+                let failure = Failure::during(&path, Op::Stat, &io::Error::from(e));
+                report.tally.failures.push(failure);
                 continue;
             }
         };
