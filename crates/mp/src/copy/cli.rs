@@ -14,7 +14,7 @@ use super::config::{Config, Reflink};
 use super::coordinator::{self, Coordinator};
 use super::plan;
 use super::progress::{thousands, Bar, Totals};
-use super::report::{json_summary, summary_line, Places, Terminal};
+use super::report::{json_summary, summary_line, wrap, Places, Terminal};
 
 /// `mp copy`'s arguments.
 #[derive(Args, Debug)]
@@ -277,7 +277,10 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, termina
     if args.json {
         println!("{}", json_summary(outcome, seconds, &terminal.places));
     } else if terminal.bar.is_some() {
-        eprintln!("{}", summary_line(outcome, seconds));
+        let width = console::Term::stderr()
+            .size_checked()
+            .map(|(_, w)| usize::from(w));
+        eprintln!("{}", wrap(&summary_line(outcome, seconds), width));
     }
 }
 

@@ -169,6 +169,32 @@ pub fn summary_line(outcome: &Outcome, seconds: f64) -> String {
     line
 }
 
+/// `text` in lines narrower than `width` columns (one to spare), broken between words; as
+/// it is without a width.
+///
+/// ```ignore
+/// assert_eq!(wrap("2 files: 2 copied", Some(12)), "2 files: 2\ncopied");
+/// ```
+pub fn wrap(text: &str, width: Option<usize>) -> String {
+    let Some(width) = width.map(|w| w.saturating_sub(1).max(1)) else {
+        return text.to_string();
+    };
+    let mut lines: Vec<String> = vec![String::new()];
+    for word in text.split(' ') {
+        let line = lines.last_mut().expect("a line");
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if len > 0 {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines.join("\n")
+}
+
 /// The `--json` summary (schema [`JSON_SCHEMA`], in the README).
 pub fn json_summary(outcome: &Outcome, seconds: f64, places: &Places) -> Value {
     let c = &outcome.counts;
@@ -258,6 +284,12 @@ mod tests {
             places.message(&open),
             "cannot open 'src/a b' for reading: Permission denied"
         );
+    }
+
+    #[test]
+    fn a_summary_fits_the_terminal() {
+        assert_eq!(wrap("2 files: 2 copied", Some(12)), "2 files: 2\ncopied");
+        assert_eq!(wrap("2 files: 2 copied", None), "2 files: 2 copied");
     }
 
     #[test]
