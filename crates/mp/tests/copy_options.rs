@@ -131,7 +131,8 @@ fn json_summary_has_every_key() {
     let failures = summary["failures"].as_array().expect("an array");
     assert_eq!(failures.len(), 1, "{summary}");
     assert_eq!(failures[0]["path"], *missing.to_string_lossy(), "{summary}");
-    let error = failures[0]["error"].as_str().expect("a string");
+    assert_eq!(failures[0]["op"], "stat", "{summary}");
+    let error = failures[0]["reason"].as_str().expect("a string");
     assert!(error.contains("No such file"), "{summary}");
 }
 
@@ -163,7 +164,7 @@ fn success_is_silent_off_a_terminal_and_quiet() {
 }
 
 /// On a terminal (a pseudo-terminal made by util-linux `script`), the progress line is drawn,
-/// cleared, and followed by a one-line summary.
+/// cleared, and followed by a one-line summary (both on stderr, which `script` shows too).
 #[test]
 fn a_terminal_gets_a_progress_line_and_a_summary() {
     if !Path::new("/usr/bin/script").exists() {
@@ -183,8 +184,10 @@ fn a_terminal_gets_a_progress_line_and_a_summary() {
     let out = run(cmd);
     out.expect_code(0);
     assert!(out.stdout.contains("\x1b[2K"), "the line is cleared: {out}");
-    assert!(out.stdout.contains("copied "), "a summary follows: {out}");
-    assert!(out.stdout.contains(" files, "), "{out}");
+    assert!(
+        out.stdout.contains("2 files: 2 copied; "),
+        "a summary follows: {out}"
+    );
     assert_same_tree(&s.path("src"), &s.path("dst"));
 }
 

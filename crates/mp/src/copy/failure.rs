@@ -170,6 +170,8 @@ impl Failure {
     pub fn io(path: &Path, err: &io::Error) -> Failure {
         let (op, err) = match err.get_ref().and_then(|e| e.downcast_ref::<During>()) {
             Some(during) => (during.op, &during.error),
+            // Without an errno, the reason is the copier's own words: said as they are.
+            None if err.raw_os_error().is_none() => (Op::Other, err),
             None => (Op::Copy, err),
         };
         Failure::of(path, op, err)

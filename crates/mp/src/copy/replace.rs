@@ -24,6 +24,7 @@ use rustix::fs::{self as rfs, AtFlags};
 use rustix::io::Errno;
 
 use super::config::Config;
+use super::failure::{Doing, Op};
 use super::ids::FileId;
 use super::meta::{Kind, Meta};
 use super::quote::quote;
@@ -184,14 +185,15 @@ pub fn judge_at(
     match verdict(config, src, &old, same, same_target) {
         Verdict::SameFile => {
             let (src, dst) = shown();
-            Err(io::Error::other(same_file_message(&src, &dst)))
+            Err(io::Error::other(same_file_message(&src, &dst))).doing(Op::Refused)
         }
         Verdict::Replace if old.kind == Kind::Dir && src.kind != Kind::Dir => {
             let (_, dst) = shown();
-            Err(io::Error::other(format!(
-                "cannot overwrite directory '{}' with non-directory",
-                dst.display()
-            )))
+            let why = format!(
+                "cannot overwrite directory {} with non-directory",
+                quote(&dst)
+            );
+            Err(io::Error::other(why)).doing(Op::Refused)
         }
         verdict => Ok(Some((old, verdict))),
     }
