@@ -2,6 +2,7 @@
 //! them), `-v` as `cp -v`, `--dry-run`, the `--json` schema, and the progress bar (on stderr,
 //! within a 40-column pseudo-terminal).
 
+#[allow(dead_code)] // Not every test file uses every helper.
 mod copy_common;
 
 use std::ffi::OsStr;

@@ -350,7 +350,6 @@ pub(super) fn open_and_list(
             if let Some(failure) = made {
                 report.tally.failures.push(failure);
             }
-            let e = io::Error::from(e);
             let failure = Failure::during(src_path, Op::OpenDir, &e);
             report.tally.failures.push(failure);
             return Opened::Failed;
