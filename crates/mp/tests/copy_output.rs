@@ -13,13 +13,15 @@ use std::process::Command;
 
 use copy_common::*;
 
-/// A tree with names a shell must quote: a space, a single quote, a newline.
+/// A tree with names a shell must quote (a space, a single quote, a newline), a symbolic
+/// link and a hard link.
 fn odd_tree(src: &Path) {
     small_tree(src);
     write(&src.join("a b"), b"space\n");
     write(&src.join("it's"), b"quote\n");
     write(&src.join("new\nline"), b"newline\n");
     std::os::unix::fs::symlink("a", src.join("link")).unwrap();
+    fs::hard_link(src.join("a b"), src.join("sub/hard")).unwrap();
 }
 
 /// `mp copy -v` prints the lines `cp -av` prints (directories included, names quoted
@@ -192,6 +194,20 @@ fn progress_goes_to_stderr() {
     let quiet = mp(&[&"copy", &"-q", &s.path("src"), &s.path("quiet")]);
     quiet.expect_clean_success();
     assert_eq!(quiet.stdout, "", "{quiet}");
+}
+
+/// `mp man copy` is the man page of `mp copy`, made from the options `--help` shows.
+#[test]
+fn the_man_page_is_made_from_the_options() {
+    let page = mp(&[&"man", &"copy"]);
+    page.expect_clean_success();
+    assert!(page.stdout.starts_with(".ie"), "roff: {page}");
+    assert!(page.stdout.contains(".TH mp-copy 1"), "{page}");
+    for option in ["dry\\-run", "verbose", "progress", "resume"] {
+        assert!(page.stdout.contains(option), "{option}: {page}");
+    }
+    assert!(mp(&[&"man"]).stdout.contains(".TH mp 1"));
+    mp(&[&"man", &"nothing"]).expect_code(1);
 }
 
 /// Text as a terminal shows it: ANSI sequences gone, and each line (or redraw after `\r`)

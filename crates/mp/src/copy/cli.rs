@@ -239,6 +239,7 @@ fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
         (args.dereference, "-L"),
         (args.update, "--update"),
         (args.verify, "--verify"),
+        (args.verbose, "-v"),
         (args.quiet, "--quiet"),
         (args.json, "--json"),
     ] {

@@ -208,6 +208,10 @@ impl Failure {
     pub fn message(&self, path: &Path) -> String {
         match self.op {
             Op::Refused => self.reason.clone(),
+            // "cannot create hard link 'b' to 'a': ...": the reason starts with "to".
+            Op::Link if self.reason.starts_with("to ") => {
+                format!("{} {}", Op::Link.phrase(&quote(path)), self.reason)
+            }
             op => format!("{}: {}", op.phrase(&quote(path)), self.reason),
         }
     }
