@@ -122,9 +122,9 @@ pub fn plan(
                 } else {
                     "file"
                 };
-                let src = src.display();
+                let src = quote(src);
                 plan.warnings
-                    .push(format!("source {what} '{src}' specified more than once"));
+                    .push(format!("source {what} {src} specified more than once"));
                 continue;
             }
             Err(why) => {
@@ -154,21 +154,19 @@ fn same_destination(
     let again = |(path, m): &(&PathBuf, Meta)| {
         m.id() == meta.id() && (meta.kind == Kind::Dir || same_entry(path, src))
     };
-    let (src, dst) = (src.display(), dst.display());
+    let (src, dst) = (quote(src), quote(dst));
     match earlier.first() {
         None => Ok(true),
         Some(_) if earlier.iter().any(again) => Ok(false),
         Some((_, first)) => match (first.kind == Kind::Dir, meta.kind == Kind::Dir) {
             (true, true) => Ok(true),
             (true, false) => Err(format!(
-                "cannot overwrite directory '{dst}' with non-directory"
+                "cannot overwrite directory {dst} with non-directory"
             )),
             (false, true) => Err(format!(
-                "cannot overwrite non-directory '{dst}' with directory '{src}'"
+                "cannot overwrite non-directory {dst} with directory {src}"
             )),
-            (false, false) => Err(format!(
-                "will not overwrite just-created '{dst}' with '{src}'"
-            )),
+            (false, false) => Err(format!("will not overwrite just-created {dst} with {src}")),
         },
     }
 }
@@ -217,9 +215,9 @@ fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<bool, String> {
     if let Some(old) = existing {
         if meta.kind == Kind::Dir && old.kind != Kind::Dir {
             return Err(format!(
-                "cannot overwrite non-directory '{}' with directory '{}'",
-                dst.display(),
-                src.display()
+                "cannot overwrite non-directory {} with directory {}",
+                quote(dst),
+                quote(src)
             ));
         }
     }
@@ -228,9 +226,9 @@ fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<bool, String> {
         if let Some((dst_real, src_real)) = inside {
             if dst_real.starts_with(&src_real) {
                 return Err(format!(
-                    "cannot copy a directory, '{}', into itself, '{}'",
-                    src.display(),
-                    dst.display()
+                    "cannot copy a directory, {}, into itself, {}",
+                    quote(src),
+                    quote(dst)
                 ));
             }
         }

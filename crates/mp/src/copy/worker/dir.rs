@@ -502,7 +502,7 @@ fn publish_named(
             dst,
             format!(
                 "cannot put the copy in place ({why}); it is left at {}",
-                hidden.display()
+                quote(hidden)
             ),
         )
     })

@@ -17,6 +17,7 @@ use crate::copy::fsops::{self, Staged};
 use crate::copy::ids::CopyId;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
 use crate::copy::protocol::{BatchTask, ClaimedTask, Counts, Tally};
+use crate::copy::quote::quote;
 use crate::copy::replace::{self, Verdict};
 use crate::copy::stop::Stop;
 
@@ -268,7 +269,7 @@ pub(super) fn copy_entry(
             if matches!(meta.kind, Kind::CharDevice | Kind::BlockDevice) && !fsops::is_root() {
                 return Ok(EntryDone::Warning(format!(
                     "skipped device {} (creating devices needs root)",
-                    dirs.src_path.join(entry.name.path()).display()
+                    quote(&dirs.src_path.join(entry.name.path()))
                 )));
             }
             let file_type = rfs::FileType::from_raw_mode(match meta.kind {
