@@ -1,7 +1,7 @@
 //! The command line of `mp copy`: its arguments (clap), the [`Config`] and the top-level copies
-//! they make (`plan.rs`), the progress bar, and what is printed at the end (the summary, the
-//! JSON, the failures, the command that resumes an interrupted copy). The engine knows none
-//! of this.
+//! they make (`plan.rs`), and running it: the bar (`progress.rs`), what is printed as it goes
+//! and at the end (`report.rs`), `--dry-run` (`dry_run.rs`), the command that resumes an
+//! interrupted copy. The engine knows none of this.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
