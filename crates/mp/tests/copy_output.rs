@@ -196,6 +196,39 @@ fn progress_goes_to_stderr() {
     assert_eq!(quiet.stdout, "", "{quiet}");
 }
 
+/// On a terminal, `-v`'s lines are the progress, as with `cp -v`: no bar unless asked for;
+/// with stdout elsewhere, the bar is back (on stderr).
+#[test]
+fn verbose_on_a_terminal_has_no_bar() {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: util-linux `script` is needed for a pseudo-terminal");
+        return;
+    }
+    let s = Scratch::new("verbose-tty");
+    small_tree(&s.path("src"));
+    let on_terminal = |dst: &str, redirect: &str| {
+        let line = format!("exec {} copy -v src {dst} {redirect}", mp_bin().display());
+        let mut cmd = Command::new("/usr/bin/script");
+        cmd.args(["-qec", &line, "/dev/null"]).current_dir(&s.root);
+        let out = run(cmd);
+        out.expect_code(0);
+        out
+    };
+    let plain = on_terminal("one", "");
+    assert!(
+        plain.stdout.contains("'src/sub/b' -> 'one/sub/b'"),
+        "{plain}"
+    );
+    assert!(
+        !plain.stdout.contains("files:"),
+        "no bar, no summary: {plain}"
+    );
+    let logged = on_terminal("two", "> log");
+    assert!(logged.stdout.contains("2 files: 2 copied"), "{logged}");
+    let log = fs::read_to_string(s.path("log")).unwrap();
+    assert_eq!(log.lines().count(), 5, "{log}");
+}
+
 /// `mp man copy` is the man page of `mp copy`, made from the options `--help` shows.
 #[test]
 fn the_man_page_is_made_from_the_options() {

@@ -89,7 +89,7 @@ pub struct CopyArgs {
     #[arg(long, conflicts_with = "json")]
     dry_run: bool,
     /// Show the progress bar on stderr even when it is not a terminal (it is shown by
-    /// default when stderr is a terminal).
+    /// default when stderr is a terminal, unless -v prints to that terminal too).
     #[arg(long)]
     progress: bool,
 }
@@ -136,8 +136,10 @@ impl Status {
 /// Runs `mp copy`.
 pub fn run(args: CopyArgs) -> Status {
     let started = Instant::now();
-    let show_bar =
-        !args.quiet && !args.dry_run && (args.progress || std::io::stderr().is_terminal());
+    // By default on a terminal; not where -v's lines go to that terminal too (as `cp -v`).
+    let stdout_terminal = std::io::stdout().is_terminal();
+    let by_default = std::io::stderr().is_terminal() && !(args.verbose && stdout_terminal);
+    let show_bar = !args.quiet && !args.dry_run && (args.progress || by_default);
     let config = Config {
         jobs: args.jobs.map(usize::from).unwrap_or_else(default_jobs),
         reflink: args.reflink.into(),
@@ -171,6 +173,7 @@ pub fn run(args: CopyArgs) -> Status {
         places,
         bar: show_bar.then(|| Bar::new(Arc::clone(&totals), args.progress)),
         verbose: args.verbose,
+        stdout_terminal,
         quiet: args.quiet,
     };
     let mut coordinator = match Coordinator::new(config, &mut terminal) {

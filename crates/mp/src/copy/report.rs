@@ -75,6 +75,8 @@ pub struct Terminal {
     pub bar: Option<Bar>,
     /// `-v`: each entry copied, on stdout.
     pub verbose: bool,
+    /// stdout is a terminal: `-v`'s lines must wait for the bar to be out of the way.
+    pub stdout_terminal: bool,
     /// `-q`: no warnings.
     pub quiet: bool,
 }
@@ -115,9 +117,14 @@ impl StatusUpdater for Terminal {
                     .unwrap_or_else(|| src.to_path_buf());
                 let line = verbose_line(src, &dst);
                 // A closed stdout (`mp copy -v ... | head`) is not a failure of the copy.
-                self.out_of_the_way(|| {
+                let print = || {
                     let _ = writeln!(std::io::stdout().lock(), "{line}");
-                });
+                };
+                match self.stdout_terminal {
+                    true => self.out_of_the_way(print),
+                    // Elsewhere than the bar's terminal: no need to clear and redraw it.
+                    false => print(),
+                }
             }
             Update::Copied(_) => {}
             Update::Failed(failure) => self.error_line(&self.places.message(failure)),
