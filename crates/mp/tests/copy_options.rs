@@ -7,8 +7,6 @@
 mod copy_common;
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 
 use copy_common::*;
 
@@ -167,10 +165,6 @@ fn success_is_silent_off_a_terminal_and_quiet() {
 /// cleared, and followed by a one-line summary (both on stderr, which `script` shows too).
 #[test]
 fn a_terminal_gets_a_progress_line_and_a_summary() {
-    if !Path::new("/usr/bin/script").exists() {
-        eprintln!("skipped: util-linux `script` is needed for a pseudo-terminal");
-        return;
-    }
     let s = Scratch::new("tty");
     small_tree(&s.path("src"));
     let line = format!(
@@ -179,9 +173,9 @@ fn a_terminal_gets_a_progress_line_and_a_summary() {
         s.path("src").display(),
         s.path("dst").display()
     );
-    let mut cmd = Command::new("/usr/bin/script");
-    cmd.args(["-qec", &line, "/dev/null"]);
-    let out = run(cmd);
+    let Some(out) = in_terminal(&line, &s.root) else {
+        return;
+    };
     out.expect_code(0);
     assert!(out.stdout.contains("\x1b[2K"), "the line is cleared: {out}");
     assert!(

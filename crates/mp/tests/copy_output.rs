@@ -200,21 +200,16 @@ fn progress_goes_to_stderr() {
 /// with stdout elsewhere, the bar is back (on stderr).
 #[test]
 fn verbose_on_a_terminal_has_no_bar() {
-    if !Path::new("/usr/bin/script").exists() {
-        eprintln!("skipped: util-linux `script` is needed for a pseudo-terminal");
-        return;
-    }
     let s = Scratch::new("verbose-tty");
     small_tree(&s.path("src"));
     let on_terminal = |dst: &str, redirect: &str| {
         let line = format!("exec {} copy -v src {dst} {redirect}", mp_bin().display());
-        let mut cmd = Command::new("/usr/bin/script");
-        cmd.args(["-qec", &line, "/dev/null"]).current_dir(&s.root);
-        let out = run(cmd);
-        out.expect_code(0);
-        out
+        in_terminal(&line, &s.root)
     };
-    let plain = on_terminal("one", "");
+    let Some(plain) = on_terminal("one", "") else {
+        return;
+    };
+    plain.expect_code(0);
     assert!(
         plain.stdout.contains("'src/sub/b' -> 'one/sub/b'"),
         "{plain}"
@@ -223,7 +218,8 @@ fn verbose_on_a_terminal_has_no_bar() {
         !plain.stdout.contains("files:"),
         "no bar, no summary: {plain}"
     );
-    let logged = on_terminal("two", "> log");
+    let logged = on_terminal("two", "> log").expect("script is there");
+    logged.expect_code(0);
     assert!(logged.stdout.contains("2 files: 2 copied"), "{logged}");
     let log = fs::read_to_string(s.path("log")).unwrap();
     assert_eq!(log.lines().count(), 5, "{log}");
@@ -271,10 +267,6 @@ fn screen_lines(raw: &str) -> Vec<String> {
 /// counted alike).
 #[test]
 fn progress_fits_a_40_column_terminal() {
-    if !Path::new("/usr/bin/script").exists() {
-        eprintln!("skipped: util-linux `script` is needed for a pseudo-terminal");
-        return;
-    }
     let s = Scratch::new("pty40");
     let src = s.path("src");
     build_bulk_tree(&src, 20, 100, 2048);
@@ -288,9 +280,9 @@ fn progress_fits_a_40_column_terminal() {
         src.display(),
         s.path("dst").display()
     );
-    let mut cmd = Command::new("/usr/bin/script");
-    cmd.args(["-qec", &line, "/dev/null"]);
-    let out = run(cmd);
+    let Some(out) = in_terminal(&line, &s.root) else {
+        return;
+    };
     out.expect_code(0);
     let lines = screen_lines(&out.stdout);
     for line in &lines {
