@@ -158,7 +158,7 @@ pub fn run(args: CopyArgs) -> Status {
     ) {
         Ok(plan) => plan,
         Err(message) => {
-            eprintln!("mp copy: {message}");
+            eprintln!("mp: {message}");
             return Status::Failed;
         }
     };
@@ -179,7 +179,7 @@ pub fn run(args: CopyArgs) -> Status {
     let mut coordinator = match Coordinator::new(config, &mut terminal) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mp copy: cannot start the workers: {e}");
+            eprintln!("mp: cannot start the workers: {e}");
             return Status::Failed;
         }
     };
@@ -204,9 +204,9 @@ pub fn run(args: CopyArgs) -> Status {
     let seconds = started.elapsed().as_secs_f64();
     report(&outcome, seconds, &args, &terminal);
     if outcome.interrupted() {
-        eprintln!("mp copy: interrupted; to resume, run: {resume_hint}");
+        eprintln!("mp: interrupted; to resume, run: {resume_hint}");
     } else if outcome.disk_full().is_some() {
-        eprintln!("mp copy: once there is room, to resume, run: {resume_hint}");
+        eprintln!("mp: once there is room, to resume, run: {resume_hint}");
     }
     if outcome.interrupted() {
         Status::Interrupted
