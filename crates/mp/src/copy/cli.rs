@@ -4,7 +4,7 @@
 //! of this.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,8 @@ use super::status::{Quiet, StatusUpdater};
 #[derive(Args, Debug)]
 #[command(
     about = "Copy files and folders like `cp -a`, on several processes",
+    override_usage = "mp copy [OPTIONS] SOURCE... DEST\n       \
+        mp copy [OPTIONS] -t DIR SOURCE...",
     long_about = "Copy files and folders like `cp -a`, on several processes.\n\n\
         Placement follows `cp -r`: with one SOURCE and a DEST that does not exist, DEST \
         becomes the copy; otherwise DEST must be a directory and each SOURCE is copied into \
@@ -30,7 +32,8 @@ use super::status::{Quiet, StatusUpdater};
         (never followed unless -L), hard links, holes in sparse files, FIFOs and devices \
         (as root). A file only ever appears under its name once it is complete. A source is \
         never copied onto itself, nor onto the file a link of it points to (refused, as \
-        `cp` refuses \"the same file\").\n\n\
+        `cp` refuses \"the same file\"). So `-a`, `-r`, `-R` and `-p` are accepted, as \
+        `cp` users type them, and change nothing.\n\n\
         -u/--update copies a file only where the source is newer than what is at its \
         destination (or nothing is), as `cp -u`: a newer file is never replaced. --resume \
         finishes an interrupted copy: it skips files whose size and modification time \
@@ -43,12 +46,34 @@ use super::status::{Quiet, StatusUpdater};
         mp copy -j 8 --json src dst          eight workers, a JSON summary"
 )]
 pub struct CopyArgs {
-    /// Files or folders to copy.
-    #[arg(required = true, value_name = "SOURCE")]
-    sources: Vec<PathBuf>,
-    /// Where to copy them.
-    #[arg(value_name = "DEST")]
-    dest: PathBuf,
+    /// The files or folders to copy (SOURCE...), then where to copy them (DEST); with -t,
+    /// only SOURCEs.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Copy every SOURCE into DIR (as `cp -t`): all the paths given are sources.
+    #[arg(
+        short = 't',
+        long,
+        value_name = "DIR",
+        conflicts_with = "no_target_directory"
+    )]
+    target_directory: Option<PathBuf>,
+    /// Accepted for `cp`'s habits, and does nothing: `mp copy` always copies as `cp -a`
+    /// does (recursively, everything preserved).
+    #[arg(short = 'a', long, overrides_with = "archive")]
+    archive: bool,
+    /// Accepted for `cp`'s habits, and does nothing: folders are always copied whole.
+    #[arg(
+        short = 'r',
+        visible_short_alias = 'R',
+        long,
+        overrides_with = "recursive"
+    )]
+    recursive: bool,
+    /// Accepted for `cp`'s habits, and does nothing: modes, owners and times are always
+    /// preserved.
+    #[arg(short = 'p', overrides_with = "preserve")]
+    preserve: bool,
     /// Worker processes [default: the number of CPUs + 1].
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: Option<u16>,
@@ -125,6 +150,13 @@ impl Status {
 /// Runs `mp copy`.
 pub fn run(args: CopyArgs) -> Status {
     let started = Instant::now();
+    let (sources, dest) = match operands(&args) {
+        Ok(operands) => operands,
+        Err(message) => {
+            eprintln!("mp copy: {message}");
+            return Status::Failed;
+        }
+    };
     let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
     let config = Config {
         jobs: args.jobs.map(usize::from).unwrap_or_else(default_jobs),
@@ -135,12 +167,7 @@ pub fn run(args: CopyArgs) -> Status {
         verify: args.verify,
         progress: show_bar,
     };
-    let plan = match plan::plan(
-        &args.sources,
-        &args.dest,
-        args.dereference,
-        args.no_target_directory,
-    ) {
+    let plan = match plan::plan(sources, dest, args.dereference, args.no_target_directory) {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!("mp copy: {message}");
@@ -167,7 +194,7 @@ pub fn run(args: CopyArgs) -> Status {
         let sources = plan.copies.iter().map(|c| c.src.clone()).collect();
         Totals::scan(&totals, sources, args.dereference);
     }
-    let resume_hint = resume_command(&args, plan.dest_is_copy);
+    let resume_hint = resume_command(&args, (sources, dest), plan.dest_is_copy);
     for failure in plan.refused {
         coordinator.fail(failure);
     }
@@ -197,15 +224,61 @@ pub fn run(args: CopyArgs) -> Status {
     }
 }
 
+/// The sources and the destination among the paths given, as `cp` tells them: the last
+/// path is DEST, unless `-t DIR` gives it (which must be a directory). Refused with `cp`'s
+/// message (and its hint where an operand is missing).
+fn operands(args: &CopyArgs) -> Result<(&[PathBuf], &Path), String> {
+    let hint = "\nTry 'mp copy --help' for more information.";
+    if args.paths.is_empty() {
+        return Err(format!("missing file operand{hint}"));
+    }
+    let Some(dir) = &args.target_directory else {
+        return match args.paths.split_last() {
+            Some((dest, sources)) if !sources.is_empty() => Ok((sources, dest)),
+            _ => Err(format!(
+                "missing destination file operand after '{}'{hint}",
+                args.paths[0].display()
+            )),
+        };
+    };
+    match rustix::fs::stat(dir) {
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => {
+            Ok((&args.paths, dir))
+        }
+        Ok(_) => Err(format!(
+            "target directory '{}': Not a directory",
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "target directory '{}': {}",
+            dir.display(),
+            reason(e.into())
+        )),
+    }
+}
+
+/// What went wrong, as `cp` says it: without Rust's "(os error N)".
+fn reason(e: std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
 /// The command that resumes this copy: the same one with `--resume`, and `-T` where DEST
 /// was the copy itself (given `-T`, or made by this copy: it now exists, and would
 /// otherwise receive a second copy inside).
-fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
+fn resume_command(
+    args: &CopyArgs,
+    (sources, dest): (&[PathBuf], &Path),
+    dest_is_copy: bool,
+) -> String {
     let mut words = vec!["mp copy --resume".to_string()];
     if dest_is_copy {
         words.push("-T".into());
     }
-    let quote = |p: &PathBuf| {
+    let quote = |p: &Path| {
         let s = p.to_string_lossy();
         if s.chars()
             .all(|c| c.is_alphanumeric() || "/._-+:@".contains(c))
@@ -232,8 +305,8 @@ fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
     if args.reflink != ReflinkWhen::Auto {
         words.push(format!("--reflink={:?}", args.reflink).to_lowercase());
     }
-    words.extend(args.sources.iter().map(quote));
-    words.push(quote(&args.dest));
+    words.extend(sources.iter().map(|s| quote(s)));
+    words.push(quote(dest));
     words.join(" ")
 }
 
@@ -330,7 +403,8 @@ mod tests {
     fn resume_of(words: &[&str], dest_is_copy: bool) -> String {
         let words = std::iter::once("copy").chain(words.iter().copied());
         let cli = Cli::try_parse_from(words).expect("valid arguments");
-        resume_command(&cli.args, dest_is_copy)
+        let operands = operands(&cli.args).expect("a source and a destination");
+        resume_command(&cli.args, operands, dest_is_copy)
     }
 
     #[test]
