@@ -82,3 +82,52 @@ fn target_directory_takes_every_path_as_a_source() {
     out.expect_code(2);
     assert!(out.stderr.contains("cannot be used with"), "{out}");
 }
+
+/// What a second copy meets in `dst/src`: an older `a` of other contents, a directory
+/// where `src` has the file `z`, a file where `src` has the link `link`, a directory `sub`
+/// of another mode; `src` has a hard-link group `a`, `hard`, `hard2` whose first name is
+/// there already.
+const EXISTING: &str = "mkdir -p src/sub dst/src/sub dst/src/z; echo a > src/a; \
+     echo b > src/sub/b; echo z > src/z; ln -s a src/link; ln src/a src/hard; \
+     ln src/a src/hard2; chmod 750 src/sub; touch -d 2001-02-03 src/a src/sub/b src/sub src; \
+     echo old > dst/src/a; echo old > dst/src/link; touch -d 2000-01-01 dst/src/a";
+
+/// `-n/--no-clobber`, as `cp -n` (GNU 9.1): nothing that exists is replaced, whatever it
+/// is (a file where a link goes, a directory where a file goes); directories are merged
+/// into and given the source's metadata; a hard-link group whose first name is kept is
+/// copied from its next name; exit 0. Onto itself, a file is skipped too (no "same file"
+/// refusal). The skipped entries are counted.
+#[test]
+fn no_clobber_never_replaces_what_exists() {
+    let s = Scratch::new("cp-no-clobber");
+    let side = side_by_side(
+        &s.root,
+        EXISTING,
+        &["-n", "src", "dst"],
+        &["-n", "src", "dst"],
+    );
+    side.assert_same_outcome(&["", "dst"]);
+    let world = &side.mp_world;
+    assert_eq!(std::fs::read(world.join("dst/src/a")).unwrap(), b"old\n");
+    assert!(world.join("dst/src/z").is_dir());
+    // Again: everything is there, nothing is copied, every file and link is skipped.
+    let mut again = mp_command(&[&"copy", &"--no-clobber", &"--json", &"src", &"dst"]);
+    again.current_dir(world);
+    let out = run(again);
+    out.expect_clean_success();
+    let summary = out.json();
+    assert_eq!(summary["files"], 0, "{summary}");
+    assert_eq!(summary["hard_links"], 0, "{summary}");
+    assert_eq!(summary["skipped"], 6, "{summary}");
+    // Top level: onto itself, onto the file a link points to, a second source of one name.
+    let cases: [&[&str]; 3] = [
+        &["-n", "src/a", "src/a"],
+        &["-n", "src/link", "src/a"],
+        &["-n", "src/a", "src/sub/b", "src/z", "dst/src/sub"],
+    ];
+    for (n, args) in cases.into_iter().enumerate() {
+        let s = Scratch::new(&format!("cp-no-clobber-top-{n}"));
+        let side = side_by_side(&s.root, EXISTING, args, args);
+        side.assert_same_outcome(&["", "dst", "dst/src/sub"]);
+    }
+}

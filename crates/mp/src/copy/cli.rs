@@ -89,6 +89,11 @@ pub struct CopyArgs {
     /// nothing is (as `cp -u`): never replace a newer file. Directories are merged into.
     #[arg(short, long)]
     update: bool,
+    /// Never replace anything at a destination, as `cp -n`: a file (or link, FIFO,
+    /// device) whose destination exists is skipped (and counted), whatever is there;
+    /// directories are merged into. Exits 0 when only that is skipped (`cp` 9.1's -n).
+    #[arg(short = 'n', long)]
+    no_clobber: bool,
     /// Resume an interrupted copy: skip files whose size and modification time already
     /// match, and remove what a killed copy left in DEST (hidden `.mp-copy-*` entries).
     /// With --update, skip what either skips.
@@ -164,10 +169,16 @@ pub fn run(args: CopyArgs) -> Status {
         dereference: args.dereference,
         update: args.update,
         resume: args.resume,
+        no_clobber: args.no_clobber,
         verify: args.verify,
         progress: show_bar,
     };
-    let plan = match plan::plan(sources, dest, args.dereference, args.no_target_directory) {
+    let rules = plan::Rules {
+        dereference: args.dereference,
+        no_target_dir: args.no_target_directory,
+        no_clobber: args.no_clobber,
+    };
+    let plan = match plan::plan_with(sources, dest, rules) {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!("mp copy: {message}");
@@ -201,6 +212,7 @@ pub fn run(args: CopyArgs) -> Status {
     for warning in plan.warnings {
         coordinator.warn(warning);
     }
+    coordinator.skip(plan.skipped);
     for copy in plan.copies {
         coordinator.add(copy);
     }
@@ -294,6 +306,7 @@ fn resume_command(
     for (on, flag) in [
         (args.dereference, "-L"),
         (args.update, "--update"),
+        (args.no_clobber, "--no-clobber"),
         (args.verify, "--verify"),
         (args.quiet, "--quiet"),
         (args.json, "--json"),
@@ -382,7 +395,11 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_term
             human_bytes((c.bytes as f64 / seconds.max(1e-3)) as u64),
         );
         if c.skipped > 0 {
-            line.push_str(&format!(", {} up to date", thousands(c.skipped)));
+            let why = match args.no_clobber {
+                true => "skipped (already there)",
+                false => "up to date",
+            };
+            line.push_str(&format!(", {} {why}", thousands(c.skipped)));
         }
         println!("{line}");
     }

@@ -34,6 +34,8 @@ pub struct Config {
     /// Keep a destination whose size and modification time match its source's (`--resume`),
     /// and remove what a killed copy left.
     pub resume: bool,
+    /// Never replace what exists at a destination (`-n/--no-clobber`, as `cp -n`).
+    pub no_clobber: bool,
     /// Re-read both sides of every copied file and compare checksums (`--verify`).
     pub verify: bool,
     /// Workers report progress as they go (someone shows it).
@@ -48,6 +50,7 @@ impl Default for Config {
             dereference: false,
             update: false,
             resume: false,
+            no_clobber: false,
             verify: false,
             progress: false,
         }
@@ -61,9 +64,9 @@ impl Config {
         self.jobs > 1
     }
 
-    /// Whether what is at a destination may be kept (`--update` or `--resume`), and what a
-    /// killed copy left there is looked for.
+    /// Whether what is at a destination may be kept (`--update`, `--resume` or
+    /// `--no-clobber`), and what a killed copy left there is looked for.
     pub fn keeps_existing(&self) -> bool {
-        self.update || self.resume
+        self.update || self.resume || self.no_clobber
     }
 }
