@@ -131,3 +131,65 @@ fn no_clobber_never_replaces_what_exists() {
         side.assert_same_outcome(&["", "dst", "dst/src/sub"]);
     }
 }
+
+/// Builds `world/src` with two tmpfs mounted inside it (`src/sub/mnt`, and
+/// `src/deep/a/b/mnt` below small directories), each holding a file (and the first a
+/// directory), its root given a mode of its own; every entry dated 2001-02-03. `None`
+/// (with the reason printed) where a tmpfs cannot be mounted.
+fn tree_with_mounts(world: &std::path::Path) -> Option<Vec<Tmpfs>> {
+    let src = world.join("src");
+    let mut mounts = Vec::new();
+    for (n, dir) in ["sub/mnt", "deep/a/b/mnt"].into_iter().enumerate() {
+        let mnt = src.join(dir);
+        mounts.push(Tmpfs::mount(&mnt, "1m")?);
+        write(&mnt.join("inside"), format!("inside {n}").as_bytes());
+        if n == 0 {
+            // The other is a leaf: copied within its parent's task.
+            std::fs::create_dir(mnt.join("dir")).unwrap();
+            write(&mnt.join("dir/deeper"), b"deeper");
+        }
+        chmod(&mnt, 0o750);
+    }
+    write(&src.join("top"), b"top");
+    write(&src.join("sub/beside"), b"beside");
+    // The same times in every world.
+    let mut touch = Command::new("sh");
+    touch
+        .args(["-c", "find src -exec touch -h -d 2001-02-03 {} +"])
+        .current_dir(world);
+    run(touch).expect_clean_success();
+    Some(mounts)
+}
+
+/// `-x/--one-file-system`, as `cp -x`: a directory on another file system (a tmpfs mounted
+/// inside the source) is made, empty, with its own metadata, and nothing inside it is
+/// copied; a top-level source that is a mount point is copied whole.
+#[test]
+fn one_file_system_stops_at_mount_points() {
+    let s = Scratch::new("cp-one-file-system");
+    let (cp_world, mp_world) = (s.path("cp"), s.path("mp"));
+    let Some(_cp_mounts) = tree_with_mounts(&cp_world) else {
+        return;
+    };
+    let Some(_mp_mounts) = tree_with_mounts(&mp_world) else {
+        return;
+    };
+    for args in [["-x", "src", "dst"], ["-x", "src/sub/mnt", "top-mount"]] {
+        let mut cp = Command::new("cp");
+        cp.arg("-a").args(args).current_dir(&cp_world);
+        run(cp).expect_clean_success();
+        let mut mp = mp_command(&[&"copy"]);
+        mp.args(args).current_dir(&mp_world);
+        run(mp).expect_clean_success();
+        assert_same_tree(&cp_world.join(args[2]), &mp_world.join(args[2]));
+    }
+    let mount_copy = mp_world.join("dst/sub/mnt");
+    assert!(mount_copy.is_dir());
+    assert_eq!(std::fs::read_dir(&mount_copy).unwrap().count(), 0);
+    assert!(std::fs::read_dir(mp_world.join("dst/deep/a/b/mnt"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(mp_world.join("top-mount/dir/deeper").is_file());
+    assert!(mp_world.join("dst/sub/beside").is_file());
+}

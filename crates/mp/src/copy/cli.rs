@@ -94,6 +94,10 @@ pub struct CopyArgs {
     /// directories are merged into. Exits 0 when only that is skipped (`cp` 9.1's -n).
     #[arg(short = 'n', long)]
     no_clobber: bool,
+    /// Stay on the file systems of the sources, as `cp -x`: a directory on another one (a
+    /// mount point) is made, empty, with its metadata; what is inside it is not copied.
+    #[arg(short = 'x', long)]
+    one_file_system: bool,
     /// Resume an interrupted copy: skip files whose size and modification time already
     /// match, and remove what a killed copy left in DEST (hidden `.mp-copy-*` entries).
     /// With --update, skip what either skips.
@@ -170,6 +174,7 @@ pub fn run(args: CopyArgs) -> Status {
         update: args.update,
         resume: args.resume,
         no_clobber: args.no_clobber,
+        one_file_system: args.one_file_system,
         verify: args.verify,
         progress: show_bar,
     };
@@ -307,6 +312,7 @@ fn resume_command(
         (args.dereference, "-L"),
         (args.update, "--update"),
         (args.no_clobber, "--no-clobber"),
+        (args.one_file_system, "--one-file-system"),
         (args.verify, "--verify"),
         (args.quiet, "--quiet"),
         (args.json, "--json"),

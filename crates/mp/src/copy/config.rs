@@ -36,6 +36,9 @@ pub struct Config {
     pub resume: bool,
     /// Never replace what exists at a destination (`-n/--no-clobber`, as `cp -n`).
     pub no_clobber: bool,
+    /// Do not copy what is inside a directory on another file system than its parent's
+    /// (`-x/--one-file-system`, as `cp -x`): the directory itself is made, empty.
+    pub one_file_system: bool,
     /// Re-read both sides of every copied file and compare checksums (`--verify`).
     pub verify: bool,
     /// Workers report progress as they go (someone shows it).
@@ -51,6 +54,7 @@ impl Default for Config {
             update: false,
             resume: false,
             no_clobber: false,
+            one_file_system: false,
             verify: false,
             progress: false,
         }

@@ -9,7 +9,7 @@ use rustix::fs::{self as rfs, AtFlags};
 
 use super::dir::copy_dir_as;
 use super::entries::Dirs;
-use super::listing::{look, open_as_listed, read_names};
+use super::listing::{beyond_file_system, look, open_as_listed, read_names};
 use super::{config, BATCH_BYTES, BATCH_ENTRIES};
 use crate::copy::fsops;
 use crate::copy::ids::FileId;
@@ -174,6 +174,9 @@ pub(super) fn plan_tree(
     task: &DirTask,
     new: bool,
 ) -> Option<SmallTree> {
+    if beyond_file_system(Some(&task.meta.id()), &sub.meta) {
+        return None;
+    }
     let mut entries = BATCH_ENTRIES;
     let mut dirs = TREE_DIRS;
     let names = gather_names(src, sub.name.path(), &mut entries, &mut dirs)?;
@@ -252,7 +255,8 @@ pub(super) fn stat_names(
     let mut subdirs = Vec::with_capacity(names.subdirs.len());
     for (name, below) in names.subdirs {
         let (meta, _) = look(dir, &name, rfs::FileType::Directory, false, false).ok()?;
-        if meta.kind != Kind::Dir || seen.contains(&meta.id()) {
+        let beyond = beyond_file_system(seen.last(), &meta);
+        if meta.kind != Kind::Dir || seen.contains(&meta.id()) || beyond {
             return None;
         }
         seen.push(meta.id());

@@ -11,6 +11,7 @@ use rustix::io::Errno;
 
 use super::{config, state, BATCH_BYTES, BATCH_ENTRIES};
 use crate::copy::fsops;
+use crate::copy::ids::FileId;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
 use crate::copy::protocol::{for_coordinator, DirReport, DirTask};
 
@@ -59,6 +60,9 @@ pub(super) fn list(
     listing: Listing,
     report: &mut DirReport,
 ) -> io::Result<Option<Vec<Entry>>> {
+    if beyond_file_system(task.ancestors.last(), &task.meta) {
+        return Ok(Some(Vec::new()));
+    }
     let small_only = listing == Listing::SmallLeaf;
     let most = if small_only {
         BATCH_ENTRIES
@@ -107,6 +111,13 @@ pub(super) fn list(
         });
     }
     Ok(Some(entries))
+}
+
+/// Whether the directory `dir`, in `parent`, is on another file system under
+/// `-x/--one-file-system`: its copy is made, empty, as `cp -x` makes it. A top-level source
+/// (no parent) is always copied whole.
+pub(super) fn beyond_file_system(parent: Option<&FileId>, dir: &Meta) -> bool {
+    config().one_file_system && parent.is_some_and(|p| p.dev != dir.dev)
 }
 
 /// Listings of at most this many names (in a directory, or in a small tree) open their
