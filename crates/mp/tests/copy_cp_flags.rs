@@ -193,3 +193,75 @@ fn one_file_system_stops_at_mount_points() {
     assert!(mp_world.join("top-mount/dir/deeper").is_file());
     assert!(mp_world.join("dst/sub/beside").is_file());
 }
+
+/// A tree for `--exclude`: objects at several depths, `build` and `cache` directories at
+/// the root and below, PDFs in `docs` at the root and below, a hard-link group of which one
+/// name is excluded, small nested directories, every entry dated 2001-02-03.
+const EXCLUDE_TREE: &str = "mkdir -p src/lib/build src/build src/cache src/lib/cache src/docs \
+     src/lib/docs src/t/u/v; \
+     for f in a.o keep.o lib/b.o lib/build/x build/y cache/c lib/cache/d docs/a.pdf \
+     lib/docs/b.pdf a.c t/u/v/w.o t/u/v/w.c; do echo $f > src/$f; done; \
+     ln -s a.c src/cache-link; ln -s nowhere src/lib/cache.o; ln src/a.c src/t/h.o; \
+     find src -exec touch -h -d 2001-02-03 {} +";
+
+/// What `--exclude` leaves out of EXCLUDE_TREE, removed from a `cp -a` copy: the tree
+/// `mp copy` must give.
+const EXCLUDED: &str = "rm -r expected/a.o expected/lib/b.o expected/build expected/cache \
+     expected/lib/cache expected/docs/a.pdf expected/t/u/v/w.o expected/t/h.o \
+     expected/lib/cache.o; cd src && find . -type d -exec touch -c -r {} ../expected/{} ';'";
+
+/// `--exclude`, gitignore's patterns matched below each SOURCE (as rsync's are below the
+/// transfer's root): `*.o` at any depth, taken back by `!keep.o`; `/build` at the root
+/// only; `cache/` directories only (not the link `cache-link`; `cache.o` goes by `*.o`);
+/// `docs/*.pdf` anchored. Excluded entries are neither copied nor counted (a hard-link
+/// group with a name excluded is copied as one file); excluded directories are not walked.
+/// The tree is `cp -a`'s less what is excluded; `cp` has no such option.
+#[test]
+fn exclude_leaves_out_what_the_patterns_match() {
+    let s = Scratch::new("cp-exclude");
+    let mut build = Command::new("sh");
+    build
+        .args([
+            "-c",
+            &format!("set -e; {EXCLUDE_TREE}; cp -a src expected; {EXCLUDED}"),
+        ])
+        .current_dir(&s.root);
+    run(build).expect_clean_success();
+    let patterns = ["*.o", "!keep.o", "/build", "cache/", "docs/*.pdf"];
+    let mut args: Vec<&str> = vec!["copy", "--json"];
+    for pattern in &patterns {
+        args.extend(["--exclude", pattern]);
+    }
+    let mut copy = mp_command(&[]);
+    copy.args(&args).args(["src", "dst"]).current_dir(&s.root);
+    let out = run(copy);
+    out.expect_clean_success();
+    assert_same_tree(&s.path("expected"), &s.path("dst"));
+    let expected = Counts::of(&s.path("expected"));
+    assert_eq!(Counts::from_json(&out.json()), expected, "{out}");
+    assert!(s.path("dst/lib/build/x").is_file() && s.path("dst/keep.o").is_file());
+    // A SOURCE is copied, whatever the patterns say: it was named.
+    let out = mp(&[
+        &"copy",
+        &"--exclude",
+        &"*.o",
+        &s.path("src/a.o"),
+        &s.path("a.o"),
+    ]);
+    out.expect_clean_success();
+    assert!(s.path("a.o").is_file());
+    // A pattern that is no glob is refused before anything is copied.
+    let out = mp(&[
+        &"copy",
+        &"--exclude",
+        &"[z-a]",
+        &s.path("src"),
+        &s.path("bad"),
+    ]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("invalid --exclude pattern '[z-a]'"),
+        "{out}"
+    );
+    assert!(!s.path("bad").exists());
+}

@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 
 use super::config::{Config, Reflink};
 use super::coordinator::{self, Coordinator};
+use super::exclude::Exclude;
 use super::plan;
 use super::progress::{human_bytes, thousands, Bar, Totals};
 use super::status::{Quiet, StatusUpdater};
@@ -98,6 +99,12 @@ pub struct CopyArgs {
     /// mount point) is made, empty, with its metadata; what is inside it is not copied.
     #[arg(short = 'x', long)]
     one_file_system: bool,
+    /// Leave out what PATTERN matches (repeatable): gitignore's globs, matched against each
+    /// entry's path below its SOURCE. `*.o` or `node_modules` match a name at any depth;
+    /// `/build` only SOURCE/build; `cache/` directories only; `!keep.o` takes back. An
+    /// excluded directory is not walked; excluded entries are neither copied nor counted.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
     /// Resume an interrupted copy: skip files whose size and modification time already
     /// match, and remove what a killed copy left in DEST (hidden `.mp-copy-*` entries).
     /// With --update, skip what either skips.
@@ -166,6 +173,10 @@ pub fn run(args: CopyArgs) -> Status {
             return Status::Failed;
         }
     };
+    if let Err(message) = Exclude::new(&args.exclude) {
+        eprintln!("mp copy: {message}");
+        return Status::Failed;
+    }
     let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
     let config = Config {
         jobs: args.jobs.map(usize::from).unwrap_or_else(default_jobs),
@@ -175,6 +186,7 @@ pub fn run(args: CopyArgs) -> Status {
         resume: args.resume,
         no_clobber: args.no_clobber,
         one_file_system: args.one_file_system,
+        exclude: args.exclude.clone(),
         verify: args.verify,
         progress: show_bar,
     };
@@ -320,6 +332,9 @@ fn resume_command(
         if on {
             words.push(flag.into());
         }
+    }
+    for pattern in &args.exclude {
+        words.push(format!("--exclude {}", quote(Path::new(pattern))));
     }
     if args.reflink != ReflinkWhen::Auto {
         words.push(format!("--reflink={:?}", args.reflink).to_lowercase());

@@ -21,7 +21,7 @@ pub enum Reflink {
 /// let config = Config { jobs: 3, resume: true, ..Config::default() };
 /// assert!(config.split_large());
 /// ```
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
     /// Worker processes.
     pub jobs: usize,
@@ -39,6 +39,9 @@ pub struct Config {
     /// Do not copy what is inside a directory on another file system than its parent's
     /// (`-x/--one-file-system`, as `cp -x`): the directory itself is made, empty.
     pub one_file_system: bool,
+    /// Leave out the entries these patterns match (`--exclude`, gitignore's syntax; see
+    /// `exclude.rs`).
+    pub exclude: Vec<String>,
     /// Re-read both sides of every copied file and compare checksums (`--verify`).
     pub verify: bool,
     /// Workers report progress as they go (someone shows it).
@@ -55,6 +58,7 @@ impl Default for Config {
             resume: false,
             no_clobber: false,
             one_file_system: false,
+            exclude: Vec::new(),
             verify: false,
             progress: false,
         }

@@ -56,6 +56,7 @@ mod cli;
 mod config;
 mod coordinator;
 mod dereference;
+mod exclude;
 mod fsops;
 mod ids;
 mod meta;

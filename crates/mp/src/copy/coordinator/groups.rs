@@ -239,7 +239,7 @@ fn relink(
     let copy = rfs::lstat(first)?;
     let config = Config {
         resume: false,
-        ..*config
+        ..config.clone()
     };
     let Some((old, verdict)) = replace::judge_paths(src, dst, meta, &config)? else {
         rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty())?;

@@ -74,6 +74,7 @@ impl<'s> Coordinator<'s> {
         };
         let dispatch = Dispatch::start(&config, &stop, claims)?;
         Ok(Coordinator {
+            linker: config.dereference.then(Linker::default),
             config,
             dispatch,
             record: Record::new(status, stop),
@@ -81,7 +82,6 @@ impl<'s> Coordinator<'s> {
             groups: Groups::default(),
             waves: Waves::default(),
             large: LargeFiles::new(),
-            linker: config.dereference.then(Linker::default),
         })
     }
 
