@@ -416,11 +416,7 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_term
             human_bytes((c.bytes as f64 / seconds.max(1e-3)) as u64),
         );
         if c.skipped > 0 {
-            let why = match args.no_clobber {
-                true => "skipped (already there)",
-                false => "up to date",
-            };
-            line.push_str(&format!(", {} {why}", thousands(c.skipped)));
+            line.push_str(&format!(", {} up to date", thousands(c.skipped)));
         }
         println!("{line}");
     }
