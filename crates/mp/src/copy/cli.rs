@@ -211,7 +211,7 @@ pub fn run(args: CopyArgs) -> Status {
         Some(bar) => bar,
         None => &mut quiet,
     };
-    let mut coordinator = match Coordinator::new(config, status) {
+    let mut coordinator = match Coordinator::new(config.clone(), status) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mp copy: cannot start the workers: {e}");
@@ -220,7 +220,7 @@ pub fn run(args: CopyArgs) -> Status {
     };
     if show_bar {
         let sources = plan.copies.iter().map(|c| c.src.clone()).collect();
-        Totals::scan(&totals, sources, args.dereference);
+        Totals::scan(&totals, sources, &config);
     }
     let resume_hint = resume_command(&args, (sources, dest), plan.dest_is_copy);
     for failure in plan.refused {

@@ -35,7 +35,7 @@ impl Exclude {
     /// The matcher of `patterns`; a pattern that is not a valid glob is refused, with why.
     pub fn new(patterns: &[String]) -> Result<Exclude, String> {
         if patterns.is_empty() {
-            return Ok(Exclude { matcher: None });
+            return Ok(Exclude::none());
         }
         // Paths are given relative to the SOURCE: "." is a root nothing is stripped from.
         let mut builder = GitignoreBuilder::new(".");
@@ -50,6 +50,11 @@ impl Exclude {
         Ok(Exclude {
             matcher: Some(matcher),
         })
+    }
+
+    /// No patterns: nothing is excluded.
+    pub fn none() -> Exclude {
+        Exclude { matcher: None }
     }
 
     /// Whether there are patterns at all.
