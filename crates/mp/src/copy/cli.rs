@@ -51,13 +51,9 @@ pub struct CopyArgs {
     /// only SOURCEs.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// Copy every SOURCE into DIR (as `cp -t`): all the paths given are sources.
-    #[arg(
-        short = 't',
-        long,
-        value_name = "DIR",
-        conflicts_with = "no_target_directory"
-    )]
+    /// Copy every SOURCE into DIR (as `cp -t`): all the paths given are sources. Not with
+    /// -T.
+    #[arg(short = 't', long, value_name = "DIR")]
     target_directory: Option<PathBuf>,
     /// Accepted for `cp`'s habits, and does nothing: `mp copy` always copies as `cp -a`
     /// does (recursively, everything preserved).
@@ -260,6 +256,9 @@ fn operands(args: &CopyArgs) -> Result<(&[PathBuf], &Path), String> {
     let hint = "\nTry 'mp copy --help' for more information.";
     if args.paths.is_empty() {
         return Err(format!("missing file operand{hint}"));
+    }
+    if args.target_directory.is_some() && args.no_target_directory {
+        return Err("cannot combine --target-directory (-t) and --no-target-directory (-T)".into());
     }
     let Some(dir) = &args.target_directory else {
         return match args.paths.split_last() {
