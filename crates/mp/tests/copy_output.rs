@@ -84,6 +84,12 @@ fn a_dry_run_prints_and_writes_nothing() {
         lines
     };
     assert_eq!(sorted(&dry.stdout), sorted(&verbose.stdout), "{dry}");
+    let mut excluded = mp_command(&[&"copy", &"--dry-run", &"--exclude", &"sub", &"src", &"x"]);
+    excluded.current_dir(&s.root);
+    let excluded = run(excluded);
+    excluded.expect_clean_success();
+    assert!(excluded.stdout.contains("'src/a' -> 'x/a'"), "{excluded}");
+    assert!(!excluded.stdout.contains("sub"), "excluded: {excluded}");
 
     // Into a copy that exists: only what changed (-u), and nothing touched.
     write(&s.path("src/a"), b"changed\n");

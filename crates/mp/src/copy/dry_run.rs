@@ -1,7 +1,8 @@
 //! `--dry-run`: what a copy would copy, printed as `-v` prints it (`'src/a' -> 'dst/a'`, a
-//! directory before what it holds), and nothing written. What `--update` or `--resume` would
-//! keep is left out, judged as the copy judges it; the refusals the copy would make before
-//! starting are printed as failures (exit status 1).
+//! directory before what it holds), and nothing written. Left out, as the copy leaves them:
+//! what `--update`, `--resume` or `-n` would keep (judged as the copy judges it), what
+//! `--exclude` excludes, and under `-x` what is inside a directory on another file system.
+//! The refusals the copy would make before starting are printed as failures (exit 1).
 
 use std::io::Write;
 use std::path::Path;
@@ -10,6 +11,7 @@ use rustix::fs as rfs;
 
 use super::cli::Status;
 use super::config::Config;
+use super::exclude::Exclude;
 use super::failure::{Failure, Op};
 use super::ids::FileId;
 use super::meta::{Kind, Meta};
@@ -21,15 +23,24 @@ use super::report::{verbose_line, Places};
 pub fn run(plan: &Plan, places: &Places, config: &Config) -> Status {
     let mut failures = Vec::new();
     failures.extend(plan.refused.iter().cloned());
+    // Refused before anything is printed by `cli.rs` when not valid.
+    let exclude = Exclude::new(&config.exclude).unwrap_or_else(|_| Exclude::none());
     let mut out = std::io::stdout().lock();
     for copy in &plan.copies {
         let mut walk = Walk {
             config,
+            exclude: &exclude,
             out: &mut out,
             failures: &mut failures,
             above: Vec::new(),
         };
-        walk.entry(&copy.src, &copy.dst, copy.meta);
+        let top = Place {
+            src: &copy.src,
+            dst: &copy.dst,
+            below: Path::new(""),
+            parent_dev: None,
+        };
+        walk.entry(top, copy.meta);
     }
     drop(out);
     for failure in &failures {
@@ -44,16 +55,28 @@ pub fn run(plan: &Plan, places: &Places, config: &Config) -> Status {
 /// A walk of one top-level copy.
 struct Walk<'a, W: Write> {
     config: &'a Config,
+    exclude: &'a Exclude,
     out: &'a mut W,
     failures: &'a mut Vec<Failure>,
     /// The directories above the entry walked: a link loop under `-L` is not followed.
     above: Vec<FileId>,
 }
 
+/// Where an entry is: its source and destination, its path below its SOURCE (for
+/// `--exclude`), and its parent's device (for `-x`).
+#[derive(Clone, Copy)]
+struct Place<'p> {
+    src: &'p Path,
+    dst: &'p Path,
+    below: &'p Path,
+    parent_dev: Option<u64>,
+}
+
 impl<W: Write> Walk<'_, W> {
-    /// Prints `src`'s line (unless what is at `dst` is kept) and, for a directory, its
-    /// entries'.
-    fn entry(&mut self, src: &Path, dst: &Path, meta: Meta) {
+    /// Prints the line of the entry at `at` (unless what is at its destination is kept)
+    /// and, for a directory, its entries'.
+    fn entry(&mut self, at: Place<'_>, meta: Meta) {
+        let Place { src, dst, .. } = at;
         if meta.kind != Kind::Dir {
             match judge_paths(src, dst, &meta, self.config) {
                 Ok(Some((_, verdict))) if verdict.keeps() => return,
@@ -66,6 +89,10 @@ impl<W: Write> Walk<'_, W> {
         }
         // A closed stdout ends the listing, not in a failure.
         if writeln!(self.out, "{}", verbose_line(src, dst)).is_err() || meta.kind != Kind::Dir {
+            return;
+        }
+        // `-x`: a directory on another file system is made, empty.
+        if self.config.one_file_system && at.parent_dev.is_some_and(|dev| dev != meta.dev) {
             return;
         }
         let entries = match std::fs::read_dir(src) {
@@ -81,12 +108,25 @@ impl<W: Write> Walk<'_, W> {
                 true => rfs::stat(&path),
                 false => rfs::lstat(&path),
             };
-            match stat {
-                Ok(st) => self.entry(&path, &dst.join(&name), Meta::from_stat(&st)),
-                Err(e) => self
-                    .failures
-                    .push(Failure::during(&path, Op::Stat, &e.into())),
+            let meta_below = match stat {
+                Ok(st) => Meta::from_stat(&st),
+                Err(e) => {
+                    self.failures
+                        .push(Failure::during(&path, Op::Stat, &e.into()));
+                    continue;
+                }
+            };
+            let below = at.below.join(&name);
+            if self.exclude.excludes(&below, meta_below.kind == Kind::Dir) {
+                continue;
             }
+            let place = Place {
+                src: &path,
+                dst: &dst.join(&name),
+                below: &below,
+                parent_dev: Some(meta.dev),
+            };
+            self.entry(place, meta_below);
         }
         self.above.pop();
     }
