@@ -24,6 +24,13 @@ fn odd_tree(src: &Path) {
     fs::hard_link(src.join("a b"), src.join("sub/hard")).unwrap();
 }
 
+/// Runs `mp` with `args` in `dir`.
+fn mp_in(dir: &Path, args: &[&dyn AsRef<OsStr>]) -> Output {
+    let mut cmd = mp_command(args);
+    cmd.current_dir(dir);
+    run(cmd)
+}
+
 /// `mp copy -v` prints the lines `cp -av` prints (directories included, names quoted
 /// alike), each directory before what it holds; stdout has nothing else.
 #[test]
@@ -34,9 +41,7 @@ fn verbose_prints_what_cp_v_prints() {
     cp.args(["-av", "src", "out"]).current_dir(&s.root);
     let cp = run(cp);
     cp.expect_code(0);
-    let mut mp = mp_command(&[&"copy", &"-v", &"src", &"out2"]);
-    mp.current_dir(&s.root);
-    let mp = run(mp);
+    let mp = mp_in(&s.root, &[&"copy", &"-v", &"src", &"out2"]);
     mp.expect_clean_success();
     let mut expected: Vec<String> = cp
         .stdout
@@ -70,23 +75,20 @@ fn verbose_prints_what_cp_v_prints() {
 fn a_dry_run_prints_and_writes_nothing() {
     let s = Scratch::new("dry-run");
     odd_tree(&s.path("src"));
-    let mut dry = mp_command(&[&"copy", &"--dry-run", &"src", &"new"]);
-    dry.current_dir(&s.root);
-    let dry = run(dry);
+    let dry = mp_in(&s.root, &[&"copy", &"--dry-run", &"src", &"new"]);
     dry.expect_clean_success();
     assert!(!s.path("new").exists(), "nothing is made");
-    let mut verbose = mp_command(&[&"copy", &"-v", &"src", &"new"]);
-    verbose.current_dir(&s.root);
-    let verbose = run(verbose);
+    let verbose = mp_in(&s.root, &[&"copy", &"-v", &"src", &"new"]);
     let sorted = |text: &str| {
         let mut lines: Vec<String> = text.lines().map(String::from).collect();
         lines.sort();
         lines
     };
     assert_eq!(sorted(&dry.stdout), sorted(&verbose.stdout), "{dry}");
-    let mut excluded = mp_command(&[&"copy", &"--dry-run", &"--exclude", &"sub", &"src", &"x"]);
-    excluded.current_dir(&s.root);
-    let excluded = run(excluded);
+    let excluded = mp_in(
+        &s.root,
+        &[&"copy", &"--dry-run", &"--exclude", &"sub", &"src", &"x"],
+    );
     excluded.expect_clean_success();
     assert!(excluded.stdout.contains("'src/a' -> 'x/a'"), "{excluded}");
     assert!(!excluded.stdout.contains("sub"), "excluded: {excluded}");
@@ -95,9 +97,10 @@ fn a_dry_run_prints_and_writes_nothing() {
     write(&s.path("src/a"), b"changed\n");
     set_times(&s.path("src/a"), (2_000_000_000, 0), (2_000_000_000, 0));
     cp_a(&[], &s.path("new"), &s.path("before"));
-    let mut again = mp_command(&[&"copy", &"--dry-run", &"-u", &"-T", &"src", &"new"]);
-    again.current_dir(&s.root);
-    let again = run(again);
+    let again = mp_in(
+        &s.root,
+        &[&"copy", &"--dry-run", &"-u", &"-T", &"src", &"new"],
+    );
     again.expect_clean_success();
     assert!(again.stdout.contains("'src/a' -> 'new/a'"), "{again}");
     assert!(!again.stdout.contains("'src/sub/b'"), "up to date: {again}");
