@@ -55,6 +55,10 @@
 //! - [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
 //!   [`Barrier`], [`Value`], [`Array`]: synchronisation and shared data; a lock held by a dead
 //!   process is recovered.
+//! - Async: [`AsyncResult`], [`MapResult`] and [`JoinHandle`] are [`Future`](std::future::Future)s,
+//!   woken by whoever completes them (the pool's supervisor thread, a thread watching the
+//!   process): `pool.apply_async(f, args)?.await` under tokio, async-std or any `block_on`, with
+//!   no runtime among this crate's dependencies.
 //! - [`Pool`]: `apply`, `apply_async` (with callbacks), `map`, `imap`, `imap_unordered`,
 //!   `starmap`, `close`, `join`, `terminate`; [`Completions`], results of tasks of any kind as
 //!   one stream in the order they finish; a worker that dies fails only its own task with
