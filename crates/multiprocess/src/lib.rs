@@ -106,6 +106,7 @@ pub mod codec;
 mod connection;
 mod context;
 mod error;
+mod items;
 mod per_process;
 mod pool;
 mod process;
@@ -124,6 +125,10 @@ pub use context::{
     set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
 };
 pub use error::{signal_name, Error, Result};
+pub use items::Items;
+/// Derives [`Plain`](trait@Plain) for a `#[repr(C)]` struct of plain fields, checked at compile
+/// time (see the trait).
+pub use multiprocess_derive::Plain;
 pub use pool::{
     soft_time_limit_exceeded, AsyncResult, Completions, IMap, IMapUnordered, MapResult, Pool,
     PoolBuilder,
@@ -134,7 +139,7 @@ pub use process::{
     ProcessInfo, Run, Target,
 };
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
-pub use shared::{Array, Plain, RawArray, RawValue, Value};
+pub use shared::{Array, ArrayGuard, Plain, RawArray, RawValue, Value};
 pub use shared_memory::SharedMemory;
 pub use store::{Dict, List};
 pub use sync::{
