@@ -99,52 +99,71 @@
 // No panic on a path that user input or another process can reach: errors are returned.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-mod buffer;
-#[cfg(feature = "cluster")]
-pub mod cluster;
-pub mod codec;
-mod connection;
-mod context;
-mod error;
-mod items;
-mod per_process;
-mod pool;
-mod process;
-mod queue;
-mod shared;
-mod shared_memory;
-mod shm;
-mod store;
-mod sync;
-mod sys;
+/// Marks every item it holds `#[cfg(target_os = "linux")]`: on another target the crate is
+/// empty but for the one `compile_error!` below, instead of a page of unresolved names.
+macro_rules! linux_only {
+    ($($item:item)*) => {
+        $(
+            #[cfg(target_os = "linux")]
+            $item
+        )*
+    };
+}
 
-pub use buffer::{ShmBuf, ShmBufMut};
-pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
-pub use context::{
-    get_all_start_methods, get_context, get_start_method, init, set_start_method,
-    set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
-};
-pub use error::{signal_name, Error, Result};
-pub use items::Items;
-/// Derives [`Plain`](trait@Plain) for a `#[repr(C)]` struct of plain fields, checked at compile
-/// time (see the trait).
-pub use multiprocess_derive::Plain;
-pub use pool::{
-    soft_time_limit_exceeded, AsyncResult, Completions, IMap, IMapUnordered, MapResult, Pool,
-    PoolBuilder,
-};
-pub use process::{
-    active_children, current_process, get_panic_output, parent_pid, parent_process,
-    set_panic_output, spawn, JoinHandle, PanicOutput, ParentProcess, Process, ProcessHandle,
-    ProcessInfo, Run, Target,
-};
-pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
-pub use shared::{Array, ArrayGuard, Plain, RawArray, RawValue, Value};
-pub use shared_memory::SharedMemory;
-pub use store::{Dict, List};
-pub use sync::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
-};
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "multiprocess supports Linux only (kernel 5.3 or later: it needs pidfds, futexes and \
+     memfd_create); this target is not Linux"
+);
+
+linux_only! {
+    mod buffer;
+    #[cfg(feature = "cluster")]
+    pub mod cluster;
+    pub mod codec;
+    mod connection;
+    mod context;
+    mod error;
+    mod items;
+    mod per_process;
+    mod pool;
+    mod process;
+    mod queue;
+    mod shared;
+    mod shared_memory;
+    mod shm;
+    mod store;
+    mod sync;
+    mod sys;
+
+    pub use buffer::{ShmBuf, ShmBufMut};
+    pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
+    pub use context::{
+        get_all_start_methods, get_context, get_start_method, init, set_start_method,
+        set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
+    };
+    pub use error::{signal_name, Error, Result};
+    pub use items::Items;
+    /// Derives [`Plain`](trait@Plain) for a `#[repr(C)]` struct of plain fields, checked at compile
+    /// time (see the trait).
+    pub use multiprocess_derive::Plain;
+    pub use pool::{
+        soft_time_limit_exceeded, AsyncResult, Completions, IMap, IMapUnordered, MapResult, Pool,
+        PoolBuilder,
+    };
+    pub use process::{
+        active_children, current_process, get_panic_output, parent_pid, parent_process,
+        set_panic_output, spawn, JoinHandle, PanicOutput, ParentProcess, Process, ProcessHandle,
+        ProcessInfo, Run, Target,
+    };
+    pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
+    pub use shared::{Array, ArrayGuard, Plain, RawArray, RawValue, Value};
+    pub use shared_memory::SharedMemory;
+    pub use store::{Dict, List};
+    pub use sync::{
+        Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
+    };
+}
 
 /// The README's code runs as a doc test, so the tour never goes stale.
 #[cfg(doctest)]
