@@ -139,6 +139,7 @@ linux_only! {
     pub use buffer::{ShmBuf, ShmBufMut};
     pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
     pub use context::{
+        cpu_count,
         get_all_start_methods, get_context, get_start_method, init, set_start_method,
         set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
     };

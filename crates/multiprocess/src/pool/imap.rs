@@ -37,7 +37,7 @@ const IMAP_CHUNKS_PER_WORKER: usize = 64;
 
 /// Submits the next chunk of the input to a local pool, or says the input is exhausted.
 pub(super) type Submitter<'p> =
-    Box<dyn FnMut(&Pool, Option<Finisher>) -> Option<Result<Arc<Slot>>> + 'p>;
+    Box<dyn FnMut(&Pool, Option<Finisher>) -> Option<Result<Arc<Slot>>> + Send + 'p>;
 
 /// The feed of a local pool's `imap`: one chunk at a time into the pool's queue.
 pub(super) struct LocalFeed<'p> {
@@ -97,7 +97,7 @@ impl Drop for LocalFeed<'_> {
 
 /// The input side of an iterator: its feed, and whether the input is used up.
 struct Input<'p> {
-    feed: Box<dyn ChunkFeed + 'p>,
+    feed: Box<dyn ChunkFeed + Send + 'p>,
     exhausted: bool,
 }
 
@@ -127,15 +127,26 @@ impl Input<'_> {
 }
 
 /// The iterator of [`Pool::imap`] (and of the cluster pool's).
+#[must_use = "iterators are lazy: no chunk is sent until `next` is called"]
 pub struct IMap<'p, R> {
     input: Input<'p>,
     in_flight: VecDeque<AsyncResult<Vec<R>>>,
     ready: VecDeque<R>,
 }
 
+impl<R> std::fmt::Debug for IMap<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IMap")
+            .field("chunks_in_flight", &self.in_flight.len())
+            .field("results_ready", &self.ready.len())
+            .field("input_exhausted", &self.input.exhausted)
+            .finish()
+    }
+}
+
 impl<'p, R> IMap<'p, R> {
     /// An iterator over the chunks `feed` sends.
-    pub(crate) fn new(feed: Box<dyn ChunkFeed + 'p>) -> Self {
+    pub(crate) fn new(feed: Box<dyn ChunkFeed + Send + 'p>) -> Self {
         IMap {
             input: Input {
                 feed,
@@ -193,6 +204,7 @@ impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
 }
 
 /// The iterator of [`Pool::imap_unordered`] (and of the cluster pool's).
+#[must_use = "iterators are lazy: no chunk is sent until `next` is called"]
 pub struct IMapUnordered<'p, R> {
     input: Input<'p>,
     in_flight: HashMap<u64, AsyncResult<Vec<R>>>,
@@ -203,9 +215,19 @@ pub struct IMapUnordered<'p, R> {
     ready: VecDeque<R>,
 }
 
+impl<R> std::fmt::Debug for IMapUnordered<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IMapUnordered")
+            .field("chunks_in_flight", &self.in_flight.len())
+            .field("results_ready", &self.ready.len())
+            .field("input_exhausted", &self.input.exhausted)
+            .finish()
+    }
+}
+
 impl<'p, R> IMapUnordered<'p, R> {
     /// An iterator over the chunks `feed` sends.
-    pub(crate) fn new(feed: Box<dyn ChunkFeed + 'p>) -> Self {
+    pub(crate) fn new(feed: Box<dyn ChunkFeed + Send + 'p>) -> Self {
         let (done_tx, done) = mpsc::channel();
         IMapUnordered {
             input: Input {

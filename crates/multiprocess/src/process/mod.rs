@@ -176,6 +176,17 @@ pub struct Process<F, Args> {
     panic_output: Option<PanicOutput>,
 }
 
+impl<F, Args> std::fmt::Debug for Process<F, Args> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("target", &std::any::type_name::<F>())
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("start_method", &self.start_method)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<F: Target<Args>, Args> Process<F, Args> {
     /// A process that will run `target` with `args` (a tuple of its parameters).
     pub fn new(target: F, args: Args) -> Self {
@@ -402,6 +413,7 @@ pub trait Run: Serialize + DeserializeOwned + Sized + 'static {
 /// A started process, as Python's `Process` object after `start()`. Cloning gives another
 /// handle to the same process.
 #[derive(Clone)]
+#[must_use = "the process runs on without its handle, which `join` needs (drop it explicitly)"]
 pub struct ProcessHandle {
     state: Arc<ChildState>,
 }
