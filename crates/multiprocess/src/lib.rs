@@ -72,6 +72,14 @@
 //! Queues, connections, locks, shared values and containers, and buffers are passed to a child
 //! (or a pool task) as arguments, under every start method.
 //!
+//! ## Features
+//!
+//! - `cluster`: [`cluster`], above.
+//! - `log`: pool events through the [`log`](https://docs.rs/log) crate, target
+//!   `multiprocess`, what Python's `log_to_stderr()` shows: workers started, stopped and
+//!   replaced (`info`; a worker that died under a task is a `warn`), tasks that failed
+//!   (`info`: the caller receives the error too).
+//!
 //! ## Set-up: one line
 //!
 //! `Spawn` and `ForkServer` re-execute the program's binary; [`init`] as the first line of `main`
@@ -125,6 +133,7 @@ linux_only! {
     mod context;
     mod error;
     mod items;
+    mod logging;
     mod per_process;
     mod pool;
     mod process;

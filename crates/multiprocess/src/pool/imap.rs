@@ -102,6 +102,21 @@ struct Input<'p> {
 }
 
 impl Input<'_> {
+    /// What an iterator's `Debug` shows: how far it is.
+    fn debug(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        name: &str,
+        in_flight: usize,
+        ready: usize,
+    ) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("chunks_in_flight", &in_flight)
+            .field("results_ready", &ready)
+            .field("input_exhausted", &self.exhausted)
+            .finish()
+    }
+
     /// Lets the feed send more; after an error or the end of the input, sends nothing more
     /// (what is in flight still comes).
     fn top_up(
@@ -136,11 +151,8 @@ pub struct IMap<'p, R> {
 
 impl<R> std::fmt::Debug for IMap<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IMap")
-            .field("chunks_in_flight", &self.in_flight.len())
-            .field("results_ready", &self.ready.len())
-            .field("input_exhausted", &self.input.exhausted)
-            .finish()
+        self.input
+            .debug(f, "IMap", self.in_flight.len(), self.ready.len())
     }
 }
 
@@ -217,11 +229,8 @@ pub struct IMapUnordered<'p, R> {
 
 impl<R> std::fmt::Debug for IMapUnordered<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IMapUnordered")
-            .field("chunks_in_flight", &self.in_flight.len())
-            .field("results_ready", &self.ready.len())
-            .field("input_exhausted", &self.input.exhausted)
-            .finish()
+        self.input
+            .debug(f, "IMapUnordered", self.in_flight.len(), self.ready.len())
     }
 }
 
