@@ -43,9 +43,11 @@
 //!   [`Context`], or process-wide with [`set_start_method`].
 //! - [`Queue`], [`LifoQueue`], [`PriorityQueue`], [`JoinableQueue`], [`SimpleQueue`]: queues in
 //!   shared memory, exact `qsize`, safe when a process is killed at any instant; an item of a
-//!   FIFO queue may carry handles (a zero-copy buffer, a queue, a connection).
+//!   FIFO queue may carry handles (a zero-copy buffer, a queue, a connection). Each iterates
+//!   ([`Items`]): `for item in &queue`, `queue.try_iter()`.
 //! - [`pipe`] / [`Connection`] / [`wait`]: message pipes between processes; a message may carry
-//!   handles (a queue, a connection) to a process that is already running.
+//!   handles (a queue, a connection) to a process that is already running;
+//!   `connection.iter::<T>()` ends when the other end is closed.
 //! - Big data: items are encoded straight into shared memory and decoded straight out (a large
 //!   byte string is copied once in, once out); [`ShmBuf`] / [`ShmBufMut`] are zero-copy
 //!   buffers whose pages cross by descriptor; [`SharedMemory`] is Python's `shared_memory`, a
@@ -54,11 +56,13 @@
 //!   exact `len`, safe when a process is killed mid-update.
 //! - [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
 //!   [`Barrier`], [`Value`], [`Array`]: synchronisation and shared data; a lock held by a dead
-//!   process is recovered.
-//! - Async: [`AsyncResult`], [`MapResult`] and [`JoinHandle`] are [`Future`](std::future::Future)s,
-//!   woken by whoever completes them (the pool's supervisor thread, a thread watching the
-//!   process): `pool.apply_async(f, args)?.await` under tokio, async-std or any `block_on`, with
-//!   no runtime among this crate's dependencies.
+//!   process is recovered. [`Array::lock`] lends the elements as a slice; `#[derive(Plain)]`
+//!   ([`Plain`](trait@Plain)) puts a struct in shared memory without `unsafe`.
+//! - [`cpu_count`]: the default size of a pool.
+//! - Async: [`AsyncResult`], [`MapResult`] and [`JoinHandle`] are
+//!   [`Future`](std::future::Future)s, woken by whoever completes them (the pool's supervisor
+//!   thread, a thread watching the process): `pool.apply_async(f, args)?.await` under tokio,
+//!   async-std or any `block_on`, with no runtime among this crate's dependencies.
 //! - [`Pool`]: `apply`, `apply_async` (with callbacks), `map`, `imap`, `imap_unordered`,
 //!   `starmap`, `close`, `join`, `terminate`; [`Completions`], results of tasks of any kind as
 //!   one stream in the order they finish; a worker that dies fails only its own task with

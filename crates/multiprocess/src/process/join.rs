@@ -31,7 +31,9 @@ use crate::sys;
 /// says why not: [`Error::Panic`] with the panic's message and location, [`Error::Exited`] when
 /// the child exited before returning, [`Error::Signaled`] when a signal killed it.
 ///
-/// It is also a [`Future`] of the same result, for async code (any runtime, or none):
+/// It is also a [`Future`] of the same result, for async code (any runtime, or none). The
+/// first poll that finds the process running starts a thread that waits for it and wakes the
+/// task; a handle dropped before the end leaves that thread to finish when the process exits.
 ///
 /// ```no_run
 /// fn square(x: u64) -> u64 { x * x }
