@@ -181,7 +181,7 @@ fn clone_outcome(outcome: &Outcome) -> Outcome {
 ///     Ok(a.await? + b.await?)
 /// }
 /// ```
-#[must_use = "a task's result is lost unless it is waited for (`get` or `.await`); `drop` it when callbacks take it"]
+#[must_use = "a task's result is lost unless waited for (`get`, `.await`); `drop` it if callbacks take it"]
 pub struct AsyncResult<R> {
     slot: Arc<Slot>,
     /// Which item of the task's result list is ours (`None`: the whole list).
