@@ -345,3 +345,47 @@ fn a_file_in_a_search_only_directory_is_copied() {
     out.expect_code(0);
     assert_eq!(fs::read(s.path("copy")).unwrap(), b"hi\n");
 }
+
+/// Extended attributes of links, FIFOs, devices and sockets are kept, as `cp -a` keeps them.
+/// Linux allows `user.*` only on files and directories: these hold `trusted.*` and
+/// `security.*` ones, which need root. Under `-L` a FIFO reached through a link gets the
+/// FIFO's attributes, as a file does (`cp -aL` gives it the link's own: a quirk not copied).
+#[test]
+fn special_files_keep_their_extended_attributes_as_cp() {
+    if !is_root() {
+        eprintln!("skipping: trusted.* attributes need root (user.* cannot go on these)");
+        return;
+    }
+    let s = Scratch::new("special-xattrs");
+    let src = s.path("cp/src");
+    fs::create_dir_all(&src).unwrap();
+    std::os::unix::fs::symlink("nowhere", src.join("link")).unwrap();
+    std::os::unix::fs::symlink("fifo", src.join("to_fifo")).unwrap();
+    mkfifo(&src.join("fifo"), 0o640);
+    let device = mknod_char(&src.join("null"), 1, 3).is_ok();
+    drop(std::os::unix::net::UnixListener::bind(src.join("socket")).unwrap());
+    for name in ["link", "to_fifo", "fifo", "null", "socket"] {
+        if name == "null" && !device {
+            continue;
+        }
+        for (attr, value) in [("trusted.mp", name.as_bytes()), ("security.mp", b"kept")] {
+            if let Err(e) = set_xattr(&src.join(name), attr, value) {
+                eprintln!("skipping: {attr} cannot be set here: {e}");
+                return;
+            }
+        }
+    }
+    let runs = side_by_side(&s.path(""), ":", &["src", "dst"], &["src", "dst"]);
+    runs.mp.expect_clean_success();
+    runs.assert_same_outcome(&[""]);
+    let mp_dst = runs.mp_world.join("dst");
+    for name in ["link", "to_fifo", "fifo", "socket"] {
+        let copied = xattrs(&mp_dst.join(name));
+        assert_eq!(copied[&b"trusted.mp"[..]], name.as_bytes(), "{name}");
+    }
+
+    fs::remove_file(runs.mp_world.join("src/link")).unwrap();
+    let followed = runs.mp_world.join("followed");
+    mp(&[&"copy", &"-L", &runs.mp_world.join("src"), &followed]).expect_clean_success();
+    assert_eq!(xattrs(&followed.join("to_fifo")), xattrs(&src.join("fifo")));
+}

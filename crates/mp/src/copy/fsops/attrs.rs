@@ -156,6 +156,17 @@ fn copy_xattrs_path(src: &Path, dst: &Path) {
     );
 }
 
+/// Copies the extended attributes of what `src` leads to (a path, followed) onto `dst` (not
+/// followed).
+fn copy_xattrs_followed(src: &Path, dst: &Path) {
+    copy_xattrs(
+        || rfs::listxattr_query(src),
+        |buf| rfs::listxattr(src, buf),
+        |name, buf| rfs::getxattr(src, name, buf),
+        |name, value| rfs::lsetxattr(dst, name, value, rfs::XattrFlags::empty()),
+    );
+}
+
 /// Reads with `read` into a buffer of `size` bytes, grown while the answer does not fit
 /// (ERANGE).
 fn read_growing(
@@ -230,11 +241,16 @@ pub fn apply_open_dir_meta(
     apply_file_meta(dst, Some(src), meta, Some(itself))
 }
 
-/// Sets owner, mode and times of a link or special file by name (not followed), which this
-/// process has just made: `owner` is its owner and group (see [`Created`]).
+/// Sets owner, mode, extended attributes and times of a link or special file by name (not
+/// followed), which this process has just made: `owner` is its owner and group (see
+/// [`Created`]). Its extended attributes are those of the source at `src` (followed when
+/// `follow`, as under `-L`), set through its path `dst`, as `cp -a` copies them: a link, a
+/// FIFO, a device or a socket can hold `trusted.*` and `security.*` ones (Linux allows
+/// `user.*` only on files and directories).
 pub fn apply_node_meta(
-    dir: BorrowedFd<'_>,
-    name: &Path,
+    (dir, name): (BorrowedFd<'_>, &Path),
+    (src, follow): (&Path, bool),
+    dst: &Path,
     meta: &Meta,
     owner: (u32, u32),
 ) -> io::Result<()> {
@@ -245,6 +261,10 @@ pub fn apply_node_meta(
     )?;
     if meta.kind != Kind::Symlink {
         rfs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+    }
+    match follow {
+        true => copy_xattrs_followed(src, dst),
+        false => copy_xattrs_path(src, dst),
     }
     rfs::utimensat(dir, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
