@@ -156,17 +156,6 @@ fn copy_xattrs_path(src: &Path, dst: &Path) {
     );
 }
 
-/// Copies the extended attributes of what `src` leads to (a path, followed) onto `dst` (not
-/// followed).
-fn copy_xattrs_followed(src: &Path, dst: &Path) {
-    copy_xattrs(
-        || rfs::listxattr_query(src),
-        |buf| rfs::listxattr(src, buf),
-        |name, buf| rfs::getxattr(src, name, buf),
-        |name, value| rfs::lsetxattr(dst, name, value, rfs::XattrFlags::empty()),
-    );
-}
-
 /// Reads with `read` into a buffer of `size` bytes, grown while the answer does not fit
 /// (ERANGE).
 fn read_growing(
@@ -263,7 +252,11 @@ pub fn apply_node_meta(
         rfs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
     }
     match follow {
-        true => copy_xattrs_followed(src, dst),
+        true => {
+            if let Ok(followed) = std::fs::canonicalize(src) {
+                copy_xattrs_path(&followed, dst);
+            }
+        }
         false => copy_xattrs_path(src, dst),
     }
     rfs::utimensat(dir, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)?;
