@@ -78,10 +78,7 @@ pub fn plan(
         let meta = match stat {
             Ok(st) => Meta::from_stat(&st),
             Err(e) => {
-                plan.refused.push(Failure::new(
-                    src,
-                    format!("cannot stat: {}", std::io::Error::from(e)),
-                ));
+                plan.refused.push(Failure::cannot_stat(src, e.into()));
                 continue;
             }
         };
