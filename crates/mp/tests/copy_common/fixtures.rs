@@ -82,6 +82,42 @@ impl Tmpfs {
     }
 }
 
+/// An XFS image with reflinks (where `copy_file_range` may share extents) mounted at `dir`
+/// for one test, unmounted on drop as a [`Tmpfs`] is; `None` (with the reason printed)
+/// without root or `mkfs.xfs` (xfsprogs).
+pub fn mount_xfs(image: &Path, dir: &Path) -> Option<Tmpfs> {
+    if !is_root() {
+        eprintln!("skipping: mounting an image needs root");
+        return None;
+    }
+    fs::create_dir_all(dir).unwrap();
+    fs::File::create(image).unwrap().set_len(600 << 20).unwrap();
+    let mut mkfs = Command::new("mkfs.xfs");
+    mkfs.args(["-q", "-m", "reflink=1"]).arg(image);
+    let made = mkfs.output().is_ok_and(|out| out.status.success());
+    let mut mount = Command::new("mount");
+    mount.args(["-o", "loop"]).arg(image).arg(dir);
+    if !made || run(mount).code() != Some(0) {
+        eprintln!("skipping: no XFS with reflinks here (mkfs.xfs is in xfsprogs)");
+        return None;
+    }
+    Some(Tmpfs {
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Whether any extent of `path` is shared with another file, as `filefrag -v` says (after
+/// a sync); `None` without `filefrag`.
+pub fn shares_extents(path: &Path) -> Option<bool> {
+    let out = Command::new("filefrag")
+        .arg("-s")
+        .arg("-v")
+        .arg(path)
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).contains("shared"))
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let mut cmd = Command::new("umount");
