@@ -45,6 +45,28 @@ pub fn as_nobody(s: &Scratch) -> Option<Command> {
     Some(cmd)
 }
 
+/// [`side_by_side`] as another user (uid 65534, as [`as_nobody`]), who owns both worlds (in
+/// `worlds/` of the scratch folder): `cp -a ARGS` and `mp copy ARGS`. `None` (said why) where
+/// that cannot be done.
+pub fn side_by_side_as_nobody(s: &Scratch, setup: &str, args: &[&str]) -> Option<SideBySide> {
+    let mut mp = as_nobody(s)?;
+    let root = s.path("worlds");
+    let (cp_world, mp_world) = build_worlds(&root, setup);
+    let mut own = Command::new("chown");
+    own.args(["-R", "65534:65534"]).arg(&root);
+    run(own).expect_clean_success();
+    let mut cp = Command::new("cp");
+    cp.uid(65534).gid(65534).arg("-a").args(args);
+    cp.current_dir(&cp_world);
+    mp.arg("copy").args(args).current_dir(&mp_world);
+    Some(SideBySide {
+        cp: run(cp),
+        mp: run(mp),
+        cp_world,
+        mp_world,
+    })
+}
+
 /// Whether `other` users may reach `path` (every directory on the way searchable by all).
 pub fn reachable_by_others(path: &Path) -> bool {
     path.ancestors()
