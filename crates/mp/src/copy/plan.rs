@@ -85,7 +85,7 @@ pub fn plan(
         let dst = if into_dir && names_contents(src) {
             // `DIR/.`: `cp` copies to `DEST/.`, DEST itself (DIR's entries into it, DIR's
             // metadata onto it).
-            dest.to_path_buf()
+            directory_itself(dest)
         } else if into_dir {
             match name_of(src) {
                 Some(name) => dest.join(name),
@@ -194,6 +194,17 @@ fn names_contents(src: &Path) -> bool {
     let bytes = src.as_os_str().as_bytes();
     let end = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
     bytes[..end].rsplit(|&b| b == b'/').next() == Some(b".")
+}
+
+/// The directory `dest` is, as `DEST/.` names it: through a link to a directory, the
+/// directory it leads to (the copy never replaces the link).
+fn directory_itself(dest: &Path) -> PathBuf {
+    let is_link = rfs::lstat(dest)
+        .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink);
+    match is_link {
+        true => std::fs::canonicalize(dest).unwrap_or_else(|_| dest.to_path_buf()),
+        false => dest.to_path_buf(),
+    }
 }
 
 /// The name a source is copied under inside a directory: its last component (`a/b/` gives
