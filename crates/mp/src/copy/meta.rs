@@ -203,6 +203,14 @@ impl Failure {
         }
     }
 
+    /// `path` cannot be looked at (a missing source, a dangling link under `-L`), in `cp`'s
+    /// words: "cannot stat 'PATH': REASON".
+    pub fn cannot_stat(path: &Path, err: std::io::Error) -> Failure {
+        let why = err.to_string();
+        let why = why.split(" (os error").next().unwrap_or_default();
+        Failure::new(path, format!("cannot stat '{}': {why}", path.display()))
+    }
+
     /// A failure of `path` from an I/O error, which may say the disk is full.
     pub fn io(path: &Path, err: &std::io::Error) -> Failure {
         Failure {
