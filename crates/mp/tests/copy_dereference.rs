@@ -324,3 +324,23 @@ fn dereference_copies_where_a_link_cannot_be_made() {
     assert_eq!(fs::read(dst.join("b/l")).unwrap(), b"hello\n");
     assert_eq!(out.json()["files"], 2, "{}", out.json());
 }
+
+/// `-L` on a dangling link, as `cp -aL`: "cannot stat 'src/dangling': No such file or
+/// directory", exit 1, nothing made for it (the rest copied); given as the SOURCE, nothing
+/// made at all.
+#[test]
+fn a_dangling_link_cannot_be_followed_as_with_cp() {
+    let s = Scratch::new("deref-dangling");
+    let setup = "mkdir -p src/sub; echo a > src/a; ln -s nowhere src/dangling
+        ln -s ../nowhere src/sub/dangling_too; ln -s nowhere top";
+    for (name, args) in [
+        ("tree", ["-L", "src", "dst"]),
+        ("top", ["-L", "top", "dst"]),
+    ] {
+        let runs = side_by_side(&s.path(name), setup, &args, &args);
+        runs.assert_same_outcome(&[""]);
+        runs.mp.expect_code(1);
+        let dangling = runs.mp_world.join("dst/dangling");
+        assert!(fs::symlink_metadata(dangling).is_err(), "{name}");
+    }
+}

@@ -389,3 +389,52 @@ fn a_resume_removes_what_a_killed_copy_left() {
     assert_no_temp_files(s.path("").as_path());
     assert_same_tree(&src, &dst);
 }
+
+/// A source directory whose path goes beyond PATH_MAX: `cp -a` cannot stat it ("File name
+/// too long", exit 1) and makes nothing for it; so does `mp copy`, which once left an empty
+/// directory there. The directory above it holds more than a batch of files, so that no
+/// task copies the deep part as a small tree through open directories (which would copy it
+/// whole). The worlds are made alike by one script (too deep for `cp -a` to clone) and
+/// compared with `find`, which walks any depth.
+#[test]
+fn a_path_beyond_path_max_leaves_nothing_behind() {
+    let s = Scratch::new("path-max");
+    let setup = "mkdir src; cd src; echo top > f; d=$(printf '%0250d' 0)
+        for i in $(seq 16); do mkdir $d; cd -P $d; done
+        for i in $(seq 1001); do : > f$i; done; mkdir -p $d/sub; echo x > $d/sub/f";
+    let worlds = [s.path("cp"), s.path("mp")];
+    for world in &worlds {
+        fs::create_dir_all(world).unwrap();
+        let mut build = Command::new("sh");
+        build
+            .arg("-c")
+            .arg(format!("set -e\n{setup}"))
+            .current_dir(world);
+        run(build).expect_clean_success();
+    }
+    let mut cp = Command::new("cp");
+    cp.args(["-a", "src", "dst"]).current_dir(&worlds[0]);
+    let cp = run(cp);
+    let mut mp = mp_command(&[&"copy", &"src", &"dst"]);
+    mp.current_dir(&worlds[1]);
+    let mp = run(mp);
+    let both = format!("cp -a:\n{cp}\nmp copy:\n{mp}");
+    assert_eq!((cp.code(), mp.code()), (Some(1), Some(1)), "{both}");
+    let message = cp.stderr.trim_end().strip_prefix("cp: ").unwrap();
+    assert!(message.contains("File name too long"), "{both}");
+    assert!(mp.stderr.contains(message), "{both}");
+    // Depth, kind and mode of every entry made: the same (the deepest one, empty).
+    let listing = |world: &Path| {
+        let mut find = Command::new("find");
+        find.args(["dst", "-printf", "%d %y %m %P\n"])
+            .current_dir(world);
+        let out = run(find);
+        assert_eq!(out.code(), Some(0), "{out}");
+        let mut lines: Vec<String> = out.stdout.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    let made = listing(&worlds[1]);
+    assert_eq!(listing(&worlds[0]), made);
+    assert!(made.iter().all(|l| !l.contains(".mp-copy")), "{made:?}");
+}

@@ -345,3 +345,117 @@ fn a_file_in_a_search_only_directory_is_copied() {
     out.expect_code(0);
     assert_eq!(fs::read(s.path("copy")).unwrap(), b"hi\n");
 }
+
+/// Extended attributes of links, FIFOs, devices and sockets are kept, as `cp -a` keeps them.
+/// Linux allows `user.*` only on files and directories: these hold `trusted.*` and
+/// `security.*` ones, which need root. Under `-L` a FIFO reached through a link gets the
+/// FIFO's attributes, as a file does (`cp -aL` gives it the link's own: a quirk not copied).
+#[test]
+fn special_files_keep_their_extended_attributes_as_cp() {
+    if !is_root() {
+        eprintln!("skipping: trusted.* attributes need root (user.* cannot go on these)");
+        return;
+    }
+    let s = Scratch::new("special-xattrs");
+    let src = s.path("cp/src");
+    fs::create_dir_all(&src).unwrap();
+    std::os::unix::fs::symlink("nowhere", src.join("link")).unwrap();
+    std::os::unix::fs::symlink("fifo", src.join("to_fifo")).unwrap();
+    mkfifo(&src.join("fifo"), 0o640);
+    let device = mknod_char(&src.join("null"), 1, 3).is_ok();
+    drop(std::os::unix::net::UnixListener::bind(src.join("socket")).unwrap());
+    for name in ["link", "to_fifo", "fifo", "null", "socket"] {
+        if name == "null" && !device {
+            continue;
+        }
+        for (attr, value) in [("trusted.mp", name.as_bytes()), ("security.mp", b"kept")] {
+            if let Err(e) = set_xattr(&src.join(name), attr, value) {
+                eprintln!("skipping: {attr} cannot be set here: {e}");
+                return;
+            }
+        }
+    }
+    let runs = side_by_side(&s.path(""), ":", &["src", "dst"], &["src", "dst"]);
+    runs.mp.expect_clean_success();
+    runs.assert_same_outcome(&[""]);
+    let mp_dst = runs.mp_world.join("dst");
+    for name in ["link", "to_fifo", "fifo", "socket"] {
+        let copied = xattrs(&mp_dst.join(name));
+        assert_eq!(copied[&b"trusted.mp"[..]], name.as_bytes(), "{name}");
+    }
+
+    fs::remove_file(runs.mp_world.join("src/link")).unwrap();
+    let followed = runs.mp_world.join("followed");
+    mp(&[&"copy", &"-L", &runs.mp_world.join("src"), &followed]).expect_clean_success();
+    assert_eq!(xattrs(&followed.join("to_fifo")), xattrs(&src.join("fifo")));
+}
+
+/// `--reflink=never` never shares extents, as `cp --reflink=never`: on XFS, where
+/// `copy_file_range` clones, a small file, a file of a few MiB and a large one copied in
+/// spans all get extents of their own. (`auto` clones there: the check sees sharing.)
+#[test]
+fn reflink_never_shares_no_extents() {
+    let s = Scratch::new("reflink-never");
+    let mnt = s.path("mnt");
+    let Some(xfs) = mount_xfs(&s.path("xfs.img"), &mnt) else {
+        return;
+    };
+    let src = mnt.join("src");
+    write(&src.join("small"), &pattern(1, 100 * KIB));
+    write(&src.join("mib"), &pattern(2, 8 * MIB));
+    write_sparse(&src.join("large"), 300 << 20, &[(0, pattern(3, 4 * MIB))]);
+    let shared = |dir: &Path| -> Vec<(&str, Option<bool>)> {
+        ["small", "mib", "large"]
+            .into_iter()
+            .map(|name| (name, shares_extents(&dir.join(name))))
+            .collect()
+    };
+    if shared(&src).iter().any(|(_, s)| s.is_none()) {
+        eprintln!("skipping: no filefrag");
+        return;
+    }
+    mp(&[
+        &"copy",
+        &"-j",
+        &"2",
+        &"--reflink=never",
+        &src,
+        &mnt.join("never"),
+    ])
+    .expect_clean_success();
+    assert_same_tree(&src, &mnt.join("never"));
+    let unshared = vec![
+        ("small", Some(false)),
+        ("mib", Some(false)),
+        ("large", Some(false)),
+    ];
+    assert_eq!(shared(&mnt.join("never")), unshared);
+    assert_eq!(shared(&src), unshared, "the sources share nothing either");
+    mp(&[&"copy", &"--reflink=auto", &src, &mnt.join("auto")]).expect_clean_success();
+    assert_eq!(shared(&mnt.join("auto"))[1], ("mib", Some(true)));
+    drop(xfs);
+}
+
+/// A file that says it is empty but has contents (`/proc/version`) is read to its end, as
+/// `cp -a` reads it.
+#[test]
+fn a_file_that_says_it_is_empty_is_read_to_its_end() {
+    let version = Path::new("/proc/version");
+    if fs::metadata(version).map(|m| m.len()).ok() != Some(0) {
+        eprintln!("skipping: no /proc/version of size 0 here");
+        return;
+    }
+    let s = Scratch::new("proc-file");
+    let runs = side_by_side(
+        &s.path(""),
+        ":",
+        &["/proc/version", "v"],
+        &["/proc/version", "v"],
+    );
+    runs.mp.expect_clean_success();
+    runs.assert_same_outcome(&[""]);
+    assert_eq!(
+        fs::read(runs.mp_world.join("v")).unwrap(),
+        fs::read(version).unwrap()
+    );
+}

@@ -343,6 +343,28 @@ fn destinations_without_a_final_name_are_resolved() {
     assert_same_tree(&s.path("dir"), &s.path("here/copy"));
 }
 
+/// `mp copy x/. y`, and `mp copy . ../y` from inside `x`: as with `cp -a`, the entries of
+/// `x` go into `y` (merged with what it holds) and `y` takes the metadata of `x`; a missing
+/// `y` becomes the copy of `x`; through a link to `y`, `y` receives them.
+#[test]
+fn a_source_ending_in_dot_copies_its_contents_as_cp() {
+    let s = Scratch::new("place-contents");
+    let setup = "mkdir -p x/sub y; echo a > x/a; echo b > x/sub/b; echo keep > y/keep
+        chmod 750 x; chmod 700 y; touch -d 2001-01-01 x/sub x; touch -d 2002-02-02 y
+        ln -s y ylink";
+    for (name, cwd, args) in [
+        ("into", "", ["x/.", "y"]),
+        ("through-link", "", ["x/.", "ylink"]),
+        ("into-slash", "", ["x/./", "y/"]),
+        ("missing", "", ["x/.", "new"]),
+        ("inside", "x", [".", "../y"]),
+    ] {
+        let runs = side_by_side_in(&s.path(name), setup, cwd, &args, &args);
+        runs.mp.expect_clean_success();
+        runs.assert_same_outcome(&[""]);
+    }
+}
+
 /// `mp copy FILE MISSING/`: like `cp`, a trailing slash names a directory, so a file cannot
 /// be copied there.
 #[test]

@@ -406,3 +406,31 @@ fn help_tells_update_from_resume() {
     assert!(text.contains("never replace a newer file"), "{help}");
     assert!(text.contains("size and modification time"), "{help}");
 }
+
+/// As a user other than root, a destination file that user may not write (mode 0, or
+/// read-only) is not replaced: `cp -a` opens it to write and says "cannot create regular
+/// file 'dst/src/f': Permission denied" (exit 1), and so does `mp copy`; a link over
+/// such a file is made all the same, as with `cp`.
+#[test]
+fn an_unwritable_destination_file_is_refused_as_by_cp() {
+    let s = Scratch::new("unwritable-dest");
+    let setup = "mkdir -p src dst/src; echo new > src/f; echo new > src/g; echo new > src/ok
+        ln -s f src/l; echo old > dst/src/f; echo old > dst/src/g; echo old > dst/src/ok
+        echo old > dst/src/l; chmod 0 dst/src/f dst/src/l; chmod 444 dst/src/g";
+    let args = ["src", "dst"];
+    // Root writes anything: as root, both run as another user.
+    let side = match is_root() {
+        true => side_by_side_as_nobody(&s, setup, &args),
+        false => Some(side_by_side(&s.path("worlds"), setup, &args, &args)),
+    };
+    let Some(side) = side else {
+        return;
+    };
+    eprintln!("cp -a -> {}", side.cp);
+    side.assert_same_outcome(&["", "dst"]);
+    side.mp.expect_code(1);
+    assert_eq!(
+        fs::read(side.mp_world.join("dst/src/ok")).unwrap(),
+        b"new\n"
+    );
+}

@@ -165,6 +165,12 @@ impl Failure {
         }
     }
 
+    /// `path` cannot be looked at (a missing source, a dangling link under `-L`), in `cp`'s
+    /// words: "cannot stat 'PATH': REASON".
+    pub fn cannot_stat(path: &Path, err: io::Error) -> Failure {
+        Failure::during(path, Op::Stat, &err)
+    }
+
     /// A failure of `path` from an I/O error, with the operation the error learnt where it
     /// happened (see [`Doing`]; [`Op::Copy`] if it learnt none); it may say the disk is full.
     pub fn io(path: &Path, err: &io::Error) -> Failure {

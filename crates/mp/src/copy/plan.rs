@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs as rfs;
 
-use super::failure::Op;
 use super::ids::FileId;
 use super::meta::{Failure, Kind, Meta};
 use super::quote::quote;
@@ -114,12 +113,15 @@ pub fn plan_with(sources: &[PathBuf], dest: &Path, rules: Rules) -> Result<Plan,
         let meta = match stat {
             Ok(st) => Meta::from_stat(&st),
             Err(e) => {
-                let e = std::io::Error::from(e);
-                plan.refused.push(Failure::during(src, Op::Stat, &e));
+                plan.refused.push(Failure::cannot_stat(src, e.into()));
                 continue;
             }
         };
-        let dst = if into_dir {
+        let dst = if into_dir && names_contents(src) {
+            // `DIR/.`: `cp` copies to `DEST/.`, DEST itself (DIR's entries into it, DIR's
+            // metadata onto it).
+            directory_itself(dest)
+        } else if into_dir {
             match name_of(src) {
                 Some(name) => dest.join(name),
                 None => {
@@ -229,8 +231,27 @@ fn ends_with_slash(path: &Path) -> bool {
     path.as_os_str().as_bytes().ends_with(b"/")
 }
 
+/// Whether a source's last component is `.` (`x/.`, `.`, `x/./`): copied into a directory,
+/// it goes to that directory itself (`DEST/.`), not to a new name inside it.
+fn names_contents(src: &Path) -> bool {
+    let bytes = src.as_os_str().as_bytes();
+    let end = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
+    bytes[..end].rsplit(|&b| b == b'/').next() == Some(b".")
+}
+
+/// The directory `dest` is, as `DEST/.` names it: through a link to a directory, the
+/// directory it leads to (the copy never replaces the link).
+fn directory_itself(dest: &Path) -> PathBuf {
+    let is_link = rfs::lstat(dest)
+        .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink);
+    match is_link {
+        true => std::fs::canonicalize(dest).unwrap_or_else(|_| dest.to_path_buf()),
+        false => dest.to_path_buf(),
+    }
+}
+
 /// The name a source is copied under inside a directory: its last component (`a/b/` gives
-/// `b`; `.` gives the current directory's name).
+/// `b`).
 fn name_of(src: &Path) -> Option<PathBuf> {
     match src.file_name() {
         Some(name) => Some(PathBuf::from(name)),
@@ -315,6 +336,11 @@ mod tests {
         std::fs::create_dir(d.join("out")).unwrap();
         let p = plan(&[d.join("src/")], &d.join("out"), false, false).unwrap();
         assert_eq!(p.copies[0].dst, d.join("out/src"));
+        // `DIR/.` into a directory: the directory itself is the copy (`cp`'s `DEST/.`).
+        for src in [d.join("src/."), d.join("src/./")] {
+            let p = plan(&[src], &d.join("out"), false, false).unwrap();
+            assert_eq!(p.copies[0].dst, d.join("out"));
+        }
         // -T: DEST is the copy even when it is a directory (a resumed copy merges into it).
         let p = plan(std::slice::from_ref(&src), &d.join("out"), false, true).unwrap();
         assert_eq!(p.copies[0].dst, d.join("out"));

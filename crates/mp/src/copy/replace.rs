@@ -14,7 +14,9 @@
 //! to replace it, and a link is followed only when one side is a link and the other is not.
 //!
 //! Then `--update` (`cp -u`) keeps a destination that is not older than its source, and
-//! `--resume` one whose size and modification time match; with both, what either keeps.
+//! `--resume` one whose size and modification time match; with both, what either keeps. A
+//! file this process may not write (mode 0, another's) is not replaced: `cp` opens it to
+//! write and is refused, "Permission denied".
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -200,6 +202,16 @@ pub fn judge_at(
             let (src, dst) = shown();
             Err(io::Error::other(same_file_message(&src, &dst))).doing(Op::Refused)
         }
+        Verdict::Replace if is_locked(src, &old, (dir, name)) => {
+            let (_, dst) = shown();
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "cannot create regular file '{}': Permission denied",
+                    dst.display()
+                ),
+            ))
+        }
         Verdict::Replace if old.kind == Kind::Dir && src.kind != Kind::Dir => {
             let (_, dst) = shown();
             let why = format!(
@@ -210,6 +222,17 @@ pub fn judge_at(
         }
         verdict => Ok(Some((old, verdict))),
     }
+}
+
+/// Whether the regular file `old`, at `name` in `dir`, where the regular file `src` is to be
+/// copied, is one this process may not write: `cp` opens such a destination to write it and
+/// is refused ("Permission denied"), so the copy (which would replace it through its
+/// directory) refuses too. Never for root, who may write anything: no extra call then.
+fn is_locked(src: &Meta, old: &Meta, (dir, name): (BorrowedFd<'_>, &Path)) -> bool {
+    src.kind == Kind::File
+        && old.kind == Kind::File
+        && !crate::copy::fsops::is_root()
+        && rfs::accessat(dir, name, rfs::Access::WRITE_OK, AtFlags::EACCESS) == Err(Errno::ACCESS)
 }
 
 /// [`judge_at`] by paths (from the current directory): what is at `dst`, the destination of

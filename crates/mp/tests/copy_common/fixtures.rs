@@ -45,6 +45,28 @@ pub fn as_nobody(s: &Scratch) -> Option<Command> {
     Some(cmd)
 }
 
+/// [`side_by_side`] as another user (uid 65534, as [`as_nobody`]), who owns both worlds (in
+/// `worlds/` of the scratch folder): `cp -a ARGS` and `mp copy ARGS`. `None` (said why) where
+/// that cannot be done.
+pub fn side_by_side_as_nobody(s: &Scratch, setup: &str, args: &[&str]) -> Option<SideBySide> {
+    let mut mp = as_nobody(s)?;
+    let root = s.path("worlds");
+    let (cp_world, mp_world) = build_worlds(&root, setup);
+    let mut own = Command::new("chown");
+    own.args(["-R", "65534:65534"]).arg(&root);
+    run(own).expect_clean_success();
+    let mut cp = Command::new("cp");
+    cp.uid(65534).gid(65534).arg("-a").args(args);
+    cp.current_dir(&cp_world);
+    mp.arg("copy").args(args).current_dir(&mp_world);
+    Some(SideBySide {
+        cp: run(cp),
+        mp: run(mp),
+        cp_world,
+        mp_world,
+    })
+}
+
 /// Whether `other` users may reach `path` (every directory on the way searchable by all).
 pub fn reachable_by_others(path: &Path) -> bool {
     path.ancestors()
@@ -80,6 +102,42 @@ impl Tmpfs {
             dir: dir.to_path_buf(),
         })
     }
+}
+
+/// An XFS image with reflinks (where `copy_file_range` may share extents) mounted at `dir`
+/// for one test, unmounted on drop as a [`Tmpfs`] is; `None` (with the reason printed)
+/// without root or `mkfs.xfs` (xfsprogs).
+pub fn mount_xfs(image: &Path, dir: &Path) -> Option<Tmpfs> {
+    if !is_root() {
+        eprintln!("skipping: mounting an image needs root");
+        return None;
+    }
+    fs::create_dir_all(dir).unwrap();
+    fs::File::create(image).unwrap().set_len(600 << 20).unwrap();
+    let mut mkfs = Command::new("mkfs.xfs");
+    mkfs.args(["-q", "-m", "reflink=1"]).arg(image);
+    let made = mkfs.output().is_ok_and(|out| out.status.success());
+    let mut mount = Command::new("mount");
+    mount.args(["-o", "loop"]).arg(image).arg(dir);
+    if !made || run(mount).code() != Some(0) {
+        eprintln!("skipping: no XFS with reflinks here (mkfs.xfs is in xfsprogs)");
+        return None;
+    }
+    Some(Tmpfs {
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Whether any extent of `path` is shared with another file, as `filefrag -v` says (after
+/// a sync); `None` without `filefrag`.
+pub fn shares_extents(path: &Path) -> Option<bool> {
+    let out = Command::new("filefrag")
+        .arg("-s")
+        .arg("-v")
+        .arg(path)
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).contains("shared"))
 }
 
 impl Drop for Tmpfs {

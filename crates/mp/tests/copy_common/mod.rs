@@ -908,6 +908,33 @@ pub struct SideBySide {
 /// it to `root/mp` with `cp -a` (times, links and hard links kept), then runs
 /// `cp -a CP_ARGS` in the first and `mp copy MP_ARGS` in the second.
 pub fn side_by_side(root: &Path, setup: &str, cp_args: &[&str], mp_args: &[&str]) -> SideBySide {
+    side_by_side_in(root, setup, "", cp_args, mp_args)
+}
+
+/// [`side_by_side`], with both commands run in the directory `cwd` of their world.
+pub fn side_by_side_in(
+    root: &Path,
+    setup: &str,
+    cwd: &str,
+    cp_args: &[&str],
+    mp_args: &[&str],
+) -> SideBySide {
+    let (cp_world, mp_world) = build_worlds(root, setup);
+    let mut cp = Command::new("cp");
+    cp.arg("-a").args(cp_args).current_dir(cp_world.join(cwd));
+    let mut mp = mp_command(&[&"copy"]);
+    mp.args(mp_args).current_dir(mp_world.join(cwd));
+    SideBySide {
+        cp: run(cp),
+        mp: run(mp),
+        cp_world,
+        mp_world,
+    }
+}
+
+/// Builds a world in `root/cp` with the shell script `setup` (run there, `set -e`) and
+/// copies it to `root/mp` with `cp -a`; gives both.
+pub fn build_worlds(root: &Path, setup: &str) -> (PathBuf, PathBuf) {
     let (cp_world, mp_world) = (root.join("cp"), root.join("mp"));
     fs::create_dir_all(&cp_world).expect("create the world");
     let mut build = Command::new("sh");
@@ -919,16 +946,7 @@ pub fn side_by_side(root: &Path, setup: &str, cp_args: &[&str], mp_args: &[&str]
     let mut clone = Command::new("cp");
     clone.arg("-a").arg(&cp_world).arg(&mp_world);
     run(clone).expect_clean_success();
-    let mut cp = Command::new("cp");
-    cp.arg("-a").args(cp_args).current_dir(&cp_world);
-    let mut mp = mp_command(&[&"copy"]);
-    mp.args(mp_args).current_dir(&mp_world);
-    SideBySide {
-        cp: run(cp),
-        mp: run(mp),
-        cp_world,
-        mp_world,
-    }
+    (cp_world, mp_world)
 }
 
 impl SideBySide {

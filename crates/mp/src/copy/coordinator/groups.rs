@@ -7,8 +7,11 @@
 //! resume finds a name linked already). Should the first copy fail, each name gets a copy of
 //! its own; so does a name that cannot be linked (another file system). A name met once the
 //! copy is done is linked at once to a name that still holds it (merged sources may have
-//! replaced the first), or is made the group's first again. A group made in an earlier wave
-//! of merged sources (`waves.rs`) gains members only once the wave's tasks are done.
+//! replaced the first), or is made the group's first again. A name whose directory is being
+//! renamed from its hidden name (`tree.rs`) is at one of two paths until the rename is
+//! reported: a member that needs it waits until then, not to take it for gone. A group made
+//! in an earlier wave of merged sources (`waves.rs`) gains members only once the wave's
+//! tasks are done.
 
 use std::collections::HashMap;
 use std::io;
@@ -84,15 +87,19 @@ impl Coordinator<'_> {
                 self.waves.links_after.push(p);
                 return;
             }
-            Some(Some(true)) if self.group_first_holds(key) || self.group_first_moved(key) => {
-                let first = self.group_first(key);
-                return self.link(key, &first, p);
-            }
+            Some(Some(true)) => match self.holder(key) {
+                Holder::Found => {
+                    let first = self.group_first(key);
+                    return self.link(key, &first, p);
+                }
+                Holder::Renaming(dir) => return self.tree.node(dir).held.push(p),
+                // A later source of its name replaced the copy (two directories merged),
+                // and no other name holds it: this member is the group's first now.
+                Holder::None => {}
+            },
             Some(Some(false)) => return self.copy_one(p, None),
-            // A new group; or one whose first copy a later source of its name replaced (two
-            // directories merged), with no other name holding it: this member is its first
-            // now.
-            Some(Some(true)) | None => {}
+            // A new group.
+            None => {}
         }
         let group = Group {
             first: self.placed(p.dir, &p.dst),
@@ -195,32 +202,47 @@ impl Coordinator<'_> {
         self.one_done(p.dir);
     }
 
-    /// Whether a hard-link group's first copy is still at its name.
-    fn group_first_holds(&self, key: FileId) -> bool {
-        let copy = self.groups.groups[&key].copy;
-        copy.is_some_and(|copy| copy.is_at(&self.group_first(key)))
-    }
-
-    /// For a hard-link group whose first name no longer holds its copy: makes a name linked
-    /// to the copy that still holds it the first, if there is one.
-    fn group_first_moved(&mut self, key: FileId) -> bool {
+    /// Which name of a copied hard-link group holds its copy: its first, or else a name
+    /// linked to it, made the first ([`Holder::Found`]). A name in a directory being renamed
+    /// cannot be looked at until that is done: the member then waits for it.
+    fn holder(&mut self, key: FileId) -> Holder {
         let group = &self.groups.groups[&key];
+        if let Some(dir) = self.renaming(&group.first) {
+            return Holder::Renaming(dir);
+        }
         let Some(copy) = group.copy else {
-            return false;
+            return Holder::None;
         };
-        let mut linked = group.linked.iter();
-        let Some(i) = linked.position(|name| copy.is_at(&self.path_now(name))) else {
-            return false;
-        };
-        let group = self.groups.groups.get_mut(&key).expect("present");
-        group.first = group.linked.swap_remove(i);
-        true
+        if copy.is_at(&self.path_now(&group.first)) {
+            return Holder::Found;
+        }
+        for (i, name) in group.linked.iter().enumerate() {
+            if let Some(dir) = self.renaming(name) {
+                return Holder::Renaming(dir);
+            }
+            if copy.is_at(&self.path_now(name)) {
+                let group = self.groups.groups.get_mut(&key).expect("present");
+                group.first = group.linked.swap_remove(i);
+                return Holder::Found;
+            }
+        }
+        Holder::None
     }
 
     /// Where a hard-link group's first copy is now.
     fn group_first(&self, key: FileId) -> PathBuf {
         self.path_now(&self.groups.groups[&key].first)
     }
+}
+
+/// Which name holds a hard-link group's copy (see [`Coordinator::holder`]).
+enum Holder {
+    /// The group's first name (made so if it was another).
+    Found,
+    /// Not known until this directory, which a name is in, is renamed.
+    Renaming(DirId),
+    /// None: the copy was replaced.
+    None,
 }
 
 /// What [`relink`] did.

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::dispatch::{Done, TICK};
 use super::{Coordinator, Outcome};
 use crate::copy::config::{Config, Reflink};
+use crate::copy::ids::DirId;
 use crate::copy::meta::Meta;
 use crate::copy::plan;
 use crate::copy::protocol::LARGE_FILE;
@@ -206,4 +208,65 @@ fn a_cloned_large_file_counts_in_the_progress() {
     );
     assert_eq!(fs::read(dst.join("small")).unwrap(), [1u8; 5000]);
     drop(xfs);
+}
+
+/// A hard-link group's copy is in a directory the coordinator renames from its hidden name;
+/// a second name of the group is met after that rename ran but before it was reported (the
+/// order is forced here; under load it happened by chance). The second name must still be
+/// linked to the copy, not copied apart as if the copy were gone.
+#[test]
+fn a_link_met_while_its_copy_is_renamed_is_still_linked() {
+    let s = Scratch::new("renaming");
+    let (src, dst) = (s.0.join("src"), s.0.join("dst"));
+    for dir in ["a", "b"] {
+        fs::create_dir_all(src.join(dir)).unwrap();
+        // A file of its own: `a` is written hidden and renamed by the coordinator.
+        fs::write(src.join(dir).join("own"), [4u8; 100]).unwrap();
+    }
+    fs::write(src.join("a/first"), [5u8; 100]).unwrap();
+    fs::hard_link(src.join("a/first"), src.join("b/second")).unwrap();
+    let meta = Meta::from_stat(&rustix::fs::lstat(&src).unwrap());
+    let mut recorder = Recorder::default();
+    let mut c = Coordinator::new(config(false), &mut recorder).expect("workers");
+    let (s2, d2) = (src.clone(), dst.clone());
+    c.add(plan::Copy {
+        src: s2,
+        dst: d2,
+        meta,
+    });
+    let named = |c: &Coordinator<'_>, id: &DirId, name: &str| {
+        c.tree.nodes.get(id).is_some_and(|n| n.src.ends_with(name))
+    };
+    // `b`'s listing waits until `a`'s rename has run (its report received).
+    let mut b_listed = None;
+    let mut renamed = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c.dispatch.idle() || b_listed.is_some() {
+        assert!(Instant::now() < deadline, "the copy takes too long");
+        c.dispatch.fill(false).unwrap();
+        let Some(done) = c.dispatch.next(TICK) else {
+            continue;
+        };
+        match done {
+            Done::Dir(id, report) if named(&c, &id, "b") && !renamed => {
+                b_listed = Some(Done::Dir(id, report));
+            }
+            Done::Finish(id, result) if named(&c, &id, "a") => {
+                renamed = true;
+                assert!(dst.join("a/first").exists(), "renamed already");
+                if let Some(b) = b_listed.take() {
+                    c.route(b);
+                }
+                c.route(Done::Finish(id, result));
+            }
+            done => c.route(done),
+        }
+    }
+    assert!(renamed, "`a` was renamed by the coordinator");
+    c.dispatch.shut_down();
+    let outcome = c.record.finish();
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!((outcome.counts.files, outcome.counts.hard_links), (3, 1));
+    let ino = |p: &str| rustix::fs::lstat(dst.join(p)).unwrap().st_ino;
+    assert_eq!(ino("a/first"), ino("b/second"), "linked");
 }

@@ -55,6 +55,12 @@ pub(super) struct DirNode {
     pub(super) hidden: PathBuf,
     /// It is at `hidden` now, to be renamed to `dst` when finished.
     pub(super) at_hidden: bool,
+    /// The task that renames it is out: until it reports, a name in it may be at either
+    /// path, and the names that need one wait in `held`.
+    pub(super) renaming: bool,
+    /// Members of hard-link groups whose copy is in it, met while it is renamed: placed
+    /// once it is (see `groups.rs`).
+    pub(super) held: Vec<Placement>,
     pub(super) phase: Phase,
     /// The source's metadata (none for the top level, which is not a copy of anything).
     pub(super) meta: Option<Meta>,
@@ -112,6 +118,8 @@ impl Tree {
             dst: PathBuf::new(),
             hidden: PathBuf::new(),
             at_hidden: false,
+            renaming: false,
+            held: Vec::new(),
             phase: Phase::Settled,
             meta: None,
             ancestors: Vec::new(),
@@ -162,6 +170,8 @@ impl Coordinator<'_> {
             dst,
             hidden,
             at_hidden: false,
+            renaming: false,
+            held: Vec::new(),
             phase: Phase::Listing,
             meta: Some(meta),
             ancestors,
@@ -319,6 +329,7 @@ impl Coordinator<'_> {
             return self.dir_finished(dir, Ok(Vec::new()));
         }
         node.pending = 1;
+        node.renaming = task.publish.is_some();
         self.dispatch.push(Job::Finish(dir, task));
     }
 
@@ -329,8 +340,13 @@ impl Coordinator<'_> {
             Ok(failures) => failures,
             Err(e) => {
                 self.tree.worsen(dir, Phase::Damaged);
-                let src = self.tree.node(dir).src.clone();
-                return self.task_lost(&src, e);
+                let node = self.tree.node(dir);
+                // Renamed or not: where it is now says.
+                node.at_hidden = fsops::is_real_dir(&node.hidden);
+                node.renaming = false;
+                let (src, held) = (node.src.clone(), std::mem::take(&mut node.held));
+                self.task_lost(&src, e);
+                return self.place_held(held);
             }
         };
         for failure in failures {
@@ -341,8 +357,16 @@ impl Coordinator<'_> {
             .nodes
             .remove(&dir)
             .expect("a directory in progress");
+        self.place_held(node.held);
         if let Some(parent) = node.parent {
             self.one_done(parent);
+        }
+    }
+
+    /// Places the members of hard-link groups that waited for a directory's rename.
+    fn place_held(&mut self, held: Vec<Placement>) {
+        for p in held {
+            self.place(p);
         }
     }
 
@@ -371,7 +395,15 @@ impl Coordinator<'_> {
         Placed { dir, hidden, last }
     }
 
-    /// Where a name of the copy is now: at its hidden path while its directory is hidden.
+    /// The directory of `name` if it is being renamed (see [`DirNode::renaming`]): until
+    /// that is done, the name may be at either of its paths.
+    pub(super) fn renaming(&self, name: &Placed) -> Option<DirId> {
+        let node = self.tree.nodes.get(&name.dir)?;
+        node.renaming.then_some(name.dir)
+    }
+
+    /// Where a name of the copy is now: at its hidden path while its directory is hidden
+    /// (not to be asked while it is being renamed: see [`Coordinator::renaming`]).
     pub(super) fn path_now(&self, name: &Placed) -> PathBuf {
         match self.tree.nodes.get(&name.dir) {
             Some(node) if node.at_hidden => name.hidden.clone(),

@@ -230,11 +230,16 @@ pub fn apply_open_dir_meta(
     apply_file_meta(dst, Some(src), meta, Some(itself))
 }
 
-/// Sets owner, mode and times of a link or special file by name (not followed), which this
-/// process has just made: `owner` is its owner and group (see [`Created`]).
+/// Sets owner, mode, extended attributes and times of a link or special file by name (not
+/// followed), which this process has just made: `owner` is its owner and group (see
+/// [`Created`]). Its extended attributes are those of the source at `src` (followed when
+/// `follow`, as under `-L`), set through its path `dst`, as `cp -a` copies them: a link, a
+/// FIFO, a device or a socket can hold `trusted.*` and `security.*` ones (Linux allows
+/// `user.*` only on files and directories).
 pub fn apply_node_meta(
-    dir: BorrowedFd<'_>,
-    name: &Path,
+    (dir, name): (BorrowedFd<'_>, &Path),
+    (src, follow): (&Path, bool),
+    dst: &Path,
     meta: &Meta,
     owner: (u32, u32),
 ) -> io::Result<()> {
@@ -245,6 +250,14 @@ pub fn apply_node_meta(
     )?;
     if meta.kind != Kind::Symlink {
         rfs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+    }
+    match follow {
+        true => {
+            if let Ok(followed) = std::fs::canonicalize(src) {
+                copy_xattrs_path(&followed, dst);
+            }
+        }
+        false => copy_xattrs_path(src, dst),
     }
     rfs::utimensat(dir, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())

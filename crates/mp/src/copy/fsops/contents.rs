@@ -1,7 +1,9 @@
 //! The copy ladder for a file's bytes: a reflink (FICLONE) first, then `copy_file_range`, then
 //! `pread`/`pwrite` with a large buffer; holes kept (SEEK_DATA/SEEK_HOLE); and the checksums
 //! `--verify` compares. Each rung that the kernel refuses as unsupported is not tried again in
-//! this process.
+//! this process. `--reflink=never` skips `copy_file_range` too: on XFS, btrfs and NFS it may
+//! share extents, which `never` promises not to. A file that says it is empty is read to its
+//! end all the same (`/proc` and `/sys` files say so and have contents), as `cp` reads it.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -44,7 +46,7 @@ pub fn copy_contents(
     stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     if meta.size == 0 {
-        return Ok(());
+        return copy_unsized(src, dst, progress, stop);
     }
     if try_reflink(src, dst, config.reflink)? {
         progress(meta.size);
@@ -56,7 +58,15 @@ pub fn copy_contents(
     if sized_first {
         rfs::ftruncate(dst, meta.size)?;
     }
-    copy_span(src, dst, 0, meta.size, meta.is_sparse(), progress, stop)?;
+    let share = config.reflink != Reflink::Never;
+    copy_span(
+        src,
+        dst,
+        (0, meta.size),
+        (meta.is_sparse(), share),
+        progress,
+        stop,
+    )?;
     if sized_first {
         trim_to_source(src, dst, meta.size)?;
     }
@@ -96,32 +106,37 @@ pub fn try_reflink(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mode: Reflink) -> i
 }
 
 /// Copies the bytes in `[start, end)` of `src` to the same offsets of `dst`. With `sparse`,
-/// only the data segments are copied (SEEK_DATA/SEEK_HOLE), so holes stay holes.
+/// only the data segments are copied (SEEK_DATA/SEEK_HOLE), so holes stay holes. With
+/// `share`, through `copy_file_range` where it works (which may share extents: not under
+/// `--reflink=never`).
 pub fn copy_span(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
-    start: u64,
-    end: u64,
-    sparse: bool,
+    (start, end): (u64, u64),
+    (sparse, share): (bool, bool),
     progress: &mut dyn FnMut(u64),
     stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
+    let range = |from, to, progress: &mut dyn FnMut(u64)| match share {
+        true => copy_range(src, dst, from, to, progress, stop),
+        false => read_write(src, dst, from, to, progress, stop),
+    };
     if !sparse {
-        return copy_range(src, dst, start, end, progress, stop);
+        return range(start, end, progress);
     }
     let mut at = start;
     while at < end {
         let data = match rfs::seek(src, SeekFrom::Data(at)) {
             Ok(d) => d,
             Err(Errno::NXIO) => break, // only a hole is left
-            Err(e) if unsupported(e) => return copy_range(src, dst, at, end, progress, stop),
+            Err(e) if unsupported(e) => return range(at, end, progress),
             Err(e) => return Err(e.into()),
         };
         if data >= end {
             break;
         }
         let hole = rfs::seek(src, SeekFrom::Hole(data))?.min(end);
-        copy_range(src, dst, data, hole, progress, stop)?;
+        range(data, hole, progress)?;
         at = hole;
     }
     Ok(())
@@ -167,7 +182,44 @@ fn copy_range(
     read_write(src, dst, at, end, progress, stop)
 }
 
-/// The last rung of the ladder: `pread` into a large buffer, `pwrite` out.
+/// Copies a file that says it is empty: whatever it holds, read until its end (one small
+/// read for a file that is empty indeed).
+fn copy_unsized(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    progress: &mut dyn FnMut(u64),
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let mut first = [0u8; 4096];
+    let n = loop {
+        match rustix::io::pread(src, &mut first, 0) {
+            Err(Errno::INTR) => {}
+            other => break other?,
+        }
+    };
+    if n == 0 {
+        return Ok(());
+    }
+    write_all_at(dst, &first[..n], 0)?;
+    progress(n as u64);
+    read_write(src, dst, n as u64, u64::MAX, progress, stop)
+}
+
+/// Writes all of `buf` at `at`.
+fn write_all_at(dst: BorrowedFd<'_>, buf: &[u8], at: u64) -> io::Result<()> {
+    let mut written = 0;
+    while written < buf.len() {
+        match rustix::io::pwrite(dst, &buf[written..], at + written as u64) {
+            Ok(w) => written += w,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The last rung of the ladder: `pread` into a large buffer, `pwrite` out, until `end` or
+/// the end of the source.
 fn read_write(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
@@ -188,14 +240,7 @@ fn read_write(
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         };
-        let mut written = 0;
-        while written < n {
-            match rustix::io::pwrite(dst, &buf[written..n], at + written as u64) {
-                Ok(w) => written += w,
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        write_all_at(dst, &buf[..n], at)?;
         at += n as u64;
         progress(n as u64);
     }

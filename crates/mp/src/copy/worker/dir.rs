@@ -342,6 +342,15 @@ pub(super) fn open_and_list(
     let src = match opened {
         Ok(fd) => fd,
         Err(_) if inline => return Opened::NotALeaf,
+        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+            // Its path is beyond PATH_MAX: `cp` cannot stat it, and makes nothing for it.
+            report
+                .tally
+                .failures
+                .push(Failure::cannot_stat(src_path, e));
+            report.finished = true;
+            return Opened::Failed;
+        }
         Err(e) => {
             // Made all the same, as `cp -a` makes it, with the source's metadata.
             let site = Site::of(task, None);

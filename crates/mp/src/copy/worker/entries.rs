@@ -85,6 +85,17 @@ impl Dirs {
         })
     }
 
+    /// Gives the link or special file `dst_name` just made here the metadata of its source
+    /// `entry` (see [`fsops::apply_node_meta`]).
+    fn apply_node_meta(&self, entry: &Entry, dst_name: &Path) -> io::Result<()> {
+        let src = self.src_path.join(entry.name.path());
+        let dst = self.dst_path.join(dst_name);
+        let owner = (self.created)(0).owner;
+        let at = (self.dst.as_fd(), dst_name);
+        let from = (src.as_path(), config().dereference);
+        fsops::apply_node_meta(at, from, &dst, &entry.meta, owner)
+    }
+
     /// Opens the source directory `src` and the destination directory `dst` by path (as a
     /// batch or a bundle of leaves does) and works in them.
     pub(super) fn open(src: &Path, dst: &Path, existed: bool, direct: bool) -> io::Result<Dirs> {
@@ -261,8 +272,7 @@ pub(super) fn copy_entry(
                 |dir, name| rfs::symlinkat(target.as_c_str(), dir, name),
             )
             .doing(Op::Symlink)?;
-            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta, (dirs.created)(0).owner)
-                .doing(Op::Attrs)?;
+            dirs.apply_node_meta(entry, dst_name).doing(Op::Attrs)?;
             counts.symlinks += 1;
             reporter.file();
         }
@@ -294,8 +304,7 @@ pub(super) fn copy_entry(
                 },
             )
             .doing(Op::Special)?;
-            fsops::apply_node_meta(dirs.dst.as_fd(), dst_name, meta, (dirs.created)(0).owner)
-                .doing(Op::Attrs)?;
+            dirs.apply_node_meta(entry, dst_name).doing(Op::Attrs)?;
             counts.specials += 1;
             reporter.file();
         }

@@ -9,6 +9,7 @@ use std::path::Path;
 use rustix::fs::{self as rfs, Mode, OFlags};
 
 use super::{config, state, stop_asked, Reporter};
+use crate::copy::config::Reflink;
 use crate::copy::dereference::{self, Claim};
 use crate::copy::fsops;
 use crate::copy::meta::{Failure, Meta, RawPath};
@@ -108,9 +109,8 @@ pub fn copy_span(task: SpanTask) -> Result<u64, Failure> {
     fsops::copy_span(
         src.as_fd(),
         dst.as_fd(),
-        task.start,
-        task.end,
-        task.sparse,
+        (task.start, task.end),
+        (task.sparse, config().reflink != Reflink::Never),
         &mut |n| reporter.bytes(n),
         &stop_asked,
     )

@@ -7,11 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags};
-use rustix::io::Errno;
 
 use super::{config, state, BATCH_BYTES, BATCH_ENTRIES};
 use crate::copy::exclude::below_source;
-use crate::copy::failure::Op;
 use crate::copy::fsops;
 use crate::copy::ids::FileId;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
@@ -93,8 +91,8 @@ pub(super) fn list(
         let (meta, source) = match look(src.as_fd(), &name, file_type, open, follow) {
             Ok(found) => found,
             Err(e) => {
-                let path = src_path.join(&name);
-                let failure = Failure::during(&path, Op::Stat, &io::Error::from(e));
+                // Under `-L`, a dangling link too: not copied, as `cp -aL` says.
+                let failure = Failure::cannot_stat(&src_path.join(&name), e.into());
                 report.tally.failures.push(failure);
                 continue;
             }
@@ -169,8 +167,8 @@ pub(super) fn open_as_listed(count: usize, new: bool) -> bool {
 /// `open`, a regular file is opened and its snapshot taken through the descriptor, which is
 /// returned for the copy to read (unless the entry goes to the coordinator): its name is
 /// looked up once, not twice (a stat by name, then an open). Anything else, or a file that
-/// cannot be opened (its copy then says why), is statted by name: followed under `follow`,
-/// where a dangling link is taken as the link it is.
+/// cannot be opened (its copy then says why), is statted by name: followed under `follow`
+/// (a dangling link is then an error, as for `cp -L`).
 pub(super) fn look(
     dir: BorrowedFd<'_>,
     name: &Path,
@@ -192,9 +190,6 @@ pub(super) fn look(
     } else {
         AtFlags::SYMLINK_NOFOLLOW
     };
-    let stat = rfs::statat(dir, name, flags).or_else(|e| match e {
-        Errno::NOENT if follow => rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
-        e => Err(e),
-    })?;
+    let stat = rfs::statat(dir, name, flags)?;
     Ok((Meta::from_stat(&stat), None))
 }
