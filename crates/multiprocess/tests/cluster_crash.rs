@@ -201,12 +201,16 @@ fn a_broker_restart_mid_map_loses_and_repeats_nothing() {
     let all = pool
         .starmap_async(run_once, (0..n).map(|i| (d.clone(), i)), 1)
         .unwrap();
-    wait_until("a quarter of the tasks", || {
-        count(dir.path(), "run-") >= n as usize / 4
-    });
-    redis.kill();
-    let done_at_kill = count(dir.path(), "run-");
-    redis.launch();
+    // Killed twice: at a quarter and at half of the tasks.
+    let mut done_at_kill = 0;
+    for part in [4, 2] {
+        wait_until("part of the tasks", || {
+            count(dir.path(), "run-") >= n as usize / part
+        });
+        redis.kill();
+        done_at_kill = count(dir.path(), "run-");
+        redis.launch();
+    }
     let results = all.get_timeout(DEADLINE).unwrap();
     assert!(done_at_kill < n as usize, "the broker died mid-map");
     assert_eq!(results, (0..n).map(|i| i * 2).collect::<Vec<_>>());
@@ -333,5 +337,90 @@ fn a_broker_that_lost_its_data_is_served_again() {
         !node.stderr().contains("multiprocess node: "),
         "{}",
         node.stderr()
+    );
+}
+
+/// The client's id, from its heartbeat key (the only client of the server).
+fn only_client_key(admin: &mut redis::Connection) -> String {
+    let clients: Vec<String> = redis::cmd("KEYS").arg("mp:client:*").query(admin).unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    clients[0].clone()
+}
+
+fn touch(path: String) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .is_ok()
+}
+
+#[test]
+fn a_forgotten_client_fails_its_tasks_and_takes_no_new_one() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    wait_for_live_nodes(&redis.url(), 1);
+    let baseline = dbsize(&mut admin);
+    let dir = TempDir::new("forgotten");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    // The node's only worker runs one task; the next one waits in the stream.
+    let (running, release) = start_held(&pool, dir.path());
+    let waiting = pool.apply_async(touch, (p("waiting"),)).unwrap();
+    // The client's heartbeat expires, as it does when the client is cut off for a TTL.
+    let client_key = only_client_key(&mut admin);
+    let _: i64 = redis::cmd("DEL")
+        .arg(&client_key)
+        .query(&mut admin)
+        .unwrap();
+
+    // Each task has one outcome, which says what became of it; the waiting one never runs.
+    match waiting.get_timeout(DEADLINE) {
+        Err(Error::Broker(why)) => assert!(why.contains("dropped before it ran"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match running.get_timeout(DEADLINE) {
+        Err(Error::Broker(why)) => assert!(why.contains("may have run"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match pool.apply(square, (2,)) {
+        Err(Error::Broker(why)) => assert!(why.contains("forgotten"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(&release, b"").unwrap();
+    // The node is free again and serves others; the forgotten client left nothing behind.
+    let other = cluster_common::pool(&redis.url());
+    assert_eq!(other.apply(square, (3,)).unwrap(), 9);
+    drop(other);
+    pool.close();
+    pool.join().unwrap();
+    drop(pool);
+    wait_until("the keys back to the baseline", || {
+        dbsize(&mut admin) == baseline
+    });
+    assert!(!Path::new(&p("waiting")).exists(), "the dropped task ran");
+}
+
+#[test]
+fn a_redelivered_task_with_no_node_left_fails_with_no_live_node() {
+    let redis = Redis::start();
+    let mut node = NodeSpec::new(&redis.url()).processes(1).start();
+    let dir = TempDir::new("redeliver-none");
+    let pool = builder(&redis.url()).redeliver(1).build().unwrap();
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (r, _) = start_held(&pool, dir.path());
+    node.kill();
+    // Handed out again (a new entry), but no node is left to take it: the client says so.
+    match r.get_timeout(DEADLINE) {
+        Err(e @ Error::NoLiveNode { .. }) => assert!(e.to_string().contains("no node is live")),
+        other => panic!("{other:?}"),
+    }
+    let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    assert_eq!(
+        (status.streams[0].backlog, status.streams[0].pending),
+        (0, 0),
+        "the redelivered entry was deleted"
     );
 }

@@ -59,23 +59,45 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    /// The defaults: one worker per core, the key from `$MULTIPROCESS_CLUSTER_KEY`, a 5 s
-    /// heartbeat time-to-live.
+    /// No option set: [`serve`] takes each from the environment if it is set there (see the
+    /// table in the [module](super)), or else its default: one worker per core, the key from
+    /// `$MULTIPROCESS_CLUSTER_KEY` (required), a 5 s heartbeat time-to-live, the system's
+    /// TLS roots. An option set in code wins over the environment.
     pub fn new() -> Self {
         NodeOptions::default()
     }
 
-    /// The options the environment gives (see the table in the [module](super)).
+    /// The options the environment gives (see the table in the [module](super)): the worker
+    /// count (`MULTIPROCESS_NODE_PROCESSES`), the heartbeat TTL
+    /// (`MULTIPROCESS_CLUSTER_TTL_MS`), the CA file (`MULTIPROCESS_CLUSTER_CA`) and the key
+    /// (`MULTIPROCESS_CLUSTER_KEY`). A value that is not a number, or a CA file that cannot
+    /// be read, is an error.
+    ///
+    /// ```no_run
+    /// // MULTIPROCESS_NODE_PROCESSES=4 MULTIPROCESS_CLUSTER_KEY=… ./app
+    /// let options = multiprocess::cluster::NodeOptions::from_env()?;
+    /// # Ok::<(), multiprocess::Error>(())
+    /// ```
     pub fn from_env() -> Result<Self> {
-        let mut options = NodeOptions::new();
-        if let Some(n) = settings::number_from_env(settings::PROCESSES_ENV)? {
-            options.processes = Some(n as usize);
+        NodeOptions::new().or_env()
+    }
+
+    /// These options, with each one not set taken from the environment if it is set there.
+    fn or_env(mut self) -> Result<Self> {
+        if self.processes.is_none() {
+            self.processes =
+                settings::number_from_env(settings::PROCESSES_ENV)?.map(|n| n as usize);
         }
-        if let Some(ms) = settings::number_from_env(settings::TTL_ENV)? {
-            options.ttl = Some(Duration::from_millis(ms));
+        if self.ttl.is_none() {
+            self.ttl = settings::number_from_env(settings::TTL_ENV)?.map(Duration::from_millis);
         }
-        options.tls_ca = settings::ca_from_env()?;
-        Ok(options)
+        if self.tls_ca.is_none() {
+            self.tls_ca = settings::ca_from_env()?;
+        }
+        if self.key.is_none() {
+            self.key = settings::key_from_env().ok();
+        }
+        Ok(self)
     }
 
     /// How many worker processes (default: the number of CPUs).
@@ -189,9 +211,11 @@ impl Shared {
 }
 
 /// Serves this build's tasks from the broker at `url` until SIGTERM; then lets the running
-/// tasks finish and returns. Fails at once if the broker cannot be reached, refuses the
+/// tasks finish and returns. Options not set in `options` come from the environment, as
+/// [`NodeOptions::new`] says. Fails at once if the broker cannot be reached, refuses the
 /// credentials, or no key is given.
 pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
+    let options = options.or_env()?;
     let key = Key::new(&match options.key.clone() {
         Some(k) => k,
         None => settings::key_from_env()?,
@@ -378,9 +402,13 @@ fn read_group(
 
 /// After a reconnection: our pending entries that we do not hold (handed over in a reply we
 /// never got) go to the backlog, to run now.
+///
+/// What we hold is looked at *before* the pending list is read: only this thread adds to it,
+/// but the completer removes an entry once its outcome is recorded, so a look taken after the
+/// read could miss an entry that was still pending when read, and run it a second time.
 fn recover(shared: &Shared, reader: &mut Broker, backlog: &mut VecDeque<StreamId>) -> Result<()> {
-    let mine = read_group(shared, reader, 100_000, None, "0")?;
     let owned = shared.work().owned.clone();
+    let mine = read_group(shared, reader, 100_000, None, "0")?;
     for entry in mine {
         if !owned.contains(&entry.id) && !backlog.iter().any(|b| b.id == entry.id) {
             backlog.push_back(entry);
@@ -554,10 +582,11 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!(
-                    "multiprocess node {}: could not record outcomes: {e}",
-                    shared.id
+                    "multiprocess node {}: could not record {} outcomes: {e}",
+                    shared.id,
+                    batch.len()
                 );
-                vec![0; batch.len()]
+                Vec::new()
             }
         };
         for (d, r) in batch.iter().zip(&recorded) {

@@ -87,7 +87,7 @@ if ARGV[7] == 'redeliver' and #e == 1 then
     end
   end
   redis.call('XADD', KEYS[1], '*', unpack(fields))
-elseif redis.call('EXISTS', KEYS[3]) == 1 then
+elseif ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('XADD', KEYS[2], '*', 'o', ARGV[4], 'm', ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
