@@ -168,6 +168,18 @@ fn callbacks_panics_crashes_and_time_limits_behave_as_locally() {
         .unwrap();
     assert!(matches!(r.get_timeout(DEADLINE), Err(Error::TimeLimit)));
     assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+    // The pool's own limit holds for every task, a map's too.
+    let limited = builder(&redis.url())
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = dir.path().join("started-2").display().to_string();
+    let never = dir.path().join("never").display().to_string();
+    assert!(matches!(
+        limited.starmap(hold, [(started, never)]),
+        Err(Error::TimeLimit)
+    ));
+    assert_eq!(limited.map(square, 0..3).unwrap(), vec![0, 1, 4]);
 }
 
 #[test]

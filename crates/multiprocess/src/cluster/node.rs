@@ -578,6 +578,7 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
                 ],
             );
         }
+        let generation = conn.generation();
         let recorded: Vec<i64> = match conn.run(|c| scripts::query(&pipe, c)) {
             Ok(r) => r,
             Err(e) => {
@@ -589,8 +590,10 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
                 Vec::new()
             }
         };
+        // After a reconnection, 0 may also mean "recorded by the attempt whose reply was lost".
+        let certain = conn.generation() == generation;
         for (d, r) in batch.iter().zip(&recorded) {
-            if *r == 0 {
+            if *r == 0 && certain {
                 eprintln!(
                     "multiprocess node {}: discarded the late result of task {} of client {}: \
                      this node was presumed lost and the task was settled without it",
@@ -669,24 +672,20 @@ fn heartbeat_loop(shared: &Shared, mut conn: Broker, build: &str) {
     }
 }
 
-/// Removes the node from the cluster (it owns nothing any more).
+/// Removes the node from the cluster: its heartbeat first, then (with `FORGET`) its line in
+/// the node table and its consumer, but only if it owns no entry. One it still owns (handed
+/// over in a reply lost just before SIGTERM) would be lost with the consumer: instead the node
+/// stays in the table as a lost one, and reapers settle the entry.
 fn leave(conn: &mut Broker, shared: &Shared) {
+    let heartbeat = keys::node(&shared.id);
     let _ = conn.run(|c| {
-        redis::pipe()
-            .cmd("DEL")
-            .arg(keys::node(&shared.id))
-            .ignore()
-            .cmd("HDEL")
-            .arg(keys::NODES)
-            .arg(&shared.id)
-            .ignore()
-            .cmd("XGROUP")
-            .arg("DELCONSUMER")
-            .arg(&shared.stream)
-            .arg(keys::GROUP)
-            .arg(&shared.id)
-            .ignore()
-            .query::<()>(c)
+        redis::cmd("DEL").arg(&heartbeat).query::<()>(c)?;
+        scripts::call::<i64>(
+            c,
+            &scripts::FORGET,
+            &[&shared.stream, &heartbeat, keys::NODES],
+            &[keys::GROUP.as_bytes(), shared.id.as_bytes()],
+        )
     });
 }
 
