@@ -424,3 +424,52 @@ fn a_redelivered_task_with_no_node_left_fails_with_no_live_node() {
         "the redelivered entry was deleted"
     );
 }
+
+#[test]
+fn terminate_fails_what_is_unfinished_and_no_waiting_task_runs() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    wait_for_live_nodes(&redis.url(), 1);
+    let baseline = dbsize(&mut admin);
+    let dir = TempDir::new("terminate");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (running, release) = start_held(&pool, dir.path());
+    let queued: Vec<_> = (0..3)
+        .map(|i| {
+            pool.apply_async(touch, (p(&format!("queued-{i}")),))
+                .unwrap()
+        })
+        .collect();
+    // No prefetch: the node holds only the task its one worker runs.
+    let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    assert_eq!(
+        (status.streams[0].backlog, status.streams[0].pending),
+        (3, 1)
+    );
+    pool.terminate();
+    assert!(matches!(running.get(), Err(Error::PoolTerminated)));
+    for r in queued {
+        assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+    }
+    assert!(matches!(
+        pool.apply(square, (1,)),
+        Err(Error::PoolTerminated)
+    ));
+    std::fs::write(&release, b"").unwrap();
+    wait_until("the running task to end", || {
+        let status = multiprocess::cluster::status(&redis.url()).unwrap();
+        (status.streams[0].backlog, status.streams[0].pending) == (0, 0)
+    });
+    // The node is idle and serves others; nothing of the terminated pool ran or stayed.
+    let other = cluster_common::pool(&redis.url());
+    assert_eq!(other.apply(square, (3,)).unwrap(), 9);
+    drop(other);
+    assert_eq!(count(dir.path(), "queued-"), 0, "a waiting task ran");
+    drop(pool);
+    wait_until("the keys back to the baseline", || {
+        dbsize(&mut admin) == baseline
+    });
+}

@@ -316,8 +316,8 @@ impl Client {
         self.settled.notify_all();
     }
 
-    /// Stops the background threads and removes the client's keys: nodes drop its tasks that
-    /// have not started, and the outcomes of those that run are thrown away. Unfinished tasks
+    /// Stops the background threads, deletes the entries of its tasks that no node has taken
+    /// and removes the client's keys: the outcomes of the tasks running are thrown away. Unfinished tasks
     /// fail with [`Error::PoolTerminated`].
     pub(crate) fn shut_down(&self) {
         if self.stop.swap(true, Ordering::AcqRel) {
@@ -328,6 +328,18 @@ impl Client {
         let mut broker = self.submitter_lock();
         // A broker that is down is not waited for long: the keys expire by themselves.
         broker.set_retry_for(Some(Duration::from_secs(2)));
+        // Tasks no node has taken are deleted here: a node that saw this client alive a moment
+        // ago could otherwise still start one. (A broker that fails now leaves that to them.)
+        let unfinished: Vec<u64> = self.lock().unfinished.keys().copied().collect();
+        if !unfinished.is_empty() {
+            if let Ok(entries) = find_entries(self, &mut broker) {
+                let waiting: Vec<(u64, String)> = entries
+                    .into_iter()
+                    .filter(|(seq, _)| unfinished.contains(seq))
+                    .collect();
+                let _ = cancel_entries(self, &mut broker, &waiting);
+            }
+        }
         // Deleting the keys also wakes the reader (a write to the stream it blocks on).
         let _ = broker.run_once(|c| {
             redis::pipe()
