@@ -421,11 +421,30 @@ fn a_redelivered_task_with_no_node_left_fails_with_no_live_node() {
         Err(e @ Error::NoLiveNode { .. }) => assert!(e.to_string().contains("no node is live")),
         other => panic!("{other:?}"),
     }
+    // The redelivered entry was deleted, and with it the stream no node serves any more.
     let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    assert_eq!(status.streams, vec![]);
+    assert_eq!(status.lost, Vec::<String>::new());
+}
+
+#[test]
+fn a_node_that_leaves_leaves_no_key_behind() {
+    let redis = Redis::start();
+    let mut admin = redis.admin();
+    assert_eq!(dbsize(&mut admin), 0);
+    let mut node = NodeSpec::new(&redis.url()).start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(pool.map(square, 0..10).unwrap().len(), 10);
+    pool.close();
+    pool.join().unwrap();
+    drop(pool);
+    assert!(node.terminate().success(), "{}", node.stderr());
+    let left: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut admin).unwrap();
     assert_eq!(
-        (status.streams[0].backlog, status.streams[0].pending),
-        (0, 0),
-        "the redelivered entry was deleted"
+        left,
+        Vec::<String>::new(),
+        "no stream, node table or heartbeat"
     );
 }
 

@@ -311,21 +311,22 @@ fn install_sigterm() -> Result<()> {
 /// Creates the nodes' group on the task stream (from its start: tasks queued before the
 /// first node came are served too).
 fn create_group(broker: &mut Broker, stream: &str) -> Result<()> {
-    broker.run(|c| match group_command(stream).query::<()>(c) {
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        other => other,
-    })
+    broker.run(|c| ensure_group(c, stream))
 }
 
-/// `XGROUP CREATE stream nodes 0 MKSTREAM`.
-fn group_command(stream: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("XGROUP");
-    cmd.arg("CREATE")
+/// `XGROUP CREATE stream nodes 0 MKSTREAM`, if the group is not there.
+fn ensure_group(c: &mut redis::Connection, stream: &str) -> redis::RedisResult<()> {
+    let created = redis::cmd("XGROUP")
+        .arg("CREATE")
         .arg(stream)
         .arg(keys::GROUP)
         .arg("0")
-        .arg("MKSTREAM");
-    cmd
+        .arg("MKSTREAM")
+        .query::<()>(c);
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
 }
 
 /// Takes tasks while workers are idle, until SIGTERM.
@@ -340,16 +341,17 @@ fn read_loop(
     let mut seen_generation = reader.generation();
     loop {
         let idle = wait_idle(shared, Duration::from_millis(200));
+        // Before SIGTERM is looked at: entries handed over in a lost reply are ours to run.
+        if reader.generation() != seen_generation {
+            seen_generation = reader.generation();
+            recover(shared, reader, &mut backlog)?;
+        }
         // Looked at after the wait: SIGTERM may have come during it.
         if TERMINATE.load(Ordering::Acquire) && backlog.is_empty() {
             return Ok(());
         }
         if idle == 0 {
             continue;
-        }
-        if reader.generation() != seen_generation {
-            seen_generation = reader.generation();
-            recover(shared, reader, &mut backlog)?;
         }
         let entries: Vec<StreamId> = if backlog.is_empty() {
             read_new(shared, reader, idle)?
@@ -385,10 +387,11 @@ fn read_group(
     }
     cmd.arg("STREAMS").arg(&shared.stream).arg(from);
     let reply: Option<redis::streams::StreamReadReply> = reader.run(|c| match cmd.query(c) {
-        // The broker lost its data (restarted without its append-only file): the stream and
-        // the group are made again, and the node goes on.
-        Err(e) if e.code() == Some("NOGROUP") => {
-            group_command(&shared.stream).query::<()>(c)?;
+        // The stream or its group is gone: the broker lost its data (restarted without its
+        // append-only file), or the idle stream was deleted (see `FORGET`) while this node was
+        // taken for lost. They are made again, and the node goes on.
+        Err(e) if matches!(e.code(), Some("NOGROUP" | "UNBLOCKED")) => {
+            ensure_group(c, &shared.stream)?;
             cmd.query(c)
         }
         other => other,
