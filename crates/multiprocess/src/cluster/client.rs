@@ -330,7 +330,8 @@ impl Client {
         broker.set_retry_for(Some(Duration::from_secs(2)));
         // Tasks no node has taken are deleted here: a node that saw this client alive a moment
         // ago could otherwise still start one. (A broker that fails now leaves that to them.)
-        let unfinished: Vec<u64> = self.lock().unfinished.keys().copied().collect();
+        let unfinished: std::collections::HashSet<u64> =
+            self.lock().unfinished.keys().copied().collect();
         if !unfinished.is_empty() {
             if let Ok(entries) = find_entries(self, &mut broker) {
                 let waiting: Vec<(u64, String)> = entries
@@ -540,7 +541,10 @@ fn forgotten(client: &Client, broker: &mut Broker) {
         .iter()
         .filter_map(|(seq, _)| entries.get(seq).map(|id| (*seq, id.clone())))
         .collect();
-    let dropped = cancel_entries(client, broker, &waiting).unwrap_or_default();
+    let dropped: std::collections::HashSet<u64> = cancel_entries(client, broker, &waiting)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let ttl = client.config.ttl;
     for (seq, slot) in left {
         let fate = if dropped.contains(&seq) {

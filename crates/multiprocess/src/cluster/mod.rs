@@ -54,7 +54,8 @@
 //! | a task or result altered in Redis | never run; [`Error::Auth`] |
 //!
 //! Nothing is stored per task: a task is one stream entry, deleted with its outcome, so the
-//! number of keys in Redis stays flat however many tasks pass (see `keys.rs` for the schema).
+//! number of keys in Redis stays flat however many tasks pass; a build's task stream is
+//! deleted once no node serves it and no task waits in it (see `keys.rs` for the schema).
 //!
 //! ## Inside
 //!
