@@ -201,8 +201,11 @@ impl Client {
     }
 
     /// Sends tasks over one entry function (each an encoded chunk of argument tuples, with
-    /// its finisher), all or none. `from_iterator`: the next chunk of an `imap` begun before
-    /// `close`, still accepted after it.
+    /// its finisher), all or none: an error means no slot for any of them. (They go in
+    /// batches of [`SUBMIT_BATCH`]: when a later batch fails, after the broker was out of
+    /// reach for the whole reconnect limit, the earlier ones are already in the stream and
+    /// may run; their outcomes are dropped.) `from_iterator`: the next chunk of an `imap`
+    /// begun before `close`, still accepted after it.
     pub(crate) fn submit(
         &self,
         entry: i64,
