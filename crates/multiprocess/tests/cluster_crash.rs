@@ -496,3 +496,37 @@ fn terminate_fails_what_is_unfinished_and_no_waiting_task_runs() {
         dbsize(&mut admin) == baseline
     });
 }
+
+#[test]
+fn a_broker_outage_longer_than_the_ttl_fails_the_client_cleanly() {
+    let mut redis = Redis::start_with(RedisOptions {
+        aof: true,
+        ..Default::default()
+    });
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let dir = TempDir::new("outage");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (running, release) = start_held(&pool, dir.path());
+    let waiting = pool.apply_async(touch, (p("waiting"),)).unwrap();
+    redis.kill();
+    // The outage itself (not a wait for an event): every heartbeat expires meanwhile.
+    std::thread::sleep(TTL + Duration::from_millis(500));
+    redis.launch();
+    // The client finds itself forgotten: one outcome per task, none left waiting for ever.
+    match waiting.get_timeout(DEADLINE) {
+        Err(Error::Broker(why)) => assert!(why.contains("dropped before it ran"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        running.get_timeout(DEADLINE),
+        Err(Error::Broker(_))
+    ));
+    std::fs::write(&release, b"").unwrap();
+    // The node serves a new client.
+    let again = cluster_common::pool(&redis.url());
+    again.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(again.apply(square, (4,)).unwrap(), 16);
+    assert!(!Path::new(&p("waiting")).exists(), "the dropped task ran");
+}
