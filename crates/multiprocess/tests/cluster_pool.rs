@@ -542,7 +542,7 @@ fn run_node_from_env(url: String, processes_in_code: Option<usize>) {
         Err(Error::Broker(why)) if why.contains("MULTIPROCESS_NODE_PROCESSES")
     ));
     std::env::set_var("MULTIPROCESS_NODE_PROCESSES", "3");
-    std::env::set_var("MULTIPROCESS_CLUSTER_TTL_MS", "1500");
+    std::env::set_var("MULTIPROCESS_CLUSTER_TTL_MS", "20000");
     let mut options = multiprocess::cluster::NodeOptions::new();
     if let Some(n) = processes_in_code {
         options = options.processes(n);
@@ -570,7 +570,8 @@ fn serve_takes_unset_options_from_the_environment() {
             .arg(format!("mp:node:{}", n.id))
             .query(&mut admin)
             .unwrap();
-        assert!(0 < ttl && ttl <= 1500, "heartbeat TTL {ttl} ms");
+        // Above the default of 5 s: the environment's 20 s.
+        assert!(5000 < ttl && ttl <= 20_000, "heartbeat TTL {ttl} ms");
     }
     let pool = pool(&redis.url());
     assert_eq!(pool.map(square, 0..6).unwrap(), vec![0, 1, 4, 9, 16, 25]);
