@@ -530,3 +530,50 @@ fn a_broker_outage_longer_than_the_ttl_fails_the_client_cleanly() {
     assert_eq!(again.apply(square, (4,)).unwrap(), 16);
     assert!(!Path::new(&p("waiting")).exists(), "the dropped task ran");
 }
+
+#[test]
+fn an_entry_handed_over_in_a_lost_reply_runs_once() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    let dir = TempDir::new("lost-reply");
+    let d = dir.path().display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (held, release) = start_held(&pool, dir.path());
+    let waiting = pool.apply_async(run_once, (d.clone(), 7)).unwrap();
+    // The waiting entry is handed to the node's consumer, but the reply goes elsewhere: as if
+    // the node's read had reached the broker and its reply had been lost.
+    let node_id = multiprocess::cluster::status(&redis.url()).unwrap().nodes[0]
+        .id
+        .clone();
+    let stream: Vec<String> = redis::cmd("KEYS")
+        .arg("mp:tasks:*")
+        .query(&mut admin)
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("nodes")
+        .arg(&node_id)
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&stream[0])
+        .arg(">")
+        .query(&mut admin)
+        .unwrap();
+    // Every other connection drops: the node reconnects and finds the entry among its own.
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query(&mut admin)
+        .unwrap();
+    std::fs::write(&release, b"").unwrap();
+    assert_ne!(held.get_timeout(DEADLINE).unwrap(), 0);
+    assert_eq!(waiting.get_timeout(DEADLINE).unwrap(), 14);
+    assert_eq!(count(dir.path(), "run-"), 1);
+    assert_eq!(count(dir.path(), "dup-"), 0, "the task ran twice");
+}
