@@ -67,7 +67,9 @@
 //! whose supervisor gives crash and time-limit handling for free; `reaper.rs` settles the
 //! tasks of lost nodes; `survey.rs` and `status.rs` say who is live.
 //!
-//! Settings from the environment:
+//! Settings from the environment (a node takes them whether [`init`](crate::init) or
+//! [`serve`] starts it, for whatever its [`NodeOptions`] do not set; a client, for whatever
+//! its [`PoolBuilder`] does not set):
 #![doc = include_str!("settings.md")]
 
 mod broker;
