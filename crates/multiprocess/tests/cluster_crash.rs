@@ -577,3 +577,31 @@ fn an_entry_handed_over_in_a_lost_reply_runs_once() {
     assert_eq!(count(dir.path(), "run-"), 1);
     assert_eq!(count(dir.path(), "dup-"), 0, "the task ran twice");
 }
+
+#[test]
+fn an_outcome_the_broker_refuses_for_a_while_is_recorded_later() {
+    let redis = Redis::start();
+    let node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    let dir = TempDir::new("refused");
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (held, release) = start_held(&pool, dir.path());
+    // The broker refuses the outcome for a while (an operator's ACL change, taken back).
+    let acl = |admin: &mut redis::Connection, rule: &str| {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .query(admin)
+            .unwrap();
+    };
+    acl(&mut admin, "-evalsha");
+    std::fs::write(&release, b"").unwrap();
+    node.wait_for_line("could not record 1 outcomes, trying again");
+    acl(&mut admin, "+evalsha");
+    // The outcome goes through, once; the node serves on.
+    assert_ne!(held.get_timeout(DEADLINE).unwrap(), 0);
+    node.wait_for_line("outcomes recorded again");
+    assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+}

@@ -11,7 +11,8 @@
 //!   ([`Error::TimeLimit`](crate::Error::TimeLimit)) and worker replacement, exactly as locally;
 //! - the **completer** records outcomes with the `COMPLETE` script, in batches: it refuses the
 //!   outcome of an entry this node no longer owns (it was presumed lost meanwhile), which is
-//!   how a node that was paused past its heartbeat has its late result discarded;
+//!   how a node that was paused past its heartbeat has its late result discarded. A batch
+//!   the broker refuses (a missing permission) is tried again until it is taken;
 //! - the **heartbeat** refreshes the node's heartbeat key (five times per time-to-live) and
 //!   sweeps lost nodes (`reaper.rs`).
 //!
@@ -582,17 +583,7 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
             );
         }
         let generation = conn.generation();
-        let recorded: Vec<i64> = match conn.run(|c| scripts::query(&pipe, c)) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!(
-                    "multiprocess node {}: could not record {} outcomes: {e}",
-                    shared.id,
-                    batch.len()
-                );
-                Vec::new()
-            }
-        };
+        let recorded = record(shared, &mut conn, &pipe, batch.len());
         // After a reconnection, 0 may also mean "recorded by the attempt whose reply was lost".
         let certain = conn.generation() == generation;
         for (d, r) in batch.iter().zip(&recorded) {
@@ -610,6 +601,37 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
         }
         drop(work);
         shared.changed.notify_all();
+    }
+}
+
+/// Runs a batch of `COMPLETE` calls until the broker takes it: an outcome is never dropped
+/// while the node holds its entry (the client would wait for it for ever). Connection errors
+/// are retried by the broker; any other (a missing permission, a script error) is
+/// reported and tried again after a pause, which is safe: `COMPLETE` is idempotent.
+fn record(shared: &Shared, conn: &mut Broker, pipe: &redis::Pipeline, n: usize) -> Vec<i64> {
+    let mut pause = Duration::from_millis(10);
+    let mut failing = false;
+    loop {
+        match conn.run(|c| scripts::query(pipe, c)) {
+            Ok(recorded) => {
+                if failing {
+                    eprintln!("multiprocess node {}: outcomes recorded again", shared.id);
+                }
+                return recorded;
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!(
+                        "multiprocess node {}: could not record {n} outcomes, trying again: {e}",
+                        shared.id
+                    );
+                    failing = true;
+                }
+                // A pause between attempts (a backoff, not a synchronisation).
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
     }
 }
 
