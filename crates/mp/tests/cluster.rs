@@ -62,3 +62,23 @@ fn a_broker_that_cannot_be_reached_is_a_clear_error() {
     assert!(!ok);
     assert!(err.starts_with("mp: the Redis broker failed"), "{err}");
 }
+
+#[test]
+fn status_reads_a_stream_that_no_node_ever_served() {
+    let redis = Redis::start();
+    let url = redis.url();
+    // A task stream without the nodes' group (no node of its build ever started).
+    let _: String = redis::cmd("XADD")
+        .arg("mp:tasks:0123456789abcdef:0123456789ab")
+        .arg("*")
+        .arg("c")
+        .arg("client")
+        .query(&mut redis.admin())
+        .unwrap();
+    let (ok, json, err) = mp(&["cluster", "status", &url, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["streams"][0]["build"], "0123456789abcdef");
+    assert_eq!(v["streams"][0]["backlog"], 1);
+    assert_eq!(v["streams"][0]["pending"], 0);
+}

@@ -192,8 +192,12 @@ fn a_broker_restart_mid_map_loses_and_repeats_nothing() {
         aof: true,
         ..Default::default()
     });
-    let _node = NodeSpec::new(&redis.url()).processes(2).start();
-    let pool = pool(&redis.url());
+    // Heartbeats that outlive a restart on a loaded machine: nobody is taken for lost.
+    let ttl = Duration::from_secs(10);
+    let mut spec = NodeSpec::new(&redis.url()).processes(2);
+    spec.ttl = ttl;
+    let _node = spec.start();
+    let pool = builder(&redis.url()).heartbeat_ttl(ttl).build().unwrap();
     pool.wait_for_nodes(1, DEADLINE).unwrap();
     let dir = TempDir::new("restart");
     let d = dir.path().display().to_string();
@@ -201,12 +205,16 @@ fn a_broker_restart_mid_map_loses_and_repeats_nothing() {
     let all = pool
         .starmap_async(run_once, (0..n).map(|i| (d.clone(), i)), 1)
         .unwrap();
-    wait_until("a quarter of the tasks", || {
-        count(dir.path(), "run-") >= n as usize / 4
-    });
-    redis.kill();
-    let done_at_kill = count(dir.path(), "run-");
-    redis.launch();
+    // Killed twice: at a quarter and at half of the tasks.
+    let mut done_at_kill = 0;
+    for part in [4, 2] {
+        wait_until("part of the tasks", || {
+            count(dir.path(), "run-") >= n as usize / part
+        });
+        redis.kill();
+        done_at_kill = count(dir.path(), "run-");
+        redis.launch();
+    }
     let results = all.get_timeout(DEADLINE).unwrap();
     assert!(done_at_kill < n as usize, "the broker died mid-map");
     assert_eq!(results, (0..n).map(|i| i * 2).collect::<Vec<_>>());
@@ -334,4 +342,266 @@ fn a_broker_that_lost_its_data_is_served_again() {
         "{}",
         node.stderr()
     );
+}
+
+/// The client's id, from its heartbeat key (the only client of the server).
+fn only_client_key(admin: &mut redis::Connection) -> String {
+    let clients: Vec<String> = redis::cmd("KEYS").arg("mp:client:*").query(admin).unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    clients[0].clone()
+}
+
+fn touch(path: String) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .is_ok()
+}
+
+#[test]
+fn a_forgotten_client_fails_its_tasks_and_takes_no_new_one() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    wait_for_live_nodes(&redis.url(), 1);
+    let baseline = dbsize(&mut admin);
+    let dir = TempDir::new("forgotten");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    // The node's only worker runs one task; the next one waits in the stream.
+    let (running, release) = start_held(&pool, dir.path());
+    let waiting = pool.apply_async(touch, (p("waiting"),)).unwrap();
+    // The client's heartbeat expires, as it does when the client is cut off for a TTL.
+    let client_key = only_client_key(&mut admin);
+    let _: i64 = redis::cmd("DEL")
+        .arg(&client_key)
+        .query(&mut admin)
+        .unwrap();
+
+    // Each task has one outcome, which says what became of it; the waiting one never runs.
+    match waiting.get_timeout(DEADLINE) {
+        Err(Error::Broker(why)) => assert!(why.contains("dropped before it ran"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match running.get_timeout(DEADLINE) {
+        Err(Error::Broker(why)) => assert!(why.contains("may have run"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match pool.apply(square, (2,)) {
+        Err(Error::Broker(why)) => assert!(why.contains("forgotten"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(&release, b"").unwrap();
+    // The node is free again and serves others; the forgotten client left nothing behind.
+    let other = cluster_common::pool(&redis.url());
+    assert_eq!(other.apply(square, (3,)).unwrap(), 9);
+    drop(other);
+    pool.close();
+    pool.join().unwrap();
+    drop(pool);
+    wait_until("the keys back to the baseline", || {
+        dbsize(&mut admin) == baseline
+    });
+    assert!(!Path::new(&p("waiting")).exists(), "the dropped task ran");
+}
+
+#[test]
+fn a_redelivered_task_with_no_node_left_fails_with_no_live_node() {
+    let redis = Redis::start();
+    let mut node = NodeSpec::new(&redis.url()).processes(1).start();
+    let dir = TempDir::new("redeliver-none");
+    let pool = builder(&redis.url()).redeliver(1).build().unwrap();
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (r, _) = start_held(&pool, dir.path());
+    node.kill();
+    // Handed out again (a new entry), but no node is left to take it: the client says so.
+    match r.get_timeout(DEADLINE) {
+        Err(e @ Error::NoLiveNode { .. }) => assert!(e.to_string().contains("no node is live")),
+        other => panic!("{other:?}"),
+    }
+    // The redelivered entry was deleted, and with it the stream no node serves any more.
+    let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    assert_eq!(status.streams, vec![]);
+    assert_eq!(status.lost, Vec::<String>::new());
+}
+
+#[test]
+fn a_node_that_leaves_leaves_no_key_behind() {
+    let redis = Redis::start();
+    let mut admin = redis.admin();
+    assert_eq!(dbsize(&mut admin), 0);
+    let mut node = NodeSpec::new(&redis.url()).start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(pool.map(square, 0..10).unwrap().len(), 10);
+    pool.close();
+    pool.join().unwrap();
+    drop(pool);
+    assert!(node.terminate().success(), "{}", node.stderr());
+    let left: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut admin).unwrap();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "no stream, node table or heartbeat"
+    );
+}
+
+#[test]
+fn terminate_fails_what_is_unfinished_and_no_waiting_task_runs() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    wait_for_live_nodes(&redis.url(), 1);
+    let baseline = dbsize(&mut admin);
+    let dir = TempDir::new("terminate");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (running, release) = start_held(&pool, dir.path());
+    let queued: Vec<_> = (0..3)
+        .map(|i| {
+            pool.apply_async(touch, (p(&format!("queued-{i}")),))
+                .unwrap()
+        })
+        .collect();
+    // No prefetch: the node holds only the task its one worker runs.
+    let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    assert_eq!(
+        (status.streams[0].backlog, status.streams[0].pending),
+        (3, 1)
+    );
+    pool.terminate();
+    assert!(matches!(running.get(), Err(Error::PoolTerminated)));
+    for r in queued {
+        assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+    }
+    assert!(matches!(
+        pool.apply(square, (1,)),
+        Err(Error::PoolTerminated)
+    ));
+    std::fs::write(&release, b"").unwrap();
+    wait_until("the running task to end", || {
+        let status = multiprocess::cluster::status(&redis.url()).unwrap();
+        (status.streams[0].backlog, status.streams[0].pending) == (0, 0)
+    });
+    // The node is idle and serves others; nothing of the terminated pool ran or stayed.
+    let other = cluster_common::pool(&redis.url());
+    assert_eq!(other.apply(square, (3,)).unwrap(), 9);
+    drop(other);
+    assert_eq!(count(dir.path(), "queued-"), 0, "a waiting task ran");
+    drop(pool);
+    wait_until("the keys back to the baseline", || {
+        dbsize(&mut admin) == baseline
+    });
+}
+
+#[test]
+fn a_broker_outage_longer_than_the_ttl_fails_the_client_cleanly() {
+    let mut redis = Redis::start_with(RedisOptions {
+        aof: true,
+        ..Default::default()
+    });
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let dir = TempDir::new("outage");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (running, release) = start_held(&pool, dir.path());
+    let waiting = pool.apply_async(touch, (p("waiting"),)).unwrap();
+    redis.kill();
+    // The outage itself (not a wait for an event): every heartbeat expires meanwhile.
+    std::thread::sleep(TTL + Duration::from_millis(500));
+    redis.launch();
+    // The client finds itself forgotten: one outcome per task, none left waiting for ever.
+    match waiting.get_timeout(DEADLINE) {
+        Err(Error::Broker(why)) => assert!(why.contains("dropped before it ran"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        running.get_timeout(DEADLINE),
+        Err(Error::Broker(_))
+    ));
+    std::fs::write(&release, b"").unwrap();
+    // The node serves a new client.
+    let again = cluster_common::pool(&redis.url());
+    again.wait_for_nodes(1, DEADLINE).unwrap();
+    assert_eq!(again.apply(square, (4,)).unwrap(), 16);
+    assert!(!Path::new(&p("waiting")).exists(), "the dropped task ran");
+}
+
+#[test]
+fn an_entry_handed_over_in_a_lost_reply_runs_once() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    let dir = TempDir::new("lost-reply");
+    let d = dir.path().display().to_string();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (held, release) = start_held(&pool, dir.path());
+    let waiting = pool.apply_async(run_once, (d.clone(), 7)).unwrap();
+    // The waiting entry is handed to the node's consumer, but the reply goes elsewhere: as if
+    // the node's read had reached the broker and its reply had been lost.
+    let node_id = multiprocess::cluster::status(&redis.url()).unwrap().nodes[0]
+        .id
+        .clone();
+    let stream: Vec<String> = redis::cmd("KEYS")
+        .arg("mp:tasks:*")
+        .query(&mut admin)
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("nodes")
+        .arg(&node_id)
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&stream[0])
+        .arg(">")
+        .query(&mut admin)
+        .unwrap();
+    // Every other connection drops: the node reconnects and finds the entry among its own.
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query(&mut admin)
+        .unwrap();
+    std::fs::write(&release, b"").unwrap();
+    assert_ne!(held.get_timeout(DEADLINE).unwrap(), 0);
+    assert_eq!(waiting.get_timeout(DEADLINE).unwrap(), 14);
+    assert_eq!(count(dir.path(), "run-"), 1);
+    assert_eq!(count(dir.path(), "dup-"), 0, "the task ran twice");
+}
+
+#[test]
+fn an_outcome_the_broker_refuses_for_a_while_is_recorded_later() {
+    let redis = Redis::start();
+    let node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    let dir = TempDir::new("refused");
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let (held, release) = start_held(&pool, dir.path());
+    // The broker refuses the outcome for a while (an operator's ACL change, taken back).
+    let acl = |admin: &mut redis::Connection, rule: &str| {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .query(admin)
+            .unwrap();
+    };
+    acl(&mut admin, "-evalsha");
+    std::fs::write(&release, b"").unwrap();
+    node.wait_for_line("could not record 1 outcomes, trying again");
+    acl(&mut admin, "+evalsha");
+    // The outcome goes through, once; the node serves on.
+    assert_ne!(held.get_timeout(DEADLINE).unwrap(), 0);
+    node.wait_for_line("outcomes recorded again");
+    assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
 }

@@ -168,6 +168,18 @@ fn callbacks_panics_crashes_and_time_limits_behave_as_locally() {
         .unwrap();
     assert!(matches!(r.get_timeout(DEADLINE), Err(Error::TimeLimit)));
     assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+    // The pool's own limit holds for every task, a map's too.
+    let limited = builder(&redis.url())
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = dir.path().join("started-2").display().to_string();
+    let never = dir.path().join("never").display().to_string();
+    assert!(matches!(
+        limited.starmap(hold, [(started, never)]),
+        Err(Error::TimeLimit)
+    ));
+    assert_eq!(limited.map(square, 0..3).unwrap(), vec![0, 1, 4]);
 }
 
 #[test]
@@ -268,6 +280,15 @@ fn acl_users_and_tls_work() {
     let pool = pool(&acl.url());
     pool.wait_for_nodes(1, DEADLINE).unwrap();
     assert_eq!(pool.map(square, 0..5).unwrap(), vec![0, 1, 4, 9, 16]);
+    let status = multiprocess::cluster::status(&acl.url()).unwrap();
+    assert_eq!((status.nodes.len(), status.streams.len()), (1, 1));
+    let q: multiprocess::cluster::Queue<u8> =
+        multiprocess::cluster::Queue::bounded(&acl.url(), "acl", 2).unwrap();
+    q.put(&7).unwrap();
+    assert_eq!(q.get().unwrap(), 7);
+    // A wrong password of the user: refused.
+    let wrong = acl.url().replace("pw-of-worker", "wrong");
+    assert!(matches!(builder(&wrong).build(), Err(Error::Auth(_))));
 
     let tls = Redis::start_with(RedisOptions {
         tls: true,
@@ -463,4 +484,99 @@ fn serve_takes_the_local_pool_options() {
     // SIGTERM: the node leaves and its process exits with 0.
     node.terminate().unwrap();
     assert_eq!(node.join_timeout(DEADLINE).unwrap(), Some(0));
+}
+
+#[test]
+fn imap_reads_its_input_lazily_with_a_bounded_window() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).start();
+    let window = 8;
+    let pool = builder(&redis.url()).imap_window(window).build().unwrap();
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    // An endless input that counts what is taken from it.
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&taken);
+    let endless = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut results = pool.imap(square, endless, 1);
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        0,
+        "nothing is read before next()"
+    );
+    for i in 0..50u64 {
+        assert_eq!(results.next().unwrap().unwrap(), i * i);
+        let ahead = taken.load(Ordering::SeqCst) - (i as usize + 1);
+        assert!(ahead <= window, "{ahead} items in flight, window {window}");
+    }
+    // The same bound for imap_unordered (chunks of 3: the window counts chunks).
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&taken);
+    let endless = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut unordered = pool.imap_unordered(square, endless, 3);
+    for got in 1..=60usize {
+        unordered.next().unwrap().unwrap();
+        let ahead = taken.load(Ordering::SeqCst) - got;
+        assert!(
+            ahead <= 3 * window,
+            "{ahead} items in flight, window {window} chunks of 3"
+        );
+    }
+}
+
+/// A node started from code with no option set: each comes from the environment, as
+/// `MULTIPROCESS_NODE` nodes take them; an option set in code wins.
+fn run_node_from_env(url: String, processes_in_code: Option<usize>) {
+    std::env::set_var(
+        "MULTIPROCESS_CLUSTER_KEY",
+        std::ffi::OsStr::new("the cluster tests' shared key"),
+    );
+    std::env::set_var("MULTIPROCESS_NODE_PROCESSES", "three");
+    assert!(matches!(
+        multiprocess::cluster::NodeOptions::from_env(),
+        Err(Error::Broker(why)) if why.contains("MULTIPROCESS_NODE_PROCESSES")
+    ));
+    std::env::set_var("MULTIPROCESS_NODE_PROCESSES", "3");
+    std::env::set_var("MULTIPROCESS_CLUSTER_TTL_MS", "20000");
+    let mut options = multiprocess::cluster::NodeOptions::new();
+    if let Some(n) = processes_in_code {
+        options = options.processes(n);
+    }
+    multiprocess::cluster::serve(&url, options).unwrap();
+}
+
+#[test]
+fn serve_takes_unset_options_from_the_environment() {
+    let redis = Redis::start();
+    let from_env = multiprocess::Process::new(run_node_from_env, (redis.url(), None))
+        .start()
+        .unwrap();
+    let in_code = multiprocess::Process::new(run_node_from_env, (redis.url(), Some(1)))
+        .start()
+        .unwrap();
+    wait_for_live_nodes(&redis.url(), 2);
+    let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    let mut workers: Vec<usize> = status.nodes.iter().map(|n| n.processes).collect();
+    workers.sort();
+    assert_eq!(workers, vec![1, 3]);
+    let mut admin = redis.admin();
+    for n in &status.nodes {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("mp:node:{}", n.id))
+            .query(&mut admin)
+            .unwrap();
+        // Above the default of 5 s: the environment's 20 s.
+        assert!(5000 < ttl && ttl <= 20_000, "heartbeat TTL {ttl} ms");
+    }
+    let pool = pool(&redis.url());
+    assert_eq!(pool.map(square, 0..6).unwrap(), vec![0, 1, 4, 9, 16, 25]);
+    for node in [from_env, in_code] {
+        node.terminate().unwrap();
+        assert_eq!(node.join_timeout(DEADLINE).unwrap(), Some(0));
+    }
 }

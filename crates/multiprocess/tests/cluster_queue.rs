@@ -136,3 +136,30 @@ fn a_joinable_queue_joins_once_every_item_is_done() {
     // Done and empty: no key left.
     assert_eq!(dbsize(&mut redis.admin()), 0);
 }
+
+#[test]
+fn a_broker_error_is_returned_not_swallowed() {
+    let redis = Redis::start();
+    let q: Queue<u32> = Queue::bounded(&redis.url(), "spoiled", 4).unwrap();
+    let jq: multiprocess::cluster::JoinableQueue<u32> =
+        multiprocess::cluster::JoinableQueue::open(&redis.url(), "spoiled").unwrap();
+    // Someone else made the queue's key a string: every call fails with the broker's error.
+    let _: () = redis::cmd("SET")
+        .arg("mp:queue:spoiled")
+        .arg("not a list")
+        .query(&mut redis.admin())
+        .unwrap();
+    let broker_error = |r: Result<(), Error>| match r {
+        Err(Error::Broker(why)) => assert!(why.contains("WRONGTYPE"), "{why}"),
+        other => panic!("{other:?}"),
+    };
+    broker_error(q.full().map(drop));
+    broker_error(q.empty().map(drop));
+    broker_error(q.qsize().map(drop));
+    broker_error(q.put(&1));
+    broker_error(q.put_nowait(&1));
+    broker_error(q.get_nowait().map(drop));
+    broker_error(q.get_timeout(Duration::from_millis(10)).map(drop));
+    broker_error(jq.put(&1));
+    broker_error(jq.empty().map(drop));
+}

@@ -14,7 +14,13 @@
 //! keeper, at each heartbeat, refreshes the client's keys, sweeps lost nodes
 //! (`reaper.rs`), and if no live node has run the build for a time-to-live (a grace that lets a
 //! node restart), fails the tasks that no node has taken with [`Error::NoLiveNode`] (their
-//! entries are deleted first, so none can start later).
+//! entries are deleted first, so none can start later). Entries are found by scanning the
+//! stream for this client's, not by remembered ids: a redelivered task is a new entry.
+//!
+//! A client whose heartbeat expired (cut off from the broker, or the broker down, for longer
+//! than its TTL) finds itself *forgotten*: nodes took it for dead and drop its tasks and
+//! outcomes, for good. It fails every unfinished task with [`Error::Broker`] (saying whether
+//! the task was dropped unrun or may have run) and takes no new one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,19 +56,15 @@ impl ClientConfig {
     }
 }
 
-/// A task sent and not yet settled.
-struct Unfinished {
-    slot: Arc<Slot>,
-    /// Its stream entry, once the broker named it.
-    entry: Option<String>,
-}
-
 #[derive(Default)]
 pub(crate) struct State {
     next_seq: u64,
-    unfinished: HashMap<u64, Unfinished>,
+    /// The result slots of the tasks sent and not yet settled, by task number.
+    unfinished: HashMap<u64, Arc<Slot>>,
     pub closing: bool,
     pub terminated: bool,
+    /// The broker forgot this client (see [`forgotten`]): it takes no new task.
+    forgotten: bool,
     /// `imap` iterators still alive: after `close`, the client keeps serving them.
     pub open_iterators: usize,
 }
@@ -199,8 +201,11 @@ impl Client {
     }
 
     /// Sends tasks over one entry function (each an encoded chunk of argument tuples, with
-    /// its finisher), all or none. `from_iterator`: the next chunk of an `imap` begun before
-    /// `close`, still accepted after it.
+    /// its finisher), all or none: an error means no slot for any of them. (They go in
+    /// batches of [`SUBMIT_BATCH`]: when a later batch fails, after the broker was out of
+    /// reach for the whole reconnect limit, the earlier ones are already in the stream and
+    /// may run; their outcomes are dropped.) `from_iterator`: the next chunk of an `imap`
+    /// begun before `close`, still accepted after it.
     pub(crate) fn submit(
         &self,
         entry: i64,
@@ -220,13 +225,7 @@ impl Client {
                 state.next_seq += 1;
                 let seq = state.next_seq;
                 let slot = Slot::new(finisher);
-                state.unfinished.insert(
-                    seq,
-                    Unfinished {
-                        slot: Arc::clone(&slot),
-                        entry: None,
-                    },
-                );
+                state.unfinished.insert(seq, Arc::clone(&slot));
                 slots.push(slot);
                 numbered.push((seq, args));
             }
@@ -251,10 +250,22 @@ impl Client {
         if state.closing && !from_iterator {
             return Err(Error::PoolClosed);
         }
+        if state.forgotten {
+            return Err(self.forgotten_error());
+        }
         Ok(())
     }
 
-    /// Seals and sends numbered tasks in batches; records their entry ids.
+    /// Why a forgotten client takes no new task.
+    fn forgotten_error(&self) -> Error {
+        Error::Broker(format!(
+            "this client was out of touch with the broker for over {:?} (its heartbeat TTL) \
+             and was forgotten: it takes no new task; make a new pool",
+            self.config.ttl
+        ))
+    }
+
+    /// Seals and sends numbered tasks in batches.
     fn send_batches(
         &self,
         broker: &mut Broker,
@@ -284,21 +295,8 @@ impl Client {
             let reply: redis::Value = broker.run(|c| {
                 scripts::call(c, &scripts::SUBMIT, &[&config.stream, &client_key], &refs)
             })?;
-            let ids: Vec<Option<String>> = match reply {
-                redis::Value::Int(-1) => {
-                    return Err(Error::Broker(
-                        "the broker forgot this client (its heartbeat expired): submit again \
-                         from a new pool"
-                            .into(),
-                    ))
-                }
-                other => redis::from_redis_value(other).unwrap_or_default(),
-            };
-            let mut state = self.lock();
-            for ((seq, _), id) in batch.iter().zip(ids) {
-                if let Some(u) = state.unfinished.get_mut(seq) {
-                    u.entry = id;
-                }
+            if reply == redis::Value::Int(-1) {
+                return Err(self.forgotten_error());
             }
         }
         Ok(())
@@ -321,8 +319,8 @@ impl Client {
         self.settled.notify_all();
     }
 
-    /// Stops the background threads and removes the client's keys: nodes drop its tasks that
-    /// have not started, and the outcomes of those that run are thrown away. Unfinished tasks
+    /// Stops the background threads, deletes the entries of its tasks that no node has taken
+    /// and removes the client's keys: the outcomes of the tasks running are thrown away. Unfinished tasks
     /// fail with [`Error::PoolTerminated`].
     pub(crate) fn shut_down(&self) {
         if self.stop.swap(true, Ordering::AcqRel) {
@@ -333,6 +331,19 @@ impl Client {
         let mut broker = self.submitter_lock();
         // A broker that is down is not waited for long: the keys expire by themselves.
         broker.set_retry_for(Some(Duration::from_secs(2)));
+        // Tasks no node has taken are deleted here: a node that saw this client alive a moment
+        // ago could otherwise still start one. (A broker that fails now leaves that to them.)
+        let unfinished: std::collections::HashSet<u64> =
+            self.lock().unfinished.keys().copied().collect();
+        if !unfinished.is_empty() {
+            if let Ok(entries) = find_entries(self, &mut broker) {
+                let waiting: Vec<(u64, String)> = entries
+                    .into_iter()
+                    .filter(|(seq, _)| unfinished.contains(seq))
+                    .collect();
+                let _ = cancel_entries(self, &mut broker, &waiting);
+            }
+        }
         // Deleting the keys also wakes the reader (a write to the stream it blocks on).
         let _ = broker.run_once(|c| {
             redis::pipe()
@@ -358,9 +369,9 @@ impl Client {
                 let _ = h.join();
             }
         }
-        let left: Vec<Unfinished> = self.lock().unfinished.drain().map(|(_, u)| u).collect();
-        for u in left {
-            u.slot.set(Err(Error::PoolTerminated));
+        let left: Vec<Arc<Slot>> = self.lock().unfinished.drain().map(|(_, s)| s).collect();
+        for slot in left {
+            slot.set(Err(Error::PoolTerminated));
         }
         self.settled.notify_all();
     }
@@ -375,9 +386,8 @@ impl Client {
             }
             found
         };
-        if let Some(u) = found {
-            u.slot
-                .set(outcome.map(|bytes| crate::buffer::Payload::Inline(Arc::new(bytes))));
+        if let Some(slot) = found {
+            slot.set(outcome.map(|bytes| crate::buffer::Payload::Inline(Arc::new(bytes))));
         }
     }
 
@@ -392,7 +402,8 @@ impl Client {
             return true;
         }
         let state = self.lock();
-        state.closing && state.unfinished.is_empty() && state.open_iterators == 0
+        state.forgotten
+            || (state.closing && state.unfinished.is_empty() && state.open_iterators == 0)
     }
 }
 
@@ -497,7 +508,8 @@ fn keep_alive(client: &Client, broker: &mut Broker) -> Result<()> {
             .query(c)
     })?;
     if alive == 0 {
-        forgotten(client, broker)?;
+        forgotten(client, broker);
+        return Ok(());
     }
     let found = reaper::sweep(broker, &config.key, &config.id, config.ttl)?;
     let (mine, seen) = client.record_view(&found.live);
@@ -514,64 +526,120 @@ fn keep_alive(client: &Client, broker: &mut Broker) -> Result<()> {
     Ok(())
 }
 
-/// The broker forgot us (our heartbeat expired, e.g. while we were cut off): our queued tasks
-/// were dropped by the nodes, so they fail; we register again for new ones.
-fn forgotten(client: &Client, broker: &mut Broker) -> Result<()> {
-    let config = &client.config;
-    let (left, hw) = {
+/// The broker forgot us: our heartbeat expired (we were cut off from it, or it was down, for
+/// longer than our TTL). Nodes took us for dead meanwhile: they drop our tasks that they read
+/// and throw away the outcomes of those they ran, and a client found dead is never served
+/// again under its id (so registering again would leave new tasks unanswered). So every
+/// unfinished task fails, saying whether it was dropped unrun (its entry deleted here, before
+/// any node took it) or may have run (a node had taken it); and the client takes no new task.
+fn forgotten(client: &Client, broker: &mut Broker) {
+    let left: Vec<(u64, Arc<Slot>)> = {
         let mut state = client.lock();
-        let left: Vec<(u64, Unfinished)> = state.unfinished.drain().collect();
-        (left, state.next_seq)
+        state.forgotten = true;
+        state.unfinished.drain().collect()
     };
-    let client_key = keys::client(&config.id);
-    broker.run(|c| {
-        redis::pipe()
-            .cmd("HSET")
-            .arg(&client_key)
-            .arg("hw")
-            .arg(hw)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&client_key)
-            .arg(config.ttl.as_millis() as u64)
-            .ignore()
-            .query::<()>(c)
-    })?;
-    for (_, u) in left {
-        u.slot.set(Err(Error::Broker(format!(
-            "this client was out of touch with the broker for over {:?}: its tasks were dropped",
-            config.ttl
+    // A broker that fails now leaves the tasks' fate unknown: "may have run".
+    let entries = find_entries(client, broker).unwrap_or_default();
+    let waiting: Vec<(u64, String)> = left
+        .iter()
+        .filter_map(|(seq, _)| entries.get(seq).map(|id| (*seq, id.clone())))
+        .collect();
+    let dropped: std::collections::HashSet<u64> = cancel_entries(client, broker, &waiting)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let ttl = client.config.ttl;
+    for (seq, slot) in left {
+        let fate = if dropped.contains(&seq) {
+            "the task was dropped before it ran"
+        } else {
+            "a node had taken the task, so it may have run; its outcome is lost"
+        };
+        slot.set(Err(Error::Broker(format!(
+            "this client was out of touch with the broker for over {ttl:?} (its heartbeat TTL) \
+             and was forgotten: {fate}"
         ))));
     }
     client.settled.notify_all();
+}
+
+/// No live node runs our build: fail every task no node has taken (its entry deleted first,
+/// so that none can start later). A task whose entry is not in the stream has its outcome on
+/// the way (it finished, or a reaper settled it), or is being submitted: it is left alone.
+fn cancel_unstarted(client: &Client, broker: &mut Broker, seen: String) -> Result<()> {
+    let entries = find_entries(client, broker)?;
+    let waiting: Vec<(u64, String)> = {
+        let state = client.lock();
+        entries
+            .into_iter()
+            .filter(|(seq, _)| state.unfinished.contains_key(seq))
+            .collect()
+    };
+    for seq in cancel_entries(client, broker, &waiting)? {
+        client.settle(seq, Err(client.no_live_node(seen.clone())));
+    }
     Ok(())
 }
 
-/// No live node runs our build: fail every task no node has taken (its entry deleted first).
-fn cancel_unstarted(client: &Client, broker: &mut Broker, seen: String) -> Result<()> {
-    let waiting: Vec<(u64, Option<String>)> = client
-        .lock()
-        .unfinished
-        .iter()
-        .map(|(seq, u)| (*seq, u.entry.clone()))
-        .collect();
-    for (seq, entry) in waiting {
-        let cancelled = match &entry {
-            Some(id) => {
-                broker.run(|c| {
-                    scripts::call::<i64>(
-                        c,
-                        &scripts::CANCEL,
-                        &[&client.config.stream],
-                        &[keys::GROUP.as_bytes(), id.as_bytes()],
-                    )
-                })? == 1
+/// How many entries one page of a stream scan reads.
+const SCAN_PAGE: usize = 1000;
+
+/// Our entries in the task stream, by task number. Looked up rather than remembered: a
+/// redelivered task is a new entry, with a new id.
+fn find_entries(client: &Client, broker: &mut Broker) -> Result<HashMap<u64, String>> {
+    let stream = &client.config.stream;
+    let mut found = HashMap::new();
+    let mut from = "-".to_string();
+    loop {
+        let page: redis::streams::StreamRangeReply = broker.run(|c| {
+            redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(&from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(SCAN_PAGE)
+                .query(c)
+        })?;
+        for entry in &page.ids {
+            if wire::field(entry, "c") == client.config.id.as_bytes() {
+                let seq = String::from_utf8_lossy(&wire::field(entry, "s")).parse();
+                if let Ok(seq) = seq {
+                    found.insert(seq, entry.id.clone());
+                }
             }
-            None => true,
-        };
-        if cancelled {
-            client.settle(seq, Err(client.no_live_node(seen.clone())));
+        }
+        match page.ids.last() {
+            Some(last) if page.ids.len() == SCAN_PAGE => from = format!("({}", last.id),
+            _ => return Ok(found),
         }
     }
-    Ok(())
+}
+
+/// Deletes the entries that no node has taken (`CANCEL`, pipelined); returns their tasks.
+fn cancel_entries(
+    client: &Client,
+    broker: &mut Broker,
+    entries: &[(u64, String)],
+) -> Result<Vec<u64>> {
+    let mut cancelled = Vec::new();
+    for batch in entries.chunks(SUBMIT_BATCH) {
+        let mut pipe = redis::pipe();
+        for (_, id) in batch {
+            scripts::add(
+                &mut pipe,
+                &scripts::CANCEL,
+                &[&client.config.stream],
+                &[keys::GROUP.as_bytes(), id.as_bytes()],
+            );
+        }
+        let done: Vec<i64> = broker.run(|c| scripts::query(&pipe, c))?;
+        cancelled.extend(
+            batch
+                .iter()
+                .zip(done)
+                .filter(|(_, d)| *d == 1)
+                .map(|((seq, _), _)| *seq),
+        );
+    }
+    Ok(cancelled)
 }

@@ -2,7 +2,7 @@
 //!
 //! | key | type | lifetime | holds |
 //! | --- | --- | --- | --- |
-//! | `mp:tasks:{build}:{keyid}` | stream, group `nodes` | while nodes of that build exist | tasks not yet finished: waiting, or in the group's pending list of the node that runs them |
+//! | `mp:tasks:{build}:{keyid}` | stream, group `nodes` | while nodes of that build exist, or tasks wait in it (deleted by `FORGET` or `CANCEL` when empty and no node is a consumer) | tasks not yet finished: waiting, or in the group's pending list of the node that runs them |
 //! | `mp:nodes` | hash | always | node id → its task stream, for reapers to find a lost node's entries |
 //! | `mp:node:{id}` | hash, TTL | heartbeat | a node's build, key id, host, pid, workers, busy workers |
 //! | `mp:client:{id}` | hash, TTL | heartbeat | a client's highest submitted task number (`hw`) |

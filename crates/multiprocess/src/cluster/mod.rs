@@ -47,13 +47,15 @@
 //! | a task passes its time limit | [`Error::TimeLimit`]; its worker is killed and replaced |
 //! | a node dies or is cut off (no heartbeat for the TTL, 5 s by default) | [`Error::NodeLost`] naming the node, settled by any live node or client; or handed out again, up to [`PoolBuilder::redeliver`] times |
 //! | a node thought lost comes back | its late result is discarded: exactly one outcome per task |
-//! | Redis restarts (with its append-only file on) | clients and nodes reconnect with backoff; no task is lost or run twice |
+//! | Redis restarts (with `appendonly yes` and `appendfsync always`) | clients and nodes reconnect with backoff; no task is lost or run twice (with `appendfsync everysec`, the last second of writes may be lost: a task may then run twice) |
 //! | the client dies | nodes drop its tasks that have not started; its keys expire with its heartbeat |
+//! | the client is cut off from the broker, or the broker is down, for longer than the client's TTL | the client is *forgotten*: nodes took it for dead. Each unfinished task fails with [`Error::Broker`], saying whether it was dropped unrun or may have run; the pool takes no new task (make a new one) |
 //! | no live node runs the build | [`Error::NoLiveNode`], at submit, or for waiting tasks one TTL after the last node left |
 //! | a task or result altered in Redis | never run; [`Error::Auth`] |
 //!
 //! Nothing is stored per task: a task is one stream entry, deleted with its outcome, so the
-//! number of keys in Redis stays flat however many tasks pass (see `keys.rs` for the schema).
+//! number of keys in Redis stays flat however many tasks pass; a build's task stream is
+//! deleted once no node serves it and no task waits in it (see `keys.rs` for the schema).
 //!
 //! ## Inside
 //!
@@ -65,7 +67,9 @@
 //! whose supervisor gives crash and time-limit handling for free; `reaper.rs` settles the
 //! tasks of lost nodes; `survey.rs` and `status.rs` say who is live.
 //!
-//! Settings from the environment:
+//! Settings from the environment (a node takes them whether [`init`](crate::init) or
+//! [`serve`] starts it, for whatever its [`NodeOptions`] do not set; a client, for whatever
+//! its [`PoolBuilder`] does not set):
 #![doc = include_str!("settings.md")]
 
 mod broker;

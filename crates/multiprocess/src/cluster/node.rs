@@ -11,7 +11,8 @@
 //!   ([`Error::TimeLimit`](crate::Error::TimeLimit)) and worker replacement, exactly as locally;
 //! - the **completer** records outcomes with the `COMPLETE` script, in batches: it refuses the
 //!   outcome of an entry this node no longer owns (it was presumed lost meanwhile), which is
-//!   how a node that was paused past its heartbeat has its late result discarded;
+//!   how a node that was paused past its heartbeat has its late result discarded. A batch
+//!   the broker refuses (a missing permission) is tried again until it is taken;
 //! - the **heartbeat** refreshes the node's heartbeat key (five times per time-to-live) and
 //!   sweeps lost nodes (`reaper.rs`).
 //!
@@ -59,23 +60,45 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    /// The defaults: one worker per core, the key from `$MULTIPROCESS_CLUSTER_KEY`, a 5 s
-    /// heartbeat time-to-live.
+    /// No option set: [`serve`] takes each from the environment if it is set there (see the
+    /// table in the [module](super)), or else its default: one worker per core, the key from
+    /// `$MULTIPROCESS_CLUSTER_KEY` (required), a 5 s heartbeat time-to-live, the system's
+    /// TLS roots. An option set in code wins over the environment.
     pub fn new() -> Self {
         NodeOptions::default()
     }
 
-    /// The options the environment gives (see the table in the [module](super)).
+    /// The options the environment gives (see the table in the [module](super)): the worker
+    /// count (`MULTIPROCESS_NODE_PROCESSES`), the heartbeat TTL
+    /// (`MULTIPROCESS_CLUSTER_TTL_MS`), the CA file (`MULTIPROCESS_CLUSTER_CA`) and the key
+    /// (`MULTIPROCESS_CLUSTER_KEY`). A value that is not a number, or a CA file that cannot
+    /// be read, is an error.
+    ///
+    /// ```no_run
+    /// // MULTIPROCESS_NODE_PROCESSES=4 MULTIPROCESS_CLUSTER_KEY=… ./app
+    /// let options = multiprocess::cluster::NodeOptions::from_env()?;
+    /// # Ok::<(), multiprocess::Error>(())
+    /// ```
     pub fn from_env() -> Result<Self> {
-        let mut options = NodeOptions::new();
-        if let Some(n) = settings::number_from_env(settings::PROCESSES_ENV)? {
-            options.processes = Some(n as usize);
+        NodeOptions::new().or_env()
+    }
+
+    /// These options, with each one not set taken from the environment if it is set there.
+    fn or_env(mut self) -> Result<Self> {
+        if self.processes.is_none() {
+            self.processes =
+                settings::number_from_env(settings::PROCESSES_ENV)?.map(|n| n as usize);
         }
-        if let Some(ms) = settings::number_from_env(settings::TTL_ENV)? {
-            options.ttl = Some(Duration::from_millis(ms));
+        if self.ttl.is_none() {
+            self.ttl = settings::number_from_env(settings::TTL_ENV)?.map(Duration::from_millis);
         }
-        options.tls_ca = settings::ca_from_env()?;
-        Ok(options)
+        if self.tls_ca.is_none() {
+            self.tls_ca = settings::ca_from_env()?;
+        }
+        if self.key.is_none() {
+            self.key = settings::key_from_env().ok();
+        }
+        Ok(self)
     }
 
     /// How many worker processes (default: the number of CPUs).
@@ -189,9 +212,11 @@ impl Shared {
 }
 
 /// Serves this build's tasks from the broker at `url` until SIGTERM; then lets the running
-/// tasks finish and returns. Fails at once if the broker cannot be reached, refuses the
+/// tasks finish and returns. Options not set in `options` come from the environment, as
+/// [`NodeOptions::new`] says. Fails at once if the broker cannot be reached, refuses the
 /// credentials, or no key is given.
 pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
+    let options = options.or_env()?;
     let key = Key::new(&match options.key.clone() {
         Some(k) => k,
         None => settings::key_from_env()?,
@@ -287,21 +312,22 @@ fn install_sigterm() -> Result<()> {
 /// Creates the nodes' group on the task stream (from its start: tasks queued before the
 /// first node came are served too).
 fn create_group(broker: &mut Broker, stream: &str) -> Result<()> {
-    broker.run(|c| match group_command(stream).query::<()>(c) {
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        other => other,
-    })
+    broker.run(|c| ensure_group(c, stream))
 }
 
-/// `XGROUP CREATE stream nodes 0 MKSTREAM`.
-fn group_command(stream: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("XGROUP");
-    cmd.arg("CREATE")
+/// `XGROUP CREATE stream nodes 0 MKSTREAM`, if the group is not there.
+fn ensure_group(c: &mut redis::Connection, stream: &str) -> redis::RedisResult<()> {
+    let created = redis::cmd("XGROUP")
+        .arg("CREATE")
         .arg(stream)
         .arg(keys::GROUP)
         .arg("0")
-        .arg("MKSTREAM");
-    cmd
+        .arg("MKSTREAM")
+        .query::<()>(c);
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
 }
 
 /// Takes tasks while workers are idle, until SIGTERM.
@@ -316,16 +342,17 @@ fn read_loop(
     let mut seen_generation = reader.generation();
     loop {
         let idle = wait_idle(shared, Duration::from_millis(200));
+        // Before SIGTERM is looked at: entries handed over in a lost reply are ours to run.
+        if reader.generation() != seen_generation {
+            seen_generation = reader.generation();
+            recover(shared, reader, &mut backlog)?;
+        }
         // Looked at after the wait: SIGTERM may have come during it.
         if TERMINATE.load(Ordering::Acquire) && backlog.is_empty() {
             return Ok(());
         }
         if idle == 0 {
             continue;
-        }
-        if reader.generation() != seen_generation {
-            seen_generation = reader.generation();
-            recover(shared, reader, &mut backlog)?;
         }
         let entries: Vec<StreamId> = if backlog.is_empty() {
             read_new(shared, reader, idle)?
@@ -361,10 +388,11 @@ fn read_group(
     }
     cmd.arg("STREAMS").arg(&shared.stream).arg(from);
     let reply: Option<redis::streams::StreamReadReply> = reader.run(|c| match cmd.query(c) {
-        // The broker lost its data (restarted without its append-only file): the stream and
-        // the group are made again, and the node goes on.
-        Err(e) if e.code() == Some("NOGROUP") => {
-            group_command(&shared.stream).query::<()>(c)?;
+        // The stream or its group is gone: the broker lost its data (restarted without its
+        // append-only file), or the idle stream was deleted (see `FORGET`) while this node was
+        // taken for lost. They are made again, and the node goes on.
+        Err(e) if matches!(e.code(), Some("NOGROUP" | "UNBLOCKED")) => {
+            ensure_group(c, &shared.stream)?;
             cmd.query(c)
         }
         other => other,
@@ -378,9 +406,13 @@ fn read_group(
 
 /// After a reconnection: our pending entries that we do not hold (handed over in a reply we
 /// never got) go to the backlog, to run now.
+///
+/// What we hold is looked at *before* the pending list is read: only this thread adds to it,
+/// but the completer removes an entry once its outcome is recorded, so a look taken after the
+/// read could miss an entry that was still pending when read, and run it a second time.
 fn recover(shared: &Shared, reader: &mut Broker, backlog: &mut VecDeque<StreamId>) -> Result<()> {
-    let mine = read_group(shared, reader, 100_000, None, "0")?;
     let owned = shared.work().owned.clone();
+    let mine = read_group(shared, reader, 100_000, None, "0")?;
     for entry in mine {
         if !owned.contains(&entry.id) && !backlog.iter().any(|b| b.id == entry.id) {
             backlog.push_back(entry);
@@ -550,18 +582,12 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
                 ],
             );
         }
-        let recorded: Vec<i64> = match conn.run(|c| scripts::query(&pipe, c)) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!(
-                    "multiprocess node {}: could not record outcomes: {e}",
-                    shared.id
-                );
-                vec![0; batch.len()]
-            }
-        };
+        let generation = conn.generation();
+        let recorded = record(shared, &mut conn, &pipe, batch.len());
+        // After a reconnection, 0 may also mean "recorded by the attempt whose reply was lost".
+        let certain = conn.generation() == generation;
         for (d, r) in batch.iter().zip(&recorded) {
-            if *r == 0 {
+            if *r == 0 && certain {
                 eprintln!(
                     "multiprocess node {}: discarded the late result of task {} of client {}: \
                      this node was presumed lost and the task was settled without it",
@@ -575,6 +601,37 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
         }
         drop(work);
         shared.changed.notify_all();
+    }
+}
+
+/// Runs a batch of `COMPLETE` calls until the broker takes it: an outcome is never dropped
+/// while the node holds its entry (the client would wait for it for ever). Connection errors
+/// are retried by the broker; any other (a missing permission, a script error) is
+/// reported and tried again after a pause, which is safe: `COMPLETE` is idempotent.
+fn record(shared: &Shared, conn: &mut Broker, pipe: &redis::Pipeline, n: usize) -> Vec<i64> {
+    let mut pause = Duration::from_millis(10);
+    let mut failing = false;
+    loop {
+        match conn.run(|c| scripts::query(pipe, c)) {
+            Ok(recorded) => {
+                if failing {
+                    eprintln!("multiprocess node {}: outcomes recorded again", shared.id);
+                }
+                return recorded;
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!(
+                        "multiprocess node {}: could not record {n} outcomes, trying again: {e}",
+                        shared.id
+                    );
+                    failing = true;
+                }
+                // A pause between attempts (a backoff, not a synchronisation).
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
     }
 }
 
@@ -640,24 +697,20 @@ fn heartbeat_loop(shared: &Shared, mut conn: Broker, build: &str) {
     }
 }
 
-/// Removes the node from the cluster (it owns nothing any more).
+/// Removes the node from the cluster: its heartbeat first, then (with `FORGET`) its line in
+/// the node table and its consumer, but only if it owns no entry. One it still owns (handed
+/// over in a reply lost just before SIGTERM) would be lost with the consumer: instead the node
+/// stays in the table as a lost one, and reapers settle the entry.
 fn leave(conn: &mut Broker, shared: &Shared) {
+    let heartbeat = keys::node(&shared.id);
     let _ = conn.run(|c| {
-        redis::pipe()
-            .cmd("DEL")
-            .arg(keys::node(&shared.id))
-            .ignore()
-            .cmd("HDEL")
-            .arg(keys::NODES)
-            .arg(&shared.id)
-            .ignore()
-            .cmd("XGROUP")
-            .arg("DELCONSUMER")
-            .arg(&shared.stream)
-            .arg(keys::GROUP)
-            .arg(&shared.id)
-            .ignore()
-            .query::<()>(c)
+        redis::cmd("DEL").arg(&heartbeat).query::<()>(c)?;
+        scripts::call::<i64>(
+            c,
+            &scripts::FORGET,
+            &[&shared.stream, &heartbeat, keys::NODES],
+            &[keys::GROUP.as_bytes(), shared.id.as_bytes()],
+        )
     });
 }
 

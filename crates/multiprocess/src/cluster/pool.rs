@@ -556,8 +556,9 @@ impl Pool {
         self.client.lock().closing = true;
     }
 
-    /// Stops at once: tasks not yet finished fail here, nodes drop those they have not
-    /// started, and the results of those they run are thrown away.
+    /// Stops at once: tasks not yet finished fail here with [`Error::PoolTerminated`], those
+    /// no node has taken are deleted from the broker (none of them starts later), and the
+    /// results of those running are thrown away.
     pub fn terminate(&self) {
         self.client.lock().terminated = true;
         self.client.shut_down();

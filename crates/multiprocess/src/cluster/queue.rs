@@ -203,9 +203,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Whether a bounded queue is full (never for an unbounded one).
     pub fn full(&self) -> Result<bool> {
-        Ok(self
-            .maxsize
-            .is_some_and(|m| self.qsize().is_ok_and(|n| n >= m)))
+        match self.maxsize {
+            Some(bound) => Ok(self.qsize()? >= bound),
+            None => Ok(false),
+        }
     }
 
     /// The queue's bound, if it has one.

@@ -60,14 +60,19 @@ fn reap_node(
 ) -> Result<()> {
     let heartbeat = keys::node(node);
     let pending: Vec<PendingEntry> = broker.run(|c| {
-        redis::cmd("XPENDING")
+        let listed = redis::cmd("XPENDING")
             .arg(stream)
             .arg(keys::GROUP)
             .arg("-")
             .arg("+")
             .arg(PAGE)
             .arg(node)
-            .query(c)
+            .query(c);
+        match listed {
+            // The stream or its group is gone: the node owns nothing.
+            Err(e) if e.code() == Some("NOGROUP") => Ok(Vec::new()),
+            other => other,
+        }
     })?;
     for (id, _, _, _) in &pending {
         reap_entry(

@@ -50,9 +50,10 @@ return ids
 /// 0 if the consumer no longer owns the entry.
 pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r#"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
-if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+        &[
+            PENDING_OWNER,
+            r#"
+if pending_owner(ARGV[2]) ~= ARGV[3] then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
@@ -61,6 +62,8 @@ if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
 end
 return 1
 "#,
+        ]
+        .concat(),
     )
 });
 
@@ -69,10 +72,11 @@ return 1
 /// instead of failing it. Returns 1 if settled, 0 if not (owned by another, or the node lives).
 pub(crate) static REAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r#"
+        &[
+            PENDING_OWNER,
+            r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
-if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+if pending_owner(ARGV[2]) ~= ARGV[3] then return 0 end
 local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -87,41 +91,83 @@ if ARGV[7] == 'redeliver' and #e == 1 then
     end
   end
   redis.call('XADD', KEYS[1], '*', unpack(fields))
-elseif redis.call('EXISTS', KEYS[3]) == 1 then
+elseif ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('XADD', KEYS[2], '*', 'o', ARGV[4], 'm', ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
 return 1
 "#,
+        ]
+        .concat(),
     )
 });
 
+/// A Lua function: the consumer that holds entry `id` of the task stream `KEYS[1]` in the
+/// group `ARGV[1]`, or nil: when no node holds it, and when the stream or its group is gone.
+const PENDING_OWNER: &str = r#"
+local function pending_owner(id)
+  local ok, p = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if ok and #p == 1 then return p[1][2] end
+  return nil
+end
+"#;
+
+/// A Lua function: deletes the task stream `KEYS[1]` if it holds no entry and its group
+/// (`ARGV[1]`) has no consumer, i.e. no node serves it: a stream lives while nodes of its
+/// build do, or while tasks wait in it. (A node that starts makes it again, as does a task.)
+const DROP_IDLE_STREAM: &str = r#"
+local function drop_idle_stream()
+  if redis.call('XLEN', KEYS[1]) > 0 then return end
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+  if not ok then return end
+  for _, g in ipairs(groups) do
+    for i = 1, #g, 2 do
+      if g[i] == 'consumers' and g[i + 1] > 0 then return end
+    end
+  end
+  redis.call('DEL', KEYS[1])
+end
+"#;
+
 /// `KEYS`: stream, lost node's heartbeat, node table. `ARGV`: group, node id. Forgets the node
-/// if it is still lost and owns no entry. Returns 1 if forgotten.
+/// if it is still lost and owns no entry, and deletes the stream if nothing is left in it and
+/// no node serves it. Returns 1 if forgotten.
 pub(crate) static FORGET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r#"
+        &[
+            DROP_IDLE_STREAM,
+            r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
   if #p > 0 then return 0 end
   pcall(redis.call, 'XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  drop_idle_stream()
 end
 redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 "#,
+        ]
+        .concat(),
     )
 });
 
 /// `KEYS`: stream. `ARGV`: group, entry id. Deletes the entry if it exists and no node has
-/// taken it. Returns 1 if deleted.
+/// taken it, and the stream if nothing is left in it and no node serves it. Returns 1 if the
+/// entry was deleted.
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r#"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
-if #p > 0 then return 0 end
-return redis.call('XDEL', KEYS[1], ARGV[2])
+        &[
+            PENDING_OWNER,
+            DROP_IDLE_STREAM,
+            r#"
+if pending_owner(ARGV[2]) then return 0 end
+local deleted = redis.call('XDEL', KEYS[1], ARGV[2])
+drop_idle_stream()
+return deleted
 "#,
+        ]
+        .concat(),
     )
 });
 

@@ -76,22 +76,7 @@ pub fn status(url: &str) -> Result<Status> {
         streams: Vec::new(),
     };
     for stream in streams {
-        let (len, pending): (usize, redis::Value) = broker.run(|c| {
-            redis::pipe()
-                .cmd("XLEN")
-                .arg(&stream)
-                .cmd("XPENDING")
-                .arg(&stream)
-                .arg(keys::GROUP)
-                .query(c)
-        })?;
-        let pending = match pending {
-            redis::Value::Array(v) => v
-                .first()
-                .and_then(|n| redis::from_redis_value_ref::<usize>(n).ok())
-                .unwrap_or(0),
-            _ => 0,
-        };
+        let (len, pending) = broker.run(|c| stream_counts(c, &stream))?;
         let mut parts = stream.rsplitn(3, ':');
         let key_id = parts.next().unwrap_or_default().to_string();
         let build = parts.next().unwrap_or_default().to_string();
@@ -104,4 +89,23 @@ pub fn status(url: &str) -> Result<Status> {
     }
     out.streams.sort_by(|a, b| a.build.cmp(&b.build));
     Ok(out)
+}
+
+/// A task stream's length and how many of its entries nodes hold (`XPENDING` of the nodes'
+/// group). A stream that has no group yet (no node of its build ever started, or the broker
+/// lost the group) has nothing pending.
+fn stream_counts(c: &mut redis::Connection, stream: &str) -> redis::RedisResult<(usize, usize)> {
+    let len: usize = redis::cmd("XLEN").arg(stream).query(c)?;
+    let summary: redis::Value = match redis::cmd("XPENDING").arg(stream).arg(keys::GROUP).query(c) {
+        Err(e) if e.code() == Some("NOGROUP") => return Ok((len, 0)),
+        other => other?,
+    };
+    let pending = match summary {
+        redis::Value::Array(v) => v
+            .first()
+            .and_then(|n| redis::from_redis_value_ref::<usize>(n).ok())
+            .unwrap_or(0),
+        _ => 0,
+    };
+    Ok((len, pending))
 }

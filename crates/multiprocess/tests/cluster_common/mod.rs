@@ -114,7 +114,7 @@ pub fn signal(pid: u32, sig: i32) {
 pub struct RedisOptions {
     /// `--requirepass`.
     pub password: Option<String>,
-    /// An ACL user and its password.
+    /// An ACL user and its password (its rules: the `mp:` keys, no @dangerous command).
     pub user: Option<(String, String)>,
     /// Append-only file, fsync on every write.
     pub aof: bool,
@@ -180,7 +180,17 @@ impl Redis {
             cmd.args(["--requirepass", pw]);
         }
         if let Some((user, pw)) = &self.options.user {
-            cmd.args(["--user", user, "on", &format!(">{pw}"), "~*", "&*", "+@all"]);
+            // Only the cluster's keys, and no command of the @dangerous category (KEYS,
+            // CONFIG, FLUSHALL, ...): what an operator gives the cluster's user.
+            let rules = [
+                "on",
+                &format!(">{pw}"),
+                "~mp:*",
+                "&*",
+                "+@all",
+                "-@dangerous",
+            ];
+            cmd.args(["--user", user]).args(rules);
             cmd.args(["--user", "default", "off"]);
         }
         if self.options.tls {
