@@ -106,6 +106,8 @@ pub struct Bar {
     rate: Rate,
     /// The last redraw.
     drawn: Option<Instant>,
+    /// The terminal's width now (asked at each redraw: it follows a resize).
+    columns: Box<dyn Fn() -> u16>,
 }
 
 impl Bar {
@@ -116,6 +118,19 @@ impl Bar {
             term if forced && !term.is_term() => ProgressDrawTarget::term_like(Box::new(term)),
             term => ProgressDrawTarget::term(term, 10),
         };
+        let columns = || match console::Term::stderr().size_checked() {
+            Some((_, columns)) => columns,
+            None => 80,
+        };
+        Bar::drawn_to(target, Box::new(columns), totals)
+    }
+
+    /// A bar drawn to `target`, `columns()` wide.
+    fn drawn_to(
+        target: ProgressDrawTarget,
+        columns: Box<dyn Fn() -> u16>,
+        totals: Arc<Totals>,
+    ) -> Bar {
         let bar = ProgressBar::hidden();
         bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
         bar.set_draw_target(target);
@@ -125,6 +140,7 @@ impl Bar {
             done: Progress::default(),
             rate: Rate::new(Instant::now()),
             drawn: None,
+            columns,
         }
     }
 
@@ -157,7 +173,7 @@ impl Bar {
             eta,
         };
         // A column to spare: a line as wide as the terminal may wrap on some.
-        let width = usize::from(self.bar_width()).saturating_sub(1);
+        let width = usize::from((self.columns)()).saturating_sub(1);
         let (text, room) = counts.fit(width);
         let template = match room >= MIN_BAR {
             true => format!("{{bar:{room}}} {{msg}}"),
@@ -184,14 +200,6 @@ impl Bar {
         self.drawn = None;
         self.draw();
         self.bar.finish_and_clear();
-    }
-
-    fn bar_width(&self) -> u16 {
-        let term = console::Term::stderr();
-        match term.size_checked() {
-            Some((_, columns)) => columns,
-            None => 80,
-        }
     }
 }
 
@@ -356,6 +364,85 @@ mod tests {
             assert!(used <= width.max(1), "{width}: {text:?} and {room}");
         }
         assert_eq!(counts().fit(40).0, "1,234/5,678 files");
+    }
+
+    /// A terminal in memory, of a width the test changes.
+    #[derive(Debug, Clone, Default)]
+    struct Screen {
+        text: Arc<std::sync::Mutex<String>>,
+        width: Arc<std::sync::atomic::AtomicU16>,
+    }
+
+    impl Screen {
+        /// What the last redraw left on the line.
+        fn line(&self) -> String {
+            let text = self.text.lock().unwrap();
+            let last = text.rsplit(['\r', '\n']).find(|l| !l.is_empty());
+            last.unwrap_or_default().to_string()
+        }
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            self.width.load(Ordering::Relaxed)
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.text.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.write_str("\r")
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A resize shows at the next redraw: the line fits the new width.
+    #[test]
+    fn a_redraw_follows_a_resize() {
+        let screen = Screen::default();
+        screen.width.store(100, Ordering::Relaxed);
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let width = Arc::clone(&screen.width);
+        let columns = Box::new(move || width.load(Ordering::Relaxed));
+        let totals = Arc::new(Totals::default());
+        totals.files.store(10, Ordering::Relaxed);
+        totals.bytes.store(10 << 20, Ordering::Relaxed);
+        totals.complete.store(true, Ordering::Release);
+        let mut bar = Bar::drawn_to(target, columns, totals);
+        bar.add(Progress {
+            files: 4,
+            bytes: 4 << 20,
+        });
+        bar.draw();
+        let wide = screen.line();
+        assert!(wide.contains("4/10 files  4.0 MiB/10.0 MiB"), "{wide:?}");
+        // Our line leaves a column; indicatif may pad to the width, never past it.
+        assert_eq!(wide.trim_end().chars().count(), 99, "{wide:?}");
+        assert!(wide.chars().count() <= 100, "{wide:?}");
+        screen.width.store(30, Ordering::Relaxed);
+        bar.drawn = None; // the next tick
+        bar.draw();
+        let narrow = screen.line();
+        assert!(narrow.trim_end().ends_with(" 4/10 files"), "{narrow:?}");
+        assert_eq!(narrow.trim_end().chars().count(), 29, "{narrow:?}");
+        assert!(narrow.chars().count() <= 30, "{narrow:?}");
     }
 
     #[test]
