@@ -167,7 +167,73 @@ fn pool_arguments_and_results(method: StartMethod) {
     pool.join().unwrap();
 }
 
+/// A value that refuses to be encoded.
+struct Refuses;
+
+impl serde::Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to be encoded"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Refuses {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refuses to be decoded"))
+    }
+}
+
+fn mark_ran(path: String, _big: ByteBuf, _unused: Option<Refuses>) {
+    std::fs::write(path, b"ran").unwrap();
+}
+
+/// A map of big arguments several to a chunk (a worker decodes each chunk one argument at a
+/// time, and the chunks are written and queued one after another): every result intact and
+/// in order; and a value that cannot be encoded, even behind big ones, fails the call before
+/// any chunk runs.
+fn pool_chunks_of_big_arguments(method: StartMethod) {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let args: Vec<_> = (0..12u64)
+        .map(|i| (i, MIB + i as usize, patterned(i, MIB + i as usize)))
+        .collect();
+    let out = pool
+        .starmap_async(check_and_make, args, 4)
+        .unwrap()
+        .get_timeout(DEADLINE)
+        .unwrap();
+    assert_eq!(out.len(), 12);
+    for (i, item) in out.iter().enumerate() {
+        assert!(intact(i as u64 + 100, MIB + i, item));
+    }
+
+    let file = std::env::temp_dir().join(format!("mp-big-ran-{}-{method}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let items: Vec<_> = (0..6u64)
+        .map(|i| {
+            let path = file.display().to_string();
+            (path, patterned(i, MIB), (i == 5).then_some(Refuses))
+        })
+        .collect();
+    assert!(matches!(
+        pool.starmap_async(mark_ran, items, 2),
+        Err(multiprocess::Error::Encode(_))
+    ));
+    assert_eq!(
+        pool.apply(check_and_make, (7, 10, patterned(7, 10)))
+            .unwrap()
+            .len(),
+        10
+    );
+    assert!(!file.exists(), "a chunk ran although the call failed");
+    pool.close();
+    pool.join().unwrap();
+}
+
 per_method!(
+    pool_chunks_of_big_arguments,
     queue_round_trip,
     lifo_round_trip,
     pipe_round_trip,
