@@ -49,7 +49,7 @@
 //! - Big data: items are encoded straight into shared memory and decoded straight out (a large
 //!   byte string is copied once in, once out); [`ShmBuf`] / [`ShmBufMut`] are zero-copy
 //!   buffers whose pages cross by descriptor; [`SharedMemory`] is Python's `shared_memory`, a
-//!   block opened by name from any process.
+//!   block opened by name from any process, and [`ShareableList`] its typed list view.
 //! - [`Dict`], [`List`]: Python's `Manager().dict()` and `.list()` without a manager process,
 //!   exact `len`, safe when a process is killed mid-update.
 //! - [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
@@ -106,6 +106,7 @@ mod per_process;
 mod pool;
 mod process;
 mod queue;
+mod shareable_list;
 mod shared;
 mod shared_memory;
 mod shm;
@@ -130,6 +131,7 @@ pub use process::{
     ProcessInfo, Run, Target,
 };
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
+pub use shareable_list::ShareableList;
 pub use shared::{Array, Plain, RawArray, RawValue, Value};
 pub use shared_memory::SharedMemory;
 pub use store::{Dict, List};
