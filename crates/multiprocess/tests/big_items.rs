@@ -1,12 +1,16 @@
 //! Big items (16 MiB and 64 MiB byte strings) through every channel, under every start method:
 //! queues (FIFO and LIFO, whose records never wrap and may follow a pad), pipes (values and raw
 //! bytes), `Process` and `spawn` arguments and results, pool arguments and results (which move
-//! to shared memory from 128 KiB on). Each arrives whole.
+//! to shared memory from 128 KiB on), priority, joinable and simple queues, shared dicts and
+//! lists. Each arrives whole.
 
 mod common;
 
 use common::{join, recv, DEADLINE};
-use multiprocess::{pipe, Connection, LifoQueue, Pool, Process, Queue, StartMethod};
+use multiprocess::{
+    pipe, Connection, Dict, JoinableQueue, LifoQueue, List, Pool, PriorityQueue, Process, Queue,
+    SimpleQueue, StartMethod,
+};
 use serde_bytes::ByteBuf;
 
 multiprocess::init_on_load!();
@@ -167,6 +171,67 @@ fn pool_arguments_and_results(method: StartMethod) {
     pool.join().unwrap();
 }
 
+/// The sizes for the channels that are not the main path (no 64 MiB one: each costs time).
+fn smaller_sizes() -> impl Iterator<Item = (u64, usize)> {
+    SIZES.into_iter().filter(|&(_, len)| len < 64 * MIB)
+}
+
+type Channels = (
+    PriorityQueue<(u64, ByteBuf)>,
+    JoinableQueue<ByteBuf>,
+    SimpleQueue<ByteBuf>,
+    Dict<u64, ByteBuf>,
+    List<ByteBuf>,
+);
+
+fn fill_channels((prio, joinable, simple, dict, list): Channels) {
+    for (seed, len) in smaller_sizes() {
+        prio.put((seed, patterned(seed, len))).unwrap();
+        joinable.put(patterned(seed, len)).unwrap();
+        simple.put(patterned(seed, len)).unwrap();
+        dict.insert(seed, patterned(seed, len)).unwrap();
+        list.push(patterned(seed, len)).unwrap();
+    }
+}
+
+/// The other channels (a priority queue, a joinable queue, a simple queue, a shared dict and
+/// list) carry big byte strings from a child whole.
+fn other_channels_round_trip(method: StartMethod) {
+    let channels: Channels = (
+        PriorityQueue::new().unwrap(),
+        JoinableQueue::new().unwrap(),
+        SimpleQueue::new().unwrap(),
+        Dict::new().unwrap(),
+        List::new().unwrap(),
+    );
+    let p = Process::new(fill_channels, (channels.clone(),))
+        .start_method(method)
+        .start()
+        .unwrap();
+    assert_eq!(join(&p), 0);
+    let (prio, joinable, simple, dict, list) = channels;
+    let mut by_priority: Vec<_> = smaller_sizes().collect();
+    by_priority.sort();
+    for (seed, len) in by_priority {
+        let (got_seed, got) = prio.get_nowait().unwrap();
+        assert_eq!(got_seed, seed);
+        assert!(intact(seed, len, &got), "priority queue, item {seed}");
+    }
+    for (i, (seed, len)) in smaller_sizes().enumerate() {
+        assert!(
+            intact(seed, len, &joinable.get_nowait().unwrap()),
+            "joinable {seed}"
+        );
+        joinable.task_done().unwrap();
+        assert!(intact(seed, len, &simple.get().unwrap()), "simple {seed}");
+        assert!(
+            intact(seed, len, &dict.get(&seed).unwrap().unwrap()),
+            "dict {seed}"
+        );
+        assert!(intact(seed, len, &list.get(i).unwrap()), "list {seed}");
+    }
+}
+
 /// A value that refuses to be encoded.
 struct Refuses;
 
@@ -233,6 +298,7 @@ fn pool_chunks_of_big_arguments(method: StartMethod) {
 }
 
 per_method!(
+    other_channels_round_trip,
     pool_chunks_of_big_arguments,
     queue_round_trip,
     lifo_round_trip,
