@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{join, recv, DEADLINE};
+use common::{join, recv, Unencodable, DEADLINE};
 use multiprocess::{
     pipe, Connection, Dict, JoinableQueue, LifoQueue, List, Pool, PriorityQueue, Process, Queue,
     SimpleQueue, StartMethod,
@@ -232,22 +232,7 @@ fn other_channels_round_trip(method: StartMethod) {
     }
 }
 
-/// A value that refuses to be encoded.
-struct Refuses;
-
-impl serde::Serialize for Refuses {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("refuses to be encoded"))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Refuses {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("refuses to be decoded"))
-    }
-}
-
-fn mark_ran(path: String, _big: ByteBuf, _unused: Option<Refuses>) {
+fn mark_ran(path: String, _big: ByteBuf, _unused: Option<Unencodable>) {
     std::fs::write(path, b"ran").unwrap();
 }
 
@@ -279,7 +264,7 @@ fn pool_chunks_of_big_arguments(method: StartMethod) {
     let items: Vec<_> = (0..6u64)
         .map(|i| {
             let path = file.display().to_string();
-            (path, patterned(i, MIB), (i == 5).then_some(Refuses))
+            (path, patterned(i, MIB), (i == 5).then_some(Unencodable))
         })
         .collect();
     assert!(matches!(
