@@ -362,12 +362,13 @@ impl Pool {
     }
 
     /// Queues the chunks of a `map`, each with its finisher. Every chunk is measured first (a
-    /// value that cannot be encoded fails the call and nothing runs); then each is written and
-    /// queued in turn, so the workers start on the first chunks while later ones are written,
-    /// and a large chunk's shared memory can be one that an earlier chunk has given back
-    /// (warm pages, which cost a fraction of fresh ones: see BENCHMARKS.md, `pool-bytes`).
-    /// Only a failure to write a chunk that measured well (no memory left, say) leaves the
-    /// chunks before it queued.
+    /// value that cannot be encoded fails the call and nothing runs; a small chunk is encoded
+    /// by that, a large one only counted); then each large one is written and queued in turn,
+    /// so the workers start on the first chunks while later ones are written, and a large
+    /// chunk's shared memory can be one that an earlier chunk has given back (warm pages, which
+    /// cost a fraction of fresh ones: see BENCHMARKS.md, `pool-bytes`). Only a failure to
+    /// write a chunk that measured well (no memory left, say) leaves the chunks before it
+    /// queued.
     fn submit_chunks<F, Args>(
         &self,
         chunks: &[Vec<Args>],
@@ -389,13 +390,24 @@ impl Pool {
         // the workers finish before it).
         let _open = HoldOpen::new(self);
         let mut slots = Vec::with_capacity(chunks.len());
-        for (k, ((chunk, m), finisher)) in chunks.iter().zip(measured).zip(finishers).enumerate() {
-            let (args, fds) = match m {
-                Measured::Done(args, fds) => (args, fds),
-                Measured::Large { len, .. } => Payload::write_large_with_fds(chunk, len)?,
+        // Small chunks (encoded already) go in batches, each closed by a large chunk once it is
+        // written: a map of small items is queued at once, as before, in one batch.
+        let mut batch = Vec::new();
+        for ((chunk, m), finisher) in chunks.iter().zip(measured).zip(finishers) {
+            let (args, fds, large) = match m {
+                Measured::Done(args, fds) => (args, fds, false),
+                Measured::Large { len, .. } => {
+                    let (args, fds) = Payload::write_large_with_fds(chunk, len)?;
+                    (args, fds, true)
+                }
             };
-            let task = self.prepared(entry, args, fds, None, finisher);
-            slots.extend(self.enqueue(vec![task], k > 0)?);
+            batch.push(self.prepared(entry, args, fds, None, finisher));
+            if large {
+                slots.extend(self.enqueue(std::mem::take(&mut batch), !slots.is_empty())?);
+            }
+        }
+        if !batch.is_empty() {
+            slots.extend(self.enqueue(batch, !slots.is_empty())?);
         }
         Ok(slots)
     }
