@@ -12,7 +12,7 @@
 #      (a crate that fails to build is skipped with a warning, and not retried on later
 #      runs unless RETRY_PEERS=1; logs in bench/.peers/logs). cp -a and tar | tar are
 #      coreutils/tar; the seeds' Python Pool copier is bench/python/copy_pool.py.
-#   2. `mp`: $MP if set, else `cargo build --release -p mp` and target/release/mp. It is
+#   2. `mp`: $MP if set, else `cargo build --release -p multiprocess-cli` and target/release/mp. It is
 #      skipped (with a warning) when `$MP copy --help` fails.
 #   3. generates the datasets under $MP_BENCH_DIR/data, only if missing (or made with other
 #      parameters): seeded, incompressible (Python's Mersenne Twister, seeded per folder/file):
@@ -171,8 +171,8 @@ tool_bin() { # the peer's binary: bench/.peers/bin first, then PATH; empty if no
 # ---------------------------------------------------------------- 2. mp
 if has_word "$TOOLS" mp; then
     if [ -z "${MP:-}" ]; then
-        log "cargo build --release -p mp"
-        (cd "$ROOT" && cargo build --release -p mp) || warn "cargo build failed"
+        log "cargo build --release -p multiprocess-cli"
+        (cd "$ROOT" && cargo build --release -p multiprocess-cli) || warn "cargo build failed"
         MP=$ROOT/target/release/mp
     fi
     [[ $MP == */* ]] && MP=$(cd "$(dirname "$MP")" 2>/dev/null && pwd)/$(basename "$MP") || true

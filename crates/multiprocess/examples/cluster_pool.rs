@@ -37,7 +37,8 @@ fn main() -> multiprocess::Result<()> {
     let p = Pool::builder().build()?; // broker and key from the environment
     p.wait_for_nodes(1, Duration::from_secs(10))?;
     for i in 0..10 {
-        p.apply_async_with(task, (i,), |line| println!("{line}"), |e| eprintln!("{e}"))?;
+        // The callback prints the result: the handle itself is not needed.
+        drop(p.apply_async_with(task, (i,), |line| println!("{line}"), |e| eprintln!("{e}"))?);
     }
     p.close();
     p.join()?;

@@ -16,7 +16,7 @@ fn main() -> multiprocess::Result<()> {
     println!("父进程 ({})开始执行", std::process::id());
     let p = Pool::new(4)?;
     for i in 0..10 {
-        p.apply_async(task, (i,))?;
+        drop(p.apply_async(task, (i,))?); // close + join wait for it
     }
     p.close();
     p.join()?;

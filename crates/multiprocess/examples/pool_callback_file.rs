@@ -41,9 +41,12 @@ fn main() -> multiprocess::Result<()> {
                 .expect("open the result file");
             writeln!(f, "{x}").expect("write the result file");
         };
-        pool.apply_async_with(multiplication, (i,), setcallback, |e| {
-            eprintln!("task failed: {e}")
-        })?;
+        // The callback takes the result: the handle is not needed.
+        drop(
+            pool.apply_async_with(multiplication, (i,), setcallback, |e| {
+                eprintln!("task failed: {e}")
+            })?,
+        );
     }
     pool.close();
     pool.join()?;

@@ -39,7 +39,8 @@ fn main() -> multiprocess::Result<()> {
     let q = Queue::<String>::new()?;
     // 6. 向进程池中添加copy文件的任务
     for file_name in &file_names {
-        po.apply_async(
+        // Each task reports on the queue: its handle is not needed.
+        drop(po.apply_async(
             copy_file,
             (
                 q.clone(),
@@ -47,7 +48,7 @@ fn main() -> multiprocess::Result<()> {
                 old_folder.clone(),
                 new_folder.clone(),
             ),
-        )?;
+        )?);
     }
     po.close();
     let all_file_num = file_names.len();

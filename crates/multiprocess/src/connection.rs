@@ -41,6 +41,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{self, FdIn, FdOut};
 use crate::error::{Error, Result};
+use crate::items::Items;
 use crate::shm::deque::{
     decode_value, spin_until, Encode, End, FdChannel, Parts, SharedDeque, Value, Wait,
 };
@@ -414,6 +415,34 @@ impl Connection {
                 return Ok(false);
             }
         }
+    }
+
+    /// The messages, each received with [`recv`](Self::recv) as `T` (waiting for it), until
+    /// the other end is closed and nothing is left: see [`Items`].
+    ///
+    /// ```
+    /// let (a, b) = multiprocess::pipe()?;
+    /// for i in 0..3u32 {
+    ///     a.send(&i)?;
+    /// }
+    /// drop(a);
+    /// let got: Vec<u32> = b.iter().collect::<multiprocess::Result<_>>()?;
+    /// assert_eq!(got, [0, 1, 2]);
+    /// # Ok::<(), multiprocess::Error>(())
+    /// ```
+    pub fn iter<T: DeserializeOwned>(&self) -> Items<'_, T> {
+        Items::new("Connection", false, move || self.recv())
+    }
+
+    /// The messages there now, each received as `T`: see [`Items`].
+    pub fn try_iter<T: DeserializeOwned>(&self) -> Items<'_, T> {
+        Items::new("Connection", true, move || {
+            if self.poll(Duration::ZERO)? {
+                self.recv()
+            } else {
+                Err(Error::Empty)
+            }
+        })
     }
 }
 

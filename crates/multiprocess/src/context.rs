@@ -124,6 +124,17 @@ pub fn set_start_method_force(method: StartMethod) {
     START_METHOD.store(method.to_u8(), Ordering::Release);
 }
 
+/// How many CPUs this process may run on: the default number of a [`Pool`](crate::Pool)'s
+/// workers. As Python 3.13's `process_cpu_count()`, it heeds the CPU affinity (and a cgroup's
+/// CPU quota, too); Python's `cpu_count()` counts every CPU of the machine. At least 1.
+///
+/// ```
+/// assert!(multiprocess::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The start methods this platform offers: on Linux all three.
 pub fn get_all_start_methods() -> &'static [StartMethod] {
     &StartMethod::ALL

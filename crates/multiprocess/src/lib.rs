@@ -43,9 +43,11 @@
 //!   [`Context`], or process-wide with [`set_start_method`].
 //! - [`Queue`], [`LifoQueue`], [`PriorityQueue`], [`JoinableQueue`], [`SimpleQueue`]: queues in
 //!   shared memory, exact `qsize`, safe when a process is killed at any instant; an item of a
-//!   FIFO queue may carry handles (a zero-copy buffer, a queue, a connection).
+//!   FIFO queue may carry handles (a zero-copy buffer, a queue, a connection). Each iterates
+//!   ([`Items`]): `for item in &queue`, `queue.try_iter()`.
 //! - [`pipe`] / [`Connection`] / [`wait`]: message pipes between processes; a message may carry
-//!   handles (a queue, a connection) to a process that is already running.
+//!   handles (a queue, a connection) to a process that is already running;
+//!   `connection.iter::<T>()` ends when the other end is closed.
 //! - Big data: items are encoded straight into shared memory and decoded straight out (a large
 //!   byte string is copied once in, once out); [`ShmBuf`] / [`ShmBufMut`] are zero-copy
 //!   buffers whose pages cross by descriptor; [`SharedMemory`] is Python's `shared_memory`, a
@@ -54,7 +56,13 @@
 //!   exact `len`, safe when a process is killed mid-update.
 //! - [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
 //!   [`Barrier`], [`Value`], [`Array`]: synchronisation and shared data; a lock held by a dead
-//!   process is recovered.
+//!   process is recovered. [`Array::lock`] lends the elements as a slice; `#[derive(Plain)]`
+//!   ([`Plain`](trait@Plain)) puts a struct in shared memory without `unsafe`.
+//! - [`cpu_count`]: the default size of a pool.
+//! - Async: [`AsyncResult`], [`MapResult`] and [`JoinHandle`] are
+//!   [`Future`](std::future::Future)s, woken by whoever completes them (the pool's supervisor
+//!   thread, a thread watching the process): `pool.apply_async(f, args)?.await` under tokio,
+//!   async-std or any `block_on`, with no runtime among this crate's dependencies.
 //! - [`Pool`]: `apply`, `apply_async` (with callbacks), `map`, `imap`, `imap_unordered`,
 //!   `starmap`, `close`, `join`, `terminate`; [`Completions`], results of tasks of any kind as
 //!   one stream in the order they finish; a worker that dies fails only its own task with
@@ -67,6 +75,14 @@
 //!
 //! Queues, connections, locks, shared values and containers, and buffers are passed to a child
 //! (or a pool task) as arguments, under every start method.
+//!
+//! ## Features
+//!
+//! - `cluster`: [`cluster`], above.
+//! - `log`: pool events through the [`log`](https://docs.rs/log) crate, target
+//!   `multiprocess`, what Python's `log_to_stderr()` shows: workers started, stopped and
+//!   replaced (`info`; a worker that died under a task is a `warn`), tasks that failed
+//!   (`info`: the caller receives the error too).
 //!
 //! ## Set-up: one line
 //!
@@ -95,51 +111,82 @@
 // No panic on a path that user input or another process can reach: errors are returned.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-mod buffer;
-#[cfg(feature = "cluster")]
-pub mod cluster;
-pub mod codec;
-mod connection;
-mod context;
-mod error;
-mod per_process;
-mod pool;
-mod process;
-mod queue;
-mod shareable_list;
-mod shared;
-mod shared_memory;
-mod shm;
-mod store;
-mod sync;
-mod sys;
+/// Marks every item it holds `#[cfg(target_os = "linux")]`: on another target the crate is
+/// empty but for the one `compile_error!` below, instead of a page of unresolved names.
+macro_rules! linux_only {
+    ($($item:item)*) => {
+        $(
+            #[cfg(target_os = "linux")]
+            $item
+        )*
+    };
+}
 
-pub use buffer::{ShmBuf, ShmBufMut};
-pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
-pub use context::{
-    get_all_start_methods, get_context, get_start_method, init, set_start_method,
-    set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
-};
-pub use error::{signal_name, Error, Result};
-pub use pool::{
-    soft_time_limit_exceeded, AsyncResult, Completions, IMap, IMapUnordered, MapResult, Pool,
-    PoolBuilder,
-};
-pub use process::{
-    active_children, current_process, get_panic_output, parent_pid, parent_process,
-    set_panic_output, spawn, JoinHandle, PanicOutput, ParentProcess, Process, ProcessHandle,
-    ProcessInfo, Run, Target,
-};
-pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
-pub use shareable_list::ShareableList;
-pub use shared::{Array, Plain, RawArray, RawValue, Value};
-pub use shared_memory::SharedMemory;
-pub use store::{Dict, List};
-pub use sync::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
-};
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "multiprocess supports Linux only (kernel 5.3 or later: it needs pidfds, futexes and \
+     memfd_create); this target is not Linux"
+);
+
+linux_only! {
+    mod buffer;
+    #[cfg(feature = "cluster")]
+    pub mod cluster;
+    pub mod codec;
+    mod connection;
+    mod context;
+    mod error;
+    mod items;
+    mod logging;
+    mod per_process;
+    mod pool;
+    mod process;
+    mod queue;
+    mod shareable_list;
+    mod shared;
+    mod shared_memory;
+    mod shm;
+    mod store;
+    mod sync;
+    mod sys;
+
+    pub use buffer::{ShmBuf, ShmBufMut};
+    pub use connection::{pipe, pipe_simplex, wait, Connection, Waitable, PIPE_CAPACITY};
+    pub use context::{
+        cpu_count,
+        get_all_start_methods, get_context, get_start_method, init, set_start_method,
+        set_start_method_force, Context, StartMethod, DEFAULT_START_METHOD,
+    };
+    pub use error::{signal_name, Error, Result};
+    pub use items::Items;
+    /// Derives [`Plain`](trait@Plain) for a `#[repr(C)]` struct of plain fields, checked at compile
+    /// time (see the trait).
+    pub use multiprocess_derive::Plain;
+    pub use pool::{
+        soft_time_limit_exceeded, AsyncResult, Completions, IMap, IMapUnordered, MapResult, Pool,
+        PoolBuilder,
+    };
+    pub use process::{
+        active_children, current_process, get_panic_output, parent_pid, parent_process,
+        set_panic_output, spawn, JoinHandle, PanicOutput, ParentProcess, Process, ProcessHandle,
+        ProcessInfo, Run, Target,
+    };
+    pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
+    pub use shared::{Array, ArrayGuard, Plain, RawArray, RawValue, Value};
+    pub use shareable_list::ShareableList;
+    pub use shared_memory::SharedMemory;
+    pub use store::{Dict, List};
+    pub use sync::{
+        Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
+    };
+}
 
 /// The README's code runs as a doc test, so the tour never goes stale.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The crate's own README (the one crates.io shows) is checked the same way.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::shm::ShmState;
-use crate::sync::{Handle, RLock};
+use crate::sync::{Handle, RLock, RLockAlone};
 
 /// Plain data that can live in shared memory: copied bit for bit, no pointers, no drop.
 ///
@@ -31,27 +31,60 @@ use crate::sync::{Handle, RLock};
 /// another process, or torn by a racing write) and contain no pointers; `Self` must be
 /// meaningful in any process (no addresses, no handles).
 ///
+/// A struct of plain fields gets its impl from `#[derive(Plain)]`, which checks at compile
+/// time what makes it sound (`#[repr(C)]` or `#[repr(transparent)]`, every field stored as
+/// itself, no padding), so no `unsafe` is written:
+///
 /// ```
 /// use multiprocess::{Plain, Value};
 ///
-/// #[derive(Clone, Copy, Debug, PartialEq)]
+/// #[derive(Clone, Copy, Debug, PartialEq, Plain)]
 /// #[repr(C)]
 /// struct Point {
 ///     x: f64,
 ///     y: f64,
 /// }
 ///
-/// // SAFETY: two f64s, valid for every bit pattern, no padding or pointers.
-/// unsafe impl Plain for Point {
-///     type Bits = Point;
-///     fn to_bits(self) -> Point { self }
-///     fn from_bits(bits: Point) -> Point { bits }
-/// }
-///
 /// let v = Value::new(Point { x: 1.0, y: 2.0 })?;
 /// v.update(|p| Point { x: p.x + 1.0, ..p });
 /// assert_eq!(v.get(), Point { x: 2.0, y: 2.0 });
 /// # Ok::<(), multiprocess::Error>(())
+/// ```
+///
+/// Each of these is a compile error: no `repr(C)`, padding, a field not valid for every bit
+/// pattern.
+///
+/// ```compile_fail
+/// #[derive(Clone, Copy, multiprocess::Plain)]
+/// struct NoRepr { x: u32 }
+/// ```
+///
+/// ```compile_fail
+/// #[derive(Clone, Copy, multiprocess::Plain)]
+/// #[repr(C)]
+/// struct Padded { small: u8, big: u64 }
+/// ```
+///
+/// ```compile_fail
+/// #[derive(Clone, Copy, multiprocess::Plain)]
+/// #[repr(C)]
+/// struct WithBool { flag: bool, pad: [u8; 7] }
+/// ```
+///
+/// By hand, the impl says how the value is stored:
+///
+/// ```
+/// use multiprocess::Plain;
+///
+/// #[derive(Clone, Copy)]
+/// struct Flag(bool);
+///
+/// // SAFETY: stored as a u8, valid for every bit pattern, read back as `byte != 0`.
+/// unsafe impl Plain for Flag {
+///     type Bits = u8;
+///     fn to_bits(self) -> u8 { u8::from(self.0) }
+///     fn from_bits(bits: u8) -> Flag { Flag(bits != 0) }
+/// }
 /// ```
 pub unsafe trait Plain: Copy + Send + Sync + 'static {
     /// The stored form: valid for every bit pattern.
@@ -496,6 +529,71 @@ impl<T: Plain> Array<T> {
     /// The lock that guards the array.
     pub fn get_lock(&self) -> &RLock {
         &self.lock
+    }
+
+    /// Takes the array's lock and lends the elements out as a slice (`&[T]` through `Deref`,
+    /// `&mut [T]` through `DerefMut`) until the guard is dropped. For element types stored as
+    /// themselves (`Plain<Bits = T>`: numbers, arrays of them, `#[derive(Plain)]` structs).
+    ///
+    /// The lock is held by this thread alone, not re-entrantly: this handle is borrowed
+    /// mutably, and, as with [`std::sync::Mutex`], touching the array through a clone (or
+    /// anything else guarded by the same lock) from this thread meanwhile waits for ever.
+    /// Fails at once with [`Error::InvalidArgument`] if this thread holds the lock already.
+    ///
+    /// ```
+    /// let mut a = multiprocess::Array::new(&[3u32, 1, 2])?;
+    /// {
+    ///     let mut view = a.lock()?;
+    ///     view.sort_unstable();
+    ///     view[0] += 10;
+    ///     assert_eq!(view.iter().sum::<u32>(), 16);
+    /// }
+    /// assert_eq!(a.to_vec(), [11, 2, 3]);
+    /// # Ok::<(), multiprocess::Error>(())
+    /// ```
+    pub fn lock(&mut self) -> Result<ArrayGuard<'_, T>>
+    where
+        T: Plain<Bits = T>,
+    {
+        let held = self.lock.hold_alone()?;
+        Ok(ArrayGuard {
+            data: &self.data,
+            _held: held,
+        })
+    }
+}
+
+/// The elements of an [`Array`] as a slice, with the array's lock held: made by
+/// [`Array::lock`].
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ArrayGuard<'a, T: Plain<Bits = T>> {
+    data: &'a Data<T>,
+    _held: RLockAlone<'a>,
+}
+
+impl<T: Plain<Bits = T>> std::ops::Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` elements (room for at least one) lie at `ptr(0)`, aligned (`pad`), each
+        // valid for every bit pattern (`Bits = T`). The lock is held by this thread alone, so
+        // no other process or thread writes them meanwhile, and the array is borrowed mutably,
+        // so this handle does not either.
+        unsafe { std::slice::from_raw_parts(self.data.ptr(0), self.data.len) }
+    }
+}
+
+impl<T: Plain<Bits = T>> std::ops::DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; the region is mapped writable, and `&mut self` makes this the
+        // only reference the guard lends.
+        unsafe { std::slice::from_raw_parts_mut(self.data.ptr(0), self.data.len) }
+    }
+}
+
+impl<T: Plain<Bits = T> + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&&**self).finish()
     }
 }
 

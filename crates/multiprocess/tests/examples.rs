@@ -319,3 +319,13 @@ fn panic_output() {
         out.stderr
     );
 }
+
+/// The async example awaits pool results, a map and a process under tokio.
+#[test]
+fn async_pool() {
+    let out = run_example("async_pool", &[]);
+    assert_eq!(
+        out,
+        "squares: [1, 4, 9, 16, 25, 36, 49, 64]\nmap: [0, 1, 4, 9], sum: 5050\n"
+    );
+}

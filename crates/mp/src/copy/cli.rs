@@ -4,7 +4,7 @@
 //! of this.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 
 use super::config::{Config, Reflink};
 use super::coordinator::{self, Coordinator};
+use super::exclude::Exclude;
 use super::plan;
 use super::progress::{human_bytes, thousands, Bar, Totals};
 use super::status::{Quiet, StatusUpdater};
@@ -20,6 +21,8 @@ use super::status::{Quiet, StatusUpdater};
 #[derive(Args, Debug)]
 #[command(
     about = "Copy files and folders like `cp -a`, on several processes",
+    override_usage = "mp copy [OPTIONS] SOURCE... DEST\n       \
+        mp copy [OPTIONS] -t DIR SOURCE...",
     long_about = "Copy files and folders like `cp -a`, on several processes.\n\n\
         Placement follows `cp -r`: with one SOURCE and a DEST that does not exist, DEST \
         becomes the copy; otherwise DEST must be a directory and each SOURCE is copied into \
@@ -30,7 +33,8 @@ use super::status::{Quiet, StatusUpdater};
         (never followed unless -L), hard links, holes in sparse files, FIFOs and devices \
         (as root). A file only ever appears under its name once it is complete. A source is \
         never copied onto itself, nor onto the file a link of it points to (refused, as \
-        `cp` refuses \"the same file\").\n\n\
+        `cp` refuses \"the same file\"). So `-a`, `-r`, `-R` and `-p` are accepted, as \
+        `cp` users type them, and change nothing.\n\n\
         -u/--update copies a file only where the source is newer than what is at its \
         destination (or nothing is), as `cp -u`: a newer file is never replaced. --resume \
         finishes an interrupted copy: it skips files whose size and modification time \
@@ -43,12 +47,30 @@ use super::status::{Quiet, StatusUpdater};
         mp copy -j 8 --json src dst          eight workers, a JSON summary"
 )]
 pub struct CopyArgs {
-    /// Files or folders to copy.
-    #[arg(required = true, value_name = "SOURCE")]
-    sources: Vec<PathBuf>,
-    /// Where to copy them.
-    #[arg(value_name = "DEST")]
-    dest: PathBuf,
+    /// The files or folders to copy (SOURCE...), then where to copy them (DEST); with -t,
+    /// only SOURCEs.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Copy every SOURCE into DIR (as `cp -t`): all the paths given are sources. Not with
+    /// -T.
+    #[arg(short = 't', long, value_name = "DIR")]
+    target_directory: Option<PathBuf>,
+    /// Accepted for `cp`'s habits, and does nothing: `mp copy` always copies as `cp -a`
+    /// does (recursively, everything preserved).
+    #[arg(short = 'a', long, overrides_with = "archive")]
+    archive: bool,
+    /// Accepted for `cp`'s habits, and does nothing: folders are always copied whole.
+    #[arg(
+        short = 'r',
+        visible_short_alias = 'R',
+        long,
+        overrides_with = "recursive"
+    )]
+    recursive: bool,
+    /// Accepted for `cp`'s habits, and does nothing: modes, owners and times are always
+    /// preserved.
+    #[arg(short = 'p', overrides_with = "preserve")]
+    preserve: bool,
     /// Worker processes [default: the number of CPUs + 1].
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: Option<u16>,
@@ -64,6 +86,21 @@ pub struct CopyArgs {
     /// nothing is (as `cp -u`): never replace a newer file. Directories are merged into.
     #[arg(short, long)]
     update: bool,
+    /// Never replace anything at a destination, as `cp -n`: a file (or link, FIFO,
+    /// device) whose destination exists is skipped (and counted), whatever is there;
+    /// directories are merged into. Exits 0 when only that is skipped (`cp` 9.1's -n).
+    #[arg(short = 'n', long)]
+    no_clobber: bool,
+    /// Stay on the file systems of the sources, as `cp -x`: a directory on another one (a
+    /// mount point) is made, empty, with its metadata; what is inside it is not copied.
+    #[arg(short = 'x', long)]
+    one_file_system: bool,
+    /// Leave out what PATTERN matches (repeatable): gitignore's globs, matched against each
+    /// entry's path below its SOURCE. `*.o` or `node_modules` match a name at any depth;
+    /// `/build` only SOURCE/build; `cache/` directories only; `!keep.o` takes back. An
+    /// excluded directory is not walked; excluded entries are neither copied nor counted.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
     /// Resume an interrupted copy: skip files whose size and modification time already
     /// match, and remove what a killed copy left in DEST (hidden `.mp-copy-*` entries).
     /// With --update, skip what either skips.
@@ -125,6 +162,17 @@ impl Status {
 /// Runs `mp copy`.
 pub fn run(args: CopyArgs) -> Status {
     let started = Instant::now();
+    let (sources, dest) = match operands(&args) {
+        Ok(operands) => operands,
+        Err(message) => {
+            eprintln!("mp copy: {message}");
+            return Status::Failed;
+        }
+    };
+    if let Err(message) = Exclude::new(&args.exclude) {
+        eprintln!("mp copy: {message}");
+        return Status::Failed;
+    }
     let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
     let config = Config {
         jobs: args.jobs.map(usize::from).unwrap_or_else(default_jobs),
@@ -132,15 +180,18 @@ pub fn run(args: CopyArgs) -> Status {
         dereference: args.dereference,
         update: args.update,
         resume: args.resume,
+        no_clobber: args.no_clobber,
+        one_file_system: args.one_file_system,
+        exclude: args.exclude.clone(),
         verify: args.verify,
         progress: show_bar,
     };
-    let plan = match plan::plan(
-        &args.sources,
-        &args.dest,
-        args.dereference,
-        args.no_target_directory,
-    ) {
+    let rules = plan::Rules {
+        dereference: args.dereference,
+        no_target_dir: args.no_target_directory,
+        no_clobber: args.no_clobber,
+    };
+    let plan = match plan::plan_with(sources, dest, rules) {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!("mp copy: {message}");
@@ -156,7 +207,7 @@ pub fn run(args: CopyArgs) -> Status {
         Some(bar) => bar,
         None => &mut quiet,
     };
-    let mut coordinator = match Coordinator::new(config, status) {
+    let mut coordinator = match Coordinator::new(config.clone(), status) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mp copy: cannot start the workers: {e}");
@@ -165,15 +216,16 @@ pub fn run(args: CopyArgs) -> Status {
     };
     if show_bar {
         let sources = plan.copies.iter().map(|c| c.src.clone()).collect();
-        Totals::scan(&totals, sources, args.dereference);
+        Totals::scan(&totals, sources, &config);
     }
-    let resume_hint = resume_command(&args, plan.dest_is_copy);
+    let resume_hint = resume_command(&args, (sources, dest), plan.dest_is_copy);
     for failure in plan.refused {
         coordinator.fail(failure);
     }
     for warning in plan.warnings {
         coordinator.warn(warning);
     }
+    coordinator.skip(plan.skipped);
     for copy in plan.copies {
         coordinator.add(copy);
     }
@@ -197,15 +249,64 @@ pub fn run(args: CopyArgs) -> Status {
     }
 }
 
+/// The sources and the destination among the paths given, as `cp` tells them: the last
+/// path is DEST, unless `-t DIR` gives it (which must be a directory). Refused with `cp`'s
+/// message (and its hint where an operand is missing).
+fn operands(args: &CopyArgs) -> Result<(&[PathBuf], &Path), String> {
+    let hint = "\nTry 'mp copy --help' for more information.";
+    if args.paths.is_empty() {
+        return Err(format!("missing file operand{hint}"));
+    }
+    if args.target_directory.is_some() && args.no_target_directory {
+        return Err("cannot combine --target-directory (-t) and --no-target-directory (-T)".into());
+    }
+    let Some(dir) = &args.target_directory else {
+        return match args.paths.split_last() {
+            Some((dest, sources)) if !sources.is_empty() => Ok((sources, dest)),
+            _ => Err(format!(
+                "missing destination file operand after '{}'{hint}",
+                args.paths[0].display()
+            )),
+        };
+    };
+    match rustix::fs::stat(dir) {
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => {
+            Ok((&args.paths, dir))
+        }
+        Ok(_) => Err(format!(
+            "target directory '{}': Not a directory",
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "target directory '{}': {}",
+            dir.display(),
+            reason(e.into())
+        )),
+    }
+}
+
+/// What went wrong, as `cp` says it: without Rust's "(os error N)".
+fn reason(e: std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
 /// The command that resumes this copy: the same one with `--resume`, and `-T` where DEST
 /// was the copy itself (given `-T`, or made by this copy: it now exists, and would
 /// otherwise receive a second copy inside).
-fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
+fn resume_command(
+    args: &CopyArgs,
+    (sources, dest): (&[PathBuf], &Path),
+    dest_is_copy: bool,
+) -> String {
     let mut words = vec!["mp copy --resume".to_string()];
     if dest_is_copy {
         words.push("-T".into());
     }
-    let quote = |p: &PathBuf| {
+    let quote = |p: &Path| {
         let s = p.to_string_lossy();
         if s.chars()
             .all(|c| c.is_alphanumeric() || "/._-+:@".contains(c))
@@ -221,6 +322,8 @@ fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
     for (on, flag) in [
         (args.dereference, "-L"),
         (args.update, "--update"),
+        (args.no_clobber, "--no-clobber"),
+        (args.one_file_system, "--one-file-system"),
         (args.verify, "--verify"),
         (args.quiet, "--quiet"),
         (args.json, "--json"),
@@ -229,11 +332,14 @@ fn resume_command(args: &CopyArgs, dest_is_copy: bool) -> String {
             words.push(flag.into());
         }
     }
+    for pattern in &args.exclude {
+        words.push(format!("--exclude {}", quote(Path::new(pattern))));
+    }
     if args.reflink != ReflinkWhen::Auto {
         words.push(format!("--reflink={:?}", args.reflink).to_lowercase());
     }
-    words.extend(args.sources.iter().map(quote));
-    words.push(quote(&args.dest));
+    words.extend(sources.iter().map(|s| quote(s)));
+    words.push(quote(dest));
     words.join(" ")
 }
 
@@ -330,7 +436,8 @@ mod tests {
     fn resume_of(words: &[&str], dest_is_copy: bool) -> String {
         let words = std::iter::once("copy").chain(words.iter().copied());
         let cli = Cli::try_parse_from(words).expect("valid arguments");
-        resume_command(&cli.args, dest_is_copy)
+        let operands = operands(&cli.args).expect("a source and a destination");
+        resume_command(&cli.args, operands, dest_is_copy)
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub enum Reflink {
 /// let config = Config { jobs: 3, resume: true, ..Config::default() };
 /// assert!(config.split_large());
 /// ```
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
     /// Worker processes.
     pub jobs: usize,
@@ -34,6 +34,14 @@ pub struct Config {
     /// Keep a destination whose size and modification time match its source's (`--resume`),
     /// and remove what a killed copy left.
     pub resume: bool,
+    /// Never replace what exists at a destination (`-n/--no-clobber`, as `cp -n`).
+    pub no_clobber: bool,
+    /// Do not copy what is inside a directory on another file system than its parent's
+    /// (`-x/--one-file-system`, as `cp -x`): the directory itself is made, empty.
+    pub one_file_system: bool,
+    /// Leave out the entries these patterns match (`--exclude`, gitignore's syntax; see
+    /// `exclude.rs`).
+    pub exclude: Vec<String>,
     /// Re-read both sides of every copied file and compare checksums (`--verify`).
     pub verify: bool,
     /// Workers report progress as they go (someone shows it).
@@ -48,6 +56,9 @@ impl Default for Config {
             dereference: false,
             update: false,
             resume: false,
+            no_clobber: false,
+            one_file_system: false,
+            exclude: Vec::new(),
             verify: false,
             progress: false,
         }
@@ -61,9 +72,9 @@ impl Config {
         self.jobs > 1
     }
 
-    /// Whether what is at a destination may be kept (`--update` or `--resume`), and what a
-    /// killed copy left there is looked for.
+    /// Whether what is at a destination may be kept (`--update`, `--resume` or
+    /// `--no-clobber`), and what a killed copy left there is looked for.
     pub fn keeps_existing(&self) -> bool {
-        self.update || self.resume
+        self.update || self.resume || self.no_clobber
     }
 }

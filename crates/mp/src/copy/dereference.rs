@@ -83,8 +83,8 @@ pub fn claim(claims: Option<&Claims>, meta: &Meta) -> Option<Claim> {
 /// Notes, in `tally`, a name (`name`, of the source file `meta`, from `source`) whose file
 /// another name claimed: nothing is copied. `found` is what is at the name (see
 /// [`crate::copy::replace::judge_at`]; `Ok(None)` where nothing is): noted, to be linked
-/// over once the claimer's copy is done; but a newer file kept by `--update` is never
-/// linked over.
+/// over once the claimer's copy is done; but a newer file kept by `--update`, or what
+/// `--no-clobber` keeps, is never linked over.
 pub fn leave_to_claimer(
     found: io::Result<Option<(Meta, Verdict)>>,
     source: PathBuf,
@@ -93,7 +93,7 @@ pub fn leave_to_claimer(
     tally: &mut Tally,
 ) {
     match found {
-        Ok(Some((_, Verdict::Newer))) => tally.counts.skipped += 1,
+        Ok(Some((_, verdict))) if verdict.keeps_another() => tally.counts.skipped += 1,
         Ok(found) => tally.reached.push(Reached {
             file: meta.id(),
             size: meta.size,

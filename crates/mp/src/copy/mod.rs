@@ -43,7 +43,10 @@
 //!   process, `claims.rs`), the others are linked to that copy after each wave. **Everything
 //!   `-L` decides is in `dereference.rs`.**
 //! - *Replacing*: what a copy does with what is at its destination (never the source itself;
-//!   what `-u` and `--resume` keep) is `replace.rs`'s, for every kind of entry.
+//!   what `-u`, `--resume` and `-n` keep) is `replace.rs`'s, for every kind of entry.
+//! - *What is walked*: `--exclude`'s patterns are `exclude.rs`'s, matched below each SOURCE;
+//!   they, and `-x` (no directory on another file system entered), are applied as each
+//!   directory is listed (`worker/listing.rs`, and small trees in `worker/leaves.rs`).
 //! - *Resume*: `--resume` keeps what matches (`replace.rs`) and removes what a killed copy
 //!   left (`fsops/temp.rs`); a stopped copy publishes what its hidden directories hold, minus
 //!   files cut short (`coordinator/stopping.rs`), and prints the command that resumes
@@ -56,6 +59,7 @@ mod cli;
 mod config;
 mod coordinator;
 mod dereference;
+mod exclude;
 mod fsops;
 mod ids;
 mod meta;

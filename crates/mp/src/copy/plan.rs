@@ -29,6 +29,35 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// DEST is the copy itself (not a directory the copies go into).
     pub dest_is_copy: bool,
+    /// Sources skipped because their destination exists (`-n`).
+    pub skipped: u64,
+}
+
+/// The options that change [`plan_with`]'s rules.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rules {
+    /// `-L`: sources are followed.
+    pub dereference: bool,
+    /// `-T`: DEST is the copy itself.
+    pub no_target_dir: bool,
+    /// `-n`: what exists is never replaced.
+    pub no_clobber: bool,
+}
+
+/// [`plan_with`] without `-n`.
+#[cfg(test)]
+pub fn plan(
+    sources: &[PathBuf],
+    dest: &Path,
+    dereference: bool,
+    no_target_dir: bool,
+) -> Result<Plan, String> {
+    let rules = Rules {
+        dereference,
+        no_target_dir,
+        no_clobber: false,
+    };
+    plan_with(sources, dest, rules)
 }
 
 /// Applies the rules. An `Err` refuses the whole command (nothing is copied).
@@ -44,12 +73,16 @@ pub struct Plan {
 /// - Two sources of one name go to one destination: two directories are merged; otherwise
 ///   the second is refused, as `cp` will not overwrite a file it has just created. A source
 ///   given twice is copied once.
-pub fn plan(
-    sources: &[PathBuf],
-    dest: &Path,
-    dereference: bool,
-    no_target_dir: bool,
-) -> Result<Plan, String> {
+///
+/// With `no_clobber` (`-n`), as `cp -n`: a SOURCE that is not a directory and whose
+/// destination exists (whatever is there, the source itself too), or that goes where an
+/// earlier SOURCE goes, is skipped (counted in `skipped`), not refused.
+pub fn plan_with(sources: &[PathBuf], dest: &Path, rules: Rules) -> Result<Plan, String> {
+    let Rules {
+        dereference,
+        no_target_dir,
+        no_clobber,
+    } = rules;
     if no_target_dir && sources.len() > 1 {
         return Err(format!(
             "extra operand '{}': -T takes one SOURCE",
@@ -66,6 +99,7 @@ pub fn plan(
         refused: Vec::new(),
         warnings: Vec::new(),
         dest_is_copy: !into_dir,
+        skipped: 0,
     };
     // The sources planned for each destination so far.
     let mut planned: HashMap<PathBuf, Vec<(&PathBuf, Meta)>> = HashMap::new();
@@ -104,6 +138,11 @@ pub fn plan(
             ));
             continue;
         }
+        let skips_existing = no_clobber && meta.kind != Kind::Dir;
+        if skips_existing && rfs::lstat(&dst).is_ok() && !planned.contains_key(&dst) {
+            plan.skipped += 1;
+            continue;
+        }
         match check(src, &dst, &meta) {
             Ok(true) => {}
             Ok(false) => continue,
@@ -124,6 +163,10 @@ pub fn plan(
                 let src = src.display();
                 plan.warnings
                     .push(format!("source {what} '{src}' specified more than once"));
+                continue;
+            }
+            Err(_) if skips_existing => {
+                plan.skipped += 1;
                 continue;
             }
             Err(why) => {

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::Config;
+use super::exclude::Exclude;
 use super::status::{Progress, StatusUpdater, Update};
 
 /// What the pre-scan has counted so far, and whether it is complete.
@@ -19,26 +21,43 @@ pub struct Totals {
 
 impl Totals {
     /// Counts the sources' files and bytes into `totals` in a background thread; the counts
-    /// grow as it goes.
-    pub fn scan(totals: &Arc<Totals>, sources: Vec<PathBuf>, dereference: bool) {
+    /// grow as it goes. It walks as the copy does (`config`): links followed under `-L`, no
+    /// directory on another file system entered under `-x`, nothing `--exclude` leaves out.
+    pub fn scan(totals: &Arc<Totals>, sources: Vec<PathBuf>, config: &Config) {
         let counter = Arc::clone(totals);
+        let (dereference, one_file_system) = (config.dereference, config.one_file_system);
+        let exclude = Exclude::new(&config.exclude).unwrap_or_else(|_| Exclude::none());
         std::thread::spawn(move || {
-            let mut stack = sources;
+            use std::os::unix::fs::MetadataExt;
+            // Each path, with its path below its SOURCE (none for a SOURCE) and its parent's
+            // device.
+            let mut stack: Vec<(PathBuf, Option<PathBuf>, Option<u64>)> =
+                sources.into_iter().map(|s| (s, None, None)).collect();
             let mut seen = std::collections::HashSet::new();
-            while let Some(path) = stack.pop() {
+            while let Some((path, below, parent_dev)) = stack.pop() {
                 let meta = if dereference {
                     std::fs::metadata(&path).or_else(|_| std::fs::symlink_metadata(&path))
                 } else {
                     std::fs::symlink_metadata(&path)
                 };
                 let Ok(meta) = meta else { continue };
+                if below
+                    .as_ref()
+                    .is_some_and(|b| exclude.excludes(b, meta.is_dir()))
+                {
+                    continue;
+                }
                 if meta.is_dir() {
-                    use std::os::unix::fs::MetadataExt;
-                    if !seen.insert((meta.dev(), meta.ino())) {
-                        continue; // a link loop under -L
+                    let beyond = one_file_system && parent_dev.is_some_and(|d| d != meta.dev());
+                    if beyond || !seen.insert((meta.dev(), meta.ino())) {
+                        continue; // another file system under -x, or a link loop under -L
                     }
+                    let below = below.unwrap_or_default();
                     if let Ok(entries) = std::fs::read_dir(&path) {
-                        stack.extend(entries.flatten().map(|e| e.path()));
+                        stack.extend(entries.flatten().map(|e| {
+                            let name = below.join(e.file_name());
+                            (e.path(), Some(name), Some(meta.dev()))
+                        }));
                     }
                 } else {
                     counter.files.fetch_add(1, Ordering::Relaxed);
@@ -199,5 +218,31 @@ mod tests {
         assert_eq!(clock(75.0), "1:15");
         assert_eq!(clock(3725.0), "1:02:05");
         assert_eq!(fraction(5, 10, 0, 0), 0.75);
+    }
+
+    /// The pre-scan counts what the copy copies: nothing `--exclude` leaves out (nor, under
+    /// `-x`, what is on another file system: tested by `tests/copy_cp_flags.rs`' mounts).
+    #[test]
+    fn the_scan_leaves_out_what_is_excluded() {
+        let dir = std::env::temp_dir().join(format!("mp-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("src/build/deep")).unwrap();
+        for (name, bytes) in [("a.c", 3), ("a.o", 5), ("build/x", 7), ("build/deep/y", 9)] {
+            std::fs::write(dir.join("src").join(name), vec![b'x'; bytes]).unwrap();
+        }
+        let config = Config {
+            exclude: vec!["*.o".into(), "/build/deep".into()],
+            ..Config::default()
+        };
+        let totals = Arc::new(Totals::default());
+        Totals::scan(&totals, vec![dir.join("src")], &config);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !totals.complete.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the scan never finished");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(totals.files.load(Ordering::Relaxed), 2);
+        assert_eq!(totals.bytes.load(Ordering::Relaxed), 3 + 7);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -48,6 +48,8 @@ pub enum Verdict {
     UpToDate,
     /// Leave it: `--update`, and it is not older than the source (a later edit, perhaps).
     Newer,
+    /// Leave it: `--no-clobber`, and something is there (of any kind, a copy or not).
+    Exists,
     /// Refuse: it is the source itself.
     SameFile,
 }
@@ -55,7 +57,13 @@ pub enum Verdict {
 impl Verdict {
     /// Whether the destination is left as it is.
     pub fn keeps(self) -> bool {
-        matches!(self, Verdict::UpToDate | Verdict::Newer)
+        matches!(self, Verdict::UpToDate | Verdict::Newer | Verdict::Exists)
+    }
+
+    /// Whether the destination is left as it is, though it may not be a copy of the
+    /// source: nothing else is linked to it.
+    pub fn keeps_another(self) -> bool {
+        matches!(self, Verdict::Newer | Verdict::Exists)
     }
 }
 
@@ -96,8 +104,10 @@ pub fn same_file(
 }
 
 /// What to do about `old`, found at the destination of `src`, which relate as `same` says:
-/// a source is never copied onto itself; then what `--resume` and `--update` keep is kept.
-/// `same_target`: whether two links point to the same path (asked of `--resume` only).
+/// `--no-clobber` keeps whatever is there (even the source itself, as `cp -n`, and a
+/// directory where a file was to go), but directories are merged into; a source is never
+/// copied onto itself; then what `--resume` and `--update` keep is kept. `same_target`:
+/// whether two links point to the same path (asked of `--resume` only).
 pub fn verdict(
     config: &Config,
     src: &Meta,
@@ -105,6 +115,9 @@ pub fn verdict(
     same: Same,
     same_target: impl FnOnce() -> bool,
 ) -> Verdict {
+    if config.no_clobber && src.kind != Kind::Dir {
+        return Verdict::Exists;
+    }
     match same {
         Same::OneFile => return Verdict::SameFile,
         Same::LinkedLinks => return Verdict::UpToDate,
@@ -314,6 +327,28 @@ mod tests {
                 Verdict::SameFile
             );
         }
+    }
+
+    #[test]
+    fn no_clobber_keeps_whatever_is_there_but_merges_directories() {
+        let no_clobber = Config {
+            no_clobber: true,
+            update: true,
+            ..Config::default()
+        };
+        let src = meta(Kind::File, 1, T, 4);
+        let judge = |old: &Meta, same| verdict(&no_clobber, &src, old, same, || true);
+        let older = meta(Kind::File, 2, (1, 0), 4);
+        assert_eq!(judge(&older, Same::Distinct), Verdict::Exists);
+        assert_eq!(judge(&src, Same::OneFile), Verdict::Exists, "as cp -n");
+        assert!(Verdict::Exists.keeps() && Verdict::Exists.keeps_another());
+        let dir = meta(Kind::Dir, 1, T, 0);
+        let old_dir = meta(Kind::Dir, 2, T, 0);
+        assert_eq!(
+            verdict(&no_clobber, &dir, &old_dir, Same::Distinct, || true),
+            Verdict::Replace,
+            "merged into"
+        );
     }
 
     #[test]

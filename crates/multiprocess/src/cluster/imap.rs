@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::pool::{ChunkFeed, Finisher, Slot};
 
 /// Encodes the next chunk of the input, or says it is exhausted.
-pub(super) type NextChunk<'p> = Box<dyn FnMut() -> Option<Result<Vec<u8>>> + 'p>;
+pub(super) type NextChunk<'p> = Box<dyn FnMut() -> Option<Result<Vec<u8>>> + Send + 'p>;
 
 /// The input side of a cluster `imap`: the pool, the entry, the encoder of the next chunk.
 pub(super) struct Feed<'p> {

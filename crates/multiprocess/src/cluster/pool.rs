@@ -49,6 +49,22 @@ pub struct PoolBuilder {
     imap_window: Option<usize>,
 }
 
+impl std::fmt::Debug for PoolBuilder {
+    /// The key is never printed: only whether one is set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("broker", &self.broker)
+            .field("key", &self.key.as_ref().map(|_| "<set>"))
+            .field("tls_ca", &self.tls_ca.as_ref().map(|_| "<set>"))
+            .field("ttl", &self.ttl)
+            .field("task_timeout", &self.task_timeout)
+            .field("redeliver", &self.redeliver)
+            .field("reconnect_for", &self.reconnect_for)
+            .field("imap_window", &self.imap_window)
+            .finish()
+    }
+}
+
 impl PoolBuilder {
     /// The Redis broker: `redis://[user:password@]host:port[/db]`, `rediss://…` for TLS, or
     /// `unix:///path/to/redis.sock` (default: `$MULTIPROCESS_BROKER`).
@@ -472,6 +488,7 @@ impl Pool {
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
+        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
@@ -490,6 +507,7 @@ impl Pool {
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
+        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
@@ -502,6 +520,7 @@ impl Pool {
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
+        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let chunksize = chunksize.max(1);

@@ -60,6 +60,14 @@ pub struct Completions<T> {
     pending: usize,
 }
 
+impl<T> std::fmt::Debug for Completions<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completions")
+            .field("pending", &self.pending)
+            .finish()
+    }
+}
+
 impl<T: Send + 'static> Default for Completions<T> {
     fn default() -> Self {
         Completions::new()

@@ -37,7 +37,7 @@ const IMAP_CHUNKS_PER_WORKER: usize = 64;
 
 /// Submits the next chunk of the input to a local pool, or says the input is exhausted.
 pub(super) type Submitter<'p> =
-    Box<dyn FnMut(&Pool, Option<Finisher>) -> Option<Result<Arc<Slot>>> + 'p>;
+    Box<dyn FnMut(&Pool, Option<Finisher>) -> Option<Result<Arc<Slot>>> + Send + 'p>;
 
 /// The feed of a local pool's `imap`: one chunk at a time into the pool's queue.
 pub(super) struct LocalFeed<'p> {
@@ -90,11 +90,26 @@ impl ChunkFeed for LocalFeed<'_> {
 
 /// The input side of an iterator: its feed, and whether the input is used up.
 struct Input<'p> {
-    feed: Box<dyn ChunkFeed + 'p>,
+    feed: Box<dyn ChunkFeed + Send + 'p>,
     exhausted: bool,
 }
 
 impl Input<'_> {
+    /// What an iterator's `Debug` shows: how far it is.
+    fn debug(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        name: &str,
+        in_flight: usize,
+        ready: usize,
+    ) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("chunks_in_flight", &in_flight)
+            .field("results_ready", &ready)
+            .field("input_exhausted", &self.exhausted)
+            .finish()
+    }
+
     /// Lets the feed send more; after an error or the end of the input, sends nothing more
     /// (what is in flight still comes).
     fn top_up(
@@ -120,15 +135,23 @@ impl Input<'_> {
 }
 
 /// The iterator of [`Pool::imap`] (and of the cluster pool's).
+#[must_use = "iterators are lazy: no chunk is sent until `next` is called"]
 pub struct IMap<'p, R> {
     input: Input<'p>,
     in_flight: VecDeque<AsyncResult<Vec<R>>>,
     ready: VecDeque<R>,
 }
 
+impl<R> std::fmt::Debug for IMap<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.input
+            .debug(f, "IMap", self.in_flight.len(), self.ready.len())
+    }
+}
+
 impl<'p, R> IMap<'p, R> {
     /// An iterator over the chunks `feed` sends.
-    pub(crate) fn new(feed: Box<dyn ChunkFeed + 'p>) -> Self {
+    pub(crate) fn new(feed: Box<dyn ChunkFeed + Send + 'p>) -> Self {
         IMap {
             input: Input {
                 feed,
@@ -186,6 +209,7 @@ impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
 }
 
 /// The iterator of [`Pool::imap_unordered`] (and of the cluster pool's).
+#[must_use = "iterators are lazy: no chunk is sent until `next` is called"]
 pub struct IMapUnordered<'p, R> {
     input: Input<'p>,
     in_flight: HashMap<u64, AsyncResult<Vec<R>>>,
@@ -196,9 +220,16 @@ pub struct IMapUnordered<'p, R> {
     ready: VecDeque<R>,
 }
 
+impl<R> std::fmt::Debug for IMapUnordered<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.input
+            .debug(f, "IMapUnordered", self.in_flight.len(), self.ready.len())
+    }
+}
+
 impl<'p, R> IMapUnordered<'p, R> {
     /// An iterator over the chunks `feed` sends.
-    pub(crate) fn new(feed: Box<dyn ChunkFeed + 'p>) -> Self {
+    pub(crate) fn new(feed: Box<dyn ChunkFeed + Send + 'p>) -> Self {
         let (done_tx, done) = mpsc::channel();
         IMapUnordered {
             input: Input {

@@ -164,8 +164,23 @@ pub struct PoolBuilder {
     initializer_entry: Option<EntryFn>,
 }
 
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("start_method", &self.start_method)
+            .field("initializer", &self.worker.initializer.is_some())
+            .field("maxtasksperchild", &self.worker.max_tasks)
+            .field("max_memory_per_worker", &self.worker.max_memory)
+            .field("task_timeout", &self.task_timeout)
+            .field("soft_task_timeout", &self.soft_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PoolBuilder {
-    /// How many worker processes (default: the number of CPUs).
+    /// How many worker processes (default: [`cpu_count`](crate::cpu_count)).
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
         self
@@ -243,9 +258,7 @@ impl PoolBuilder {
 
     /// Starts the pool.
     pub fn build(self) -> Result<Pool> {
-        let processes = self
-            .processes
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::InvalidArgument(
                 "a pool needs at least one process".into(),
@@ -658,12 +671,15 @@ impl Pool {
     }
 
     /// Applies `f` to the items lazily, with a bounded number of chunks in flight, yielding
-    /// results in order (Python's `imap`). An endless iterator works.
+    /// results in order (Python's `imap`). An endless iterator works. The input iterator is
+    /// `Send`, so the [`IMap`] is too: it may be consumed on another thread (a scoped one, as
+    /// it borrows the pool).
     pub fn imap<'p, F, A, I>(&'p self, f: F, items: I, chunksize: usize) -> IMap<'p, F::Output>
     where
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
+        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
@@ -682,6 +698,7 @@ impl Pool {
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
+        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
@@ -694,6 +711,7 @@ impl Pool {
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
+        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let chunksize = chunksize.max(1);

@@ -1,10 +1,18 @@
 //! [`AsyncResult`]: the result of a task submitted to a pool, set once by the supervisor; and
 //! [`MapResult`], the results of a map's chunk tasks together, with the gathering of their
 //! callbacks. (The lazy map iterators are in `imap.rs`.)
+//!
+//! Both are also [`Future`]s, with no runtime behind them: a poll that finds the outcome
+//! missing leaves its [`Waker`] in the slot, and the thread that sets the outcome (the pool's
+//! supervisor) wakes it. So `pool.apply_async(f, args)?.await` works under tokio, async-std or
+//! any `block_on`.
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -24,7 +32,7 @@ pub(crate) type Finisher = Box<dyn FnOnce(&Outcome) + Send>;
 pub(crate) struct Slot {
     /// Set (after `outcome`) once the outcome is there: lets a waiter spin without the lock.
     done: AtomicBool,
-    outcome: Mutex<Option<Outcome>>,
+    outcome: Mutex<Filled>,
     ready: Condvar,
     /// Threads asleep on `ready` (changed and read with `outcome` locked): without any, the
     /// outcome is set without a wake-up call.
@@ -32,11 +40,19 @@ pub(crate) struct Slot {
     finisher: Mutex<Option<Finisher>>,
 }
 
+/// What a slot's lock guards: the outcome, and the tasks polling for it until it comes.
+#[derive(Default)]
+struct Filled {
+    outcome: Option<Outcome>,
+    /// The wakers of futures polled before the outcome was there (one per clone polled).
+    wakers: Vec<Waker>,
+}
+
 impl Slot {
     pub(crate) fn new(finisher: Option<Finisher>) -> Arc<Slot> {
         Arc::new(Slot {
             done: AtomicBool::new(false),
-            outcome: Mutex::new(None),
+            outcome: Mutex::new(Filled::default()),
             ready: Condvar::new(),
             sleepers: AtomicUsize::new(0),
             finisher: Mutex::new(finisher),
@@ -63,20 +79,46 @@ impl Slot {
             }
         }
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(outcome);
+        if slot.outcome.is_none() {
+            slot.outcome = Some(outcome);
             self.done.store(true, Ordering::Release);
             if self.sleepers.load(Ordering::Relaxed) > 0 {
                 self.ready.notify_all();
             }
+            let wakers = std::mem::take(&mut slot.wakers);
+            drop(slot);
+            // Woken without the lock held: a waker may poll at once, on this very thread.
+            wakers.into_iter().for_each(Waker::wake);
         }
     }
 
     pub(crate) fn is_set(&self) -> bool {
-        self.outcome
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// The outcome if it is there; otherwise leaves `waker` to be woken when it is set.
+    fn poll_outcome(&self, waker: &Waker) -> Poll<Outcome> {
+        let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.outcome.as_ref() {
+            Some(outcome) => Poll::Ready(clone_outcome(outcome)),
+            None => {
+                if !slot.wakers.iter().any(|w| w.will_wake(waker)) {
+                    slot.wakers.push(waker.clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Whether the outcome is there and is an error.
+    fn failed(&self) -> bool {
+        let slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(slot.outcome, Some(Err(_)))
+    }
+
+    /// Whether the outcome is there; if not, leaves `waker` as [`Slot::poll_outcome`] does.
+    fn poll_set(&self, waker: &Waker) -> bool {
+        self.is_set() || self.poll_outcome(waker).is_ready()
     }
 
     /// Waits up to `timeout` (`None`: no limit) and clones the outcome if it is there. On the
@@ -96,11 +138,8 @@ impl Slot {
         }
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(outcome) = slot.as_ref() {
-                return Some(match outcome {
-                    Ok(bytes) => Ok(bytes.clone()),
-                    Err(e) => Err(e.clone_for_caller()),
-                });
+            if let Some(outcome) = slot.outcome.as_ref() {
+                return Some(clone_outcome(outcome));
             }
             let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             if left.is_some_and(|left| left.is_zero()) {
@@ -121,7 +160,28 @@ impl Slot {
     }
 }
 
+/// A copy of an outcome for one more reader.
+fn clone_outcome(outcome: &Outcome) -> Outcome {
+    match outcome {
+        Ok(bytes) => Ok(bytes.clone()),
+        Err(e) => Err(e.clone_for_caller()),
+    }
+}
+
 /// The result of [`Pool::apply_async`](super::Pool::apply_async), as Python's `AsyncResult`.
+///
+/// Besides the blocking [`get`](Self::get), it is a [`Future`] of the same result, woken by the
+/// pool when the task ends (no runtime needed):
+///
+/// ```no_run
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// async fn twice(pool: &multiprocess::Pool) -> multiprocess::Result<u64> {
+///     let (a, b) = (pool.apply_async(square, (3,))?, pool.apply_async(square, (4,))?);
+///     Ok(a.await? + b.await?)
+/// }
+/// ```
+#[must_use = "a task's result is lost unless waited for (`get`, `.await`); `drop` it if callbacks take it"]
 pub struct AsyncResult<R> {
     slot: Arc<Slot>,
     /// Which item of the task's result list is ours (`None`: the whole list).
@@ -202,9 +262,53 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 }
 
+impl<R: DeserializeOwned> Future for AsyncResult<R> {
+    type Output = Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        self.slot
+            .poll_outcome(cx.waker())
+            .map(|outcome| decode_one(&outcome?))
+    }
+}
+
 /// The results of [`Pool::map_async`](super::Pool::map_async): one per input, in order.
+///
+/// A [`Future`] too, of the same `Vec` as [`get`](Self::get) (`pool.map_async(f, items,
+/// 1)?.await`).
+#[must_use = "a map's results are lost unless they are waited for (`get` or `.await`)"]
 pub struct MapResult<R> {
     chunks: Vec<AsyncResult<Vec<R>>>,
+    /// Polled as a future: the chunks before this one have finished.
+    polled: usize,
+}
+
+impl<R> std::fmt::Debug for MapResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapResult")
+            .field("chunks", &self.chunks.len())
+            .field("ready", &self.chunks.iter().all(|c| c.slot.is_set()))
+            .finish()
+    }
+}
+
+impl<R: DeserializeOwned> Future for MapResult<R> {
+    type Output = Result<Vec<R>>;
+
+    /// Ready once every chunk is, or at the first failed one (as [`get`](Self::get) returns):
+    /// waits on the first unfinished chunk, then on the next.
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Vec<R>>> {
+        while let Some(chunk) = self.chunks.get(self.polled) {
+            if !chunk.slot.poll_set(cx.waker()) {
+                return Poll::Pending;
+            }
+            if chunk.slot.failed() {
+                break;
+            }
+            self.polled += 1;
+        }
+        Poll::Ready(self.get())
+    }
 }
 
 impl<R> MapResult<R> {
@@ -212,6 +316,7 @@ impl<R> MapResult<R> {
     pub(crate) fn new(slots: Vec<Arc<Slot>>) -> Self {
         MapResult {
             chunks: slots.into_iter().map(AsyncResult::new).collect(),
+            polled: 0,
         }
     }
 }

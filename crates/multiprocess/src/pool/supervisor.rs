@@ -28,6 +28,7 @@ use serde::de::IgnoredAny;
 
 use super::worker::{worker_main, Answer, Handles, Task, ToWorker, WorkerConfig};
 use super::{Inner, Pending};
+use crate::logging::event;
 use crate::connection::{pipe, wait, Connection, Waitable};
 use crate::error::{Error, Result};
 use crate::process::bootstrap::Report;
@@ -80,6 +81,12 @@ impl Worker {
             .panic_output(inner.panic_output)
             .pool_worker()
             .start()?;
+        event!(
+            info,
+            "added worker {} (pid {})",
+            process.name(),
+            process.pid()
+        );
         Ok(Worker {
             process,
             conn: mine,
@@ -206,7 +213,16 @@ impl Worker {
             if self.in_flight.is_empty() {
                 self.idle_since = Instant::now();
             }
-            done.task.slot.set(outcome_of(answer.report));
+            let outcome = outcome_of(answer.report);
+            if let Err(err) = &outcome {
+                event!(
+                    info,
+                    "task {} failed in worker {}: {err}",
+                    done.task.id,
+                    self.process.name()
+                );
+            }
+            done.task.slot.set(outcome);
         }
     }
 }
@@ -285,6 +301,7 @@ fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pend
                     dispatch(workers, queue);
                 }
                 Err(err) => {
+                    event!(warn, "could not start a pool worker: {err}");
                     eprintln!("multiprocess: could not start a pool worker: {err}");
                     failed_starts += 1;
                     break;
@@ -385,16 +402,39 @@ fn supervise(inner: &Inner, workers: &mut Vec<Worker>, queue: &mut VecDeque<Pend
 /// Settles the tasks of a worker that exited: the one it had started fails, the others are
 /// queued again, first, in their order.
 fn bury(mut dead: Worker, code: i32, queue: &mut VecDeque<Pending>) {
-    if dead.taken() > 0 {
-        if let Some(running) = dead.in_flight.pop_front() {
+    let running = if dead.taken() > 0 {
+        dead.in_flight.pop_front()
+    } else {
+        None
+    };
+    match running {
+        Some(running) => {
             let err = if dead.timed_out == Some(running.task.id) {
                 Error::TimeLimit
             } else {
                 Error::WorkerLost { exitcode: code }
             };
+            event!(
+                warn,
+                "worker {} (pid {}) ended under task {} (exit code {code}): the task fails \
+                 ({err}); the worker is replaced",
+                dead.process.name(),
+                dead.process.pid(),
+                running.task.id
+            );
             running.task.slot.set(Err(err));
         }
+        None => event!(
+            info,
+            "worker {} exited (exit code {code})",
+            dead.process.name()
+        ),
     }
+    requeue(dead, queue);
+}
+
+/// Queues again, first and in their order, the tasks a dead worker had not started.
+fn requeue(dead: Worker, queue: &mut VecDeque<Pending>) {
     for f in dead.in_flight.into_iter().rev() {
         queue.push_front(f.task);
     }
@@ -454,19 +494,29 @@ fn dispatch(workers: &mut [Worker], queue: &mut VecDeque<Pending>) {
 
 /// Asks every worker to finish and waits for them (`close` + `join`).
 fn stop(workers: &mut Vec<Worker>) {
+    event!(info, "closing pool: joining {} workers", workers.len());
     for w in workers.iter() {
         let _ = w.conn.send(&ToWorker::<Handles>::Stop);
     }
     for w in workers.drain(..) {
         if !matches!(w.process.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
+            event!(warn, "worker {} did not stop: killed", w.process.name());
             let _ = w.process.kill();
             let _ = w.process.join();
         }
+        event!(info, "worker {} stopped", w.process.name());
     }
 }
 
 /// Kills every worker and fails every task not yet done with the error `failed` makes.
 fn shut_down(workers: &mut Vec<Worker>, queue: VecDeque<Pending>, failed: impl Fn() -> Error) {
+    event!(
+        info,
+        "terminating pool: killing {} workers, failing {} queued tasks ({})",
+        workers.len(),
+        queue.len(),
+        failed()
+    );
     for w in workers.iter() {
         let _ = w.process.kill();
     }

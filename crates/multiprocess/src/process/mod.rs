@@ -11,6 +11,7 @@ mod child;
 mod current;
 mod fork;
 mod forkserver;
+mod join;
 mod panics;
 mod spawn;
 pub(crate) mod target;
@@ -21,12 +22,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use current::{current_process, parent_pid, parent_process, ParentProcess, ProcessInfo};
+pub use join::JoinHandle;
 pub use panics::{get_panic_output, set_panic_output, PanicOutput};
 pub use target::Target;
 
@@ -35,7 +37,7 @@ use crate::context::{self, get_start_method, StartMethod};
 use crate::error::{Error, Result};
 use crate::per_process::PerProcess;
 use crate::sys;
-use bootstrap::{Bootstrap, Report};
+use bootstrap::Bootstrap;
 use child::{ChildState, ExitSource};
 
 /// Environment variable naming the role of a re-executed copy of the binary.
@@ -174,6 +176,17 @@ pub struct Process<F, Args> {
     panic_output: Option<PanicOutput>,
 }
 
+impl<F, Args> std::fmt::Debug for Process<F, Args> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("target", &std::any::type_name::<F>())
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("start_method", &self.start_method)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<F: Target<Args>, Args> Process<F, Args> {
     /// A process that will run `target` with `args` (a tuple of its parameters).
     pub fn new(target: F, args: Args) -> Self {
@@ -260,15 +273,9 @@ where
     {
         let entry: target::EntryFn = target::run_returning::<F, Args>;
         let (process, report) = self.launch(entry, true)?;
-        Ok(JoinHandle {
-            process,
-            // `launch` makes one when asked to.
-            report: report.ok_or_else(|| io::Error::other("internal error: no report channel"))?,
-            received: Vec::new(),
-            report_closed: false,
-            joined: false,
-            _result: PhantomData,
-        })
+        // `launch` makes one when asked to.
+        let report = report.ok_or_else(|| io::Error::other("internal error: no report channel"))?;
+        Ok(JoinHandle::new(process, report))
     }
 
     fn launch(
@@ -406,6 +413,7 @@ pub trait Run: Serialize + DeserializeOwned + Sized + 'static {
 /// A started process, as Python's `Process` object after `start()`. Cloning gives another
 /// handle to the same process.
 #[derive(Clone)]
+#[must_use = "the process runs on without its handle, which `join` needs (drop it explicitly)"]
 pub struct ProcessHandle {
     state: Arc<ChildState>,
 }
@@ -509,112 +517,4 @@ where
     F::Output: Serialize + DeserializeOwned,
 {
     Process::new(target, args).spawn()
-}
-
-/// A process whose target's return value can be joined, from [`spawn`].
-///
-/// [`join`](Self::join) gives `Ok(value)` when the target returned, and otherwise an error that
-/// says why not: [`Error::Panic`] with the panic's message and location, [`Error::Exited`] when
-/// the child exited before returning, [`Error::Signaled`] when a signal killed it.
-pub struct JoinHandle<R> {
-    process: ProcessHandle,
-    /// Our end of the report socket; non-blocking once reading starts. Shared with the child's
-    /// state, so that the exit clean-up can shut it (see `child::exit_cleanup`).
-    report: Arc<UnixStream>,
-    /// What has arrived on the report socket so far.
-    received: Vec<u8>,
-    /// The child's end is closed (EOF seen).
-    report_closed: bool,
-    /// The result was already taken.
-    joined: bool,
-    _result: PhantomData<fn() -> R>,
-}
-
-impl<R> std::fmt::Debug for JoinHandle<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JoinHandle")
-            .field("process", &self.process)
-            .finish()
-    }
-}
-
-impl<R> JoinHandle<R> {
-    /// The process behind the handle (pid, name, `kill`, …).
-    pub fn process(&self) -> &ProcessHandle {
-        &self.process
-    }
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-    /// Whether the process is still running.
-    pub fn is_alive(&self) -> bool {
-        self.process.is_alive()
-    }
-}
-
-impl<R: DeserializeOwned> JoinHandle<R> {
-    /// Waits for the process to end and returns what the target returned.
-    pub fn join(mut self) -> Result<R> {
-        self.join_deadline(None)
-    }
-
-    /// As [`join`](Self::join), but gives up with [`Error::Timeout`] after `timeout`; the handle
-    /// can be joined again later. Once it has returned the result, a further call is
-    /// [`Error::AlreadyJoined`].
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
-        self.join_deadline(sys::deadline_after(timeout))
-    }
-
-    fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<R> {
-        if self.joined {
-            return Err(Error::AlreadyJoined);
-        }
-        sys::set_nonblocking(self.report.as_fd(), true)?;
-        // Read the report while waiting, so a large result never blocks the child's exit.
-        let code = loop {
-            if let Some(code) = self.process.state.poll_exit()? {
-                break code;
-            }
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if timeout == Some(Duration::ZERO) {
-                return Err(Error::Timeout);
-            }
-            let sentinel = self.process.sentinel();
-            let ready = if self.report_closed {
-                sys::poll_readable(&[sentinel], timeout)?
-            } else {
-                sys::poll_readable(&[self.report.as_fd(), sentinel], timeout)?
-            };
-            if !self.report_closed && ready[0] {
-                self.drain_report()?;
-            }
-        };
-        self.drain_report()?;
-        self.joined = true;
-        let report = bootstrap::take_frame(&self.received)
-            .and_then(|frame| codec::decode::<Report>(frame).ok());
-        match report {
-            Some(Report::Returned(bytes)) => codec::decode(&bytes),
-            Some(other) => Err(other.into_error()),
-            None if code < 0 => Err(Error::Signaled(-code)),
-            None => Err(Error::Exited(code)),
-        }
-    }
-
-    /// Reads whatever the report socket holds now.
-    fn drain_report(&mut self) -> Result<()> {
-        let mut chunk = [0u8; 64 * 1024];
-        while !self.report_closed {
-            match io::Read::read(&mut &*self.report, &mut chunk) {
-                Ok(0) => self.report_closed = true,
-                Ok(n) => self.received.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => self.report_closed = true,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
 }

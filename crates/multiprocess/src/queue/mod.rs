@@ -37,6 +37,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::items::Items;
 use crate::shm::deque::{decode_value, End, FdChannel, SharedDeque, Value, Wait};
 use crate::shm::Region;
 use sideband::Sideband;
@@ -242,6 +243,27 @@ macro_rules! queue_type {
             /// and items already put stay in the queue.
             pub fn close(&self) {
                 self.core.closed.store(true, Ordering::Release);
+            }
+
+            /// The items, each taken with [`get`](Self::get) (waiting for it): see [`Items`]
+            /// (it ends when this handle is closed). `for item in &queue` does the same.
+            pub fn iter(&self) -> Items<'_, T> {
+                Items::new(stringify!($name), false, move || self.get())
+            }
+
+            /// The items there now, each taken with [`get_nowait`](Self::get_nowait): see
+            /// [`Items`].
+            pub fn try_iter(&self) -> Items<'_, T> {
+                Items::new(stringify!($name), true, move || self.get_nowait())
+            }
+        }
+
+        impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a $name<T> {
+            type Item = Result<T>;
+            type IntoIter = Items<'a, T>;
+
+            fn into_iter(self) -> Items<'a, T> {
+                self.iter()
             }
         }
     };
@@ -503,5 +525,25 @@ impl<T: Serialize + DeserializeOwned + Ord> PriorityQueue<T> {
     /// Closes this handle (and its clones) in this process, as [`Queue::close`].
     pub fn close(&self) {
         self.core.closed.store(true, Ordering::Release);
+    }
+
+    /// The items, smallest first, each taken with [`get`](Self::get) (waiting for it): see
+    /// [`Items`]. `for item in &queue` does the same.
+    pub fn iter(&self) -> Items<'_, T> {
+        Items::new("PriorityQueue", false, move || self.get())
+    }
+
+    /// The items there now, smallest first: see [`Items`].
+    pub fn try_iter(&self) -> Items<'_, T> {
+        Items::new("PriorityQueue", true, move || self.get_nowait())
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned + Ord> IntoIterator for &'a PriorityQueue<T> {
+    type Item = Result<T>;
+    type IntoIter = Items<'a, T>;
+
+    fn into_iter(self) -> Items<'a, T> {
+        self.iter()
     }
 }

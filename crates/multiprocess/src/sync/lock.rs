@@ -390,6 +390,30 @@ impl RLock {
         }
     }
 
+    /// Takes the lock for the calling thread alone, not re-entrant: until the guard is
+    /// dropped every other acquire waits, even one from this thread (so nothing else can
+    /// touch what the lock guards: an [`ArrayGuard`](crate::ArrayGuard) lends it out as a
+    /// slice). Fails at once if this thread holds the lock already.
+    pub(crate) fn hold_alone(&self) -> Result<RLockAlone<'_>> {
+        if self.is_mine() {
+            return Err(Error::InvalidArgument(
+                "this thread holds the lock already: a view of what it guards needs it alone"
+                    .into(),
+            ));
+        }
+        // Without a deadline this only returns once the lock is taken.
+        let _ = self.state.lock.lock(sys::getpid(), Deadline::NEVER);
+        // No thread is recorded as owner, so no thread re-enters (a dead owner's leftovers are
+        // cleared too).
+        let s = &*self.state;
+        s.tid.store(0, Ordering::Relaxed);
+        s.count.store(0, Ordering::Relaxed);
+        Ok(RLockAlone {
+            lock: self,
+            _not_send: PhantomData,
+        })
+    }
+
     fn acquire_until(&self, deadline: Deadline) -> bool {
         if self.again() {
             return true;
@@ -457,6 +481,19 @@ impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
         // The guard's thread holds the lock (a guard is not Send), so this cannot fail.
         let _ = self.lock.release();
+    }
+}
+
+/// Holds an [`RLock`] taken with `hold_alone` (no thread may re-enter) until dropped.
+pub(crate) struct RLockAlone<'a> {
+    lock: &'a RLock,
+    /// Held by the thread that took it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for RLockAlone<'_> {
+    fn drop(&mut self) {
+        self.lock.state.lock.unlock();
     }
 }
 

@@ -79,6 +79,7 @@ mod semaphore;
 pub use barrier::Barrier;
 pub use condition::Condition;
 pub use event::Event;
+pub(crate) use lock::RLockAlone;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 

@@ -136,7 +136,12 @@ impl Dispatch {
             .processes(config.jobs)
             .initializer(
                 worker::setup,
-                (progress.clone(), stop.clone(), *config, claims.clone()),
+                (
+                    progress.clone(),
+                    stop.clone(),
+                    config.clone(),
+                    claims.clone(),
+                ),
             )?
             .build()?;
         Ok(Dispatch {

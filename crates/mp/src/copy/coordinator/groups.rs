@@ -132,8 +132,21 @@ impl Coordinator<'_> {
     }
 
     /// The first copy of a hard-link group is done (`ok`: it succeeded, or what was there is
-    /// kept): the names that waited for it are linked to it, or each copied if it failed.
-    pub(super) fn group_copied(&mut self, key: FileId, ok: bool) {
+    /// kept; `kept`: it was kept): the names that waited for it are linked to it, or each
+    /// copied if it failed. Under `--no-clobber` what is kept is no copy of the file: the
+    /// group starts again from the names that waited, as `cp -n` copies the next name and
+    /// links the later ones to that.
+    pub(super) fn group_copied(&mut self, key: FileId, ok: bool, kept: bool) {
+        if kept && self.config.no_clobber {
+            let waiters = self.groups.groups.remove(&key).map(|g| g.waiters);
+            for p in waiters.unwrap_or_default() {
+                match self.record.stopped() {
+                    true => self.one_done(p.dir),
+                    false => self.place(p),
+                }
+            }
+            return;
+        }
         let Some(group) = self.groups.groups.get_mut(&key) else {
             return;
         };
@@ -226,7 +239,7 @@ fn relink(
     let copy = rfs::lstat(first)?;
     let config = Config {
         resume: false,
-        ..*config
+        ..config.clone()
     };
     let Some((old, verdict)) = replace::judge_paths(src, dst, meta, &config)? else {
         rfs::linkat(rfs::CWD, first, rfs::CWD, dst, AtFlags::empty())?;

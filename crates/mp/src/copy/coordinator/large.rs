@@ -222,9 +222,10 @@ impl Coordinator<'_> {
             .expect("a large file in progress");
         let reached = std::mem::take(&mut tally.reached);
         self.note_reached(Path::new(""), reached, f.dir != DirId::TOP);
+        let kept = tally.counts.skipped > 0;
         self.record.absorb(tally);
         if let Some(key) = f.group {
-            self.group_copied(key, ok);
+            self.group_copied(key, ok, kept);
         }
         self.one_done(f.dir);
     }

@@ -74,6 +74,7 @@ impl<'s> Coordinator<'s> {
         };
         let dispatch = Dispatch::start(&config, &stop, claims)?;
         Ok(Coordinator {
+            linker: config.dereference.then(Linker::default),
             config,
             dispatch,
             record: Record::new(status, stop),
@@ -81,7 +82,6 @@ impl<'s> Coordinator<'s> {
             groups: Groups::default(),
             waves: Waves::default(),
             large: LargeFiles::new(),
-            linker: config.dereference.then(Linker::default),
         })
     }
 
@@ -93,6 +93,11 @@ impl<'s> Coordinator<'s> {
     /// Records a warning found before the copy starts.
     pub fn warn(&mut self, warning: String) {
         self.record.warn(warning);
+    }
+
+    /// Counts sources skipped before the copy starts (`-n`: their destination exists).
+    pub fn skip(&mut self, sources: u64) {
+        self.record.counts().skipped += sources;
     }
 
     /// Runs until everything is copied (or the copy stops).
@@ -140,24 +145,24 @@ impl<'s> Coordinator<'s> {
             Done::Leaves(id, _, Ok(report)) => self.leaves_done(id, report),
             Done::Leaves(id, hidden, Err(e)) => self.leaves_lost(id, hidden, e),
             Done::Batch(b, report) => {
-                let ok = match report {
+                let (ok, kept) = match report {
                     Ok(mut tally) => {
-                        let ok = tally.is_clean();
+                        let done = (tally.is_clean(), tally.counts.skipped > 0);
                         let reached = std::mem::take(&mut tally.reached);
                         self.note_reached(&b.base, reached, b.dir != DirId::TOP);
                         self.record.absorb(tally);
-                        ok
+                        done
                     }
                     Err(e) => {
                         // Partly copied: not to look finished.
                         self.tree.worsen(b.dir, Phase::Damaged);
                         let src = self.tree.node(b.dir).src.clone();
                         self.task_lost(&src, e);
-                        false
+                        (false, false)
                     }
                 };
                 if let Some(key) = b.group {
-                    self.group_copied(key, ok);
+                    self.group_copied(key, ok, kept);
                 }
                 self.one_done(b.dir);
             }

@@ -176,8 +176,9 @@ pub(super) fn copy_entries(
             continue;
         }
         match copy_entry(dirs, &entry, dst_name, &mut report.counts, reporter) {
-            // `--update`: a later file is kept, and never linked over.
-            Ok(EntryDone::Kept(Verdict::Newer)) => {}
+            // `--update`: a later file is kept, and never linked over; nor is what
+            // `--no-clobber` keeps.
+            Ok(EntryDone::Kept(verdict)) if verdict.keeps_another() => {}
             Ok(done @ (EntryDone::Copied | EntryDone::Kept(_))) => {
                 if claim.is_some() {
                     let copy = rfs::statat(&dirs.dst, dst_name, AtFlags::SYMLINK_NOFOLLOW);
@@ -207,7 +208,7 @@ pub(super) fn copy_entries(
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum EntryDone {
     Copied,
-    /// Left as it was: [`Verdict::UpToDate`] or [`Verdict::Newer`].
+    /// Left as it was: [`Verdict::UpToDate`], [`Verdict::Newer`] or [`Verdict::Exists`].
     Kept(Verdict),
     /// Skipped for a reason that is not a failure (a device without the right to create it).
     Warning(String),

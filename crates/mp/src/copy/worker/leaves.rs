@@ -9,8 +9,9 @@ use rustix::fs::{self as rfs, AtFlags};
 
 use super::dir::copy_dir_as;
 use super::entries::Dirs;
-use super::listing::{look, open_as_listed, read_names};
-use super::{config, BATCH_BYTES, BATCH_ENTRIES};
+use super::listing::{beyond_file_system, look, open_as_listed, read_names};
+use super::{config, state, BATCH_BYTES, BATCH_ENTRIES};
+use crate::copy::exclude::below_source;
 use crate::copy::fsops;
 use crate::copy::ids::FileId;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
@@ -174,6 +175,9 @@ pub(super) fn plan_tree(
     task: &DirTask,
     new: bool,
 ) -> Option<SmallTree> {
+    if beyond_file_system(Some(&task.meta.id()), &sub.meta) {
+        return None;
+    }
     let mut entries = BATCH_ENTRIES;
     let mut dirs = TREE_DIRS;
     let names = gather_names(src, sub.name.path(), &mut entries, &mut dirs)?;
@@ -182,7 +186,8 @@ pub(super) fn plan_tree(
     seen.push(sub.meta.id());
     let mut bytes = BATCH_BYTES;
     let open = open_as_listed(BATCH_ENTRIES - entries, new);
-    stat_names(names, &mut bytes, &mut seen, open)
+    let below = below_source(task.src.path(), task.ancestors.len()).join(sub.name.path());
+    stat_names(names, &mut bytes, &mut seen, (open, &below))
 }
 
 /// Gathers the names below `name` in `dir`, as long as they take no more than `entries`
@@ -228,16 +233,23 @@ pub(super) fn gather_names(
 /// Stats what [`gather_names`] found: `None` if it is not a small tree after all (more than
 /// `bytes` bytes, an entry for the coordinator, a directory met twice, or anything changed
 /// meanwhile). `seen`: the directories above, by device and inode. `open`: its files are
-/// opened as they are looked at (see [`look`]).
+/// opened as they are looked at (see [`look`]). `below`: the directory's path below its
+/// SOURCE, for `--exclude`, which leaves out what it matches.
 pub(super) fn stat_names(
     names: Names,
     bytes: &mut u64,
     seen: &mut Vec<FileId>,
-    open: bool,
+    (open, below): (bool, &Path),
 ) -> Option<SmallTree> {
     let dir = names.dir.as_fd();
+    let exclude = &state().exclude;
+    let left_out =
+        |name: &Path, is_dir| exclude.any() && exclude.excludes(&below.join(name), is_dir);
     let mut entries = Vec::with_capacity(names.others.len());
     for (name, file_type) in names.others {
+        if left_out(&name, false) {
+            continue;
+        }
         let (meta, source) = look(dir, &name, file_type, open, false).ok()?;
         if meta.kind == Kind::Dir || for_coordinator(&meta, config()) {
             return None;
@@ -250,13 +262,17 @@ pub(super) fn stat_names(
         });
     }
     let mut subdirs = Vec::with_capacity(names.subdirs.len());
-    for (name, below) in names.subdirs {
+    for (name, names_below) in names.subdirs {
+        if left_out(&name, true) {
+            continue;
+        }
         let (meta, _) = look(dir, &name, rfs::FileType::Directory, false, false).ok()?;
-        if meta.kind != Kind::Dir || seen.contains(&meta.id()) {
+        let beyond = beyond_file_system(seen.last(), &meta);
+        if meta.kind != Kind::Dir || seen.contains(&meta.id()) || beyond {
             return None;
         }
         seen.push(meta.id());
-        let tree = stat_names(below, bytes, seen, open)?;
+        let tree = stat_names(names_below, bytes, seen, (open, &below.join(&name)))?;
         seen.pop();
         subdirs.push((Entry::new(RawPath(name), meta), tree));
     }

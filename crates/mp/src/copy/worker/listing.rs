@@ -10,7 +10,9 @@ use rustix::fs::{self as rfs, AtFlags};
 use rustix::io::Errno;
 
 use super::{config, state, BATCH_BYTES, BATCH_ENTRIES};
+use crate::copy::exclude::below_source;
 use crate::copy::fsops;
+use crate::copy::ids::FileId;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
 use crate::copy::protocol::{for_coordinator, DirReport, DirTask};
 
@@ -59,6 +61,9 @@ pub(super) fn list(
     listing: Listing,
     report: &mut DirReport,
 ) -> io::Result<Option<Vec<Entry>>> {
+    if beyond_file_system(task.ancestors.last(), &task.meta) {
+        return Ok(Some(Vec::new()));
+    }
     let small_only = listing == Listing::SmallLeaf;
     let most = if small_only {
         BATCH_ENTRIES
@@ -70,9 +75,20 @@ pub(super) fn list(
     };
     let open = open_as_listed(names.len(), task.parent_made);
     let follow = config().dereference;
+    let left_out = left_out(task);
     let mut entries = Vec::with_capacity(names.len());
     let mut bytes = 0;
     for (name, file_type) in names {
+        // Whether it is a directory, where the listing says (not for a link followed).
+        let listed_dir = match file_type {
+            rfs::FileType::Directory => Some(true),
+            rfs::FileType::Unknown => None,
+            rfs::FileType::Symlink if follow => None,
+            _ => Some(false),
+        };
+        if listed_dir.is_some_and(|is_dir| left_out(&name, is_dir)) {
+            continue;
+        }
         let (meta, source) = match look(src.as_fd(), &name, file_type, open, follow) {
             Ok(found) => found,
             Err(e) => {
@@ -83,6 +99,9 @@ pub(super) fn list(
                 continue;
             }
         };
+        if listed_dir.is_none() && left_out(&name, meta.kind == Kind::Dir) {
+            continue;
+        }
         if small_only {
             bytes += meta.size;
             // Two entries or more over BATCH_BYTES never fit in one batch.
@@ -107,6 +126,28 @@ pub(super) fn list(
         });
     }
     Ok(Some(entries))
+}
+
+/// Whether `--exclude` leaves out the entry `name` (a directory if `is_dir`) of the
+/// directory of `task`: matched by its path below its SOURCE, which is as many levels
+/// down as the directory has ancestors (see `exclude.rs`).
+pub(super) fn left_out(task: &DirTask) -> impl Fn(&Path, bool) -> bool + '_ {
+    let exclude = &state().exclude;
+    let below = exclude
+        .any()
+        .then(|| below_source(task.src.path(), task.ancestors.len()));
+    move |name, is_dir| {
+        below
+            .as_ref()
+            .is_some_and(|below| exclude.excludes(&below.join(name), is_dir))
+    }
+}
+
+/// Whether the directory `dir`, in `parent`, is on another file system under
+/// `-x/--one-file-system`: its copy is made, empty, as `cp -x` makes it. A top-level source
+/// (no parent) is always copied whole.
+pub(super) fn beyond_file_system(parent: Option<&FileId>, dir: &Meta) -> bool {
+    config().one_file_system && parent.is_some_and(|p| p.dev != dir.dev)
 }
 
 /// Listings of at most this many names (in a directory, or in a small tree) open their

@@ -26,6 +26,7 @@ use rustix::fs::Mode;
 
 use super::claims::Claims;
 use super::config::Config;
+use super::exclude::Exclude;
 use super::status::Progress;
 
 pub use dir::{copy_dir, finish_dir, publish};
@@ -52,6 +53,8 @@ pub(super) struct WorkerState {
     open_as_listed: usize,
     /// Under `-L`: the files some name has claimed to copy (see [`Claims`]).
     claims: Option<Claims>,
+    /// What `--exclude` leaves out.
+    exclude: Exclude,
 }
 
 static STATE: OnceLock<WorkerState> = OnceLock::new();
@@ -76,12 +79,15 @@ pub fn setup(
     let open_as_listed = fd_limit
         .map_or(listing::OPEN_AS_LISTED, |n| (n / 4) as usize)
         .min(listing::OPEN_AS_LISTED);
+    // The command line checked the patterns: an invalid one cannot reach a worker.
+    let exclude = Exclude::new(&config.exclude).expect("patterns checked by the command line");
     let _ = STATE.set(WorkerState {
         progress,
         stop,
         config,
         open_as_listed,
         claims,
+        exclude,
     });
 }
 
