@@ -101,6 +101,65 @@ pub fn decode_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> 
     value
 }
 
+/// Decodes a sequence of `T` whose handles take their descriptors from `fds`, handing each
+/// element to `each` as soon as it is decoded (before the next is read). A pool worker runs a
+/// chunk of tasks this way: only one argument is alive at a time, so a chunk of large byte
+/// strings reuses the memory the allocator freed for the one before, instead of faulting in
+/// fresh pages for the whole chunk (see BENCHMARKS.md, `pool-bytes`). `each` runs with no
+/// descriptor table installed, as after [`decode_with_fds`] returns.
+pub(crate) fn decode_each_with_fds<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+    each: impl FnMut(T),
+) -> Result<()> {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+    use std::marker::PhantomData;
+
+    /// Puts a descriptor table back as it was, even if a step panics.
+    struct Swap(Option<Vec<Option<OwnedFd>>>);
+    impl Swap {
+        /// Installs `table`, keeping the one it replaces.
+        fn install(table: Option<Vec<Option<OwnedFd>>>) -> Swap {
+            Swap(INCOMING.with(|t| std::mem::replace(&mut *t.borrow_mut(), table)))
+        }
+    }
+    impl Drop for Swap {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            INCOMING.with(|t| *t.borrow_mut() = previous);
+        }
+    }
+
+    struct Each<T, E>(E, PhantomData<T>);
+    impl<'de, T: DeserializeOwned, E: FnMut(T)> Visitor<'de> for Each<T, E> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(item) = seq.next_element::<T>()? {
+                // `each` runs without our table (as after decoding); ours again for the next.
+                let ours = INCOMING.with(|t| t.borrow_mut().take());
+                (self.0)(item);
+                INCOMING.with(|t| *t.borrow_mut() = ours);
+            }
+            Ok(())
+        }
+    }
+    impl<'de, T: DeserializeOwned, E: FnMut(T)> DeserializeSeed<'de> for Each<T, E> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    let _outer = Swap::install(Some(fds.into_iter().map(Some).collect()));
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    Each(each, PhantomData)
+        .deserialize(&mut de)
+        .map_err(|e| Error::Decode(e.to_string()))
+}
+
 /// Whether the value being encoded now can carry descriptors (it is encoded with
 /// [`encode_with_fds`], so a transport will move them): a zero-copy buffer then travels as its
 /// descriptor, otherwise as its bytes.

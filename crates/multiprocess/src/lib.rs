@@ -51,7 +51,7 @@
 //! - Big data: items are encoded straight into shared memory and decoded straight out (a large
 //!   byte string is copied once in, once out); [`ShmBuf`] / [`ShmBufMut`] are zero-copy
 //!   buffers whose pages cross by descriptor; [`SharedMemory`] is Python's `shared_memory`, a
-//!   block opened by name from any process.
+//!   block opened by name from any process, and [`ShareableList`] its typed list view.
 //! - [`Dict`], [`List`]: Python's `Manager().dict()` and `.list()` without a manager process,
 //!   exact `len`, safe when a process is killed mid-update.
 //! - [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
@@ -142,6 +142,7 @@ linux_only! {
     mod pool;
     mod process;
     mod queue;
+    mod shareable_list;
     mod shared;
     mod shared_memory;
     mod shm;
@@ -172,6 +173,7 @@ linux_only! {
     };
     pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue, SimpleQueue};
     pub use shared::{Array, ArrayGuard, Plain, RawArray, RawValue, Value};
+    pub use shareable_list::ShareableList;
     pub use shared_memory::SharedMemory;
     pub use store::{Dict, List};
     pub use sync::{

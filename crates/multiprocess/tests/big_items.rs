@@ -1,12 +1,16 @@
 //! Big items (16 MiB and 64 MiB byte strings) through every channel, under every start method:
 //! queues (FIFO and LIFO, whose records never wrap and may follow a pad), pipes (values and raw
 //! bytes), `Process` and `spawn` arguments and results, pool arguments and results (which move
-//! to shared memory from 128 KiB on). Each arrives whole.
+//! to shared memory from 128 KiB on), priority, joinable and simple queues, shared dicts and
+//! lists. Each arrives whole.
 
 mod common;
 
-use common::{join, recv, DEADLINE};
-use multiprocess::{pipe, Connection, LifoQueue, Pool, Process, Queue, StartMethod};
+use common::{join, recv, Unencodable, DEADLINE};
+use multiprocess::{
+    pipe, Connection, Dict, JoinableQueue, LifoQueue, List, Pool, PriorityQueue, Process, Queue,
+    SimpleQueue, StartMethod,
+};
 use serde_bytes::ByteBuf;
 
 multiprocess::init_on_load!();
@@ -167,7 +171,120 @@ fn pool_arguments_and_results(method: StartMethod) {
     pool.join().unwrap();
 }
 
+/// The sizes for the channels that are not the main path (no 64 MiB one: each costs time).
+fn smaller_sizes() -> impl Iterator<Item = (u64, usize)> {
+    SIZES.into_iter().filter(|&(_, len)| len < 64 * MIB)
+}
+
+type Channels = (
+    PriorityQueue<(u64, ByteBuf)>,
+    JoinableQueue<ByteBuf>,
+    SimpleQueue<ByteBuf>,
+    Dict<u64, ByteBuf>,
+    List<ByteBuf>,
+);
+
+fn fill_channels((prio, joinable, simple, dict, list): Channels) {
+    for (seed, len) in smaller_sizes() {
+        prio.put((seed, patterned(seed, len))).unwrap();
+        joinable.put(patterned(seed, len)).unwrap();
+        simple.put(patterned(seed, len)).unwrap();
+        dict.insert(seed, patterned(seed, len)).unwrap();
+        list.push(patterned(seed, len)).unwrap();
+    }
+}
+
+/// The other channels (a priority queue, a joinable queue, a simple queue, a shared dict and
+/// list) carry big byte strings from a child whole.
+fn other_channels_round_trip(method: StartMethod) {
+    let channels: Channels = (
+        PriorityQueue::new().unwrap(),
+        JoinableQueue::new().unwrap(),
+        SimpleQueue::new().unwrap(),
+        Dict::new().unwrap(),
+        List::new().unwrap(),
+    );
+    let p = Process::new(fill_channels, (channels.clone(),))
+        .start_method(method)
+        .start()
+        .unwrap();
+    assert_eq!(join(&p), 0);
+    let (prio, joinable, simple, dict, list) = channels;
+    let mut by_priority: Vec<_> = smaller_sizes().collect();
+    by_priority.sort();
+    for (seed, len) in by_priority {
+        let (got_seed, got) = prio.get_nowait().unwrap();
+        assert_eq!(got_seed, seed);
+        assert!(intact(seed, len, &got), "priority queue, item {seed}");
+    }
+    for (i, (seed, len)) in smaller_sizes().enumerate() {
+        assert!(
+            intact(seed, len, &joinable.get_nowait().unwrap()),
+            "joinable {seed}"
+        );
+        joinable.task_done().unwrap();
+        assert!(intact(seed, len, &simple.get().unwrap()), "simple {seed}");
+        assert!(
+            intact(seed, len, &dict.get(&seed).unwrap().unwrap()),
+            "dict {seed}"
+        );
+        assert!(intact(seed, len, &list.get(i).unwrap()), "list {seed}");
+    }
+}
+
+fn mark_ran(path: String, _big: ByteBuf, _unused: Option<Unencodable>) {
+    std::fs::write(path, b"ran").unwrap();
+}
+
+/// A map of big arguments several to a chunk (a worker decodes each chunk one argument at a
+/// time, and the chunks are written and queued one after another): every result intact and
+/// in order; and a value that cannot be encoded, even behind big ones, fails the call before
+/// any chunk runs.
+fn pool_chunks_of_big_arguments(method: StartMethod) {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(method)
+        .build()
+        .unwrap();
+    let args: Vec<_> = (0..12u64)
+        .map(|i| (i, MIB + i as usize, patterned(i, MIB + i as usize)))
+        .collect();
+    let out = pool
+        .starmap_async(check_and_make, args, 4)
+        .unwrap()
+        .get_timeout(DEADLINE)
+        .unwrap();
+    assert_eq!(out.len(), 12);
+    for (i, item) in out.iter().enumerate() {
+        assert!(intact(i as u64 + 100, MIB + i, item));
+    }
+
+    let file = std::env::temp_dir().join(format!("mp-big-ran-{}-{method}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let items: Vec<_> = (0..6u64)
+        .map(|i| {
+            let path = file.display().to_string();
+            (path, patterned(i, MIB), (i == 5).then_some(Unencodable))
+        })
+        .collect();
+    assert!(matches!(
+        pool.starmap_async(mark_ran, items, 2),
+        Err(multiprocess::Error::Encode(_))
+    ));
+    assert_eq!(
+        pool.apply(check_and_make, (7, 10, patterned(7, 10)))
+            .unwrap()
+            .len(),
+        10
+    );
+    assert!(!file.exists(), "a chunk ran although the call failed");
+    pool.close();
+    pool.join().unwrap();
+}
+
 per_method!(
+    other_channels_round_trip,
+    pool_chunks_of_big_arguments,
     queue_round_trip,
     lifo_round_trip,
     pipe_round_trip,

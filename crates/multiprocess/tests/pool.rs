@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::DEADLINE;
+use common::{Unencodable, DEADLINE};
 use multiprocess::{current_process, Error, Pool, StartMethod};
 
 multiprocess::init_on_load!();
@@ -317,22 +317,6 @@ fn e12_no_failfast(method: StartMethod) {
     assert!(t.elapsed() >= Duration::from_millis(190));
     p.close();
     p.join().unwrap();
-}
-
-/// A value that refuses to be encoded.
-#[derive(Debug)]
-struct Unencodable;
-
-impl serde::Serialize for Unencodable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("refuses to be encoded"))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Unencodable {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("refuses to be decoded"))
-    }
 }
 
 fn unencodable_result() -> Unencodable {

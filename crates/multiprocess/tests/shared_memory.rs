@@ -8,21 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{join, DEADLINE};
+use common::{join, shm_exists as exists, unique_shm_name as unique, DEADLINE};
 use multiprocess::{Error, Process, SharedMemory, StartMethod};
 
 multiprocess::init_on_load!();
-
-/// A name no other test (or run) uses.
-fn unique(tag: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("mp-test-{tag}-{}-{n}", std::process::id())
-}
-
-fn exists(name: &str) -> bool {
-    Path::new("/dev/shm").join(name).exists()
-}
 
 #[test]
 fn create_open_read_write() {

@@ -56,7 +56,7 @@ use crate::shared::Plain;
 use memory::Memory;
 
 pub(crate) use memory::{release_unused, reset_after_fork};
-pub(crate) use payload::Payload;
+pub(crate) use payload::{Measured, Payload};
 
 /// A byte buffer in shared memory that this process is writing. Freeze it into a [`ShmBuf`] to
 /// send it.

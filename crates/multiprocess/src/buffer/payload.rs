@@ -44,37 +44,96 @@ impl Payload {
     }
 
     fn encode_as<T: Serialize + ?Sized>(value: &T, fds: bool) -> Result<(Payload, Vec<OwnedFd>)> {
-        let encode = |w: &mut dyn io::Write| {
-            if fds {
-                codec::encode_to_with_fds(w, value)
-            } else {
-                codec::encode_to(w, value).map(|()| Vec::new())
-            }
-        };
+        match Payload::measure_as(value, fds)? {
+            Measured::Done(payload, fds) => Ok((payload, fds)),
+            Measured::Large { len, .. } => Payload::write_large_as(value, len, fds),
+        }
+    }
+
+    /// Encodes a small value, or only counts the bytes of a large one (to be written by
+    /// [`write_large_with_fds`](Self::write_large_with_fds)); either way an error says the
+    /// value cannot be encoded.
+    pub(crate) fn measure_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<Measured> {
+        Payload::measure_as(value, true)
+    }
+
+    /// Encodes a value that [`measure_with_fds`](Self::measure_with_fds) found to be `len`
+    /// bytes long into a zero-copy buffer.
+    pub(crate) fn write_large_with_fds<T: Serialize + ?Sized>(
+        value: &T,
+        len: usize,
+    ) -> Result<(Payload, Vec<OwnedFd>)> {
+        Payload::write_large_as(value, len, true)
+    }
+
+    fn measure_as<T: Serialize + ?Sized>(value: &T, fds: bool) -> Result<Measured> {
         let mut first = Bounded {
             bytes: Vec::new(),
             full: false,
         };
-        match encode(&mut first) {
-            Ok(fds) => return Ok((Payload::Inline(Arc::new(first.bytes)), fds)),
+        match encode(value, fds, &mut first) {
+            Ok(fds) => return Ok(Measured::Done(Payload::Inline(Arc::new(first.bytes)), fds)),
             Err(e) if !first.full => return Err(e),
             Err(_) => {}
         }
         drop(first);
         let mut count = Counter(0);
-        drop(encode(&mut count)?);
-        let mut buf = ShmBufMut::for_overwrite(count.0)?;
+        let handles = encode(value, fds, &mut count)?.len();
+        Ok(Measured::Large {
+            len: count.0,
+            handles,
+        })
+    }
+
+    fn write_large_as<T: Serialize + ?Sized>(
+        value: &T,
+        len: usize,
+        fds: bool,
+    ) -> Result<(Payload, Vec<OwnedFd>)> {
+        let mut buf = ShmBufMut::for_overwrite(len)?;
         let mut into = Filler {
             bytes: &mut buf[..],
             at: 0,
         };
-        let fds = encode(&mut into)?;
-        if into.at != count.0 {
+        let fds = encode(value, fds, &mut into)?;
+        if into.at != len {
             return Err(Error::Encode(
                 "the value encoded to a different length the second time".into(),
             ));
         }
         Ok((Payload::Shared(buf.freeze()), fds))
+    }
+}
+
+/// A value measured for encoding (see [`Payload::measure_with_fds`]).
+pub(crate) enum Measured {
+    /// Small: encoded already, with the descriptors of its handles.
+    Done(Payload, Vec<OwnedFd>),
+    /// Large: `len` bytes once encoded, holding `handles` descriptors; not written yet.
+    Large { len: usize, handles: usize },
+}
+
+impl Measured {
+    /// How many descriptors the encoded value carries.
+    pub(crate) fn handles(&self) -> usize {
+        match self {
+            Measured::Done(_, fds) => fds.len(),
+            Measured::Large { handles, .. } => *handles,
+        }
+    }
+}
+
+/// Encodes `value` into `w`, collecting the descriptors of its handles if `fds` (else a
+/// zero-copy buffer in it goes as its bytes, and another handle is an error).
+fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    fds: bool,
+    w: &mut dyn io::Write,
+) -> Result<Vec<OwnedFd>> {
+    if fds {
+        codec::encode_to_with_fds(w, value)
+    } else {
+        codec::encode_to(w, value).map(|()| Vec::new())
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::result::{Finisher, Slot};
-use super::{AsyncResult, Pool};
+use super::{AsyncResult, HoldOpen, Pool};
 use crate::error::{Error, Result};
 
 /// Where an `imap`'s chunks go: sends more of the input when the window has room.
@@ -42,6 +42,8 @@ pub(super) type Submitter<'p> =
 /// The feed of a local pool's `imap`: one chunk at a time into the pool's queue.
 pub(super) struct LocalFeed<'p> {
     pool: &'p Pool,
+    /// A live feed counts as an open iterator of its pool.
+    _open: HoldOpen<'p>,
     submit: Submitter<'p>,
     /// A chunk that could not be sent after others were: reported on the next call.
     failed: Option<Error>,
@@ -50,9 +52,9 @@ pub(super) struct LocalFeed<'p> {
 impl<'p> LocalFeed<'p> {
     /// A feed; counts as an open iterator of `pool` until dropped.
     pub(super) fn new(pool: &'p Pool, submit: Submitter<'p>) -> Self {
-        pool.inner.lock().open_iterators += 1;
         LocalFeed {
             pool,
+            _open: HoldOpen::new(pool),
             submit,
             failed: None,
         }
@@ -83,15 +85,6 @@ impl ChunkFeed for LocalFeed<'_> {
             }
         }
         Ok(Some(sent))
-    }
-}
-
-impl Drop for LocalFeed<'_> {
-    fn drop(&mut self) {
-        let mut state = self.pool.inner.lock();
-        state.open_iterators = state.open_iterators.saturating_sub(1);
-        drop(state);
-        self.pool.inner.wake();
     }
 }
 

@@ -55,7 +55,7 @@ use shared_fds::{SharedFd, SharedFds};
 pub(crate) use supervisor::ON_SUPERVISOR;
 pub use worker::soft_time_limit_exceeded;
 
-use crate::buffer::Payload;
+use crate::buffer::{Measured, Payload};
 use crate::codec;
 use crate::connection::{pipe_simplex, Connection};
 use crate::context::{get_start_method, StartMethod};
@@ -337,25 +337,92 @@ impl Pool {
         Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned,
     {
+        let entry = self.chunk_entry::<F, Args>()?;
+        let (args, fds) = Payload::encode_with_fds(chunk)?;
+        check_handles(fds.len())?;
+        Ok(self.prepared(entry, args, fds, timeout, finisher))
+    }
+
+    /// The entry offset of the task running `F` over a chunk of `Args`.
+    fn chunk_entry<F, Args>(&self) -> Result<i64>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
         let entry: EntryFn = target::run_chunk::<F, Args>;
         if self.inner.start_method.reexecutes() {
             target::check_same_object(entry)?;
         }
-        let (args, fds) = Payload::encode_with_fds(chunk)?;
-        if fds.len() > crate::sys::MAX_FDS_PER_MESSAGE {
-            return Err(Error::Encode(format!(
-                "a task holds {} OS handles; at most {} fit in one",
-                fds.len(),
-                crate::sys::MAX_FDS_PER_MESSAGE
-            )));
-        }
-        Ok(Prepared {
-            entry: target::entry_offset(entry),
+        Ok(target::entry_offset(entry))
+    }
+
+    fn prepared(
+        &self,
+        entry: i64,
+        args: Payload,
+        fds: Vec<std::os::fd::OwnedFd>,
+        timeout: Option<Duration>,
+        finisher: Option<Finisher>,
+    ) -> Prepared {
+        Prepared {
+            entry,
             args,
             fds: self.inner.shared_fds.share(fds),
             timeout: timeout.or(self.inner.task_timeout),
             slot: Slot::new(finisher),
-        })
+        }
+    }
+
+    /// Queues the chunks of a `map`, each with its finisher. Every chunk is measured first (a
+    /// value that cannot be encoded fails the call and nothing runs; a small chunk is encoded
+    /// by that, a large one only counted); then each large one is written and queued in turn,
+    /// so the workers start on the first chunks while later ones are written, and a large
+    /// chunk's shared memory can be one that an earlier chunk has given back (warm pages, which
+    /// cost a fraction of fresh ones: see BENCHMARKS.md, `pool-bytes`). Only a failure to
+    /// write a chunk that measured well (no memory left, say) leaves the chunks before it
+    /// queued.
+    fn submit_chunks<F, Args>(
+        &self,
+        chunks: &[Vec<Args>],
+        finishers: Vec<Option<Finisher>>,
+    ) -> Result<Vec<Arc<Slot>>>
+    where
+        F: Target<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let entry = self.chunk_entry::<F, Args>()?;
+        let mut measured = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let m = Payload::measure_with_fds(chunk)?;
+            check_handles(m.handles())?;
+            measured.push(m);
+        }
+        // Holds the pool open until the last chunk is queued (a `close` meanwhile must not let
+        // the workers finish before it).
+        let _open = HoldOpen::new(self);
+        let mut slots = Vec::with_capacity(chunks.len());
+        // Small chunks (encoded already) go in batches, each closed by a large chunk once it is
+        // written: a map of small items is queued at once, as before, in one batch.
+        let mut batch = Vec::new();
+        for ((chunk, m), finisher) in chunks.iter().zip(measured).zip(finishers) {
+            let (args, fds, large) = match m {
+                Measured::Done(args, fds) => (args, fds, false),
+                Measured::Large { len, .. } => {
+                    let (args, fds) = Payload::write_large_with_fds(chunk, len)?;
+                    (args, fds, true)
+                }
+            };
+            batch.push(self.prepared(entry, args, fds, None, finisher));
+            if large {
+                slots.extend(self.enqueue(std::mem::take(&mut batch), !slots.is_empty())?);
+            }
+        }
+        if !batch.is_empty() {
+            slots.extend(self.enqueue(batch, !slots.is_empty())?);
+        }
+        Ok(slots)
     }
 
     /// Queues encoded tasks, all or none. Tasks of an `imap` that began before `close` are
@@ -573,12 +640,8 @@ impl Pool {
             return Ok(MapResult::new(Vec::new()));
         }
         let finishers = gather_finishers::<F::Output, C, E>(chunks.len(), callback, error_callback);
-        let mut prepared = Vec::new();
-        for (chunk, finisher) in chunks.iter().zip(finishers) {
-            prepared.push(self.prepare::<F, (A,)>(chunk, None, Some(finisher))?);
-        }
-        // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
-        let slots = self.enqueue(prepared, false)?;
+        let slots =
+            self.submit_chunks::<F, (A,)>(&chunks, finishers.into_iter().map(Some).collect())?;
         Ok(MapResult::new(slots))
     }
 
@@ -597,14 +660,13 @@ impl Pool {
     {
         let _ = f;
         let chunksize = chunksize.max(1);
-        let mut prepared = Vec::new();
+        let mut chunks: Vec<Vec<Args>> = Vec::new();
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
-            let chunk: Vec<Args> = items.by_ref().take(chunksize).collect();
-            prepared.push(self.prepare::<F, Args>(&chunk, None, None)?);
+            chunks.push(items.by_ref().take(chunksize).collect());
         }
-        // Every chunk encoded before any is queued: a bad value fails the call and runs nothing.
-        let slots = self.enqueue(prepared, false)?;
+        let finishers = chunks.iter().map(|_| None).collect();
+        let slots = self.submit_chunks::<F, Args>(&chunks, finishers)?;
         Ok(MapResult::new(slots))
     }
 
@@ -725,6 +787,37 @@ impl Pool {
             let _ = h.join();
         }
         Ok(())
+    }
+}
+
+/// Fails a task carrying more descriptors than one message can.
+fn check_handles(n: usize) -> Result<()> {
+    if n > crate::sys::MAX_FDS_PER_MESSAGE {
+        return Err(Error::Encode(format!(
+            "a task holds {n} OS handles; at most {} fit in one",
+            crate::sys::MAX_FDS_PER_MESSAGE
+        )));
+    }
+    Ok(())
+}
+
+/// Counts as an open iterator of a pool while it lives: a closed pool keeps its workers for
+/// the tasks still to be queued by a call that began before `close`.
+struct HoldOpen<'p>(&'p Pool);
+
+impl<'p> HoldOpen<'p> {
+    fn new(pool: &'p Pool) -> Self {
+        pool.inner.lock().open_iterators += 1;
+        HoldOpen(pool)
+    }
+}
+
+impl Drop for HoldOpen<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.inner.lock();
+        state.open_iterators = state.open_iterators.saturating_sub(1);
+        drop(state);
+        self.0.inner.wake();
     }
 }
 

@@ -188,20 +188,18 @@ pub(crate) fn worker_main(conn: Connection, mut config: WorkerConfig) {
         let entry = unsafe { target::entry_from_offset(task.entry) };
         SOFT_LIMIT.store(false, Ordering::Release);
         RUNNING.store(task.id, Ordering::Release);
+        let id = task.id;
         let report = bootstrap::call_entry(entry, &task.args, task.handles.0);
+        // The arguments go before the answer: a zero-copy one is then free for its maker to
+        // reuse as soon as the answer arrives.
+        drop(task.args);
         RUNNING.store(0, Ordering::Release);
         let report = report.unwrap_or_else(|| {
             Report::Returned(
                 Payload::encode(&()).unwrap_or_else(|_| Payload::Inline(Default::default())),
             )
         });
-        if conn
-            .send(&Answer {
-                id: task.id,
-                report,
-            })
-            .is_err()
-        {
+        if conn.send(&Answer { id, report }).is_err() {
             return; // the pool is gone
         }
         done += 1;

@@ -155,9 +155,11 @@ where
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
-    let chunk: Vec<Args> = codec::decode_with_fds(args, fds)?;
     let f = conjure::<F>();
-    let out: Vec<F::Output> = chunk.into_iter().map(|a| f.call(a)).collect();
+    let mut out: Vec<F::Output> = Vec::new();
+    // Each argument is called as soon as it is decoded and dropped before the next is: a chunk
+    // of large arguments then reuses one argument's memory instead of holding them all.
+    codec::decode_each_with_fds(args, fds, |a: Args| out.push(f.call(a)))?;
     // A large result goes back to the pool in shared memory: copied once in, once out.
     Payload::encode(&out).map(Some)
 }

@@ -392,12 +392,15 @@ impl SharedDeque {
     ) -> Result<()> {
         let h = self.header();
         let tail = unpack(h.tail.0.word.load(Ordering::Relaxed)).0;
-        let room = self.free_run(tail).saturating_sub(RECORD_SLACK);
-        let mut w = self.ring().writer(tail, room);
+        let free = self.free_run(tail);
+        let mut w = self.ring().writer(tail, free.saturating_sub(RECORD_SLACK));
         let (start, len, fds) = match item.encode(&mut w) {
-            Ok(fds) => (tail, w.len(), fds),
+            // A record fits when its payload does, except a tiny one in a run shorter than
+            // the slack (an empty record into a ring full to the byte): that one goes the
+            // long way, after a pad or into a grown ring, never over the oldest record.
+            Ok(fds) if ring::record_size(w.len(), !fds.is_empty()) <= free => (tail, w.len(), fds),
             Err(e) if !w.overflow => return Err(e),
-            Err(_) => {
+            _ => {
                 let mut count = Counter::default();
                 let probe = item.encode(&mut count)?;
                 if count.0 > ring::MAX_PAYLOAD {

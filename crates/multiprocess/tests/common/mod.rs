@@ -160,3 +160,31 @@ macro_rules! per_method {
         )*
     };
 }
+
+/// A value that refuses to be encoded (and decoded).
+#[derive(Debug)]
+pub struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to be encoded"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refuses to be decoded"))
+    }
+}
+
+/// A shared-memory name no other test (or run) uses: `mp-test-<tag>-<pid>-<n>`.
+pub fn unique_shm_name(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("mp-test-{tag}-{}-{n}", std::process::id())
+}
+
+/// Whether a shared-memory name exists (in `/dev/shm`).
+pub fn shm_exists(name: &str) -> bool {
+    std::path::Path::new("/dev/shm").join(name).exists()
+}
