@@ -5,6 +5,8 @@
 //! - `mp copy SOURCE... DEST` copies files and folders like `cp -a`, on a pool of processes.
 //! - `mp cluster status URL` shows a cluster's live nodes, builds, workers and backlog.
 //! - `mp completions SHELL` prints a completion script.
+//! - `mp man [COMMAND]` prints a man page (roff), generated from the same definitions as
+//!   `--help`.
 //! - `mp --version`.
 
 mod cluster;
@@ -33,6 +35,11 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print a man page, mp(1) or a command's (e.g. `mp man copy > mp-copy.1; man ./mp-copy.1`).
+    Man {
+        /// The command whose page to print (`copy`, `demo`, ...); mp(1) without it.
+        command: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +53,13 @@ fn main() -> std::process::ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "mp", &mut std::io::stdout());
             Ok(())
         }
+        Command::Man { command } => {
+            if let Err(err) = man(command.as_deref()) {
+                eprintln!("mp: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -54,4 +68,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the man page of `mp` or of its subcommand `command`, from the clap definition.
+fn man(command: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    let mp = Cli::command();
+    let page = match command {
+        None => mp,
+        Some(name) => {
+            let sub = mp
+                .find_subcommand(name)
+                .ok_or_else(|| format!("no command {name:?}; see mp --help"))?;
+            // Named as git names its pages: mp-copy(1). (clap takes a static name; this
+            // one lives until the process ends a moment later.)
+            let title: &'static str = format!("mp-{name}").leak();
+            sub.clone().name(title).version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    clap_mangen::Man::new(page).render(&mut std::io::stdout())?;
+    Ok(())
 }

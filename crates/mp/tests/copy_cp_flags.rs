@@ -46,7 +46,7 @@ fn assert_refused_as_cp(dir: &std::path::Path, args: &[&str]) {
     assert_eq!(mp.code(), Some(1), "{both}");
     let expected = cp
         .stderr
-        .replace("cp: ", "mp copy: ")
+        .replace("cp: ", "mp: ")
         .replace("'cp --help'", "'mp copy --help'");
     assert_eq!(mp.stderr, expected, "{both}");
 }

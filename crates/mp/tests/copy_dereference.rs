@@ -198,7 +198,7 @@ fn dereference_copies_a_file_whose_claiming_name_failed() {
     let failures = summary["failures"].as_array().unwrap();
     assert_eq!(failures.len(), 1, "{summary}");
     assert_eq!(
-        failures[0]["error"],
+        failures[0]["reason"],
         format!(
             "cannot overwrite directory '{}' with non-directory",
             dst.join("a").display()

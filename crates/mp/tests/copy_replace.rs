@@ -88,7 +88,7 @@ fn a_link_is_never_copied_onto_what_it_points_to() {
     let out = run(cmd);
     out.expect_code(1);
     assert_eq!(
-        out.stderr, "mp copy: symlink: 'symlink' and 'foo' are the same file\nmp copy: 1 failure\n",
+        out.stderr, "mp: 'symlink' and 'foo' are the same file\nmp: 1 failure\n",
         "{out}"
     );
     assert_eq!(fs::read(s.path("foo")).unwrap(), b"XYZ\n");

@@ -1,7 +1,7 @@
 //! The command line of `mp copy`: its arguments (clap), the [`Config`] and the top-level copies
-//! they make (`plan.rs`), the progress bar, and what is printed at the end (the summary, the
-//! JSON, the failures, the command that resumes an interrupted copy). The engine knows none
-//! of this.
+//! they make (`plan.rs`), and running it: the bar (`progress.rs`), what is printed as it goes
+//! and at the end (`report.rs`), `--dry-run` (`dry_run.rs`), the command that resumes an
+//! interrupted copy. The engine knows none of this.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use super::config::{Config, Reflink};
 use super::coordinator::{self, Coordinator};
 use super::exclude::Exclude;
 use super::plan;
-use super::progress::{human_bytes, thousands, Bar, Totals};
-use super::status::{Quiet, StatusUpdater};
+use super::progress::{thousands, Bar, Totals};
+use super::report::{json_summary, summary_line, wrap, Places, Terminal};
 
 /// `mp copy`'s arguments.
 #[derive(Args, Debug)]
@@ -112,12 +112,23 @@ pub struct CopyArgs {
     /// Copy-on-write clones: where possible (auto), required (always) or never.
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
     reflink: ReflinkWhen,
-    /// Print nothing but errors.
-    #[arg(short, long, conflicts_with = "json")]
+    /// Print nothing but errors (no progress bar, no warnings, no summary).
+    #[arg(short, long, conflicts_with_all = ["json", "progress"])]
     quiet: bool,
-    /// Print a JSON summary (files, bytes, seconds, failures) on stdout.
+    /// Print a JSON summary (files, bytes, seconds, failures) on stdout; its schema is in
+    /// the README.
     #[arg(long)]
     json: bool,
+    /// Print `'SOURCE' -> 'DEST'` on stdout for each entry copied, as `cp -v`.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Print what would be copied (as -v does) and copy nothing: nothing is written.
+    #[arg(long, conflicts_with = "json")]
+    dry_run: bool,
+    /// Show the progress bar on stderr even when it is not a terminal (it is shown by
+    /// default when stderr is a terminal, unless -v prints to that terminal too).
+    #[arg(long)]
+    progress: bool,
 }
 
 /// `--reflink`'s values: [`Reflink`] as the command line spells it.
@@ -165,15 +176,18 @@ pub fn run(args: CopyArgs) -> Status {
     let (sources, dest) = match operands(&args) {
         Ok(operands) => operands,
         Err(message) => {
-            eprintln!("mp copy: {message}");
+            eprintln!("mp: {message}");
             return Status::Failed;
         }
     };
     if let Err(message) = Exclude::new(&args.exclude) {
-        eprintln!("mp copy: {message}");
+        eprintln!("mp: {message}");
         return Status::Failed;
     }
-    let show_bar = !args.quiet && !args.json && std::io::stdout().is_terminal();
+    // By default on a terminal; not where -v's lines go to that terminal too (as `cp -v`).
+    let stdout_terminal = std::io::stdout().is_terminal();
+    let by_default = std::io::stderr().is_terminal() && !(args.verbose && stdout_terminal);
+    let show_bar = !args.quiet && !args.dry_run && (args.progress || by_default);
     let config = Config {
         jobs: args.jobs.map(usize::from).unwrap_or_else(default_jobs),
         reflink: args.reflink.into(),
@@ -185,6 +199,7 @@ pub fn run(args: CopyArgs) -> Status {
         exclude: args.exclude.clone(),
         verify: args.verify,
         progress: show_bar,
+        verbose: args.verbose,
     };
     let rules = plan::Rules {
         dereference: args.dereference,
@@ -194,23 +209,28 @@ pub fn run(args: CopyArgs) -> Status {
     let plan = match plan::plan_with(sources, dest, rules) {
         Ok(plan) => plan,
         Err(message) => {
-            eprintln!("mp copy: {message}");
+            eprintln!("mp: {message}");
             return Status::Failed;
         }
     };
+    let places = Places::new(plan.copies.iter().map(|c| (c.src.clone(), c.dst.clone())));
+    if args.dry_run {
+        return super::dry_run::run(&plan, &places, &config);
+    }
     super::stop::catch_interrupts();
     rustix::process::umask(rustix::fs::Mode::empty());
     let totals = Arc::new(Totals::default());
-    let mut bar = show_bar.then(|| Bar::new(Arc::clone(&totals)));
-    let mut quiet = Quiet;
-    let status: &mut dyn StatusUpdater = match bar.as_mut() {
-        Some(bar) => bar,
-        None => &mut quiet,
+    let mut terminal = Terminal {
+        places,
+        bar: show_bar.then(|| Bar::new(Arc::clone(&totals), args.progress)),
+        verbose: args.verbose,
+        stdout_terminal,
+        quiet: args.quiet,
     };
-    let mut coordinator = match Coordinator::new(config.clone(), status) {
+    let mut coordinator = match Coordinator::new(config.clone(), &mut terminal) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mp copy: cannot start the workers: {e}");
+            eprintln!("mp: cannot start the workers: {e}");
             return Status::Failed;
         }
     };
@@ -230,15 +250,15 @@ pub fn run(args: CopyArgs) -> Status {
         coordinator.add(copy);
     }
     let outcome = coordinator.run();
-    if let Some(bar) = &bar {
-        bar.clear();
+    if let Some(bar) = &mut terminal.bar {
+        bar.finish();
     }
     let seconds = started.elapsed().as_secs_f64();
-    report(&outcome, seconds, &args, show_bar);
+    report(&outcome, seconds, &args, &terminal);
     if outcome.interrupted() {
-        eprintln!("mp copy: interrupted; to resume, run: {resume_hint}");
+        eprintln!("mp: interrupted; to resume, run: {resume_hint}");
     } else if outcome.disk_full().is_some() {
-        eprintln!("mp copy: once there is room, to resume, run: {resume_hint}");
+        eprintln!("mp: once there is room, to resume, run: {resume_hint}");
     }
     if outcome.interrupted() {
         Status::Interrupted
@@ -325,6 +345,7 @@ fn resume_command(
         (args.no_clobber, "--no-clobber"),
         (args.one_file_system, "--one-file-system"),
         (args.verify, "--verify"),
+        (args.verbose, "-v"),
         (args.quiet, "--quiet"),
         (args.json, "--json"),
     ] {
@@ -349,75 +370,27 @@ fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
 }
 
-/// Prints warnings and failures on stderr, and the summary (a line on a terminal, JSON with
-/// `--json`).
-fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, on_terminal: bool) {
-    for warning in &outcome.warnings {
-        if !args.quiet {
-            eprintln!("mp copy: warning: {warning}");
-        }
-    }
-    for failure in &outcome.failures {
-        eprintln!(
-            "mp copy: {}: {}",
-            failure.path.path().display(),
-            failure.reason
-        );
-    }
+/// Prints what the end says: the number of failures (each was printed as it happened), why
+/// the copy stopped, and the summary (a line on stderr after the bar, JSON with `--json`).
+fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, terminal: &Terminal) {
     if let Some(full) = outcome.disk_full() {
-        eprintln!(
-            "mp copy: stopped: the destination is full ({}: {})",
-            full.path.path().display(),
-            full.reason
-        );
+        let message = terminal.places.message(full);
+        eprintln!("mp: stopped: the destination is full ({message})");
     }
     if !outcome.failures.is_empty() {
         eprintln!(
-            "mp copy: {} failure{}",
-            outcome.failures.len(),
+            "mp: {} failure{}",
+            thousands(outcome.failures.len() as u64),
             if outcome.failures.len() == 1 { "" } else { "s" }
         );
     }
-    let c = &outcome.counts;
     if args.json {
-        let failures: Vec<_> = outcome
-            .failures
-            .iter()
-            .chain(outcome.disk_full())
-            .map(|f| {
-                serde_json::json!({
-                    "path": f.path.path().to_string_lossy(),
-                    "error": f.reason,
-                })
-            })
-            .collect();
-        let summary = serde_json::json!({
-            "files": c.files,
-            "bytes": c.bytes,
-            "directories": c.dirs,
-            "symlinks": c.symlinks,
-            "hard_links": c.hard_links,
-            "specials": c.specials,
-            "skipped": c.skipped,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-            "failures": failures,
-            "warnings": outcome.warnings,
-            "disk_full": outcome.disk_full().is_some(),
-            "interrupted": outcome.interrupted(),
-        });
-        println!("{summary}");
-    } else if on_terminal {
-        let mut line = format!(
-            "copied {} files, {} in {:.2} s ({}/s)",
-            thousands(c.files),
-            human_bytes(c.bytes),
-            seconds,
-            human_bytes((c.bytes as f64 / seconds.max(1e-3)) as u64),
-        );
-        if c.skipped > 0 {
-            line.push_str(&format!(", {} up to date", thousands(c.skipped)));
-        }
-        println!("{line}");
+        println!("{}", json_summary(outcome, seconds, &terminal.places));
+    } else if terminal.bar.is_some() {
+        let width = console::Term::stderr()
+            .size_checked()
+            .map(|(_, w)| usize::from(w));
+        eprintln!("{}", wrap(&summary_line(outcome, seconds), width));
     }
 }
 

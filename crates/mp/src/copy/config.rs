@@ -46,6 +46,8 @@ pub struct Config {
     pub verify: bool,
     /// Workers report progress as they go (someone shows it).
     pub progress: bool,
+    /// Every entry copied is told (`-v`): tallies list them.
+    pub verbose: bool,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             exclude: Vec::new(),
             verify: false,
             progress: false,
+            verbose: false,
         }
     }
 }

@@ -25,10 +25,12 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, Mode};
 use serde::{Deserialize, Serialize};
 
+use super::failure::Op;
 use super::fsops;
 use super::ids::{CopyId, FileId};
 use super::meta::{Failure, Meta, RawPath};
 use super::protocol::{Counts, Tally};
+use super::quote::quote;
 use super::replace::Verdict;
 use super::stop;
 
@@ -210,10 +212,7 @@ impl Linker {
                 }
             }
             if let Some(Err(e)) = dir_kept.map(|k| k.and_then(DirKept::restore)) {
-                env.list(Failure::new(
-                    &dir,
-                    format!("cannot set directory attributes: {e}"),
-                ));
+                env.list(Failure::during(&dir, Op::Attrs, &e));
             }
             if stop {
                 return;
@@ -336,10 +335,11 @@ impl Linker {
     }
 }
 
-/// The failure of a link of `name` to `first`.
+/// The failure of a link of `name` to `first` (`cp`: "cannot create hard link 'name' to
+/// 'first'").
 fn cannot_link(name: &Path, first: &Path, e: io::Error) -> Failure {
-    let mut failure = Failure::io(name, &e);
-    failure.reason = format!("cannot hard-link to {}: {e}", first.display());
+    let mut failure = Failure::during(name, Op::Link, &e);
+    failure.reason = format!("to {}: {}", quote(first), failure.reason);
     failure
 }
 

@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ids::FileId;
 
+pub use super::failure::Failure;
+
 /// A path (or a single name) sent between processes as raw bytes.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RawPath(pub PathBuf);
@@ -180,43 +182,6 @@ impl Entry {
             name,
             meta,
             source: None,
-        }
-    }
-}
-
-/// A file that could not be copied, and why.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Failure {
-    pub path: RawPath,
-    pub reason: String,
-    /// The destination is full: the whole copy must stop.
-    pub disk_full: bool,
-}
-
-impl Failure {
-    /// A failure of `path` for `reason`.
-    pub fn new(path: &Path, reason: impl fmt::Display) -> Failure {
-        Failure {
-            path: RawPath::new(path),
-            reason: reason.to_string(),
-            disk_full: false,
-        }
-    }
-
-    /// `path` cannot be looked at (a missing source, a dangling link under `-L`), in `cp`'s
-    /// words: "cannot stat 'PATH': REASON".
-    pub fn cannot_stat(path: &Path, err: std::io::Error) -> Failure {
-        let why = err.to_string();
-        let why = why.split(" (os error").next().unwrap_or_default();
-        Failure::new(path, format!("cannot stat '{}': {why}", path.display()))
-    }
-
-    /// A failure of `path` from an I/O error, which may say the disk is full.
-    pub fn io(path: &Path, err: &std::io::Error) -> Failure {
-        Failure {
-            // Not EFBIG: a file too large for the destination fails alone.
-            disk_full: matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)),
-            ..Failure::new(path, err)
         }
     }
 }

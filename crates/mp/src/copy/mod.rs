@@ -5,7 +5,10 @@
 //!
 //! **Layers**, as xcp has them. The command line (`cli.rs`) turns arguments into a
 //! `Config` (`config.rs`) and the top-level copies (`plan.rs`: `cp -r`'s placement rules), and
-//! prints the bar (`progress.rs`) and the summary. The engine is the coordinator in the parent
+//! shows the copy: the bar on stderr (`progress.rs`); failures as they happen in `cp`'s words,
+//! `-v`'s lines, the summary and the JSON (`report.rs`), each failure knowing what it was
+//! doing (`failure.rs`) and each path quoted as GNU quotes it (`quote.rs`); `--dry-run`
+//! (`dry_run.rs`) walks the sources without the engine. The engine is the coordinator in the parent
 //! (`coordinator/`) and the workers of a `multiprocess::Pool` (`worker/`); it tells whoever
 //! watches through one `StatusUpdater` (`status.rs`). Both sides call the file-system
 //! primitives in `fsops/` (the copy ladder, metadata, staged files, temporary names).
@@ -59,14 +62,18 @@ mod cli;
 mod config;
 mod coordinator;
 mod dereference;
+mod dry_run;
 mod exclude;
+mod failure;
 mod fsops;
 mod ids;
 mod meta;
 mod plan;
 mod progress;
 mod protocol;
+mod quote;
 mod replace;
+mod report;
 mod status;
 mod stop;
 mod worker;

@@ -10,6 +10,7 @@ use rustix::fs as rfs;
 
 use super::ids::FileId;
 use super::meta::{Failure, Kind, Meta};
+use super::quote::quote;
 use super::replace::{self, Same};
 
 /// One top-level copy.
@@ -133,10 +134,11 @@ pub fn plan_with(sources: &[PathBuf], dest: &Path, rules: Rules) -> Result<Plan,
             dest.to_path_buf()
         };
         if dest_meta.is_none() && ends_with_slash(dest) && meta.kind != Kind::Dir {
-            plan.refused.push(Failure::new(
-                src,
-                format!("cannot create '{}': Not a directory", dest.display()),
-            ));
+            let why = format!(
+                "cannot create regular file {}: Not a directory",
+                quote(dest)
+            );
+            plan.refused.push(Failure::refused(src, why));
             continue;
         }
         let skips_existing = no_clobber && meta.kind != Kind::Dir;
@@ -148,7 +150,7 @@ pub fn plan_with(sources: &[PathBuf], dest: &Path, rules: Rules) -> Result<Plan,
             Ok(true) => {}
             Ok(false) => continue,
             Err(why) => {
-                plan.refused.push(Failure::new(src, why));
+                plan.refused.push(Failure::refused(src, why));
                 continue;
             }
         }
@@ -161,9 +163,9 @@ pub fn plan_with(sources: &[PathBuf], dest: &Path, rules: Rules) -> Result<Plan,
                 } else {
                     "file"
                 };
-                let src = src.display();
+                let src = quote(src);
                 plan.warnings
-                    .push(format!("source {what} '{src}' specified more than once"));
+                    .push(format!("source {what} {src} specified more than once"));
                 continue;
             }
             Err(_) if skips_existing => {
@@ -171,7 +173,7 @@ pub fn plan_with(sources: &[PathBuf], dest: &Path, rules: Rules) -> Result<Plan,
                 continue;
             }
             Err(why) => {
-                plan.refused.push(Failure::new(src, why));
+                plan.refused.push(Failure::refused(src, why));
                 continue;
             }
         }
@@ -197,21 +199,19 @@ fn same_destination(
     let again = |(path, m): &(&PathBuf, Meta)| {
         m.id() == meta.id() && (meta.kind == Kind::Dir || same_entry(path, src))
     };
-    let (src, dst) = (src.display(), dst.display());
+    let (src, dst) = (quote(src), quote(dst));
     match earlier.first() {
         None => Ok(true),
         Some(_) if earlier.iter().any(again) => Ok(false),
         Some((_, first)) => match (first.kind == Kind::Dir, meta.kind == Kind::Dir) {
             (true, true) => Ok(true),
             (true, false) => Err(format!(
-                "cannot overwrite directory '{dst}' with non-directory"
+                "cannot overwrite directory {dst} with non-directory"
             )),
             (false, true) => Err(format!(
-                "cannot overwrite non-directory '{dst}' with directory '{src}'"
+                "cannot overwrite non-directory {dst} with directory {src}"
             )),
-            (false, false) => Err(format!(
-                "will not overwrite just-created '{dst}' with '{src}'"
-            )),
+            (false, false) => Err(format!("will not overwrite just-created {dst} with {src}")),
         },
     }
 }
@@ -279,9 +279,9 @@ fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<bool, String> {
     if let Some(old) = existing {
         if meta.kind == Kind::Dir && old.kind != Kind::Dir {
             return Err(format!(
-                "cannot overwrite non-directory '{}' with directory '{}'",
-                dst.display(),
-                src.display()
+                "cannot overwrite non-directory {} with directory {}",
+                quote(dst),
+                quote(src)
             ));
         }
     }
@@ -290,9 +290,9 @@ fn check(src: &Path, dst: &Path, meta: &Meta) -> Result<bool, String> {
         if let Some((dst_real, src_real)) = inside {
             if dst_real.starts_with(&src_real) {
                 return Err(format!(
-                    "cannot copy a directory, '{}', into itself, '{}'",
-                    src.display(),
-                    dst.display()
+                    "cannot copy a directory, {}, into itself, {}",
+                    quote(src),
+                    quote(dst)
                 ));
             }
         }

@@ -1,15 +1,23 @@
-//! The terminal's progress bar: a [`StatusUpdater`] that adds up what the engine reports,
-//! beside totals from a concurrent pre-scan of the sources, and draws one line.
+//! The progress bar, on stderr (stdout stays for `-v` and `--json`): an `indicatif` bar that
+//! adds up what the engine reports beside totals from a concurrent pre-scan of the sources,
+//! and fits whatever width the terminal has at each redraw (it follows a resize).
+//!
+//! `[#####>-----] 1,234/5,678 files  1.2 GiB/3.4 GiB  230 MiB/s  0:07 ETA 0:12`
+//!
+//! What the bar counts as files is what the summary counts (`report.rs`): every name that is
+//! not a directory (files, links, FIFOs, ...), once done: copied, linked or up to date. The
+//! rate is a recent one (the last few seconds weigh most), not the average since the start.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use super::config::Config;
 use super::exclude::Exclude;
-use super::status::{Progress, StatusUpdater, Update};
+use super::status::Progress;
 
 /// What the pre-scan has counted so far, and whether it is complete.
 #[derive(Default)]
@@ -20,9 +28,10 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Counts the sources' files and bytes into `totals` in a background thread; the counts
-    /// grow as it goes. It walks as the copy does (`config`): links followed under `-L`, no
-    /// directory on another file system entered under `-x`, nothing `--exclude` leaves out.
+    /// Counts the sources' names (those that are not directories, as the copy counts them)
+    /// and bytes into `totals` in a background thread; the counts grow as it goes. It walks
+    /// as the copy does (`config`): links followed under `-L`, no directory on another file
+    /// system entered under `-x`, nothing `--exclude` leaves out.
     pub fn scan(totals: &Arc<Totals>, sources: Vec<PathBuf>, config: &Config) {
         let counter = Arc::clone(totals);
         let (dereference, one_file_system) = (config.dereference, config.one_file_system);
@@ -69,101 +78,212 @@ impl Totals {
             counter.complete.store(true, Ordering::Release);
         });
     }
+
+    /// Files, bytes counted so far; whether the count is complete.
+    fn get(&self) -> (u64, u64, bool) {
+        let complete = self.complete.load(Ordering::Acquire);
+        (
+            self.files.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+            complete,
+        )
+    }
 }
 
-/// The bar on a terminal: `files 1,234/5,678  bytes 1.2 GiB/3.4 GiB  45%  230 MiB/s  ETA 0:12`.
+/// What a file costs beside its bytes, in the bar's measure of work done: many small files
+/// take as long as a few large ones.
+const FILE_COST: u64 = 64 << 10;
+
+/// How long the rate remembers: a change shows within a few seconds.
+const RATE_MEMORY: f64 = 3.0;
+
+/// The bar on stderr.
 pub struct Bar {
-    started: Instant,
-    last_draw: Option<Instant>,
+    bar: ProgressBar,
     totals: Arc<Totals>,
     done: Progress,
+    /// Bytes per second, recent.
+    rate: Rate,
+    /// The last redraw.
+    drawn: Option<Instant>,
+    /// The terminal's width now (asked at each redraw: it follows a resize).
+    columns: Box<dyn Fn() -> u16>,
 }
 
 impl Bar {
-    /// A bar measuring from now.
-    pub fn new(totals: Arc<Totals>) -> Bar {
+    /// A bar measuring from now; drawn on stderr when it is a terminal, or even when not
+    /// (`forced`: `--progress`).
+    pub fn new(totals: Arc<Totals>, forced: bool) -> Bar {
+        let target = match console::Term::stderr() {
+            term if forced && !term.is_term() => ProgressDrawTarget::term_like(Box::new(term)),
+            term => ProgressDrawTarget::term(term, 10),
+        };
+        let columns = || match console::Term::stderr().size_checked() {
+            Some((_, columns)) => columns,
+            None => 80,
+        };
+        Bar::drawn_to(target, Box::new(columns), totals)
+    }
+
+    /// A bar drawn to `target`, `columns()` wide.
+    fn drawn_to(
+        target: ProgressDrawTarget,
+        columns: Box<dyn Fn() -> u16>,
+        totals: Arc<Totals>,
+    ) -> Bar {
+        let bar = ProgressBar::hidden();
+        bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+        bar.set_draw_target(target);
         Bar {
-            started: Instant::now(),
-            last_draw: None,
+            bar,
             totals,
             done: Progress::default(),
+            rate: Rate::new(Instant::now()),
+            drawn: None,
+            columns,
         }
     }
 
-    /// Redraws, at most ten times a second.
+    /// Adds what finished.
+    pub fn add(&mut self, progress: Progress) {
+        self.done += progress;
+    }
+
+    /// Redraws, at most ten times a second, to the terminal's width now.
     pub fn draw(&mut self) {
+        let now = Instant::now();
         if self
-            .last_draw
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+            .drawn
+            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
         {
             return;
         }
-        self.last_draw = Some(Instant::now());
-        let line = self.line();
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, "\r\x1b[2K{line}");
-        let _ = out.flush();
+        self.drawn = Some(now);
+        self.rate.note(now, self.done.bytes);
+        let (files, bytes, complete) = self.totals.get();
+        let (total_files, total_bytes) = (files.max(self.done.files), bytes.max(self.done.bytes));
+        let work = |files: u64, bytes: u64| files * FILE_COST + bytes;
+        let eta = (complete && self.bar.position() > 0).then(|| self.bar.eta());
+        let counts = Counts {
+            files: (self.done.files, total_files),
+            bytes: (self.done.bytes, total_bytes),
+            complete,
+            rate: self.rate.per_sec,
+            elapsed: self.bar.elapsed(),
+            eta,
+        };
+        // A column to spare: a line as wide as the terminal may wrap on some.
+        let width = usize::from((self.columns)()).saturating_sub(1);
+        let (text, room) = counts.fit(width);
+        let template = match room >= MIN_BAR {
+            true => format!("{{bar:{room}}} {{msg}}"),
+            false => "{msg}".to_string(),
+        };
+        let style = ProgressStyle::with_template(&template)
+            .expect("a valid template")
+            .progress_chars("#>-");
+        self.bar.set_style(style);
+        self.bar.set_message(text);
+        self.bar.set_length(work(total_files, total_bytes));
+        self.bar
+            .set_position(work(self.done.files, self.done.bytes));
     }
 
-    /// Clears the bar.
-    pub fn clear(&self) {
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, "\r\x1b[2K");
-        let _ = out.flush();
+    /// Runs `f` (which prints) with the bar out of the way, then redraws it.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
     }
 
-    fn line(&self) -> String {
-        let Progress { files, bytes } = self.done;
-        let total_files = self.totals.files.load(Ordering::Relaxed).max(files);
-        let total_bytes = self.totals.bytes.load(Ordering::Relaxed).max(bytes);
-        let complete = self.totals.complete.load(Ordering::Acquire);
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = bytes as f64 / secs;
-        let more = if complete { "" } else { "+" };
-        let mut line = format!(
-            "files {}/{}{more}  {}/{}{more}  {}/s",
-            thousands(files),
-            thousands(total_files),
-            human_bytes(bytes),
-            human_bytes(total_bytes),
-            human_bytes(rate as u64),
-        );
-        if complete && total_bytes + total_files > 0 {
-            let done = fraction(files, total_files, bytes, total_bytes);
-            line.push_str(&format!("  {:>3.0}%", done * 100.0));
-            if done > 0.0 && done < 1.0 {
-                let left = secs * (1.0 - done) / done;
-                line.push_str(&format!("  ETA {}", clock(left)));
-            }
-        }
-        line
-    }
-}
-
-impl StatusUpdater for Bar {
-    fn update(&mut self, update: Update<'_>) {
-        match update {
-            Update::Progress(p) => self.done += p,
-            Update::Tick => self.draw(),
-            // Messages are printed once the bar is cleared (see `cli.rs`).
-            Update::Failed(_) | Update::Warned(_) | Update::Stopping(_) => {}
-        }
+    /// Draws the last state (what a log of the terminal keeps), then clears the bar for
+    /// good.
+    pub fn finish(&mut self) {
+        self.drawn = None;
+        self.draw();
+        self.bar.finish_and_clear();
     }
 }
 
-/// How far along, weighing files and bytes alike (many small files cost as much as data).
-fn fraction(files: u64, total_files: u64, bytes: u64, total_bytes: u64) -> f64 {
-    let f = if total_files == 0 {
-        1.0
-    } else {
-        files as f64 / total_files as f64
-    };
-    let b = if total_bytes == 0 {
-        1.0
-    } else {
-        bytes as f64 / total_bytes as f64
-    };
-    ((f + b) / 2.0).clamp(0.0, 1.0)
+/// The narrowest bar worth drawing.
+const MIN_BAR: usize = 10;
+
+/// What the line says.
+struct Counts {
+    files: (u64, u64),
+    bytes: (u64, u64),
+    complete: bool,
+    rate: f64,
+    elapsed: Duration,
+    eta: Option<Duration>,
+}
+
+impl Counts {
+    /// The text for a line `width` columns wide, the most telling parts first, and the room
+    /// left for the bar (the bar and the text are one column apart).
+    fn fit(&self, width: usize) -> (String, usize) {
+        let more = if self.complete { "" } else { "+" };
+        let mut parts = vec![format!(
+            "{}/{}{more} files",
+            thousands(self.files.0),
+            thousands(self.files.1)
+        )];
+        parts.push(format!(
+            "{}/{}{more}",
+            human_bytes(self.bytes.0),
+            human_bytes(self.bytes.1)
+        ));
+        parts.push(format!("{}/s", human_bytes(self.rate as u64)));
+        let mut times = clock(self.elapsed.as_secs_f64());
+        if let Some(eta) = self.eta {
+            times.push_str(&format!(" ETA {}", clock(eta.as_secs_f64())));
+        }
+        parts.push(times);
+        // Drop parts from the end until what is left fits, with room for a bar if possible.
+        let mut text = parts.join("  ");
+        while parts.len() > 1 && text.chars().count() + 1 + MIN_BAR > width {
+            parts.pop();
+            text = parts.join("  ");
+        }
+        // Even the first part alone may not fit: cut it.
+        let text: String = text.chars().take(width.saturating_sub(1)).collect();
+        let room = width.saturating_sub(text.chars().count() + 1);
+        (text, room)
+    }
+}
+
+/// A rate that remembers the last few seconds most ([`RATE_MEMORY`]).
+struct Rate {
+    at: Instant,
+    count: u64,
+    per_sec: f64,
+    started: bool,
+}
+
+impl Rate {
+    fn new(now: Instant) -> Rate {
+        Rate {
+            at: now,
+            count: 0,
+            per_sec: 0.0,
+            started: false,
+        }
+    }
+
+    /// Notes the count at `now`.
+    fn note(&mut self, now: Instant, count: u64) {
+        let dt = now.duration_since(self.at).as_secs_f64();
+        if dt < 0.05 {
+            return;
+        }
+        let instant = count.saturating_sub(self.count) as f64 / dt;
+        let keep = match self.started {
+            true => (-dt / RATE_MEMORY).exp(),
+            false => 0.0,
+        };
+        self.per_sec = self.per_sec * keep + instant * (1.0 - keep);
+        self.started = true;
+        self.at = now;
+        self.count = count;
+    }
 }
 
 /// `1234567` as `1,234,567`.
@@ -217,7 +337,131 @@ mod tests {
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(clock(75.0), "1:15");
         assert_eq!(clock(3725.0), "1:02:05");
-        assert_eq!(fraction(5, 10, 0, 0), 0.75);
+    }
+
+    fn counts() -> Counts {
+        Counts {
+            files: (1234, 5678),
+            bytes: (1 << 30, 3 << 30),
+            complete: true,
+            rate: 230.0 * 1024.0 * 1024.0,
+            elapsed: Duration::from_secs(7),
+            eta: Some(Duration::from_secs(12)),
+        }
+    }
+
+    #[test]
+    fn the_line_fits_any_width() {
+        let (wide, room) = counts().fit(120);
+        assert_eq!(
+            wide,
+            "1,234/5,678 files  1.0 GiB/3.0 GiB  230.0 MiB/s  0:07 ETA 0:12"
+        );
+        assert_eq!(room, 120 - wide.len() - 1);
+        for width in 1..120 {
+            let (text, room) = counts().fit(width);
+            let used = text.chars().count() + 1 + if room >= MIN_BAR { room } else { 0 };
+            assert!(used <= width.max(1), "{width}: {text:?} and {room}");
+        }
+        assert_eq!(counts().fit(40).0, "1,234/5,678 files");
+    }
+
+    /// A terminal in memory, of a width the test changes.
+    #[derive(Debug, Clone, Default)]
+    struct Screen {
+        text: Arc<std::sync::Mutex<String>>,
+        width: Arc<std::sync::atomic::AtomicU16>,
+    }
+
+    impl Screen {
+        /// What the last redraw left on the line.
+        fn line(&self) -> String {
+            let text = self.text.lock().unwrap();
+            let last = text.rsplit(['\r', '\n']).find(|l| !l.is_empty());
+            last.unwrap_or_default().to_string()
+        }
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            self.width.load(Ordering::Relaxed)
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.text.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.write_str("\r")
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A resize shows at the next redraw: the line fits the new width.
+    #[test]
+    fn a_redraw_follows_a_resize() {
+        let screen = Screen::default();
+        screen.width.store(100, Ordering::Relaxed);
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let width = Arc::clone(&screen.width);
+        let columns = Box::new(move || width.load(Ordering::Relaxed));
+        let totals = Arc::new(Totals::default());
+        totals.files.store(10, Ordering::Relaxed);
+        totals.bytes.store(10 << 20, Ordering::Relaxed);
+        totals.complete.store(true, Ordering::Release);
+        let mut bar = Bar::drawn_to(target, columns, totals);
+        bar.add(Progress {
+            files: 4,
+            bytes: 4 << 20,
+        });
+        bar.draw();
+        let wide = screen.line();
+        assert!(wide.contains("4/10 files  4.0 MiB/10.0 MiB"), "{wide:?}");
+        // Our line leaves a column; indicatif may pad to the width, never past it.
+        assert_eq!(wide.trim_end().chars().count(), 99, "{wide:?}");
+        assert!(wide.chars().count() <= 100, "{wide:?}");
+        screen.width.store(30, Ordering::Relaxed);
+        bar.drawn = None; // the next tick
+        bar.draw();
+        let narrow = screen.line();
+        assert!(narrow.trim_end().ends_with(" 4/10 files"), "{narrow:?}");
+        assert_eq!(narrow.trim_end().chars().count(), 29, "{narrow:?}");
+        assert!(narrow.chars().count() <= 30, "{narrow:?}");
+    }
+
+    #[test]
+    fn the_rate_is_a_recent_one() {
+        let start = Instant::now();
+        let mut rate = Rate::new(start);
+        // 100 MB/s for 20 s, then nothing for 10 s: the rate falls near 0, where the
+        // average since the start would still say 67 MB/s.
+        for tenth in 1..=200 {
+            rate.note(
+                start + Duration::from_millis(100 * tenth),
+                tenth * 10_000_000,
+            );
+        }
+        assert!((rate.per_sec - 100e6).abs() < 1e6, "{}", rate.per_sec);
+        for tenth in 201..=300 {
+            rate.note(start + Duration::from_millis(100 * tenth), 2_000_000_000);
+        }
+        assert!(rate.per_sec < 5e6, "{}", rate.per_sec);
     }
 
     /// The pre-scan counts what the copy copies: nothing `--exclude` leaves out (nor, under

@@ -67,6 +67,9 @@ pub struct Tally {
     /// Under `-L`: the names of single-link files it copied, found up to date or left to
     /// the name that claimed their file, as paths below the task's directory.
     pub reached: Vec<Reached>,
+    /// With `-v` only: the source paths of the entries copied (directories made or merged
+    /// into, files, links), in the order they were.
+    pub copied: Vec<RawPath>,
 }
 
 impl Tally {
@@ -76,6 +79,7 @@ impl Tally {
         self.counts.add(&other.counts);
         self.failures.append(&mut other.failures);
         self.warnings.append(&mut other.warnings);
+        self.copied.append(&mut other.copied);
         self.reached
             .extend(other.reached.into_iter().map(|r| r.below(name)));
         self.stopped = self.stopped.take().or(other.stopped);
@@ -183,6 +187,8 @@ pub struct LargeTask {
 }
 
 /// What became of a large file's start.
+// One per large file: the size of a Tally in a report does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Started {
     /// Done: cloned and sealed, kept as it is (`--update`, `--resume`), or left to the name

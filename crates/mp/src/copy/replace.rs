@@ -26,8 +26,10 @@ use rustix::fs::{self as rfs, AtFlags};
 use rustix::io::Errno;
 
 use super::config::Config;
+use super::failure::{Doing, Op};
 use super::ids::FileId;
 use super::meta::{Kind, Meta};
+use super::quote::quote;
 
 /// How a source and what is at its destination relate (see the module's rule).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +200,7 @@ pub fn judge_at(
     match verdict(config, src, &old, same, same_target) {
         Verdict::SameFile => {
             let (src, dst) = shown();
-            Err(io::Error::other(same_file_message(&src, &dst)))
+            Err(io::Error::other(same_file_message(&src, &dst))).doing(Op::Refused)
         }
         Verdict::Replace if is_locked(src, &old, (dir, name)) => {
             let (_, dst) = shown();
@@ -212,10 +214,11 @@ pub fn judge_at(
         }
         Verdict::Replace if old.kind == Kind::Dir && src.kind != Kind::Dir => {
             let (_, dst) = shown();
-            Err(io::Error::other(format!(
-                "cannot overwrite directory '{}' with non-directory",
-                dst.display()
-            )))
+            let why = format!(
+                "cannot overwrite directory {} with non-directory",
+                quote(&dst)
+            );
+            Err(io::Error::other(why)).doing(Op::Refused)
         }
         verdict => Ok(Some((old, verdict))),
     }
@@ -252,11 +255,7 @@ pub fn followed_at(dir: BorrowedFd<'_>, name: &Path) -> Option<FileId> {
 
 /// `cp`'s message for a source refused because its destination is the source itself.
 pub fn same_file_message(src: &Path, dst: &Path) -> String {
-    format!(
-        "'{}' and '{}' are the same file",
-        src.display(),
-        dst.display()
-    )
+    format!("{} and {} are the same file", quote(src), quote(dst))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The progress seam: what the engine tells whoever shows a copy as it goes (the terminal bar
-//! today), through one trait, [`StatusUpdater`], and one enum of updates, [`Update`]. The
+//! and the messages), through one trait, [`StatusUpdater`], and one enum of updates, [`Update`]. The
 //! engine never draws anything, nor knows whether anything is drawn.
 //!
 //! Workers count what they finish and send it as [`Progress`] on a queue every 50 ms (only
@@ -38,12 +38,14 @@ impl std::ops::AddAssign for Progress {
 
 /// What happened, as it happens.
 #[derive(Debug)]
-// The command line prints failures, warnings and stops at the end for now (the bar ignores
-// them as they happen): nothing reads these variants' values yet outside the tests.
+// Nothing reads why the copy stops as it happens (it is printed at the end).
 #[allow(dead_code)]
 pub enum Update<'a> {
     /// More is finished.
     Progress(Progress),
+    /// With `-v`: the entry at this source path is copied (a directory: made or merged
+    /// into), and its destination is the one its top-level copy gives it.
+    Copied(&'a std::path::Path),
     /// An entry could not be copied (it is in the outcome's failures too).
     Failed(&'a Failure),
     /// A warning (in the outcome's warnings too).
@@ -69,11 +71,4 @@ pub enum Update<'a> {
 pub trait StatusUpdater {
     /// Hears of one update; called on the coordinator's thread, never from a worker.
     fn update(&mut self, update: Update<'_>);
-}
-
-/// Shows nothing.
-pub struct Quiet;
-
-impl StatusUpdater for Quiet {
-    fn update(&mut self, _: Update<'_>) {}
 }

@@ -275,6 +275,19 @@ pub fn mp_command(args: &[&dyn AsRef<OsStr>]) -> Command {
     cmd
 }
 
+/// Runs the shell command `line` in `dir` on a pseudo-terminal (util-linux `script`, which
+/// shows on its stdout what the command prints on stdout and stderr alike); `None`, the
+/// test skipped, where there is no `script`.
+pub fn in_terminal(line: &str, dir: &Path) -> Option<Output> {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: util-linux `script` is needed for a pseudo-terminal");
+        return None;
+    }
+    let mut cmd = Command::new("/usr/bin/script");
+    cmd.args(["-qec", line, "/dev/null"]).current_dir(dir);
+    Some(run(cmd))
+}
+
 /// Runs `mp` with `args` to completion.
 pub fn mp(args: &[&dyn AsRef<OsStr>]) -> Output {
     run(mp_command(args))

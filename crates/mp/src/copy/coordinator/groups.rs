@@ -24,6 +24,7 @@ use super::dispatch::{Batch, BatchDone, Job};
 use super::tree::{Placed, Placement};
 use super::Coordinator;
 use crate::copy::config::Config;
+use crate::copy::failure::Op;
 use crate::copy::fsops;
 use crate::copy::ids::{CopyId, DirId, FileId};
 use crate::copy::meta::{Entry, Failure, Meta, RawPath};
@@ -185,12 +186,17 @@ impl Coordinator<'_> {
             group.linked.push(name);
         }
         match result {
-            Ok(Relinked::Linked) => self.record.counts().hard_links += 1,
+            Ok(Relinked::Linked) => {
+                self.record.counts().hard_links += 1;
+                if self.config.verbose {
+                    self.record.copied(&p.src);
+                }
+            }
             // Linked already (a resume): up to date; or kept (`--update`).
             Ok(Relinked::Already | Relinked::Kept) => self.record.counts().skipped += 1,
             // Linking failed across file systems: copy the file instead.
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return self.copy_one(p, None),
-            Err(e) => self.record.list(Failure::new(&p.src, e)),
+            Err(e) => self.record.list(Failure::during(&p.src, Op::Link, &e)),
         }
         self.record.progress(Progress { files: 1, bytes: 0 });
         self.one_done(p.dir);

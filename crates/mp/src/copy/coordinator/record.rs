@@ -70,6 +70,11 @@ impl<'s> Record<'s> {
         self.outcome.failures.push(failure);
     }
 
+    /// Tells that the entry at the source path `src` is copied (with `-v`).
+    pub(super) fn copied(&mut self, src: &std::path::Path) {
+        self.status.update(Update::Copied(src));
+    }
+
     /// Records a warning.
     pub(super) fn warn(&mut self, warning: String) {
         self.status.update(Update::Warned(&warning));
@@ -80,6 +85,9 @@ impl<'s> Record<'s> {
     /// failures, warnings; a full disk stops the copy.
     pub(super) fn absorb(&mut self, tally: Tally) {
         self.outcome.counts.add(&tally.counts);
+        for path in &tally.copied {
+            self.status.update(Update::Copied(path.path()));
+        }
         for failure in tally.failures {
             self.list(failure);
         }

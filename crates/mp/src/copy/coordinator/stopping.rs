@@ -30,7 +30,7 @@ impl Coordinator<'_> {
 
     /// The pool cannot take tasks any more: nothing more can run.
     pub(super) fn pool_broken(&mut self, e: Error) {
-        let failure = Failure::new(Path::new("."), format!("the worker pool failed: {e}"));
+        let failure = Failure::refused(Path::new("."), format!("the worker pool failed: {e}"));
         self.record.list(failure.clone());
         self.record.stop(Stop::PoolBroken(failure));
     }

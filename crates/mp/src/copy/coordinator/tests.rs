@@ -31,7 +31,7 @@ impl StatusUpdater for Recorder {
             Update::Failed(f) => self.failures.push(format!("{f:?}")),
             Update::Warned(w) => self.failures.push(w.to_string()),
             Update::Stopping(stop) => self.failures.push(format!("{stop:?}")),
-            Update::Tick => {}
+            Update::Tick | Update::Copied(_) => {}
         }
     }
 }

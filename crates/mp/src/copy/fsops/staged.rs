@@ -16,6 +16,7 @@ use super::{
     apply_file_meta, copy_contents, dir_above, open_dir, open_source, same_contents, Created,
 };
 use crate::copy::config::Config;
+use crate::copy::failure::{Doing, Op};
 use crate::copy::meta::{Kind, Meta};
 
 /// Set once `O_TMPFILE` has failed as unsupported.
@@ -168,14 +169,15 @@ pub fn fill_and_place(
     stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     let result = (|| {
-        copy_contents(src, staged.fd.as_fd(), meta, config, progress, stop)?;
-        if config.verify && !same_contents(src, staged.fd.as_fd())? {
-            return Err(io::Error::other("verification failed: the copy differs"));
+        copy_contents(src, staged.fd.as_fd(), meta, config, progress, stop).doing(Op::Copy)?;
+        if config.verify && !same_contents(src, staged.fd.as_fd()).doing(Op::Verify)? {
+            let differs = io::Error::other("the copy differs from its source");
+            return Err(differs).doing(Op::Verify);
         }
-        apply_file_meta(staged.fd.as_fd(), Some(src), meta, created)
+        apply_file_meta(staged.fd.as_fd(), Some(src), meta, created).doing(Op::Attrs)
     })();
     match result {
-        Ok(()) => staged.place(dir, name),
+        Ok(()) => staged.place(dir, name).doing(Op::Place),
         Err(e) => {
             staged.discard(dir);
             Err(e)

@@ -23,9 +23,11 @@ use super::entries::{batches, cannot_open, copy_entries, Dirs};
 use super::leaves::{copy_small_leaves, copy_small_trees, may_be_leaf, may_copy_trees, SmallTree};
 use super::listing::{list, Listing};
 use super::{config, stop_asked, Reporter};
+use crate::copy::failure::Op;
 use crate::copy::fsops;
 use crate::copy::meta::{Entry, Failure, Kind, Meta};
 use crate::copy::protocol::{for_coordinator, DirReport, DirTask, FinishTask};
+use crate::copy::quote::quote;
 use crate::copy::replace::{self, Same};
 use crate::copy::stop::Stop;
 
@@ -222,11 +224,14 @@ fn make_and_open(
     }
     report.hidden = work.hide;
     report.tally.counts.dirs = u64::from(!report.existed);
+    if config().verbose {
+        report.tally.copied.push(task.src.clone());
+    }
     // A directory this task made is readable by it: its metadata is then set through it.
     let readable = !report.existed;
     let direct = work.hide || in_hidden;
     let dirs = fsops::open_dir_at(site.dir(), work_name, readable, false)
-        .map_err(cannot_open(&work_path))
+        .map_err(cannot_open)
         .and_then(|dst| Dirs::new(src, src_path, dst, &work_path, report.existed, direct))
         .map(|d| Dirs {
             dst_readable: readable,
@@ -241,7 +246,7 @@ fn make_and_open(
             Some(dirs)
         }
         Err(e) => {
-            report.tally.failures.push(Failure::new(src_path, e));
+            report.tally.failures.push(Failure::io(src_path, &e));
             report.subdirs.clear();
             report.deferred.clear();
             if work.hide {
@@ -354,7 +359,8 @@ pub(super) fn open_and_list(
             if let Some(failure) = made {
                 report.tally.failures.push(failure);
             }
-            report.tally.failures.push(Failure::new(src_path, e));
+            let failure = Failure::during(src_path, Op::OpenDir, &e);
+            report.tally.failures.push(failure);
             return Opened::Failed;
         }
     };
@@ -368,10 +374,8 @@ pub(super) fn open_and_list(
         Ok(None) => Opened::NotALeaf,
         Err(_) if inline => Opened::NotALeaf,
         Err(e) => {
-            report
-                .tally
-                .failures
-                .push(Failure::new(src_path, format!("cannot list: {e}")));
+            let failure = Failure::during(src_path, Op::ReadDir, &e);
+            report.tally.failures.push(failure);
             Opened::Listed(src, Vec::new())
         }
     }
@@ -386,10 +390,8 @@ pub(super) fn apply_meta(dirs: &Dirs, task: &DirTask, report: &mut DirReport) {
         fsops::apply_dir_meta(&dirs.src_path, &dirs.dst_path, &task.meta)
     };
     if let Err(e) = applied {
-        report.tally.failures.push(Failure::new(
-            &dirs.src_path,
-            format!("cannot set directory attributes: {e}"),
-        ));
+        let failure = Failure::during(&dirs.src_path, Op::Attrs, &e);
+        report.tally.failures.push(failure);
     }
 }
 
@@ -428,15 +430,14 @@ pub(super) fn make_dir(
             }
             report.finished = true;
             if same {
-                return Some(Failure::new(src, replace::same_file_message(src, dst)));
+                return Some(Failure::refused(src, replace::same_file_message(src, dst)));
             }
-            Some(Failure::new(
-                src,
-                format!(
-                    "cannot overwrite non-directory '{}' with a directory",
-                    dst.display()
-                ),
-            ))
+            let why = format!(
+                "cannot overwrite non-directory {} with directory {}",
+                quote(dst),
+                quote(src)
+            );
+            Some(Failure::refused(src, why))
         }
         Err(e) => {
             report.finished = true;
@@ -445,10 +446,7 @@ pub(super) fn make_dir(
                 report.tally.stopped = Some(Stop::DiskFull(failure));
                 return None;
             }
-            Some(Failure::new(
-                src,
-                format!("cannot create {}: {e}", dst.display()),
-            ))
+            Some(Failure::during(src, Op::Mkdir, &io::Error::from(e)))
         }
     }
 }
@@ -468,8 +466,7 @@ pub fn finish_dir(task: FinishTask) -> Vec<Failure> {
     let mut failures = Vec::new();
     if let Some(meta) = task.meta {
         if let Err(e) = fsops::apply_dir_meta(src, work, &meta) {
-            let why = format!("cannot set directory attributes: {e}");
-            failures.push(Failure::new(src, why));
+            failures.push(Failure::during(src, Op::Attrs, &e));
         }
     }
     if let Some(dst) = &task.publish {
@@ -514,7 +511,7 @@ fn publish_named(
             dst,
             format!(
                 "cannot put the copy in place ({why}); it is left at {}",
-                hidden.display()
+                quote(hidden)
             ),
         )
     })

@@ -12,10 +12,12 @@ use rustix::io::Errno;
 
 use super::{config, state, stop_asked, Reporter, BATCH_BYTES, BATCH_ENTRIES};
 use crate::copy::dereference::{self, Claim};
+use crate::copy::failure::{Doing, Op};
 use crate::copy::fsops::{self, Staged};
 use crate::copy::ids::CopyId;
 use crate::copy::meta::{Entry, Failure, Kind, Meta, RawPath};
 use crate::copy::protocol::{BatchTask, ClaimedTask, Counts, Tally};
+use crate::copy::quote::quote;
 use crate::copy::replace::{self, Verdict};
 use crate::copy::stop::Stop;
 
@@ -98,14 +100,15 @@ impl Dirs {
     /// batch or a bundle of leaves does) and works in them.
     pub(super) fn open(src: &Path, dst: &Path, existed: bool, direct: bool) -> io::Result<Dirs> {
         let src_fd = fsops::open_dir(src, false)?;
-        let dst_fd = fsops::open_dir(dst, false).map_err(cannot_open(dst))?;
+        let dst_fd = fsops::open_dir(dst, false).map_err(cannot_open)?;
         Dirs::new(src_fd, src, dst_fd, dst, existed, direct)
     }
 }
 
-/// Names the destination directory `path` in an error opening it.
-pub(super) fn cannot_open(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
-    move |e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+/// Tells an error opening a destination directory what it was (see [`Op::OpenDest`]): the
+/// message names the user's path, not the one opened (which may be hidden).
+pub(super) fn cannot_open(e: io::Error) -> io::Error {
+    Err::<(), _>(e).doing(Op::OpenDest).unwrap_err()
 }
 
 /// Splits entries into batches of at most [`BATCH_ENTRIES`] entries and [`BATCH_BYTES`]
@@ -139,7 +142,7 @@ pub fn copy_batch(task: BatchTask) -> Tally {
         Err(e) => {
             for entry in &task.entries {
                 let path = task.src_dir.path().join(entry.name.path());
-                report.failures.push(Failure::new(&path, &e));
+                report.failures.push(Failure::io(&path, &e));
             }
             return report;
         }
@@ -191,6 +194,11 @@ pub(super) fn copy_entries(
             // `--no-clobber` keeps.
             Ok(EntryDone::Kept(verdict)) if verdict.keeps_another() => {}
             Ok(done @ (EntryDone::Copied | EntryDone::Kept(_))) => {
+                if done == EntryDone::Copied && config().verbose {
+                    report
+                        .copied
+                        .push(RawPath::new(dirs.src_path.join(entry.name.path())));
+                }
                 if claim.is_some() {
                     let copy = rfs::statat(&dirs.dst, dst_name, AtFlags::SYMLINK_NOFOLLOW);
                     let copy = copy.map(|st| Meta::from_stat(&st)).map_err(io::Error::from);
@@ -255,14 +263,16 @@ pub(super) fn copy_entry(
             reporter.file();
         }
         Kind::Symlink => {
-            let target = rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new())?;
+            let target =
+                rfs::readlinkat(&dirs.src, entry.name.path(), Vec::new()).doing(Op::ReadLink)?;
             replace_node(
                 dirs.dst.as_fd(),
                 dst_name,
                 existing.is_some(),
                 |dir, name| rfs::symlinkat(target.as_c_str(), dir, name),
-            )?;
-            dirs.apply_node_meta(entry, dst_name)?;
+            )
+            .doing(Op::Symlink)?;
+            dirs.apply_node_meta(entry, dst_name).doing(Op::Attrs)?;
             counts.symlinks += 1;
             reporter.file();
         }
@@ -270,7 +280,7 @@ pub(super) fn copy_entry(
             if matches!(meta.kind, Kind::CharDevice | Kind::BlockDevice) && !fsops::is_root() {
                 return Ok(EntryDone::Warning(format!(
                     "skipped device {} (creating devices needs root)",
-                    dirs.src_path.join(entry.name.path()).display()
+                    quote(&dirs.src_path.join(entry.name.path()))
                 )));
             }
             let file_type = rfs::FileType::from_raw_mode(match meta.kind {
@@ -292,8 +302,9 @@ pub(super) fn copy_entry(
                         meta.rdev,
                     )
                 },
-            )?;
-            dirs.apply_node_meta(entry, dst_name)?;
+            )
+            .doing(Op::Special)?;
+            dirs.apply_node_meta(entry, dst_name).doing(Op::Attrs)?;
             counts.specials += 1;
             reporter.file();
         }
@@ -332,15 +343,17 @@ pub(super) fn copy_file(
         Some(fd) => fd.as_fd(),
         None => {
             // Under -L the entry may be a link to a file.
-            opened = fsops::open_source(dirs.src.as_fd(), entry.name.path(), config.dereference)?;
+            opened = fsops::open_source(dirs.src.as_fd(), entry.name.path(), config.dereference)
+                .doing(Op::Open)?;
             opened.as_fd()
         }
     };
     let staged = if dirs.direct {
-        Staged::create_in_hidden(dirs.dst.as_fd(), dst_name, entry.meta.mode, config.verify)?
+        Staged::create_in_hidden(dirs.dst.as_fd(), dst_name, entry.meta.mode, config.verify)
     } else {
-        Staged::create(dirs.dst.as_fd(), entry.meta.mode, config.verify)?
-    };
+        Staged::create(dirs.dst.as_fd(), entry.meta.mode, config.verify)
+    }
+    .doing(Op::Create)?;
     fsops::fill_and_place(
         staged,
         src,

@@ -57,7 +57,7 @@ pub fn start_large(task: LargeTask) -> Started {
         Ok(Some(fd)) => {
             // Cloned whole: sealed at once.
             let sealed = seal(src, (temp, fd), dst, meta);
-            let (tally, ok) = finished(sealed, temp, (&task.dst, meta, &task.last));
+            let (tally, ok) = finished(src, sealed, temp, (&task.dst, meta, &task.last));
             if ok {
                 // No span reported its bytes.
                 reporter.bytes(meta.size);
@@ -134,7 +134,7 @@ pub fn seal_large(task: SealTask) -> Tally {
             }
             seal(src, (temp, fd), task.dst.path(), &task.meta)
         });
-    finished(sealed, temp, (&task.dst, &task.meta, &task.last)).0
+    finished(src, sealed, temp, (&task.dst, &task.meta, &task.last)).0
 }
 
 /// Trims a large file's temporary copy (`temp`, open as `fd`) should its source `src` have
@@ -150,6 +150,7 @@ fn seal(src: &Path, (temp, fd): (&Path, OwnedFd), dst: &Path, meta: &Meta) -> Re
 /// What a seal (`sealed`) of a copy at `temp` leaves: the file counted (and, under `-L`,
 /// noted at `last`), or its failure, the temporary file removed; and whether it succeeded.
 fn finished(
+    src: &Path,
     sealed: Result<(), Failure>,
     temp: &Path,
     (dst, meta, last): (&RawPath, &Meta, &RawPath),
@@ -160,6 +161,9 @@ fn finished(
             tally.counts.files += 1;
             tally.counts.bytes += meta.size;
             Reporter::new().file();
+            if config().verbose {
+                tally.copied.push(RawPath::new(src));
+            }
             note_copy(dst, meta, last, false, &mut tally);
             (tally, true)
         }
