@@ -605,3 +605,68 @@ fn an_outcome_the_broker_refuses_for_a_while_is_recorded_later() {
     node.wait_for_line("outcomes recorded again");
     assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
 }
+
+/// A node whose ACL user may not run scripts (`-evalsha`), so that the broker refuses every
+/// outcome it records, for good; the clients of the test keep the default user. `ttl`: the
+/// node's heartbeat TTL.
+fn refused_node(redis: &Redis, ttl: Duration) -> Node {
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("refused")
+        .arg("on")
+        .arg(">refused-pw")
+        .arg("~mp:*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-@dangerous")
+        .arg("-evalsha")
+        .query(&mut redis.admin())
+        .unwrap();
+    let mut spec = NodeSpec::new(&format!("{}?user=refused&pass=refused-pw", redis.url()));
+    spec.processes = 1;
+    spec.ttl = ttl;
+    spec.start()
+}
+
+#[test]
+fn a_node_whose_outcomes_are_refused_for_good_leaves_and_its_task_fails_with_node_lost() {
+    let redis = Redis::start();
+    let mut node = refused_node(&redis, TTL);
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    // The node runs the task, is refused its outcome for three TTLs, and gives up: it leaves,
+    // and the client's sweep fails the task with NodeLost instead of waiting for ever.
+    match pool
+        .apply_async(square, (4,))
+        .unwrap()
+        .get_timeout(DEADLINE)
+    {
+        Err(Error::NodeLost { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.wait().code(), Some(1), "{}", node.stderr());
+    let log = node.stderr();
+    assert!(log.contains("could not record 1 outcomes"), "{log}");
+    assert!(
+        log.contains("the broker refused this node's outcomes"),
+        "{log}"
+    );
+    assert!(log.contains("left the cluster"), "{log}");
+}
+
+#[test]
+fn sigterm_ends_a_node_whose_outcomes_are_refused() {
+    let redis = Redis::start();
+    // A TTL so long that only SIGTERM can end the node within the test's deadline.
+    let mut node = refused_node(&redis, Duration::from_secs(120));
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let r = pool.apply_async(square, (4,)).unwrap();
+    node.wait_for_line("could not record 1 outcomes, trying again");
+    assert_eq!(node.terminate().code(), Some(1), "{}", node.stderr());
+    assert!(node.stderr().contains("SIGTERM came"), "{}", node.stderr());
+    match r.get_timeout(DEADLINE) {
+        Err(Error::NodeLost { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
