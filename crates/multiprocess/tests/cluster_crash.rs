@@ -301,6 +301,12 @@ fn the_key_count_returns_to_its_baseline_after_100k_tasks() {
         (status.streams[0].backlog, status.streams[0].pending),
         (0, 0)
     );
+    // Every finished task left the client's entry index, so the index is gone too.
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg("mp:entries:*")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(indexes, Vec::<String>::new());
     pool.close();
     pool.join().unwrap();
     drop(pool);

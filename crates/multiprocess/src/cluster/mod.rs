@@ -54,9 +54,11 @@
 //! | no live node runs the build | [`Error::NoLiveNode`], at submit, or for waiting tasks one TTL after the last node left |
 //! | a task or result altered in Redis | never run; [`Error::Auth`] |
 //!
-//! Nothing is stored per task: a task is one stream entry, deleted with its outcome, so the
-//! number of keys in Redis stays flat however many tasks pass; a build's task stream is
-//! deleted once no node serves it and no task waits in it (see `keys.rs` for the schema).
+//! No key is made per task: a task is one stream entry (and one field in its client's entry
+//! index, which lets the client find its own entries without scanning the stream), both
+//! deleted with its outcome, so the number of keys in Redis stays flat however many tasks
+//! pass; a build's task stream is deleted once no node serves it and no task waits in it (see
+//! `keys.rs` for the schema).
 //!
 //! ## Inside
 //!

@@ -590,11 +590,12 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
                 None => (Vec::new(), Vec::new()),
             };
             let (results, client_key) = (keys::results(&d.client), keys::client(&d.client));
-            let ttl = d.ttl_ms.max(1).to_string();
+            let index = keys::entries(&d.client);
+            let (ttl, seq) = (d.ttl_ms.max(1).to_string(), d.seq.to_string());
             scripts::add(
                 &mut pipe,
                 &scripts::COMPLETE,
-                &[&shared.stream, &results, &client_key],
+                &[&shared.stream, &results, &client_key, &index],
                 &[
                     keys::GROUP.as_bytes(),
                     d.entry.as_bytes(),
@@ -602,6 +603,7 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
                     &outcome,
                     &mac,
                     ttl.as_bytes(),
+                    seq.as_bytes(),
                 ],
             );
         }
