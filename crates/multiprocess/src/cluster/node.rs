@@ -13,7 +13,8 @@
 //!   outcome of an entry this node no longer owns (it was presumed lost meanwhile), which is
 //!   how a node that was paused past its heartbeat has its late result discarded. A batch
 //!   the broker refuses (a missing permission, a read-only replica, a script error) is tried
-//!   again for up to [`REFUSAL_TTLS`] time-to-lives (an operator's mistake, taken back); past
+//!   again for up to [`REFUSAL_TTLS`] time-to-lives (an operator's mistake, taken back; the
+//!   reader takes no new task meanwhile, as one it took could only fail); past
 //!   that, or at SIGTERM, the node gives up: it kills its running tasks, takes no new one
 //!   and leaves with an error, so that reapers fail what it held with
 //!   [`Error::NodeLost`](crate::Error::NodeLost) instead of its clients waiting for ever;
@@ -193,6 +194,9 @@ struct Work {
     idle: usize,
     /// Entries this node holds and has not recorded an outcome for.
     owned: HashSet<String>,
+    /// Whether the broker refuses the outcomes the completer records (it tries again
+    /// meanwhile): the reader takes no new task.
+    refusing: bool,
     /// Set when the completer gave up recording outcomes (the broker refused them): the node
     /// takes no new task and leaves with this error.
     gave_up: Option<crate::Error>,
@@ -545,14 +549,20 @@ fn client_alive(shared: &Shared, reader: &mut Broker, client: &str) -> Result<bo
     Ok(alive)
 }
 
-/// Waits up to `timeout` for an idle worker; returns how many are idle.
+/// Waits up to `timeout` for an idle worker; returns how many are idle (none while the
+/// broker refuses outcomes: a task taken then could only fail with NodeLost, should the node
+/// give up, when another node could have run it).
 fn wait_idle(shared: &Shared, timeout: Duration) -> usize {
     let work = shared.work();
     let (work, _) = shared
         .changed
-        .wait_timeout_while(work, timeout, |w| w.idle == 0)
+        .wait_timeout_while(work, timeout, |w| w.idle == 0 || w.refusing)
         .unwrap_or_else(|e| e.into_inner());
-    work.idle
+    if work.refusing {
+        0
+    } else {
+        work.idle
+    }
 }
 
 /// Waits until every task the node took has its outcome recorded, or the completer gave up.
@@ -658,11 +668,14 @@ fn record(
             Ok(recorded) => {
                 if failing.is_some() {
                     eprintln!("multiprocess node {}: outcomes recorded again", shared.id);
+                    shared.work().refusing = false;
+                    shared.changed.notify_all();
                 }
                 return Ok(recorded);
             }
             Err(e) => {
                 let since = *failing.get_or_insert_with(|| {
+                    shared.work().refusing = true;
                     eprintln!(
                         "multiprocess node {}: could not record {n} outcomes, trying again: {e}",
                         shared.id
