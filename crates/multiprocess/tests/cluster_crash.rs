@@ -676,3 +676,43 @@ fn sigterm_ends_a_node_whose_outcomes_are_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_node_whose_outcomes_are_refused_takes_no_new_task() {
+    let redis = Redis::start();
+    // A TTL long enough that the node is still refused (not gone) for the whole test.
+    let mut refused = refused_node(&redis, Duration::from_secs(20));
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let first = pool.apply_async(square, (4,)).unwrap();
+    refused.wait_for_line("could not record 1 outcomes, trying again");
+    // Its reader stops asking for tasks: its connection sends nothing for a second (a read
+    // blocks for half a second at most), and is not blocked in a read.
+    let mut admin = redis.admin();
+    wait_until("the refused node's reader to pause", || {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+        list.lines().any(|l| {
+            let field = |name: &str| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix(name))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            field("user=") == "refused"
+                && field("cmd=") == "xreadgroup"
+                && !field("flags=").contains('b')
+                && field("idle=").parse::<u64>().is_ok_and(|s| s >= 1)
+        })
+    });
+    // A healthy node runs every new task: none went to the refused node, whose tasks would
+    // fail with NodeLost when it gives up.
+    let _healthy = NodeSpec::new(&redis.url()).start();
+    pool.wait_for_nodes(2, DEADLINE).unwrap();
+    let squares: Vec<u64> = (0..20).map(|x| x * x).collect();
+    assert_eq!(pool.map(square, 0..20).unwrap(), squares);
+    assert_eq!(refused.terminate().code(), Some(1), "{}", refused.stderr());
+    match first.get_timeout(DEADLINE) {
+        Err(Error::NodeLost { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
