@@ -613,9 +613,16 @@ fn an_outcome_the_broker_refuses_for_a_while_is_recorded_later() {
 }
 
 /// A node whose ACL user may not run scripts (`-evalsha`), so that the broker refuses every
-/// outcome it records, for good; the clients of the test keep the default user. `ttl`: the
-/// node's heartbeat TTL.
-fn refused_node(redis: &Redis, ttl: Duration) -> Node {
+/// outcome it records, for good (the clients of the test keep the default user), and a task
+/// it ran: once the node says the outcome was refused. `ttl`: the node's heartbeat TTL.
+fn refused_task(
+    redis: &Redis,
+    ttl: Duration,
+) -> (
+    Node,
+    multiprocess::cluster::Pool,
+    multiprocess::AsyncResult<u64>,
+) {
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
         .arg("refused")
@@ -631,28 +638,31 @@ fn refused_node(redis: &Redis, ttl: Duration) -> Node {
     let mut spec = NodeSpec::new(&format!("{}?user=refused&pass=refused-pw", redis.url()));
     spec.processes = 1;
     spec.ttl = ttl;
-    spec.start()
+    let node = spec.start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let r = pool.apply_async(square, (4,)).unwrap();
+    node.wait_for_line("could not record 1 outcomes, trying again");
+    (node, pool, r)
+}
+
+/// Fails the test unless `r` failed with NodeLost.
+fn assert_node_lost(r: multiprocess::AsyncResult<u64>) {
+    match r.get_timeout(DEADLINE) {
+        Err(Error::NodeLost { .. }) => {}
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
 fn a_node_whose_outcomes_are_refused_for_good_leaves_and_its_task_fails_with_node_lost() {
     let redis = Redis::start();
-    let mut node = refused_node(&redis, TTL);
-    let pool = pool(&redis.url());
-    pool.wait_for_nodes(1, DEADLINE).unwrap();
-    // The node runs the task, is refused its outcome for three TTLs, and gives up: it leaves,
-    // and the client's sweep fails the task with NodeLost instead of waiting for ever.
-    match pool
-        .apply_async(square, (4,))
-        .unwrap()
-        .get_timeout(DEADLINE)
-    {
-        Err(Error::NodeLost { .. }) => {}
-        other => panic!("{other:?}"),
-    }
+    let (mut node, _pool, r) = refused_task(&redis, TTL);
+    // Refused its outcome for three TTLs, the node gives up: it leaves, and the client's sweep
+    // fails the task with NodeLost instead of waiting for ever.
+    assert_node_lost(r);
     assert_eq!(node.wait().code(), Some(1), "{}", node.stderr());
     let log = node.stderr();
-    assert!(log.contains("could not record 1 outcomes"), "{log}");
     assert!(
         log.contains("the broker refused this node's outcomes"),
         "{log}"
@@ -664,28 +674,17 @@ fn a_node_whose_outcomes_are_refused_for_good_leaves_and_its_task_fails_with_nod
 fn sigterm_ends_a_node_whose_outcomes_are_refused() {
     let redis = Redis::start();
     // A TTL so long that only SIGTERM can end the node within the test's deadline.
-    let mut node = refused_node(&redis, Duration::from_secs(120));
-    let pool = pool(&redis.url());
-    pool.wait_for_nodes(1, DEADLINE).unwrap();
-    let r = pool.apply_async(square, (4,)).unwrap();
-    node.wait_for_line("could not record 1 outcomes, trying again");
+    let (mut node, _pool, r) = refused_task(&redis, Duration::from_secs(120));
     assert_eq!(node.terminate().code(), Some(1), "{}", node.stderr());
     assert!(node.stderr().contains("SIGTERM came"), "{}", node.stderr());
-    match r.get_timeout(DEADLINE) {
-        Err(Error::NodeLost { .. }) => {}
-        other => panic!("{other:?}"),
-    }
+    assert_node_lost(r);
 }
 
 #[test]
 fn a_node_whose_outcomes_are_refused_takes_no_new_task() {
     let redis = Redis::start();
     // A TTL long enough that the node is still refused (not gone) for the whole test.
-    let mut refused = refused_node(&redis, Duration::from_secs(20));
-    let pool = pool(&redis.url());
-    pool.wait_for_nodes(1, DEADLINE).unwrap();
-    let first = pool.apply_async(square, (4,)).unwrap();
-    refused.wait_for_line("could not record 1 outcomes, trying again");
+    let (mut refused, pool, first) = refused_task(&redis, Duration::from_secs(20));
     // Its reader stops asking for tasks: its connection sends nothing for a second (a read
     // blocks for half a second at most), and is not blocked in a read.
     let mut admin = redis.admin();
@@ -711,8 +710,5 @@ fn a_node_whose_outcomes_are_refused_takes_no_new_task() {
     let squares: Vec<u64> = (0..20).map(|x| x * x).collect();
     assert_eq!(pool.map(square, 0..20).unwrap(), squares);
     assert_eq!(refused.terminate().code(), Some(1), "{}", refused.stderr());
-    match first.get_timeout(DEADLINE) {
-        Err(Error::NodeLost { .. }) => {}
-        other => panic!("{other:?}"),
-    }
+    assert_node_lost(first);
 }
