@@ -504,6 +504,44 @@ fn terminate_fails_what_is_unfinished_and_no_waiting_task_runs() {
 }
 
 #[test]
+fn a_client_finds_its_waiting_tasks_without_reading_the_others() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    let dir = TempDir::new("index");
+    let busy = pool(&redis.url());
+    busy.wait_for_nodes(1, DEADLINE).unwrap();
+    // Another client's backlog waits in the stream, behind the one task the node runs.
+    let (held, release) = start_held(&busy, dir.path());
+    let n = 2000u64;
+    let backlog = busy.map_async(square, 0..n, 1).unwrap();
+    let mine = pool(&redis.url());
+    let waiting = mine
+        .apply_async(touch, (dir.path().join("mine").display().to_string(),))
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut admin)
+        .unwrap();
+    // Terminating deletes this client's waiting entry, found through its index: the stream
+    // (the other client's 2000 entries) is never read.
+    mine.terminate();
+    assert!(matches!(waiting.get(), Err(Error::PoolTerminated)));
+    let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    assert_eq!(status.streams[0].backlog, n as usize);
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut admin)
+        .unwrap();
+    assert!(!stats.contains("cmdstat_xrange:"), "{stats}");
+    std::fs::write(&release, b"").unwrap();
+    assert_ne!(held.get_timeout(DEADLINE).unwrap(), 0);
+    let squares: Vec<u64> = (0..n).map(|x| x * x).collect();
+    assert_eq!(backlog.get_timeout(DEADLINE).unwrap(), squares);
+    assert!(!dir.path().join("mine").exists(), "a terminated task ran");
+}
+
+#[test]
 fn a_broker_outage_longer_than_the_ttl_fails_the_client_cleanly() {
     let mut redis = Redis::start_with(RedisOptions {
         aof: true,
