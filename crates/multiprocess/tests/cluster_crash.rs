@@ -723,30 +723,15 @@ fn a_node_whose_outcomes_are_refused_takes_no_new_task() {
     let redis = Redis::start();
     // A TTL long enough that the node is still refused (not gone) for the whole test.
     let (mut refused, pool, first) = refused_task(&redis, Duration::from_secs(20));
-    // Its reader stops asking for tasks: its connection sends nothing for a second (a read
-    // blocks for half a second at most), and is not blocked in a read.
-    let mut admin = redis.admin();
-    wait_until("the refused node's reader to pause", || {
-        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
-        list.lines().any(|l| {
-            let field = |name: &str| {
-                l.split(' ')
-                    .find_map(|f| f.strip_prefix(name))
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            field("user=") == "refused"
-                && field("cmd=") == "xreadgroup"
-                && !field("flags=").contains('b')
-                && field("idle=").parse::<u64>().is_ok_and(|s| s >= 1)
-        })
-    });
+    // Its reader stops taking tasks (it says so once its last read has returned).
+    refused.wait_for_line("taking no new task while the broker refuses outcomes");
     // A healthy node runs every new task: none went to the refused node, whose tasks would
     // fail with NodeLost when it gives up.
     let _healthy = NodeSpec::new(&redis.url()).start();
     pool.wait_for_nodes(2, DEADLINE).unwrap();
     let squares: Vec<u64> = (0..20).map(|x| x * x).collect();
-    assert_eq!(pool.map(square, 0..20).unwrap(), squares);
+    let all = pool.map_async(square, 0..20, 1).unwrap();
+    assert_eq!(all.get_timeout(DEADLINE).unwrap(), squares);
     assert_eq!(refused.terminate().code(), Some(1), "{}", refused.stderr());
     assert_node_lost(first);
 }

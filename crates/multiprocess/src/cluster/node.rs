@@ -366,8 +366,19 @@ fn read_loop(
     reader.set_read_timeout(Some(Duration::from_secs(30)));
     let mut backlog: VecDeque<StreamId> = VecDeque::new();
     let mut seen_generation = reader.generation();
+    let mut paused = false;
     loop {
         let idle = wait_idle(shared, Duration::from_millis(200));
+        // Said once the last read begun before the refusal has returned: from here on, no
+        // task is taken until the broker takes outcomes again.
+        let refusing = shared.work().refusing;
+        if refusing && !paused {
+            eprintln!(
+                "multiprocess node {}: taking no new task while the broker refuses outcomes",
+                shared.id
+            );
+        }
+        paused = refusing;
         // Before SIGTERM is looked at: entries handed over in a lost reply are ours to run.
         if reader.generation() != seen_generation {
             seen_generation = reader.generation();
