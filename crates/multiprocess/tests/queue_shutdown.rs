@@ -173,6 +173,7 @@ macro_rules! check_kind {
         assert!((&q).into_iter().next().is_none());
         q.shutdown(); // again: nothing changes
         assert!(q.is_shutdown());
+        assert!(format!("{q:?}").contains("shutdown: true"), "{q:?}");
     }};
 }
 

@@ -185,6 +185,7 @@ macro_rules! queue_type {
                 f.debug_struct(stringify!($name))
                     .field("qsize", &self.core.deque.len())
                     .field("maxsize", &self.core.deque.maxsize())
+                    .field("shutdown", &self.core.deque.is_shut_down())
                     .finish()
             }
         }
@@ -449,6 +450,7 @@ impl<T> std::fmt::Debug for PriorityQueue<T> {
         f.debug_struct("PriorityQueue")
             .field("qsize", &self.core.heap.len())
             .field("maxsize", &self.core.heap.maxsize())
+            .field("shutdown", &self.core.heap.is_shut_down())
             .finish()
     }
 }
