@@ -14,8 +14,8 @@ use super::config::{Config, Reflink};
 use super::coordinator::{self, Coordinator};
 use super::exclude::Exclude;
 use super::plan;
-use super::progress::{thousands, Bar, Totals};
-use super::report::{json_summary, summary_line, wrap, Places, Terminal};
+use super::progress::{Bar, Totals};
+use super::report::{failures_line, json_summary, summary_line, wrap, Places, Terminal};
 
 /// `mp copy`'s arguments.
 #[derive(Args, Debug)]
@@ -378,11 +378,7 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, termina
         eprintln!("mp: stopped: the destination is full ({message})");
     }
     if !outcome.failures.is_empty() {
-        eprintln!(
-            "mp: {} failure{}",
-            thousands(outcome.failures.len() as u64),
-            if outcome.failures.len() == 1 { "" } else { "s" }
-        );
+        eprintln!("{}", failures_line(outcome.failures.len()));
     }
     if args.json {
         println!("{}", json_summary(outcome, seconds, &terminal.places));
