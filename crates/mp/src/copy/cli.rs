@@ -88,7 +88,8 @@ pub struct CopyArgs {
     update: bool,
     /// Never replace anything at a destination, as `cp -n`: a file (or link, FIFO,
     /// device) whose destination exists is skipped (and counted), whatever is there;
-    /// directories are merged into. Exits 0 when only that is skipped (`cp` 9.1's -n).
+    /// directories are merged into. Exits 0 when only that is skipped, silently (`cp` 9.1's
+    /// -n, newer `cp`'s --update=none).
     #[arg(short = 'n', long)]
     no_clobber: bool,
     /// Stay on the file systems of the sources, as `cp -x`: a directory on another one (a

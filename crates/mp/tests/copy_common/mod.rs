@@ -950,13 +950,19 @@ pub fn build_worlds(root: &Path, setup: &str) -> (PathBuf, PathBuf) {
 }
 
 impl SideBySide {
-    /// Asserts that `mp copy` ended as `cp -a` did: the same exit code, each of `cp`'s
-    /// messages among `mp`'s failures (`mp copy: PATH: MESSAGE`, one each, and no other),
-    /// and the same worlds, every entry compared (sources included: nothing lost). The
-    /// directories `loose` (relative to the world) were written into and hold no copy's
-    /// times: theirs are set alike first.
+    /// Asserts that `mp copy` ended as `cp -a` did: the same exit code and messages
+    /// ([`SideBySide::assert_same_messages`]) and the same worlds
+    /// ([`SideBySide::assert_same_worlds`], `loose` as it takes them).
     #[track_caller]
     pub fn assert_same_outcome(&self, loose: &[&str]) {
+        self.assert_same_messages();
+        self.assert_same_worlds(loose);
+    }
+
+    /// Asserts that `mp copy` ended as `cp -a` did: the same exit code, each of `cp`'s
+    /// messages among `mp`'s failures (`mp copy: PATH: MESSAGE`, one each, and no other).
+    #[track_caller]
+    pub fn assert_same_messages(&self) {
         let (cp, mp) = (&self.cp, &self.mp);
         let both = format!("cp -a:\n{cp}\nmp copy:\n{mp}");
         assert_eq!(cp.code(), mp.code(), "exit codes differ:\n{both}");
@@ -981,6 +987,13 @@ impl SideBySide {
                 .filter(|l| l.ends_with(&format!(": {message}")));
             assert_eq!(found.count(), 1, "'{message}' not reported once:\n{both}");
         }
+    }
+
+    /// Asserts that the two worlds are the same, every entry compared (sources included:
+    /// nothing lost). The directories `loose` (relative to the world) were written into and
+    /// hold no copy's times: theirs are set alike first.
+    #[track_caller]
+    pub fn assert_same_worlds(&self, loose: &[&str]) {
         for dir in loose {
             for world in [&self.cp_world, &self.mp_world] {
                 let path = join(world, Path::new(dir));
