@@ -150,24 +150,28 @@ pub struct Running {
 
 impl Running {
     /// Starts `cmd` in a process group of its own, stdin empty, stdout and stderr captured.
-    pub fn start(mut cmd: Command) -> Running {
+    pub fn start(cmd: Command) -> Running {
+        let what = format!("{cmd:?}");
+        Running::try_start(cmd).unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
+    }
+
+    /// [`Running::start`], or why `cmd` could not be started (a program not installed).
+    pub fn try_start(mut cmd: Command) -> io::Result<Running> {
         let what = format!("{cmd:?}");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut child = cmd.spawn()?;
         let stdout = read_in_background(child.stdout.take().expect("piped stdout"));
         let stderr = read_in_background(child.stderr.take().expect("piped stderr"));
-        Running {
+        Ok(Running {
             child,
             reaped: false,
             stdout,
             stderr,
             what,
-        }
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -261,6 +265,13 @@ fn read_in_background(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Ve
 /// Runs a command to completion (within [`DEADLINE`]).
 pub fn run(cmd: Command) -> Output {
     Running::start(cmd).wait(DEADLINE)
+}
+
+/// Runs a command that may not be installed (`mkfs.xfs`, `filefrag`) to completion, within
+/// [`DEADLINE`] as [`run`] does (past it the test fails, it does not hang): `None` when it
+/// cannot be started.
+pub fn run_if_installed(cmd: Command) -> Option<Output> {
+    Some(Running::try_start(cmd).ok()?.wait(DEADLINE))
 }
 
 /// The `mp` binary under test.
