@@ -107,6 +107,57 @@ fn a_dry_run_prints_and_writes_nothing() {
     assert_same_tree(&s.path("before"), &s.path("new"));
 }
 
+/// `--dry-run` judges what is at each destination as the copy does, directories' too: on a
+/// tree with conflicts (a directory over a file, a file over a directory, a directory over
+/// a link to one, a link onto the very file it points to), it refuses what the copy refuses,
+/// in the same words and with the same exit code, prints what the copy copies (as `-v`),
+/// and writes nothing.
+#[test]
+fn a_dry_run_refuses_what_the_copy_refuses() {
+    let s = Scratch::new("dry-run-conflicts");
+    let setup = "mkdir -p s/sub s/deep/x s/linkdir d/s/file/inner d/s/deep elsewhere
+        echo f > s/sub/f; echo a > s/file; echo ok > s/ok; echo y > s/deep/x/y
+        echo f > s/linkdir/f; echo old > d/s/sub; echo same > d/s/same
+        ln -s ../d/s/same s/same; ln -s ../../elsewhere d/s/linkdir";
+    let (world, before) = (s.path("world"), s.path("before"));
+    fs::create_dir(&world).unwrap();
+    let mut build = Command::new("sh");
+    build.args(["-ec", setup]).current_dir(&world);
+    run(build).expect_clean_success();
+    cp_a(&[], &world, &before);
+
+    let dry = mp_in(&world, &[&"copy", &"--dry-run", &"s", &"d/"]);
+    assert_same_tree(&before, &world);
+    let real = mp_in(&world, &[&"copy", &"-v", &"s", &"d/"]);
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    let both = format!("dry run:\n{dry}\ncopy:\n{real}");
+    for refusal in [
+        "mp: cannot overwrite non-directory 'd/s/sub' with directory 's/sub'",
+        "mp: cannot overwrite directory 'd/s/file' with non-directory",
+        "mp: cannot overwrite non-directory 'd/s/linkdir' with directory 's/linkdir'",
+        "mp: 's/same' and 'd/s/same' are the same file",
+        "mp: 4 failures",
+    ] {
+        assert!(
+            real.stderr.lines().any(|l| l == refusal),
+            "{refusal}:\n{both}"
+        );
+    }
+    assert_eq!(real.code(), Some(1), "{both}");
+    assert_eq!(dry.code(), real.code(), "{both}");
+    assert_eq!(sorted(&dry.stderr), sorted(&real.stderr), "{both}");
+    assert_eq!(sorted(&dry.stdout), sorted(&real.stdout), "{both}");
+    assert!(
+        real.stdout.contains("'s/deep/x/y' -> 'd/s/deep/x/y'"),
+        "{both}"
+    );
+    assert_eq!(fs::read(world.join("d/s/same")).unwrap(), b"same\n", "kept");
+}
+
 /// An unreadable source and an unwritable destination: each failure printed as `cp` prints
 /// it, with the user's path (the destination's when it is at fault, never a temporary
 /// name), and in the JSON with its operation, kind and errno.

@@ -128,6 +128,9 @@ pub enum Error {
     Empty,
     /// The handle was closed with `close()` in this process.
     Closed,
+    /// The queue was shut down (`shutdown()`, through any handle, in any process): it takes no
+    /// more items, and has given out every item it held (Python 3.13's `queue.ShutDown`).
+    ShutDown,
     /// A barrier was broken (aborted, reset, or a wait timed out) while waiting on it (Python's
     /// `BrokenBarrierError`).
     BrokenBarrier,
@@ -243,6 +246,7 @@ impl fmt::Display for Error {
             Error::Full => write!(f, "the queue is full"),
             Error::Empty => write!(f, "the queue is empty"),
             Error::Closed => write!(f, "the queue is closed"),
+            Error::ShutDown => write!(f, "the queue was shut down"),
             Error::BrokenBarrier => write!(f, "the barrier is broken"),
             Error::Eof => write!(f, "the other end of the connection is closed"),
             Error::BufferTooShort(msg) => write!(
@@ -368,6 +372,7 @@ impl Error {
             Error::Full => Error::Full,
             Error::Empty => Error::Empty,
             Error::Closed => Error::Closed,
+            Error::ShutDown => Error::ShutDown,
             Error::BrokenBarrier => Error::BrokenBarrier,
             Error::Eof => Error::Eof,
             Error::BufferTooShort(b) => Error::BufferTooShort(b.clone()),

@@ -10,10 +10,11 @@ use crate::error::{Error, Result};
 /// (`recv`) per step; made by their `iter()` and `try_iter()` (and `for item in &queue`).
 ///
 /// - `iter()` waits for each next item. It ends when the source is closed: a connection whose
-///   other end is closed (once the messages still queued are read), a queue handle
-///   [`close`](crate::Queue::close)d in this process.
+///   other end is closed (once the messages still queued are read), a queue
+///   [`shutdown`](crate::Queue::shutdown) by any process (once the items it held are taken), a
+///   queue handle [`close`](crate::Queue::close)d in this process.
 /// - `try_iter()` yields what is there now, and ends when nothing is (a later call may find
-///   more).
+///   more), or as `iter()` does.
 ///
 /// Any other error (an item that cannot be decoded, a failed read) is yielded once, and ends
 /// the iteration.
@@ -66,7 +67,7 @@ impl<T> Iterator for Items<'_, T> {
         match (self.next)() {
             Ok(item) => Some(Ok(item)),
             Err(Error::Empty) if self.now_only => None,
-            Err(Error::Closed | Error::Eof) => {
+            Err(Error::Closed | Error::ShutDown | Error::Eof) => {
                 self.done = true;
                 None
             }

@@ -3,12 +3,17 @@
 //!
 //! ## Layout
 //!
-//! The block starts with a header of four words: a magic word marking a list, the number of
-//! items, the size of one item and a tag of the item type (a hash of its name). The items
-//! follow, from the first offset past the header aligned for the item type. The creator
-//! writes the items and then the magic word (last, with release ordering), so a process that
-//! opens the block by name sees either a whole list or an error, and one that opens it with
-//! another item type (by size or by name) gets an error instead of garbage.
+//! The block starts with a header of five words: a magic word marking a list, the number of
+//! items, the size and the alignment of one item, and a tag the creator chose (0 unless it
+//! chose one). The items follow, from the first offset past the header aligned for the item
+//! type. The creator writes the items and then the magic word (last, with release ordering),
+//! so a process that opens the block by name sees either a whole list or an error.
+//!
+//! The item type is known by its layout (size and alignment), not by its name: a name
+//! (`std::any::type_name`) is not stable between compilers and includes the module path, so
+//! two programs defining the same `#[repr(C)]` struct could not open each other's lists. A
+//! list opened with an item type of another layout, or with another tag, is an error instead
+//! of garbage; types of the same layout tell themselves apart by a tag.
 //!
 //! Names and their removal are the block's: see [`SharedMemory`].
 
@@ -22,11 +27,15 @@ use crate::shared::Plain;
 use crate::shared_memory::SharedMemory;
 
 /// Marks a block that holds a list, and the header's layout version.
-const MAGIC: u64 = u64::from_le_bytes(*b"mplist01");
+const MAGIC: u64 = u64::from_le_bytes(*b"mplist02");
 
-/// Words in the header: magic, length, item size, item type tag.
-const HEADER_WORDS: usize = 4;
+/// Words in the header: magic, length, item size, item alignment, tag.
+const HEADER_WORDS: usize = 5;
 const HEADER: usize = HEADER_WORDS * 8;
+
+/// The largest alignment an item may ask for: the block starts on a page, so items aligned
+/// beyond it could not be placed at their alignment in every process.
+const MAX_ALIGN: usize = 4096;
 
 /// A fixed-length list of plain values in shared memory that any process can open by name, as
 /// Python's `ShareableList`. Items are [`Plain`] values (numbers, `bool`, arrays of them such as
@@ -53,10 +62,14 @@ const HEADER: usize = HEADER_WORDS * 8;
 /// let names = ShareableList::new([*b"alice\0\0\0", *b"bob\0\0\0\0\0"])?;
 /// assert_eq!(&names.get(1)?[..3], b"bob");
 ///
-/// // Opening it with another item type is an error, not a misreading.
+/// // Opening it with an item type of another size or alignment is an error, not a misreading.
 /// assert!(ShareableList::<u32>::open(list.name()).is_err());
 /// # Ok::<(), multiprocess::Error>(())
 /// ```
+///
+/// The item type is checked by its layout, so another program with its own copy of a
+/// `#[repr(C)]` struct opens the list; types of the same layout (`u64` and `f64`, say) are
+/// told apart by a tag chosen at creation (see [`new_named_tagged`](Self::new_named_tagged)).
 pub struct ShareableList<T: Plain> {
     block: SharedMemory,
     len: usize,
@@ -67,9 +80,15 @@ impl<T: Plain> ShareableList<T> {
     /// A list holding `items`, in a block under a fresh random name, as Python's
     /// `ShareableList(sequence)`. This handle owns the name.
     pub fn new(items: impl IntoIterator<Item = T>) -> Result<Self> {
+        Self::new_tagged(0, items)
+    }
+
+    /// As [`new`](Self::new), with a `tag` that those who [`open_tagged`](Self::open_tagged)
+    /// the list must give too.
+    pub fn new_tagged(tag: u64, items: impl IntoIterator<Item = T>) -> Result<Self> {
         let items: Vec<T> = items.into_iter().collect();
         let block = SharedMemory::create(block_size::<T>(items.len())?)?;
-        Ok(Self::fill(block, &items))
+        Ok(Self::fill(block, &items, tag))
     }
 
     /// A list holding `items`, in a block named `name` (see
@@ -82,20 +101,50 @@ impl<T: Plain> ShareableList<T> {
     /// # Ok::<(), multiprocess::Error>(())
     /// ```
     pub fn new_named(name: &str, items: impl IntoIterator<Item = T>) -> Result<Self> {
+        Self::new_named_tagged(name, 0, items)
+    }
+
+    /// As [`new_named`](Self::new_named), with a `tag` that those who
+    /// [`open_tagged`](Self::open_tagged) the list must give too: for item types that share a
+    /// layout, or a version of the data, say.
+    ///
+    /// ```
+    /// use multiprocess::ShareableList;
+    ///
+    /// const CELSIUS: u64 = u64::from_le_bytes(*b"celsius\0");
+    /// let name = format!("doc-tagged-{}", std::process::id());
+    /// let list = ShareableList::new_named_tagged(&name, CELSIUS, [21.5f64, 19.0])?;
+    /// assert_eq!(ShareableList::<f64>::open_tagged(&name, CELSIUS)?.get(1)?, 19.0);
+    /// assert!(ShareableList::<f64>::open(&name).is_err()); // no tag: not the same list
+    /// assert!(ShareableList::<u64>::open_tagged(&name, 0).is_err());
+    /// # drop(list);
+    /// # Ok::<(), multiprocess::Error>(())
+    /// ```
+    pub fn new_named_tagged(
+        name: &str,
+        tag: u64,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Self> {
         let items: Vec<T> = items.into_iter().collect();
         let block = SharedMemory::create_named(name, block_size::<T>(items.len())?)?;
-        Ok(Self::fill(block, &items))
+        Ok(Self::fill(block, &items, tag))
     }
 
     /// Opens the list named `name`, made by any process, as Python's
-    /// `ShareableList(name=name)`. Fails if the block holds no list, or a list of items of
-    /// another size or type.
+    /// `ShareableList(name=name)`. Fails if the block holds no list, a list of items of
+    /// another size or alignment, or one made with a tag.
     pub fn open(name: &str) -> Result<Self> {
-        Self::attach(SharedMemory::open(name)?)
+        Self::open_tagged(name, 0)
+    }
+
+    /// As [`open`](Self::open), for a list made with `tag`
+    /// ([`new_named_tagged`](Self::new_named_tagged)): fails if it was made with another.
+    pub fn open_tagged(name: &str, tag: u64) -> Result<Self> {
+        Self::attach(SharedMemory::open(name)?, Some(tag))
     }
 
     /// Writes the items, then the header (the magic word last).
-    fn fill(block: SharedMemory, items: &[T]) -> Self {
+    fn fill(block: SharedMemory, items: &[T], tag: u64) -> Self {
         let list = Self {
             block,
             len: items.len(),
@@ -108,13 +157,16 @@ impl<T: Plain> ShareableList<T> {
         let header = list.header();
         header[1].store(items.len() as u64, Ordering::Relaxed);
         header[2].store(item_size::<T>() as u64, Ordering::Relaxed);
-        header[3].store(type_tag::<T>(), Ordering::Relaxed);
+        header[3].store(item_align::<T>() as u64, Ordering::Relaxed);
+        header[4].store(tag, Ordering::Relaxed);
         header[0].store(MAGIC, Ordering::Release);
         list
     }
 
-    /// Checks the header of an opened block and makes it a list.
-    fn attach(block: SharedMemory) -> Result<Self> {
+    /// Checks the header of an opened block and makes it a list: its items' layout, and its
+    /// tag if one is expected.
+    fn attach(block: SharedMemory, tag: Option<u64>) -> Result<Self> {
+        check_align::<T>()?;
         let name = block.name().to_string();
         let invalid = |why: &str| {
             Error::Io(std::io::Error::new(
@@ -134,16 +186,23 @@ impl<T: Plain> ShareableList<T> {
         if header[0].load(Ordering::Acquire) != MAGIC {
             return Err(invalid("holds no list (or not yet)"));
         }
-        let (len, size, tag) = (
+        let (len, size, align, found) = (
             header[1].load(Ordering::Relaxed),
             header[2].load(Ordering::Relaxed),
             header[3].load(Ordering::Relaxed),
+            header[4].load(Ordering::Relaxed),
         );
-        if size != item_size::<T>() as u64 || tag != type_tag::<T>() {
+        if (size, align) != (item_size::<T>() as u64, item_align::<T>() as u64) {
             return Err(invalid(&format!(
-                "holds a list of other items than {}",
-                std::any::type_name::<T>()
+                "holds a list of items of {size} bytes aligned to {align}, not {} ({} bytes \
+                 aligned to {})",
+                std::any::type_name::<T>(),
+                item_size::<T>(),
+                item_align::<T>()
             )));
+        }
+        if tag.is_some_and(|tag| tag != found) {
+            return Err(invalid(&format!("holds a list tagged {found:#x}")));
         }
         let len = usize::try_from(len).map_err(|_| invalid("a list too long"))?;
         if block_size::<T>(len).map_or(true, |need| need > list.block.size()) {
@@ -187,6 +246,11 @@ impl<T: Plain> ShareableList<T> {
     /// The block's name, for other processes to [`open`](Self::open).
     pub fn name(&self) -> &str {
         self.block.name()
+    }
+
+    /// The tag the list was made with (0 if none).
+    pub fn tag(&self) -> u64 {
+        self.header()[4].load(Ordering::Relaxed)
     }
 
     /// How many items it holds (fixed at creation).
@@ -242,7 +306,8 @@ impl<T: Plain + std::fmt::Debug> std::fmt::Debug for ShareableList<T> {
 }
 
 /// A list travels as its block (by descriptor where the transport moves descriptors, else by
-/// name); the receiver's handle never owns the name.
+/// name); the receiver's handle never owns the name. The receiver checks the items' layout; the
+/// tag travels with the block (the list's sender had it).
 impl<T: Plain> Serialize for ShareableList<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.block.serialize(s)
@@ -251,7 +316,7 @@ impl<T: Plain> Serialize for ShareableList<T> {
 
 impl<'de, T: Plain> Deserialize<'de> for ShareableList<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Self::attach(SharedMemory::deserialize(d)?).map_err(serde::de::Error::custom)
+        Self::attach(SharedMemory::deserialize(d)?, None).map_err(serde::de::Error::custom)
     }
 }
 
@@ -259,23 +324,32 @@ fn item_size<T: Plain>() -> usize {
     std::mem::size_of::<T::Bits>()
 }
 
+fn item_align<T: Plain>() -> usize {
+    std::mem::align_of::<T::Bits>()
+}
+
+/// Refuses item types aligned beyond a page (the block's start): they would be misaligned.
+fn check_align<T: Plain>() -> Result<()> {
+    if item_align::<T>() > MAX_ALIGN {
+        return Err(Error::InvalidArgument(format!(
+            "items of {} are aligned to {} bytes; a shared list holds items aligned to at most \
+             {MAX_ALIGN}",
+            std::any::type_name::<T>(),
+            item_align::<T>()
+        )));
+    }
+    Ok(())
+}
+
 /// The offset of the first item: past the header, aligned for the items.
 fn data_offset<T: Plain>() -> usize {
-    HEADER.next_multiple_of(std::mem::align_of::<T::Bits>())
+    HEADER.next_multiple_of(item_align::<T>())
 }
 
 /// The bytes a list of `len` items needs.
 fn block_size<T: Plain>(len: usize) -> Result<usize> {
+    check_align::<T>()?;
     len.checked_mul(item_size::<T>())
         .and_then(|items| items.checked_add(data_offset::<T>()))
         .ok_or_else(|| Error::InvalidArgument(format!("a list of {len} items is too large")))
-}
-
-/// The item type's tag: an FNV-1a hash of its name.
-fn type_tag<T: Plain>() -> u64 {
-    std::any::type_name::<T>()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
 }

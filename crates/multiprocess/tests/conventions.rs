@@ -4,6 +4,7 @@
 mod common;
 
 use std::fmt::Debug;
+use std::rc::Rc;
 
 use common::DEADLINE;
 use multiprocess::Pool;
@@ -17,12 +18,12 @@ fn sqr(x: u64) -> u64 {
 fn send<T: Send>() {}
 fn debug<T: Debug>() {}
 
-/// Compile-time: the lazy map iterators are `Send` (so they can be consumed on another
-/// thread), as are the futures and the pool.
+/// Compile-time: the lazy map iterators over a `Send` input are `Send` (so they can be
+/// consumed on another thread), as are the futures and the pool.
 #[test]
 fn iterators_and_results_are_send() {
-    send::<multiprocess::IMap<'_, u64>>();
-    send::<multiprocess::IMapUnordered<'_, u64>>();
+    send::<multiprocess::IMap<'_, u64, std::ops::Range<u64>>>();
+    send::<multiprocess::IMapUnordered<'_, u64, std::vec::IntoIter<u64>>>();
     send::<multiprocess::AsyncResult<u64>>();
     send::<multiprocess::MapResult<u64>>();
     send::<multiprocess::JoinHandle<u64>>();
@@ -48,6 +49,35 @@ fn an_imap_moves_to_another_thread() {
     pool.join().unwrap();
 }
 
+/// An input that is not `Send` (an iterator holding an `Rc`) still works with `imap` and
+/// `imap_unordered`: only the iterator stays on the thread that made it.
+#[test]
+fn an_imap_takes_an_input_that_is_not_send() {
+    let pool = Pool::new(2).unwrap();
+    let offset = Rc::new(1u64);
+    let shifted = Rc::clone(&offset);
+    let ordered = pool.imap(sqr, (0..20u64).map(move |x| x + *shifted), 3);
+    let want: Vec<u64> = (1..21).map(sqr).collect();
+    assert_eq!(
+        ordered.collect::<multiprocess::Result<Vec<u64>>>().unwrap(),
+        want
+    );
+    let shifted = Rc::clone(&offset);
+    let unordered = pool.imap_unordered(sqr, (0..20u64).map(move |x| x + *shifted), 3);
+    let mut got = unordered
+        .collect::<multiprocess::Result<Vec<u64>>>()
+        .unwrap();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert_eq!(
+        Rc::strong_count(&offset),
+        1,
+        "the iterators dropped their input"
+    );
+    pool.close();
+    pool.join().unwrap();
+}
+
 /// Compile-time: every public type implements `Debug` (the `missing_debug_implementations`
 /// lint covers the rest; this names the generic ones with a plain parameter).
 #[test]
@@ -59,8 +89,8 @@ fn public_types_are_debug() {
     debug::<multiprocess::PoolBuilder>();
     debug::<multiprocess::AsyncResult<u64>>();
     debug::<multiprocess::MapResult<u64>>();
-    debug::<multiprocess::IMap<'_, u64>>();
-    debug::<multiprocess::IMapUnordered<'_, u64>>();
+    debug::<multiprocess::IMap<'_, u64, std::rc::Rc<u64>>>();
+    debug::<multiprocess::IMapUnordered<'_, u64, std::rc::Rc<u64>>>();
     debug::<multiprocess::Completions<u64>>();
     debug::<multiprocess::Items<'_, u64>>();
     debug::<multiprocess::Queue<u64>>();

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 use common::DEADLINE;
@@ -174,12 +175,29 @@ fn a_view_needs_the_lock_alone() {
     ));
     drop(guard);
     let other = a.clone();
-    let view = a.lock().unwrap();
+    let mut view = a.lock().unwrap();
     assert_eq!(&*view, &[1, 2]);
-    // Another thread waits until the view is dropped.
-    let reader = std::thread::spawn(move || other.to_vec());
-    std::thread::sleep(Duration::from_millis(50));
-    assert!(!reader.is_finished());
+    // Another thread cannot take the lock while the view holds it, so its read waits until
+    // the view is dropped, and sees what the view wrote.
+    let (probed, probe) = mpsc::channel();
+    let (read, result) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let taken = other.get_lock().try_acquire().unwrap();
+        if taken {
+            other.get_lock().release().unwrap();
+        }
+        probed.send(taken).unwrap();
+        read.send(other.to_vec()).unwrap();
+    });
+    let taken = probe
+        .recv_timeout(DEADLINE)
+        .expect("the reader never probed the lock");
+    assert!(!taken, "another thread took the lock while a view held it");
+    view.copy_from_slice(&[7, 8]);
     drop(view);
-    assert_eq!(reader.join().unwrap(), [1, 2]);
+    let seen = result
+        .recv_timeout(DEADLINE)
+        .expect("the reader never read");
+    assert_eq!(seen, [7, 8]);
+    reader.join().unwrap();
 }

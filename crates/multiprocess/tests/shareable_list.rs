@@ -71,14 +71,19 @@ fn byte_strings_and_wide_items() {
     );
 }
 
-/// A block that holds no list, or a list of other items, is refused with an error.
+/// A block that holds no list, or a list of items of another layout or tag, is refused with
+/// an error.
 #[test]
 fn other_blocks_are_refused() {
     let list = ShareableList::new([1u32, 2, 3]).unwrap();
+    let tagged = ShareableList::new_tagged(7, [1u32, 2, 3]).unwrap();
     for err in [
         ShareableList::<u64>::open(list.name()).unwrap_err(), // another size
-        ShareableList::<i32>::open(list.name()).unwrap_err(), // same size, another type
-        ShareableList::<[u8; 4]>::open(list.name()).unwrap_err(),
+        ShareableList::<[u8; 4]>::open(list.name()).unwrap_err(), // same size, another alignment
+        ShareableList::<[u16; 2]>::open(list.name()).unwrap_err(),
+        ShareableList::<u32>::open_tagged(list.name(), 7).unwrap_err(), // another tag
+        ShareableList::<u32>::open(tagged.name()).unwrap_err(),
+        ShareableList::<u32>::open_tagged(tagged.name(), 8).unwrap_err(),
     ] {
         assert!(
             matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData),
@@ -90,6 +95,86 @@ fn other_blocks_are_refused() {
     let tiny = SharedMemory::create(8).unwrap();
     assert!(ShareableList::<u32>::open(tiny.name()).is_err());
     assert!(ShareableList::<u32>::open(&unique("missing")).is_err());
+}
+
+/// The item type is known by its layout, not its name: the same `#[repr(C)]` struct defined
+/// twice (as two programs would, each in its own module) opens the other's list, and a tag
+/// tells apart the lists of types that share a layout.
+#[test]
+fn same_layout_opens_and_tags_tell_apart() {
+    mod producer {
+        #[derive(Clone, Copy, Debug, PartialEq, multiprocess::Plain)]
+        #[repr(C)]
+        pub struct Reading {
+            pub at: u64,
+            pub celsius: f64,
+        }
+    }
+    mod consumer {
+        #[derive(Clone, Copy, Debug, PartialEq, multiprocess::Plain)]
+        #[repr(C)]
+        pub struct Sample {
+            pub time: u64,
+            pub value: f64,
+        }
+    }
+    let made = [1, 2].map(|at| producer::Reading { at, celsius: 20.5 });
+    let list = ShareableList::new_named(&unique("layout"), made).unwrap();
+    let opened = ShareableList::<consumer::Sample>::open(list.name()).unwrap();
+    assert_eq!(
+        opened.get(1).unwrap(),
+        consumer::Sample {
+            time: 2,
+            value: 20.5
+        }
+    );
+    assert_eq!(opened.tag(), 0);
+    // Same layout, so u32 and i32 open each other's untagged lists.
+    let numbers = ShareableList::new([1u32, u32::MAX]).unwrap();
+    assert_eq!(
+        ShareableList::<i32>::open(numbers.name()).unwrap().to_vec(),
+        [1, -1]
+    );
+    // A tag keeps them apart.
+    const SIGNED: u64 = 1;
+    const UNSIGNED: u64 = 2;
+    let signed = ShareableList::new_named_tagged(&unique("tagged"), SIGNED, [-1i32]).unwrap();
+    assert_eq!(signed.tag(), SIGNED);
+    assert!(ShareableList::<u32>::open_tagged(signed.name(), UNSIGNED).is_err());
+    let again = ShareableList::<i32>::open_tagged(signed.name(), SIGNED).unwrap();
+    assert_eq!((again.to_vec(), again.tag()), (vec![-1], SIGNED));
+}
+
+/// Items aligned beyond a page (the block's start) would be misaligned: refused, both when
+/// making a list and when opening one.
+#[test]
+fn items_aligned_beyond_a_page_are_refused() {
+    #[derive(Clone, Copy, Debug, multiprocess::Plain)]
+    #[repr(C, align(8192))]
+    struct Huge([u8; 8192]);
+
+    let err = ShareableList::new([Huge([1; 8192])]).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(why) if why.contains("4096")),
+        "{err}"
+    );
+    let err = ShareableList::new_named(&unique("huge"), [Huge([1; 8192])]).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    let bytes = ShareableList::new([[0u8; 8192]]).unwrap();
+    let err = ShareableList::<Huge>::open(bytes.name()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+
+    #[derive(Clone, Copy, Debug, multiprocess::Plain)]
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+    // Reads check their alignment in debug builds: page-aligned items are placed on pages.
+    let pages = ShareableList::new([Page([3; 4096]), Page([4; 4096])]).unwrap();
+    let opened = ShareableList::<Page>::open(pages.name()).unwrap();
+    assert_eq!(opened.get(1).unwrap().0, [4; 4096]);
+    assert_eq!(
+        std::ptr::from_ref(&opened.get(0).unwrap()).align_offset(4096),
+        0
+    );
 }
 
 fn attach_and_double(name: String, by_handle: ShareableList<i64>) {

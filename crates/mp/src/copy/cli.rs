@@ -14,8 +14,8 @@ use super::config::{Config, Reflink};
 use super::coordinator::{self, Coordinator};
 use super::exclude::Exclude;
 use super::plan;
-use super::progress::{thousands, Bar, Totals};
-use super::report::{json_summary, summary_line, wrap, Places, Terminal};
+use super::progress::{Bar, Totals};
+use super::report::{failures_line, json_summary, summary_line, wrap, Places, Terminal};
 
 /// `mp copy`'s arguments.
 #[derive(Args, Debug)]
@@ -88,7 +88,8 @@ pub struct CopyArgs {
     update: bool,
     /// Never replace anything at a destination, as `cp -n`: a file (or link, FIFO,
     /// device) whose destination exists is skipped (and counted), whatever is there;
-    /// directories are merged into. Exits 0 when only that is skipped (`cp` 9.1's -n).
+    /// directories are merged into. Exits 0 when only that is skipped, silently (`cp` 9.1's
+    /// -n, newer `cp`'s --update=none).
     #[arg(short = 'n', long)]
     no_clobber: bool,
     /// Stay on the file systems of the sources, as `cp -x`: a directory on another one (a
@@ -378,11 +379,7 @@ fn report(outcome: &coordinator::Outcome, seconds: f64, args: &CopyArgs, termina
         eprintln!("mp: stopped: the destination is full ({message})");
     }
     if !outcome.failures.is_empty() {
-        eprintln!(
-            "mp: {} failure{}",
-            thousands(outcome.failures.len() as u64),
-            if outcome.failures.len() == 1 { "" } else { "s" }
-        );
+        eprintln!("{}", failures_line(outcome.failures.len()));
     }
     if args.json {
         println!("{}", json_summary(outcome, seconds, &terminal.places));

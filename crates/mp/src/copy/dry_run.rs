@@ -2,7 +2,8 @@
 //! directory before what it holds), and nothing written. Left out, as the copy leaves them:
 //! what `--update`, `--resume` or `-n` would keep (judged as the copy judges it), what
 //! `--exclude` excludes, and under `-x` what is inside a directory on another file system.
-//! The refusals the copy would make before starting are printed as failures (exit 1).
+//! The refusals the copy would make are printed as failures (exit 1), judged as the copy
+//! judges them (`replace.rs`): what is at each destination, a directory's too.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,8 +17,8 @@ use super::failure::{Failure, Op};
 use super::ids::FileId;
 use super::meta::{Kind, Meta};
 use super::plan::Plan;
-use super::replace::judge_paths;
-use super::report::{verbose_line, Places};
+use super::replace::{judge_dir_at, judge_paths};
+use super::report::{failures_line, verbose_line, Places};
 
 /// Prints what the copies of `plan` would copy, on stdout; writes nothing.
 pub fn run(plan: &Plan, places: &Places, config: &Config) -> Status {
@@ -46,10 +47,11 @@ pub fn run(plan: &Plan, places: &Places, config: &Config) -> Status {
     for failure in &failures {
         eprintln!("mp: {}", places.message(failure));
     }
-    match failures.is_empty() {
-        true => Status::Success,
-        false => Status::Failed,
+    if failures.is_empty() {
+        return Status::Success;
     }
+    eprintln!("{}", failures_line(failures.len()));
+    Status::Failed
 }
 
 /// A walk of one top-level copy.
@@ -86,6 +88,13 @@ impl<W: Write> Walk<'_, W> {
         } else if self.above.contains(&meta.id()) {
             let why = "a symbolic link loop: not followed again";
             return self.failures.push(Failure::new(src, why));
+        } else {
+            // As the copy makes it: merged into a real directory, refused over anything
+            // else (and nothing inside it copied).
+            let shown = || (src.to_path_buf(), dst.to_path_buf());
+            if let Err(why) = judge_dir_at((rfs::CWD, dst), &meta, shown) {
+                return self.failures.push(Failure::refused(src, why));
+            }
         }
         // A closed stdout ends the listing, not in a failure.
         if writeln!(self.out, "{}", verbose_line(src, dst)).is_err() || meta.kind != Kind::Dir {

@@ -235,6 +235,43 @@ fn is_locked(src: &Meta, old: &Meta, (dir, name): (BorrowedFd<'_>, &Path)) -> bo
         && rfs::accessat(dir, name, rfs::Access::WRITE_OK, AtFlags::EACCESS) == Err(Errno::ACCESS)
 }
 
+/// Looks at `name` in `dir`, where the source directory of metadata `src` is to be made
+/// (`shown` gives the source's and the destination's paths, for the messages), as `cp -r`
+/// judges it: `Ok(false)` when nothing is there, `Ok(true)` when a real directory is there,
+/// to be merged into; otherwise the refusal's words: the source itself (a link to it), or
+/// anything else, a link to a directory too (never written through).
+///
+/// ```ignore
+/// // `d/s/sub` is a file: "cannot overwrite non-directory 'd/s/sub' with directory 's/sub'".
+/// assert!(judge_dir_at((rfs::CWD, Path::new("d/s/sub")), &dir, shown).is_err());
+/// ```
+pub fn judge_dir_at(
+    (dir, name): (BorrowedFd<'_>, &Path),
+    src: &Meta,
+    shown: impl FnOnce() -> (PathBuf, PathBuf),
+) -> Result<bool, String> {
+    let old = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Some(Meta::from_stat(&st)),
+        Err(Errno::NOENT) => return Ok(false),
+        Err(_) => None,
+    };
+    let same = old.is_some_and(|old| {
+        same_file(src, &old, || None, || followed_at(dir, name)) == Same::OneFile
+    });
+    if !same && old.is_some_and(|old| old.kind == Kind::Dir) {
+        return Ok(true);
+    }
+    let (src, dst) = shown();
+    Err(match same {
+        true => same_file_message(&src, &dst),
+        false => format!(
+            "cannot overwrite non-directory {} with directory {}",
+            quote(&dst),
+            quote(&src)
+        ),
+    })
+}
+
 /// [`judge_at`] by paths (from the current directory): what is at `dst`, the destination of
 /// `src` (of metadata `meta`), and what to do about it.
 pub fn judge_paths(

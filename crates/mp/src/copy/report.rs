@@ -136,6 +136,12 @@ impl StatusUpdater for Terminal {
     }
 }
 
+/// The line that ends a copy with failures (each printed as it happened): `mp: 2 failures`.
+pub fn failures_line(count: usize) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("mp: {} failure{plural}", thousands(count as u64))
+}
+
 /// `'src/a' -> 'dst/a'`, as `cp -v` says it.
 pub fn verbose_line(src: &Path, dst: &Path) -> String {
     format!("{} -> {}", quote(src), quote(dst))

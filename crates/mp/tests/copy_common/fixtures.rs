@@ -116,7 +116,7 @@ pub fn mount_xfs(image: &Path, dir: &Path) -> Option<Tmpfs> {
     fs::File::create(image).unwrap().set_len(600 << 20).unwrap();
     let mut mkfs = Command::new("mkfs.xfs");
     mkfs.args(["-q", "-m", "reflink=1"]).arg(image);
-    let made = mkfs.output().is_ok_and(|out| out.status.success());
+    let made = run_if_installed(mkfs).is_some_and(|out| out.code() == Some(0));
     let mut mount = Command::new("mount");
     mount.args(["-o", "loop"]).arg(image).arg(dir);
     if !made || run(mount).code() != Some(0) {
@@ -129,15 +129,12 @@ pub fn mount_xfs(image: &Path, dir: &Path) -> Option<Tmpfs> {
 }
 
 /// Whether any extent of `path` is shared with another file, as `filefrag -v` says (after
-/// a sync); `None` without `filefrag`.
+/// a sync); `None` without `filefrag`. Each runs within the tests' deadline.
 pub fn shares_extents(path: &Path) -> Option<bool> {
-    let out = Command::new("filefrag")
-        .arg("-s")
-        .arg("-v")
-        .arg(path)
-        .output()
-        .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).contains("shared"))
+    let mut filefrag = Command::new("filefrag");
+    filefrag.args(["-s", "-v"]).arg(path);
+    let out = run_if_installed(filefrag)?;
+    Some(out.stdout.contains("shared"))
 }
 
 impl Drop for Tmpfs {

@@ -150,24 +150,28 @@ pub struct Running {
 
 impl Running {
     /// Starts `cmd` in a process group of its own, stdin empty, stdout and stderr captured.
-    pub fn start(mut cmd: Command) -> Running {
+    pub fn start(cmd: Command) -> Running {
+        let what = format!("{cmd:?}");
+        Running::try_start(cmd).unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
+    }
+
+    /// [`Running::start`], or why `cmd` could not be started (a program not installed).
+    pub fn try_start(mut cmd: Command) -> io::Result<Running> {
         let what = format!("{cmd:?}");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut child = cmd.spawn()?;
         let stdout = read_in_background(child.stdout.take().expect("piped stdout"));
         let stderr = read_in_background(child.stderr.take().expect("piped stderr"));
-        Running {
+        Ok(Running {
             child,
             reaped: false,
             stdout,
             stderr,
             what,
-        }
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -261,6 +265,13 @@ fn read_in_background(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Ve
 /// Runs a command to completion (within [`DEADLINE`]).
 pub fn run(cmd: Command) -> Output {
     Running::start(cmd).wait(DEADLINE)
+}
+
+/// Runs a command that may not be installed (`mkfs.xfs`, `filefrag`) to completion, within
+/// [`DEADLINE`] as [`run`] does (past it the test fails, it does not hang): `None` when it
+/// cannot be started.
+pub fn run_if_installed(cmd: Command) -> Option<Output> {
+    Some(Running::try_start(cmd).ok()?.wait(DEADLINE))
 }
 
 /// The `mp` binary under test.
@@ -950,13 +961,19 @@ pub fn build_worlds(root: &Path, setup: &str) -> (PathBuf, PathBuf) {
 }
 
 impl SideBySide {
-    /// Asserts that `mp copy` ended as `cp -a` did: the same exit code, each of `cp`'s
-    /// messages among `mp`'s failures (`mp copy: PATH: MESSAGE`, one each, and no other),
-    /// and the same worlds, every entry compared (sources included: nothing lost). The
-    /// directories `loose` (relative to the world) were written into and hold no copy's
-    /// times: theirs are set alike first.
+    /// Asserts that `mp copy` ended as `cp -a` did: the same exit code and messages
+    /// ([`SideBySide::assert_same_messages`]) and the same worlds
+    /// ([`SideBySide::assert_same_worlds`], `loose` as it takes them).
     #[track_caller]
     pub fn assert_same_outcome(&self, loose: &[&str]) {
+        self.assert_same_messages();
+        self.assert_same_worlds(loose);
+    }
+
+    /// Asserts that `mp copy` ended as `cp -a` did: the same exit code, each of `cp`'s
+    /// messages among `mp`'s failures (`mp copy: PATH: MESSAGE`, one each, and no other).
+    #[track_caller]
+    pub fn assert_same_messages(&self) {
         let (cp, mp) = (&self.cp, &self.mp);
         let both = format!("cp -a:\n{cp}\nmp copy:\n{mp}");
         assert_eq!(cp.code(), mp.code(), "exit codes differ:\n{both}");
@@ -981,6 +998,13 @@ impl SideBySide {
                 .filter(|l| l.ends_with(&format!(": {message}")));
             assert_eq!(found.count(), 1, "'{message}' not reported once:\n{both}");
         }
+    }
+
+    /// Asserts that the two worlds are the same, every entry compared (sources included:
+    /// nothing lost). The directories `loose` (relative to the world) were written into and
+    /// hold no copy's times: theirs are set alike first.
+    #[track_caller]
+    pub fn assert_same_worlds(&self, loose: &[&str]) {
         for dir in loose {
             for world in [&self.cp_world, &self.mp_world] {
                 let path = join(world, Path::new(dir));

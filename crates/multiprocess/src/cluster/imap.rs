@@ -5,7 +5,8 @@
 //! The feed keeps at most the pool's `imap_window` chunks in flight and tops the window up
 //! only once it is half empty, half a window at a time: those chunks go out in one submission
 //! (one round trip to the broker) instead of one each, and an endless input is still read
-//! lazily.
+//! lazily. The input is not held here but beside the feed, in the iterator: see
+//! [`crate::pool`]'s `imap` module.
 
 use std::sync::Arc;
 
@@ -13,23 +14,32 @@ use super::pool::Pool;
 use crate::error::{Error, Result};
 use crate::pool::{ChunkFeed, Finisher, Slot};
 
-/// Encodes the next chunk of the input, or says it is exhausted.
-pub(super) type NextChunk<'p> = Box<dyn FnMut() -> Option<Result<Vec<u8>>> + Send + 'p>;
+/// Encodes the next chunk (of at most the given size) of the input, or says it is exhausted. A
+/// function pointer (the item type fixed in it), so a feed is `Send` whatever the input.
+pub(super) type NextChunk<I> = fn(&mut I, usize) -> Option<Result<Vec<u8>>>;
 
-/// The input side of a cluster `imap`: the pool, the entry, the encoder of the next chunk.
-pub(super) struct Feed<'p> {
+/// The input side of a cluster `imap` over the input `I`: the pool, the entry, the encoder of
+/// the next chunk.
+pub(super) struct Feed<'p, I> {
     pool: &'p Pool,
     entry: Result<i64>,
-    next: NextChunk<'p>,
+    next: NextChunk<I>,
+    chunksize: usize,
     /// An item that could not be encoded after others were: reported on the next call.
     failed: Option<Error>,
     /// The pool was already closed when the iterator began: it sends nothing.
     closed: bool,
 }
 
-impl<'p> Feed<'p> {
-    /// A feed; counts as an open iterator of the pool until dropped.
-    pub(super) fn new(pool: &'p Pool, entry: Result<i64>, next: NextChunk<'p>) -> Self {
+impl<'p, I> Feed<'p, I> {
+    /// A feed of chunks of `chunksize` items; counts as an open iterator of the pool until
+    /// dropped.
+    pub(super) fn new(
+        pool: &'p Pool,
+        entry: Result<i64>,
+        next: NextChunk<I>,
+        chunksize: usize,
+    ) -> Self {
         let mut state = pool.client().lock();
         state.open_iterators += 1;
         let closed = state.closing;
@@ -38,15 +48,17 @@ impl<'p> Feed<'p> {
             pool,
             entry,
             next,
+            chunksize: chunksize.max(1),
             failed: None,
             closed,
         }
     }
 }
 
-impl ChunkFeed for Feed<'_> {
+impl<I> ChunkFeed<I> for Feed<'_, I> {
     fn send(
         &mut self,
+        items: &mut I,
         in_flight: usize,
         finisher: &mut dyn FnMut(usize) -> Option<Finisher>,
     ) -> Result<Option<Vec<Arc<Slot>>>> {
@@ -67,7 +79,7 @@ impl ChunkFeed for Feed<'_> {
         };
         let mut tasks = Vec::new();
         while in_flight + tasks.len() < window {
-            match (self.next)() {
+            match (self.next)(items, self.chunksize) {
                 Some(Ok(bytes)) => tasks.push((bytes, finisher(tasks.len()))),
                 Some(Err(e)) if tasks.is_empty() => return Err(e),
                 Some(Err(e)) => {
@@ -84,7 +96,7 @@ impl ChunkFeed for Feed<'_> {
     }
 }
 
-impl Drop for Feed<'_> {
+impl<I> Drop for Feed<'_, I> {
     fn drop(&mut self) {
         let client = self.pool.client();
         let mut state = client.lock();

@@ -14,8 +14,8 @@ use super::{build, keys, settings};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::pool::{
-    decode_one, gather_finishers, AsyncResult, Finisher, IMap, IMapUnordered, MapResult, Outcome,
-    Slot,
+    decode_one, gather_finishers, AsyncResult, BoxedFeed, Finisher, IMap, IMapUnordered, MapResult,
+    Outcome, Slot,
 };
 use crate::process::target::{self, EntryFn, Target};
 
@@ -481,18 +481,23 @@ impl Pool {
         Ok(MapResult::new(slots))
     }
 
-    /// Applies `f` to the items lazily, with a bounded number of chunks in flight, yielding
-    /// results in order (Python's `imap`). An endless iterator works.
-    pub fn imap<'p, F, A, I>(&'p self, f: F, items: I, chunksize: usize) -> IMap<'p, F::Output>
+    /// Applies `f` to the items lazily, with at most `imap_window` chunks in flight, yielding
+    /// results in order (Python's `imap`). An endless iterator works. The [`IMap`] is `Send`
+    /// when the input iterator is.
+    pub fn imap<'p, F, A, I>(
+        &'p self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<'p, F::Output, I::IntoIter>
     where
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
-        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        IMap::new(Box::new(self.feed::<F, A, I>(items, chunksize)))
+        IMap::new(items.into_iter(), self.feed::<F, A, I::IntoIter>(chunksize))
     }
 
     /// As [`imap`](Self::imap), yielding each result as soon as its chunk is done, in no
@@ -502,34 +507,38 @@ impl Pool {
         f: F,
         items: I,
         chunksize: usize,
-    ) -> IMapUnordered<'p, F::Output>
+    ) -> IMapUnordered<'p, F::Output, I::IntoIter>
     where
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
-        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        IMapUnordered::new(Box::new(self.feed::<F, A, I>(items, chunksize)))
+        IMapUnordered::new(items.into_iter(), self.feed::<F, A, I::IntoIter>(chunksize))
     }
 
-    /// The input side of an `imap`: encodes the items chunk by chunk, on demand.
-    fn feed<'p, F, A, I>(&'p self, items: I, chunksize: usize) -> Feed<'p>
+    /// The input side of an `imap` over the input `I`: encodes it chunk by chunk, on demand.
+    fn feed<'p, F, A, I>(&'p self, chunksize: usize) -> BoxedFeed<'p, I>
     where
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
-        I: IntoIterator<Item = A> + 'p,
-        I::IntoIter: Send,
+        I: Iterator<Item = A> + 'p,
         F::Output: Serialize + DeserializeOwned,
     {
-        let chunksize = chunksize.max(1);
-        let mut items = items.into_iter();
-        let next = move || -> Option<Result<Vec<u8>>> {
-            let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
-            (!chunk.is_empty()).then(|| Pool::encode_chunk(&chunk))
-        };
-        Feed::new(self, Self::entry::<F, (A,)>(), Box::new(next))
+        let entry = Self::entry::<F, (A,)>();
+        Box::new(Feed::new(self, entry, Self::encode_next::<A, I>, chunksize))
+    }
+
+    /// Encodes the next chunk of `items` (at most `chunksize` of them), or says they are used
+    /// up: what the feed of an `imap` calls.
+    fn encode_next<A, I>(items: &mut I, chunksize: usize) -> Option<Result<Vec<u8>>>
+    where
+        A: Serialize,
+        I: Iterator<Item = A>,
+    {
+        let chunk: Vec<(A,)> = items.take(chunksize).map(|a| (a,)).collect();
+        (!chunk.is_empty()).then(|| Pool::encode_chunk(&chunk))
     }
 
     /// Sends chunks already encoded by an `imap`, as tasks of `entry`.

@@ -8,6 +8,10 @@
 //! whichever finishes first, named by its finisher on a channel (`IMapUnordered`). A live feed
 //! counts as an open iterator of its pool, so a closed pool keeps serving it until the
 //! iterator is dropped.
+//!
+//! The input iterator is kept as it is (a type parameter of the iterators, not boxed), and the
+//! feed reaches it through a plain function pointer: an `IMap` is `Send` exactly when its input
+//! is, and an input that is not `Send` (one holding an `Rc`, a locked stdin) still works.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{mpsc, Arc};
@@ -19,13 +23,14 @@ use super::result::{Finisher, Slot};
 use super::{AsyncResult, HoldOpen, Pool};
 use crate::error::{Error, Result};
 
-/// Where an `imap`'s chunks go: sends more of the input when the window has room.
-pub(crate) trait ChunkFeed {
-    /// With `in_flight` chunks unfinished, sends the next chunks of the input as the window
+/// Where an `imap`'s chunks go: sends more of the input `I` when the window has room.
+pub(crate) trait ChunkFeed<I> {
+    /// With `in_flight` chunks unfinished, sends the next chunks of `items` as the window
     /// allows, the k-th (from 0, per call) with `finisher(k)`. `Ok(None)`: the input is
     /// exhausted. An error is the first chunk that could not be sent; nothing follows it.
     fn send(
         &mut self,
+        items: &mut I,
         in_flight: usize,
         finisher: &mut dyn FnMut(usize) -> Option<Finisher>,
     ) -> Result<Option<Vec<Arc<Slot>>>>;
@@ -35,35 +40,41 @@ pub(crate) trait ChunkFeed {
 /// results travel back, bounded so that an endless input is read lazily.
 const IMAP_CHUNKS_PER_WORKER: usize = 64;
 
-/// Submits the next chunk of the input to a local pool, or says the input is exhausted.
-pub(super) type Submitter<'p> =
-    Box<dyn FnMut(&Pool, Option<Finisher>) -> Option<Result<Arc<Slot>>> + Send + 'p>;
+/// Submits the next chunk (of at most the given size) of the input to a local pool, or says
+/// the input is exhausted. A function pointer (the target and the item type fixed in it), so
+/// a feed is `Send` whatever the input.
+pub(super) type Submitter<I> =
+    fn(&Pool, &mut I, usize, Option<Finisher>) -> Option<Result<Arc<Slot>>>;
 
 /// The feed of a local pool's `imap`: one chunk at a time into the pool's queue.
-pub(super) struct LocalFeed<'p> {
+pub(super) struct LocalFeed<'p, I> {
     pool: &'p Pool,
     /// A live feed counts as an open iterator of its pool.
     _open: HoldOpen<'p>,
-    submit: Submitter<'p>,
+    submit: Submitter<I>,
+    chunksize: usize,
     /// A chunk that could not be sent after others were: reported on the next call.
     failed: Option<Error>,
 }
 
-impl<'p> LocalFeed<'p> {
-    /// A feed; counts as an open iterator of `pool` until dropped.
-    pub(super) fn new(pool: &'p Pool, submit: Submitter<'p>) -> Self {
+impl<'p, I> LocalFeed<'p, I> {
+    /// A feed of chunks of `chunksize` items; counts as an open iterator of `pool` until
+    /// dropped.
+    pub(super) fn new(pool: &'p Pool, submit: Submitter<I>, chunksize: usize) -> Self {
         LocalFeed {
             pool,
             _open: HoldOpen::new(pool),
             submit,
+            chunksize: chunksize.max(1),
             failed: None,
         }
     }
 }
 
-impl ChunkFeed for LocalFeed<'_> {
+impl<I> ChunkFeed<I> for LocalFeed<'_, I> {
     fn send(
         &mut self,
+        items: &mut I,
         in_flight: usize,
         finisher: &mut dyn FnMut(usize) -> Option<Finisher>,
     ) -> Result<Option<Vec<Arc<Slot>>>> {
@@ -73,7 +84,7 @@ impl ChunkFeed for LocalFeed<'_> {
         let window = self.pool.inner.processes * IMAP_CHUNKS_PER_WORKER;
         let mut sent = Vec::new();
         while in_flight + sent.len() < window {
-            match (self.submit)(self.pool, finisher(sent.len())) {
+            match (self.submit)(self.pool, items, self.chunksize, finisher(sent.len())) {
                 Some(Ok(slot)) => sent.push(slot),
                 Some(Err(e)) if sent.is_empty() => return Err(e),
                 Some(Err(e)) => {
@@ -88,13 +99,25 @@ impl ChunkFeed for LocalFeed<'_> {
     }
 }
 
-/// The input side of an iterator: its feed, and whether the input is used up.
-struct Input<'p> {
-    feed: Box<dyn ChunkFeed + Send + 'p>,
+/// A feed as the iterators hold it: `Send` whatever the input (the input is held beside it).
+pub(crate) type BoxedFeed<'p, I> = Box<dyn ChunkFeed<I> + Send + 'p>;
+
+/// The input side of an iterator: the input, its feed, and whether the input is used up.
+struct Input<'p, I> {
+    items: I,
+    feed: BoxedFeed<'p, I>,
     exhausted: bool,
 }
 
-impl Input<'_> {
+impl<'p, I> Input<'p, I> {
+    fn new(items: I, feed: BoxedFeed<'p, I>) -> Self {
+        Input {
+            items,
+            feed,
+            exhausted: false,
+        }
+    }
+
     /// What an iterator's `Debug` shows: how far it is.
     fn debug(
         &self,
@@ -120,7 +143,7 @@ impl Input<'_> {
         if self.exhausted {
             return Ok(Vec::new());
         }
-        match self.feed.send(in_flight, finisher) {
+        match self.feed.send(&mut self.items, in_flight, finisher) {
             Ok(Some(sent)) => Ok(sent),
             Ok(None) => {
                 self.exhausted = true;
@@ -134,36 +157,68 @@ impl Input<'_> {
     }
 }
 
-/// The iterator of [`Pool::imap`] (and of the cluster pool's).
+/// The iterator of [`Pool::imap`] (and of the cluster pool's), over results `R` of the input
+/// iterator `I`. It is `Send` when `I` is, so it may be consumed on another thread; an input
+/// that is not `Send` (here one holding an `Rc`) works too, its iterator staying on its thread:
+///
+/// ```no_run
+/// use std::rc::Rc;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() -> multiprocess::Result<()> {
+///     multiprocess::init();
+///     let pool = multiprocess::Pool::new(2)?;
+///     let there = pool.imap(square, 0..3u64, 1);
+///     let squares = std::thread::scope(|s| s.spawn(move || there.sum::<multiprocess::Result<u64>>()).join());
+///     assert_eq!(squares.unwrap()?, 5);
+///
+///     let offset = Rc::new(10);
+///     let here = pool.imap(square, (0..3u64).map(move |x| x + *offset), 1);
+///     assert_eq!(here.collect::<multiprocess::Result<Vec<_>>>()?, [100, 121, 144]);
+///     Ok(())
+/// }
+/// ```
+///
+/// Such an iterator cannot cross to another thread:
+///
+/// ```compile_fail,E0277
+/// # fn square(x: u64) -> u64 { x * x }
+/// # fn main() -> multiprocess::Result<()> {
+/// let pool = multiprocess::Pool::new(2)?;
+/// let offset = std::rc::Rc::new(10);
+/// let here = pool.imap(square, (0..3u64).map(move |x| x + *offset), 1);
+/// std::thread::scope(|s| s.spawn(move || here.count()).join()).unwrap();
+/// # Ok(()) }
+/// ```
 #[must_use = "iterators are lazy: no chunk is sent until `next` is called"]
-pub struct IMap<'p, R> {
-    input: Input<'p>,
+pub struct IMap<'p, R, I> {
+    input: Input<'p, I>,
     in_flight: VecDeque<AsyncResult<Vec<R>>>,
     ready: VecDeque<R>,
 }
 
-impl<R> std::fmt::Debug for IMap<'_, R> {
+impl<R, I> std::fmt::Debug for IMap<'_, R, I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.input
             .debug(f, "IMap", self.in_flight.len(), self.ready.len())
     }
 }
 
-impl<'p, R> IMap<'p, R> {
-    /// An iterator over the chunks `feed` sends.
-    pub(crate) fn new(feed: Box<dyn ChunkFeed + Send + 'p>) -> Self {
+impl<'p, R, I> IMap<'p, R, I> {
+    /// An iterator over the chunks of `items` that `feed` sends.
+    pub(crate) fn new(items: I, feed: BoxedFeed<'p, I>) -> Self {
         IMap {
-            input: Input {
-                feed,
-                exhausted: false,
-            },
+            input: Input::new(items, feed),
             in_flight: VecDeque::new(),
             ready: VecDeque::new(),
         }
     }
 }
 
-impl<R: DeserializeOwned> IMap<'_, R> {
+impl<R: DeserializeOwned, I> IMap<'_, R, I> {
     fn fill(&mut self) -> Result<()> {
         let sent = self.input.top_up(self.in_flight.len(), &mut |_| None)?;
         self.in_flight
@@ -188,7 +243,7 @@ impl<R: DeserializeOwned> IMap<'_, R> {
     }
 }
 
-impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
+impl<R: DeserializeOwned, I> Iterator for IMap<'_, R, I> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
@@ -208,10 +263,11 @@ impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
     }
 }
 
-/// The iterator of [`Pool::imap_unordered`] (and of the cluster pool's).
+/// The iterator of [`Pool::imap_unordered`] (and of the cluster pool's), over results `R` of
+/// the input iterator `I`; `Send` when `I` is, as [`IMap`].
 #[must_use = "iterators are lazy: no chunk is sent until `next` is called"]
-pub struct IMapUnordered<'p, R> {
-    input: Input<'p>,
+pub struct IMapUnordered<'p, R, I> {
+    input: Input<'p, I>,
     in_flight: HashMap<u64, AsyncResult<Vec<R>>>,
     next_index: u64,
     done_tx: mpsc::Sender<u64>,
@@ -220,22 +276,19 @@ pub struct IMapUnordered<'p, R> {
     ready: VecDeque<R>,
 }
 
-impl<R> std::fmt::Debug for IMapUnordered<'_, R> {
+impl<R, I> std::fmt::Debug for IMapUnordered<'_, R, I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.input
             .debug(f, "IMapUnordered", self.in_flight.len(), self.ready.len())
     }
 }
 
-impl<'p, R> IMapUnordered<'p, R> {
-    /// An iterator over the chunks `feed` sends.
-    pub(crate) fn new(feed: Box<dyn ChunkFeed + Send + 'p>) -> Self {
+impl<'p, R, I> IMapUnordered<'p, R, I> {
+    /// An iterator over the chunks of `items` that `feed` sends.
+    pub(crate) fn new(items: I, feed: BoxedFeed<'p, I>) -> Self {
         let (done_tx, done) = mpsc::channel();
         IMapUnordered {
-            input: Input {
-                feed,
-                exhausted: false,
-            },
+            input: Input::new(items, feed),
             in_flight: HashMap::new(),
             next_index: 0,
             done_tx,
@@ -245,7 +298,7 @@ impl<'p, R> IMapUnordered<'p, R> {
     }
 }
 
-impl<R: DeserializeOwned> IMapUnordered<'_, R> {
+impl<R: DeserializeOwned, I> IMapUnordered<'_, R, I> {
     fn fill(&mut self) -> Result<()> {
         let (first, tx) = (self.next_index, &self.done_tx);
         let sent = self.input.top_up(self.in_flight.len(), &mut |k| {
@@ -292,7 +345,7 @@ impl<R: DeserializeOwned> IMapUnordered<'_, R> {
     }
 }
 
-impl<R: DeserializeOwned> Iterator for IMapUnordered<'_, R> {
+impl<R: DeserializeOwned, I> Iterator for IMapUnordered<'_, R, I> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {

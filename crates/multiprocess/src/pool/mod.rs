@@ -41,9 +41,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use completions::Completions;
-#[cfg(feature = "cluster")]
-pub(crate) use imap::ChunkFeed;
 use imap::LocalFeed;
+#[cfg(feature = "cluster")]
+pub(crate) use imap::{BoxedFeed, ChunkFeed};
 pub use imap::{IMap, IMapUnordered};
 #[cfg(feature = "cluster")]
 pub(crate) use result::decode_one;
@@ -671,19 +671,26 @@ impl Pool {
     }
 
     /// Applies `f` to the items lazily, with a bounded number of chunks in flight, yielding
-    /// results in order (Python's `imap`). An endless iterator works. The input iterator is
-    /// `Send`, so the [`IMap`] is too: it may be consumed on another thread (a scoped one, as
+    /// results in order (Python's `imap`). An endless iterator works. The [`IMap`] is `Send`
+    /// when the input iterator is: then it may be consumed on another thread (a scoped one, as
     /// it borrows the pool).
-    pub fn imap<'p, F, A, I>(&'p self, f: F, items: I, chunksize: usize) -> IMap<'p, F::Output>
+    pub fn imap<'p, F, A, I>(
+        &'p self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<'p, F::Output, I::IntoIter>
     where
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
-        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        IMap::new(Box::new(self.local_feed::<F, A, I>(items, chunksize)))
+        IMap::new(
+            items.into_iter(),
+            self.local_feed::<F, A, I::IntoIter>(chunksize),
+        )
     }
 
     /// As [`imap`](Self::imap), yielding each result as soon as its chunk is done, in no
@@ -693,37 +700,54 @@ impl Pool {
         f: F,
         items: I,
         chunksize: usize,
-    ) -> IMapUnordered<'p, F::Output>
+    ) -> IMapUnordered<'p, F::Output, I::IntoIter>
     where
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
         I: IntoIterator<Item = A> + 'p,
-        I::IntoIter: Send,
         F::Output: Serialize + DeserializeOwned,
     {
         let _ = f;
-        IMapUnordered::new(Box::new(self.local_feed::<F, A, I>(items, chunksize)))
+        IMapUnordered::new(
+            items.into_iter(),
+            self.local_feed::<F, A, I::IntoIter>(chunksize),
+        )
     }
 
-    /// The feed of an `imap`: submits the items chunk by chunk, on demand.
-    fn local_feed<'p, F, A, I>(&'p self, items: I, chunksize: usize) -> LocalFeed<'p>
+    /// The feed of an `imap` over the input `I`: submits it chunk by chunk, on demand.
+    fn local_feed<'p, F, A, I>(&'p self, chunksize: usize) -> imap::BoxedFeed<'p, I>
     where
         F: Target<(A,)>,
         A: Serialize + DeserializeOwned + 'p,
-        I: IntoIterator<Item = A> + 'p,
-        I::IntoIter: Send,
+        I: Iterator<Item = A> + 'p,
         F::Output: Serialize + DeserializeOwned,
     {
-        let chunksize = chunksize.max(1);
-        let mut items = items.into_iter();
-        let submit = move |pool: &Pool, finisher: Option<Finisher>| -> Option<Result<Arc<Slot>>> {
-            let chunk: Vec<(A,)> = items.by_ref().take(chunksize).map(|a| (a,)).collect();
-            if chunk.is_empty() {
-                return None;
-            }
-            Some(pool.submit::<F, (A,)>(&chunk, None, finisher, true))
-        };
-        LocalFeed::new(self, Box::new(submit))
+        Box::new(LocalFeed::new(
+            self,
+            Self::submit_next::<F, A, I>,
+            chunksize,
+        ))
+    }
+
+    /// Submits the next chunk of `items` (at most `chunksize` of them), or says they are
+    /// used up: what the feed of an `imap` calls.
+    fn submit_next<F, A, I>(
+        &self,
+        items: &mut I,
+        chunksize: usize,
+        finisher: Option<Finisher>,
+    ) -> Option<Result<Arc<Slot>>>
+    where
+        F: Target<(A,)>,
+        A: Serialize + DeserializeOwned,
+        I: Iterator<Item = A>,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let chunk: Vec<(A,)> = items.take(chunksize).map(|a| (a,)).collect();
+        if chunk.is_empty() {
+            return None;
+        }
+        Some(self.submit::<F, (A,)>(&chunk, None, finisher, true))
     }
 
     /// Queues a task that is already encoded (a chunk entry's offset and its encoded argument

@@ -96,11 +96,12 @@ impl Slot {
         self.done.load(Ordering::Acquire)
     }
 
-    /// The outcome if it is there; otherwise leaves `waker` to be woken when it is set.
-    fn poll_outcome(&self, waker: &Waker) -> Poll<Outcome> {
+    /// What `look` makes of the outcome if it is there; otherwise leaves `waker` to be woken
+    /// when it is set.
+    fn poll_with<T>(&self, waker: &Waker, look: impl FnOnce(&Outcome) -> T) -> Poll<T> {
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         match slot.outcome.as_ref() {
-            Some(outcome) => Poll::Ready(clone_outcome(outcome)),
+            Some(outcome) => Poll::Ready(look(outcome)),
             None => {
                 if !slot.wakers.iter().any(|w| w.will_wake(waker)) {
                     slot.wakers.push(waker.clone());
@@ -108,17 +109,6 @@ impl Slot {
                 Poll::Pending
             }
         }
-    }
-
-    /// Whether the outcome is there and is an error.
-    fn failed(&self) -> bool {
-        let slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        matches!(slot.outcome, Some(Err(_)))
-    }
-
-    /// Whether the outcome is there; if not, leaves `waker` as [`Slot::poll_outcome`] does.
-    fn poll_set(&self, waker: &Waker) -> bool {
-        self.is_set() || self.poll_outcome(waker).is_ready()
     }
 
     /// Waits up to `timeout` (`None`: no limit) and clones the outcome if it is there. On the
@@ -267,7 +257,7 @@ impl<R: DeserializeOwned> Future for AsyncResult<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
         self.slot
-            .poll_outcome(cx.waker())
+            .poll_with(cx.waker(), clone_outcome)
             .map(|outcome| decode_one(&outcome?))
     }
 }
@@ -299,13 +289,12 @@ impl<R: DeserializeOwned> Future for MapResult<R> {
     /// waits on the first unfinished chunk, then on the next.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Vec<R>>> {
         while let Some(chunk) = self.chunks.get(self.polled) {
-            if !chunk.slot.poll_set(cx.waker()) {
-                return Poll::Pending;
+            // Only whether the chunk failed: its outcome is not copied until `get`.
+            match chunk.slot.poll_with(cx.waker(), Outcome::is_err) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(true) => break,
+                Poll::Ready(false) => self.polled += 1,
             }
-            if chunk.slot.failed() {
-                break;
-            }
-            self.polled += 1;
         }
         Poll::Ready(self.get())
     }

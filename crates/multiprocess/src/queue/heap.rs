@@ -15,6 +15,10 @@
 //! - `pop`: copy the root record out; sift the last slot down from the root, collecting the slot
 //!   writes; commit them with `{n - 1}` (and `arena_used = 0` when the heap is left empty, which
 //!   frees the arena at no cost).
+//! - shutdown: one release store of `shut_down`, then a wake-up of every sleeper; a `push`
+//!   that sees it (under the mutex) fails with [`Error::ShutDown`], and a `pop` that finds the
+//!   heap empty fails the same way instead of waiting. A sleeper reads it after its `prepare`,
+//!   so the wake-up cannot be lost.
 //! - A popped record stays in the arena as garbage until the heap empties or the arena (or the
 //!   slot array) is full; then the heap is *compacted*: the live records and their slots are
 //!   copied into a fresh area of twice the needed size, and one journal commit switches to it.
@@ -34,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::shm::deque::Wait;
 use crate::shm::{EventCount, Journal, Region, RobustMutex, RobustMutexGuard};
 
-const MAGIC: u64 = 0x6d70_6865_6170_3031; // "mpheap01"
+const MAGIC: u64 = 0x6d70_6865_6170_3032; // "mpheap02"
 const FIRST_AREA: u64 = 4096;
 const INITIAL_SLOTS: u64 = 64;
 const INITIAL_ARENA: u64 = 64 * 1024;
@@ -48,6 +52,8 @@ struct Header {
     magic: AtomicU64,
     /// The most items; 0 for no limit. Set at creation.
     maxsize: AtomicU64,
+    /// Nonzero once [`SharedHeap::shutdown`] was called, by any process; never cleared.
+    shut_down: AtomicU64,
     mutex: RobustMutex,
     journal: Journal,
     // Journaled state.
@@ -212,12 +218,28 @@ impl SharedHeap {
         Ok(())
     }
 
+    /// Shuts the heap down for every process (see the module docs); idempotent.
+    pub(crate) fn shutdown(&self) {
+        let h = self.header();
+        h.shut_down.store(1, Ordering::Release);
+        h.not_empty.notify(i32::MAX);
+        h.not_full.notify(i32::MAX);
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called, by any process.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.header().shut_down.load(Ordering::Acquire) != 0
+    }
+
     /// Adds an item, waiting per `wait` while the heap holds `maxsize` items.
     pub(crate) fn push(&self, bytes: &[u8], wait: Wait, cmp: Compare<'_>) -> Result<()> {
         let h = self.header();
         let need = 8 + round8(bytes.len() as u64);
         loop {
             let guard = self.lock()?;
+            if self.is_shut_down() {
+                return Err(Error::ShutDown);
+            }
             let n = h.n.load(Ordering::Relaxed);
             let maxsize = h.maxsize.load(Ordering::Relaxed);
             if maxsize == 0 || n < maxsize {
@@ -262,7 +284,10 @@ impl SharedHeap {
             };
             let ticket = h.not_full.prepare();
             drop(guard);
-            ticket.sleep(left);
+            // A shutdown after our check notifies after our `prepare`.
+            if !self.is_shut_down() {
+                ticket.sleep(left);
+            }
         }
     }
 
@@ -309,12 +334,18 @@ impl SharedHeap {
                 h.not_full.notify(1);
                 return Ok(out);
             }
+            if self.is_shut_down() {
+                return Err(Error::ShutDown);
+            }
             let Some(left) = wait.left() else {
                 return Err(Error::Empty);
             };
             let ticket = h.not_empty.prepare();
             drop(guard);
-            ticket.sleep(left);
+            // A shutdown after our check notifies after our `prepare`.
+            if !self.is_shut_down() {
+                ticket.sleep(left);
+            }
         }
     }
 }

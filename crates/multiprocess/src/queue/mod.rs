@@ -19,6 +19,14 @@
 //! beyond that waits as on a full queue. In a [`LifoQueue`] or [`PriorityQueue`] a buffer
 //! travels as its bytes, and other handles cannot.
 //!
+//! A queue is ended with `shutdown()`, as in Python 3.13, through any handle in any process:
+//! puts fail from then on with [`Error::ShutDown`], gets take the items still there and then
+//! fail the same way instead of waiting, and every get or put waiting at that moment, in any
+//! process, wakes up to do so. That is how a consumer's `for item in &queue` ends: the producer
+//! shuts the queue down when it is done, and the loop ends after the last item. (`close()`
+//! only closes one process's handle.) The flag lives in the queue's shared memory; taking an
+//! item reads nothing more for it, and a put reads it once.
+//!
 //! A queue handle is passed to a child as an argument (under every start method) and can be
 //! cloned; every handle refers to the same queue. A FIFO queue holds two descriptors in each
 //! process that has it (its memory and its socket), a LIFO or priority queue one.
@@ -101,6 +109,14 @@ impl<T: Serialize + DeserializeOwned> Core<T> {
         self.deque.push(&mut value, wait, joinable, self.channel())
     }
 
+    fn shutdown(&self) {
+        self.deque.shutdown();
+    }
+
+    fn is_shutdown(&self) -> bool {
+        self.deque.is_shut_down()
+    }
+
     /// Decodes the item straight out of the queue's shared memory.
     fn get(&self, end: End, wait: Wait) -> Result<T> {
         self.check_open()?;
@@ -169,6 +185,7 @@ macro_rules! queue_type {
                 f.debug_struct(stringify!($name))
                     .field("qsize", &self.core.deque.len())
                     .field("maxsize", &self.core.deque.maxsize())
+                    .field("shutdown", &self.core.deque.is_shut_down())
                     .finish()
             }
         }
@@ -185,7 +202,8 @@ macro_rules! queue_type {
                 Ok($name { core: Core::new(bounded_size(maxsize)?, $end)? })
             }
 
-            /// Puts an item, waiting while the queue is full.
+            /// Puts an item, waiting while the queue is full; [`Error::ShutDown`] once the queue
+            /// is [shut down](Self::shutdown).
             pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
                 self.core.put(item.borrow(), Wait::Until(None), $joinable)
             }
@@ -200,7 +218,8 @@ macro_rules! queue_type {
                 self.core.put(item.borrow(), Wait::No, $joinable)
             }
 
-            /// Takes an item, waiting while the queue is empty.
+            /// Takes an item, waiting while the queue is empty; [`Error::ShutDown`] once the
+            /// queue is [shut down](Self::shutdown) and empty.
             pub fn get(&self) -> Result<T> {
                 self.core.get($end, Wait::Until(None))
             }
@@ -245,8 +264,37 @@ macro_rules! queue_type {
                 self.core.closed.store(true, Ordering::Release);
             }
 
-            /// The items, each taken with [`get`](Self::get) (waiting for it): see [`Items`]
-            /// (it ends when this handle is closed). `for item in &queue` does the same.
+            /// Shuts the queue down, for every handle in every process (Python 3.13's
+            /// `shutdown()`): later puts fail with [`Error::ShutDown`]; gets take the items
+            /// still in the queue, then fail with [`Error::ShutDown`] instead of waiting; every
+            /// get or put waiting now, in any process, wakes up. So a consumer's
+            /// `for item in &queue` ends after the last item. A put racing with the shutdown
+            /// either fails or is delivered. Cannot be undone; calling it again does nothing.
+            ///
+            /// ```
+            /// use multiprocess::Error;
+            #[doc = concat!("let q = multiprocess::", stringify!($name), "::<u32>::new()?;")]
+            /// q.put(1)?;
+            /// q.put(2)?;
+            /// q.clone().shutdown(); // any handle, in any process
+            /// assert!(q.is_shutdown());
+            /// assert!(matches!(q.put(3), Err(Error::ShutDown)));
+            /// assert_eq!(q.iter().count(), 2); // the items left, then the end
+            /// assert!(matches!(q.get(), Err(Error::ShutDown))); // instead of waiting
+            /// # Ok::<(), Error>(())
+            /// ```
+            pub fn shutdown(&self) {
+                self.core.shutdown();
+            }
+
+            /// Whether the queue was [shut down](Self::shutdown), by any process.
+            pub fn is_shutdown(&self) -> bool {
+                self.core.is_shutdown()
+            }
+
+            /// The items, each taken with [`get`](Self::get) (waiting for it): see [`Items`].
+            /// It ends once the queue is [shut down](Self::shutdown) and empty (or this handle
+            /// is closed). `for item in &queue` does the same.
             pub fn iter(&self) -> Items<'_, T> {
                 Items::new(stringify!($name), false, move || self.get())
             }
@@ -402,6 +450,7 @@ impl<T> std::fmt::Debug for PriorityQueue<T> {
         f.debug_struct("PriorityQueue")
             .field("qsize", &self.core.heap.len())
             .field("maxsize", &self.core.heap.maxsize())
+            .field("shutdown", &self.core.heap.is_shut_down())
             .finish()
     }
 }
@@ -451,6 +500,30 @@ impl<T: Serialize + DeserializeOwned + Ord> PriorityQueue<T> {
             (Ok(a), Ok(b)) => a.cmp(&b),
             _ => std::cmp::Ordering::Equal,
         }
+    }
+
+    /// Shuts the queue down for every handle in every process, as [`Queue::shutdown`]: puts
+    /// fail with [`Error::ShutDown`], gets take what is left and then fail the same way, and
+    /// every waiting get or put wakes up.
+    ///
+    /// ```
+    /// let q = multiprocess::PriorityQueue::<u32>::new()?;
+    /// q.put(2)?;
+    /// q.put(1)?;
+    /// q.shutdown();
+    /// assert!(q.is_shutdown());
+    /// assert!(q.put(3).is_err());
+    /// let left: Vec<u32> = q.iter().collect::<multiprocess::Result<_>>()?;
+    /// assert_eq!(left, [1, 2]);
+    /// # Ok::<(), multiprocess::Error>(())
+    /// ```
+    pub fn shutdown(&self) {
+        self.core.heap.shutdown();
+    }
+
+    /// Whether the queue was [shut down](Self::shutdown), by any process.
+    pub fn is_shutdown(&self) -> bool {
+        self.core.heap.is_shut_down()
     }
 
     fn put_with(&self, item: &T, wait: Wait) -> Result<()> {
@@ -528,7 +601,8 @@ impl<T: Serialize + DeserializeOwned + Ord> PriorityQueue<T> {
     }
 
     /// The items, smallest first, each taken with [`get`](Self::get) (waiting for it): see
-    /// [`Items`]. `for item in &queue` does the same.
+    /// [`Items`]. It ends once the queue is [shut down](Self::shutdown) and empty.
+    /// `for item in &queue` does the same.
     pub fn iter(&self) -> Items<'_, T> {
         Items::new("PriorityQueue", false, move || self.get())
     }

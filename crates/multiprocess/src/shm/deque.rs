@@ -33,6 +33,12 @@
 //!   fresh space after the current one, copy the live bytes to its start, commit
 //!   `{data_start, cap, head_word, tail_word}` in one [`Journal`] commit, and give the old ring's
 //!   pages back to the system.
+//! - shutdown (`Queue::shutdown`): one release store of `shut_down`, then a wake-up of every
+//!   sleeper on `not_empty` and `not_full`. A `push` that sees it under the tail lock fails
+//!   with [`Error::ShutDown`]; a `pop` that finds the deque empty reads it (then the length
+//!   again, so a record published before the store is never missed) and fails the same way
+//!   instead of waiting. A sleeper reads it after its `prepare`, so the wake-up cannot be lost.
+//!   The record-taking path reads nothing more; a push reads the flag once.
 //! - `JoinableQueue`: a joinable push commits `{tail_word, unfinished}` through the tail journal;
 //!   `task_done` commits `{unfinished}` there too (both under `tail_lock`).
 //! - Descriptors (OS handles inside a value, e.g. a zero-copy buffer) travel beside the ring
@@ -66,7 +72,7 @@ use crate::error::{Error, Result};
 use crate::shm::{EventCount, Journal, Region, RobustMutex, RobustMutexGuard};
 
 /// Marks a region as a queue region of this layout version.
-const MAGIC: u64 = 0x6d70_7175_6575_6534; // "mpqueue4"
+const MAGIC: u64 = 0x6d70_7175_6575_6535; // "mpqueue5"
 
 /// File offset of the first ring (the header fits in the first page).
 const FIRST_DATA_START: u64 = 4096;
@@ -131,6 +137,8 @@ struct Header {
     /// Changed only by growing, under both locks, through `grow_journal`.
     cap: AtomicU64,
     data_start: AtomicU64,
+    /// Nonzero once [`SharedDeque::shutdown`] was called, by any process; never cleared.
+    shut_down: AtomicU64,
     grow_journal: Journal,
     tail: Line<TailEnd>,
     head: Line<HeadEnd>,
@@ -354,6 +362,9 @@ impl SharedDeque {
         let mut spun = false;
         loop {
             let guard = self.lock_tail()?;
+            if self.is_shut_down() {
+                return Err(Error::ShutDown);
+            }
             if self.len() < maxsize {
                 let written = self.write_record(item, wait, joinable, fds);
                 drop(guard);
@@ -368,14 +379,15 @@ impl SharedDeque {
             if !spun {
                 drop(guard);
                 spun = true;
-                spin_until(|| self.len() < maxsize);
+                spin_until(|| self.len() < maxsize || self.is_shut_down());
                 continue;
             }
             spun = false;
             let ticket = h.not_full.0.prepare();
             drop(guard);
-            // A consumer that frees a slot after our check notifies after our `prepare`.
-            if self.len() >= maxsize {
+            // A consumer that frees a slot (or a shutdown) after our check notifies after our
+            // `prepare`.
+            if self.len() >= maxsize && !self.is_shut_down() {
                 ticket.sleep(left);
             }
         }
@@ -481,20 +493,25 @@ impl SharedDeque {
                 h.not_full.0.notify(1);
                 return out;
             }
+            // The flag first, then the length: a record published before the shutdown is seen.
+            if self.is_shut_down() && self.len() == 0 {
+                return Err(Error::ShutDown);
+            }
             let Some(left) = wait.left() else {
                 return Err(Error::Empty);
             };
             if !spun {
                 drop(guard);
                 spun = true;
-                spin_until(|| self.len() > 0);
+                spin_until(|| self.len() > 0 || self.is_shut_down());
                 continue;
             }
             spun = false;
             let ticket = h.not_empty.0.prepare();
             drop(guard);
-            // A producer that publishes after our check notifies after our `prepare`.
-            if self.len() == 0 {
+            // A producer that publishes (or a shutdown) after our check notifies after our
+            // `prepare`.
+            if self.len() == 0 && !self.is_shut_down() {
                 ticket.sleep(left);
             }
         }
@@ -582,6 +599,21 @@ impl SharedDeque {
         let out = self.remove(End::Back, None, decode);
         self.header().not_full.0.notify(1);
         out.map(Some)
+    }
+
+    /// Shuts the deque down for every process (see "shutdown" in the module docs): later pushes
+    /// fail with [`Error::ShutDown`], pops take what is left and then fail the same way, and
+    /// every push or pop asleep now wakes up. Idempotent.
+    pub(crate) fn shutdown(&self) {
+        let h = self.header();
+        h.shut_down.store(1, Ordering::Release);
+        h.not_empty.0.notify(i32::MAX);
+        h.not_full.0.notify(i32::MAX);
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called, by any process.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.header().shut_down.load(Ordering::Acquire) != 0
     }
 
     /// Registers a reader that waits on a file descriptor (a pipe's doorbell) rather than on

@@ -28,7 +28,7 @@ use crate::copy::fsops;
 use crate::copy::meta::{Entry, Failure, Kind, Meta};
 use crate::copy::protocol::{for_coordinator, DirReport, DirTask, FinishTask};
 use crate::copy::quote::quote;
-use crate::copy::replace::{self, Same};
+use crate::copy::replace;
 use crate::copy::stop::Stop;
 
 /// Where a directory task makes its copy: a directory open in the worker and the names in
@@ -417,27 +417,23 @@ pub(super) fn make_dir(
     match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
         Ok(()) => None,
         Err(Errno::EXIST) => {
-            let found = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW);
-            let old = found.ok().map(|st| Meta::from_stat(&st));
-            let same = old.is_some_and(|old| {
-                let followed = || replace::followed_at(dir, name);
-                replace::same_file(meta, &old, || None, followed) == Same::OneFile
-            });
-            // A real directory only: never write through a link to somewhere else.
-            if !same && old.is_some_and(|old| old.kind == Kind::Dir) {
-                report.existed = true;
-                return None;
+            let shown = || (src.to_path_buf(), dst.to_path_buf());
+            match replace::judge_dir_at((dir, name), meta, shown) {
+                Ok(true) => {
+                    report.existed = true;
+                    None
+                }
+                // Gone since it was found: not ours to make now.
+                Ok(false) => {
+                    report.finished = true;
+                    let exists = io::Error::from(Errno::EXIST);
+                    Some(Failure::during(src, Op::Mkdir, &exists))
+                }
+                Err(why) => {
+                    report.finished = true;
+                    Some(Failure::refused(src, why))
+                }
             }
-            report.finished = true;
-            if same {
-                return Some(Failure::refused(src, replace::same_file_message(src, dst)));
-            }
-            let why = format!(
-                "cannot overwrite non-directory {} with directory {}",
-                quote(dst),
-                quote(src)
-            );
-            Some(Failure::refused(src, why))
         }
         Err(e) => {
             report.finished = true;
