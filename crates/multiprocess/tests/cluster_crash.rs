@@ -301,6 +301,12 @@ fn the_key_count_returns_to_its_baseline_after_100k_tasks() {
         (status.streams[0].backlog, status.streams[0].pending),
         (0, 0)
     );
+    // Every finished task left the client's entry index, so the index is gone too.
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg("mp:entries:*")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(indexes, Vec::<String>::new());
     pool.close();
     pool.join().unwrap();
     drop(pool);
@@ -498,6 +504,44 @@ fn terminate_fails_what_is_unfinished_and_no_waiting_task_runs() {
 }
 
 #[test]
+fn a_client_finds_its_waiting_tasks_without_reading_the_others() {
+    let redis = Redis::start();
+    let _node = NodeSpec::new(&redis.url()).processes(1).start();
+    let mut admin = redis.admin();
+    let dir = TempDir::new("index");
+    let busy = pool(&redis.url());
+    busy.wait_for_nodes(1, DEADLINE).unwrap();
+    // Another client's backlog waits in the stream, behind the one task the node runs.
+    let (held, release) = start_held(&busy, dir.path());
+    let n = 2000u64;
+    let backlog = busy.map_async(square, 0..n, 1).unwrap();
+    let mine = pool(&redis.url());
+    let waiting = mine
+        .apply_async(touch, (dir.path().join("mine").display().to_string(),))
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut admin)
+        .unwrap();
+    // Terminating deletes this client's waiting entry, found through its index: the stream
+    // (the other client's 2000 entries) is never read.
+    mine.terminate();
+    assert!(matches!(waiting.get(), Err(Error::PoolTerminated)));
+    let status = multiprocess::cluster::status(&redis.url()).unwrap();
+    assert_eq!(status.streams[0].backlog, n as usize);
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut admin)
+        .unwrap();
+    assert!(!stats.contains("cmdstat_xrange:"), "{stats}");
+    std::fs::write(&release, b"").unwrap();
+    assert_ne!(held.get_timeout(DEADLINE).unwrap(), 0);
+    let squares: Vec<u64> = (0..n).map(|x| x * x).collect();
+    assert_eq!(backlog.get_timeout(DEADLINE).unwrap(), squares);
+    assert!(!dir.path().join("mine").exists(), "a terminated task ran");
+}
+
+#[test]
 fn a_broker_outage_longer_than_the_ttl_fails_the_client_cleanly() {
     let mut redis = Redis::start_with(RedisOptions {
         aof: true,
@@ -604,4 +648,90 @@ fn an_outcome_the_broker_refuses_for_a_while_is_recorded_later() {
     assert_ne!(held.get_timeout(DEADLINE).unwrap(), 0);
     node.wait_for_line("outcomes recorded again");
     assert_eq!(pool.apply(square, (5,)).unwrap(), 25);
+}
+
+/// A node whose ACL user may not run scripts (`-evalsha`), so that the broker refuses every
+/// outcome it records, for good (the clients of the test keep the default user), and a task
+/// it ran: once the node says the outcome was refused. `ttl`: the node's heartbeat TTL.
+fn refused_task(
+    redis: &Redis,
+    ttl: Duration,
+) -> (
+    Node,
+    multiprocess::cluster::Pool,
+    multiprocess::AsyncResult<u64>,
+) {
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("refused")
+        .arg("on")
+        .arg(">refused-pw")
+        .arg("~mp:*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-@dangerous")
+        .arg("-evalsha")
+        .query(&mut redis.admin())
+        .unwrap();
+    let mut spec = NodeSpec::new(&format!("{}?user=refused&pass=refused-pw", redis.url()));
+    spec.processes = 1;
+    spec.ttl = ttl;
+    let node = spec.start();
+    let pool = pool(&redis.url());
+    pool.wait_for_nodes(1, DEADLINE).unwrap();
+    let r = pool.apply_async(square, (4,)).unwrap();
+    node.wait_for_line("could not record 1 outcomes, trying again");
+    (node, pool, r)
+}
+
+/// Fails the test unless `r` failed with NodeLost.
+fn assert_node_lost(r: multiprocess::AsyncResult<u64>) {
+    match r.get_timeout(DEADLINE) {
+        Err(Error::NodeLost { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_node_whose_outcomes_are_refused_for_good_leaves_and_its_task_fails_with_node_lost() {
+    let redis = Redis::start();
+    let (mut node, _pool, r) = refused_task(&redis, TTL);
+    // Refused its outcome for three TTLs, the node gives up: it leaves, and the client's sweep
+    // fails the task with NodeLost instead of waiting for ever.
+    assert_node_lost(r);
+    assert_eq!(node.wait().code(), Some(1), "{}", node.stderr());
+    let log = node.stderr();
+    assert!(
+        log.contains("the broker refused this node's outcomes"),
+        "{log}"
+    );
+    assert!(log.contains("left the cluster"), "{log}");
+}
+
+#[test]
+fn sigterm_ends_a_node_whose_outcomes_are_refused() {
+    let redis = Redis::start();
+    // A TTL so long that only SIGTERM can end the node within the test's deadline.
+    let (mut node, _pool, r) = refused_task(&redis, Duration::from_secs(120));
+    assert_eq!(node.terminate().code(), Some(1), "{}", node.stderr());
+    assert!(node.stderr().contains("SIGTERM came"), "{}", node.stderr());
+    assert_node_lost(r);
+}
+
+#[test]
+fn a_node_whose_outcomes_are_refused_takes_no_new_task() {
+    let redis = Redis::start();
+    // A TTL long enough that the node is still refused (not gone) for the whole test.
+    let (mut refused, pool, first) = refused_task(&redis, Duration::from_secs(20));
+    // Its reader stops taking tasks (it says so once its last read has returned).
+    refused.wait_for_line("taking no new task while the broker refuses outcomes");
+    // A healthy node runs every new task: none went to the refused node, whose tasks would
+    // fail with NodeLost when it gives up.
+    let _healthy = NodeSpec::new(&redis.url()).start();
+    pool.wait_for_nodes(2, DEADLINE).unwrap();
+    let squares: Vec<u64> = (0..20).map(|x| x * x).collect();
+    let all = pool.map_async(square, 0..20, 1).unwrap();
+    assert_eq!(all.get_timeout(DEADLINE).unwrap(), squares);
+    assert_eq!(refused.terminate().code(), Some(1), "{}", refused.stderr());
+    assert_node_lost(first);
 }

@@ -14,8 +14,14 @@
 //! keeper, at each heartbeat, refreshes the client's keys, sweeps lost nodes
 //! (`reaper.rs`), and if no live node has run the build for a time-to-live (a grace that lets a
 //! node restart), fails the tasks that no node has taken with [`Error::NoLiveNode`] (their
-//! entries are deleted first, so none can start later). Entries are found by scanning the
-//! stream for this client's, not by remembered ids: a redelivered task is a new entry.
+//! entries are deleted first, so none can start later).
+//!
+//! A client finds its entries in the stream through its *entry index* (`mp:entries:{id}`,
+//! task number → entry id), which the scripts keep in step with the stream (a redelivered task
+//! is a new entry: `REAP` updates the index). Looking entries up costs as much as the client's
+//! own unfinished tasks (`HMGET`), never a scan of the stream that every client of the build
+//! shares. The index outlives the client's heartbeat by one TTL, so that a forgotten client
+//! can still find and drop its waiting tasks; then it expires.
 //!
 //! A client whose heartbeat expired (cut off from the broker, or the broker down, for longer
 //! than its TTL) finds itself *forgotten*: nodes took it for dead and drop its tasks and
@@ -53,6 +59,12 @@ pub(crate) struct ClientConfig {
 impl ClientConfig {
     fn heartbeat_every(&self) -> Duration {
         (self.ttl / 5).max(Duration::from_millis(20))
+    }
+
+    /// How long the entry index outlives our last sign of life: one TTL more than the
+    /// heartbeat, so that a forgotten client still finds its entries (see [`forgotten`]).
+    fn index_ttl(&self) -> Duration {
+        self.ttl * 2
     }
 }
 
@@ -274,10 +286,12 @@ impl Client {
         numbered: Vec<(u64, Vec<u8>)>,
     ) -> Result<()> {
         let config = &self.config;
-        let client_key = keys::client(&config.id);
+        let (client_key, index) = (keys::client(&config.id), keys::entries(&config.id));
+        let index_ttl = config.index_ttl().as_millis().to_string();
         let limit_ms = limit.map_or(0, |l| l.as_millis().max(1) as u64);
         for batch in numbered.chunks(SUBMIT_BATCH) {
-            let mut args: Vec<Vec<u8>> = vec![config.id.as_bytes().to_vec()];
+            let mut args: Vec<Vec<u8>> =
+                vec![config.id.as_bytes().to_vec(), index_ttl.clone().into_bytes()];
             for (seq, chunk) in batch {
                 let body = TaskBody {
                     client: config.id.clone(),
@@ -293,7 +307,8 @@ impl Client {
             }
             let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             let reply: redis::Value = broker.run(|c| {
-                scripts::call(c, &scripts::SUBMIT, &[&config.stream, &client_key], &refs)
+                let keys = [config.stream.as_str(), &client_key, &index];
+                scripts::call(c, &scripts::SUBMIT, &keys, &refs)
             })?;
             if reply == redis::Value::Int(-1) {
                 return Err(self.forgotten_error());
@@ -328,27 +343,22 @@ impl Client {
         }
         let client_key = keys::client(&self.config.id);
         let results = keys::results(&self.config.id);
+        let index = keys::entries(&self.config.id);
         let mut broker = self.submitter_lock();
         // A broker that is down is not waited for long: the keys expire by themselves.
         broker.set_retry_for(Some(Duration::from_secs(2)));
         // Tasks no node has taken are deleted here: a node that saw this client alive a moment
         // ago could otherwise still start one. (A broker that fails now leaves that to them.)
-        let unfinished: std::collections::HashSet<u64> =
-            self.lock().unfinished.keys().copied().collect();
-        if !unfinished.is_empty() {
-            if let Ok(entries) = find_entries(self, &mut broker) {
-                let waiting: Vec<(u64, String)> = entries
-                    .into_iter()
-                    .filter(|(seq, _)| unfinished.contains(seq))
-                    .collect();
-                let _ = cancel_entries(self, &mut broker, &waiting);
-            }
+        let unfinished: Vec<u64> = self.lock().unfinished.keys().copied().collect();
+        if let Ok(waiting) = find_entries(self, &mut broker, &unfinished) {
+            let _ = cancel_entries(self, &mut broker, &waiting);
         }
         // Deleting the keys also wakes the reader (a write to the stream it blocks on).
         let _ = broker.run_once(|c| {
             redis::pipe()
                 .cmd("DEL")
                 .arg(&client_key)
+                .arg(&index)
                 .ignore()
                 .cmd("XADD")
                 .arg(&results)
@@ -497,7 +507,8 @@ fn keep_alive(client: &Client, broker: &mut Broker) -> Result<()> {
     let config = &client.config;
     let ttl = config.ttl.as_millis() as u64;
     let (client_key, results) = (keys::client(&config.id), keys::results(&config.id));
-    let (alive, _): (i64, i64) = broker.run(|c| {
+    let index = keys::entries(&config.id);
+    let (alive,): (i64,) = broker.run(|c| {
         redis::pipe()
             .cmd("PEXPIRE")
             .arg(&client_key)
@@ -505,6 +516,11 @@ fn keep_alive(client: &Client, broker: &mut Broker) -> Result<()> {
             .cmd("PEXPIRE")
             .arg(&results)
             .arg(ttl)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(config.index_ttl().as_millis() as u64)
+            .ignore()
             .query(c)
     })?;
     if alive == 0 {
@@ -539,11 +555,8 @@ fn forgotten(client: &Client, broker: &mut Broker) {
         state.unfinished.drain().collect()
     };
     // A broker that fails now leaves the tasks' fate unknown: "may have run".
-    let entries = find_entries(client, broker).unwrap_or_default();
-    let waiting: Vec<(u64, String)> = left
-        .iter()
-        .filter_map(|(seq, _)| entries.get(seq).map(|id| (*seq, id.clone())))
-        .collect();
+    let seqs: Vec<u64> = left.iter().map(|(seq, _)| *seq).collect();
+    let waiting = find_entries(client, broker, &seqs).unwrap_or_default();
     let dropped: std::collections::HashSet<u64> = cancel_entries(client, broker, &waiting)
         .unwrap_or_default()
         .into_iter()
@@ -567,52 +580,35 @@ fn forgotten(client: &Client, broker: &mut Broker) {
 /// so that none can start later). A task whose entry is not in the stream has its outcome on
 /// the way (it finished, or a reaper settled it), or is being submitted: it is left alone.
 fn cancel_unstarted(client: &Client, broker: &mut Broker, seen: String) -> Result<()> {
-    let entries = find_entries(client, broker)?;
-    let waiting: Vec<(u64, String)> = {
-        let state = client.lock();
-        entries
-            .into_iter()
-            .filter(|(seq, _)| state.unfinished.contains_key(seq))
-            .collect()
-    };
+    let unfinished: Vec<u64> = client.lock().unfinished.keys().copied().collect();
+    let waiting = find_entries(client, broker, &unfinished)?;
     for seq in cancel_entries(client, broker, &waiting)? {
         client.settle(seq, Err(client.no_live_node(seen.clone())));
     }
     Ok(())
 }
 
-/// How many entries one page of a stream scan reads.
-const SCAN_PAGE: usize = 1000;
+/// How many task numbers one `HMGET` of the entry index looks up.
+const LOOKUP_BATCH: usize = 1000;
 
-/// Our entries in the task stream, by task number. Looked up rather than remembered: a
-/// redelivered task is a new entry, with a new id.
-fn find_entries(client: &Client, broker: &mut Broker) -> Result<HashMap<u64, String>> {
-    let stream = &client.config.stream;
-    let mut found = HashMap::new();
-    let mut from = "-".to_string();
-    loop {
-        let page: redis::streams::StreamRangeReply = broker.run(|c| {
-            redis::cmd("XRANGE")
-                .arg(stream)
-                .arg(&from)
-                .arg("+")
-                .arg("COUNT")
-                .arg(SCAN_PAGE)
-                .query(c)
-        })?;
-        for entry in &page.ids {
-            if wire::field(entry, "c") == client.config.id.as_bytes() {
-                let seq = String::from_utf8_lossy(&wire::field(entry, "s")).parse();
-                if let Ok(seq) = seq {
-                    found.insert(seq, entry.id.clone());
-                }
-            }
-        }
-        match page.ids.last() {
-            Some(last) if page.ids.len() == SCAN_PAGE => from = format!("({}", last.id),
-            _ => return Ok(found),
-        }
+/// The entries in the task stream of the tasks `seqs`, from our entry index: (task, entry id)
+/// for each task that has one. A task with none has its outcome on the way (it finished, or
+/// a reaper settled it), or was never added. Costs as much as `seqs`, whatever else the
+/// stream holds.
+fn find_entries(client: &Client, broker: &mut Broker, seqs: &[u64]) -> Result<Vec<(u64, String)>> {
+    let index = keys::entries(&client.config.id);
+    let mut found = Vec::new();
+    for batch in seqs.chunks(LOOKUP_BATCH) {
+        let ids: Vec<Option<String>> =
+            broker.run(|c| redis::cmd("HMGET").arg(&index).arg(batch).query(c))?;
+        found.extend(
+            batch
+                .iter()
+                .zip(ids)
+                .filter_map(|(seq, id)| Some((*seq, id?))),
+        );
     }
+    Ok(found)
 }
 
 /// Deletes the entries that no node has taken (`CANCEL`, pipelined); returns their tasks.
@@ -621,15 +617,16 @@ fn cancel_entries(
     broker: &mut Broker,
     entries: &[(u64, String)],
 ) -> Result<Vec<u64>> {
+    let index = keys::entries(&client.config.id);
     let mut cancelled = Vec::new();
     for batch in entries.chunks(SUBMIT_BATCH) {
         let mut pipe = redis::pipe();
-        for (_, id) in batch {
+        for (seq, id) in batch {
             scripts::add(
                 &mut pipe,
                 &scripts::CANCEL,
-                &[&client.config.stream],
-                &[keys::GROUP.as_bytes(), id.as_bytes()],
+                &[&client.config.stream, &index],
+                &[keys::GROUP.as_bytes(), id.as_bytes(), seq.to_string().as_bytes()],
             );
         }
         let done: Vec<i64> = broker.run(|c| scripts::query(&pipe, c))?;

@@ -7,11 +7,13 @@
 //! | `mp:node:{id}` | hash, TTL | heartbeat | a node's build, key id, host, pid, workers, busy workers |
 //! | `mp:client:{id}` | hash, TTL | heartbeat | a client's highest submitted task number (`hw`) |
 //! | `mp:results:{id}` | stream, TTL | heartbeat | outcomes for that client, trimmed as it reads them |
+//! | `mp:entries:{id}` | hash, TTL | two heartbeat TTLs, while the client has tasks in the stream | a client's entry index: task number → its entry in the task stream (kept by the scripts) |
 //! | `mp:queue:{name}` | list | while not empty | a [`Queue`](super::Queue)'s items |
 //! | `mp:unfinished:{name}` | integer | while above 0 | a [`JoinableQueue`](super::JoinableQueue)'s items not yet done |
 //!
-//! No key is made per task: a task lives as one stream entry and is deleted with its outcome,
-//! so that the number of keys stays flat however many tasks pass.
+//! No key is made per task: a task lives as one stream entry (and one field of its client's
+//! entry index) and is deleted with its outcome, so that the number of keys stays flat
+//! however many tasks pass.
 
 /// The prefix of every key.
 pub(crate) const PREFIX: &str = "mp:";
@@ -40,6 +42,11 @@ pub(crate) fn client(id: &str) -> String {
 /// A client's result stream.
 pub(crate) fn results(client_id: &str) -> String {
     format!("{PREFIX}results:{client_id}")
+}
+
+/// A client's entry index: task number → id of its entry in the task stream.
+pub(crate) fn entries(client_id: &str) -> String {
+    format!("{PREFIX}entries:{client_id}")
 }
 
 /// A queue's list.

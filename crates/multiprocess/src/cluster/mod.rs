@@ -47,15 +47,18 @@
 //! | a task passes its time limit | [`Error::TimeLimit`]; its worker is killed and replaced |
 //! | a node dies or is cut off (no heartbeat for the TTL, 5 s by default) | [`Error::NodeLost`] naming the node, settled by any live node or client; or handed out again, up to [`PoolBuilder::redeliver`] times |
 //! | a node thought lost comes back | its late result is discarded: exactly one outcome per task |
+//! | the broker refuses a node's outcomes (an ACL without `EVALSHA`, a read-only replica, a script error) for three TTLs, or SIGTERM comes meanwhile | the node kills its running tasks and leaves with an error; they fail with [`Error::NodeLost`] |
 //! | Redis restarts (with `appendonly yes` and `appendfsync always`) | clients and nodes reconnect with backoff; no task is lost or run twice (with `appendfsync everysec`, the last second of writes may be lost: a task may then run twice) |
 //! | the client dies | nodes drop its tasks that have not started; its keys expire with its heartbeat |
 //! | the client is cut off from the broker, or the broker is down, for longer than the client's TTL | the client is *forgotten*: nodes took it for dead. Each unfinished task fails with [`Error::Broker`], saying whether it was dropped unrun or may have run; the pool takes no new task (make a new one) |
 //! | no live node runs the build | [`Error::NoLiveNode`], at submit, or for waiting tasks one TTL after the last node left |
 //! | a task or result altered in Redis | never run; [`Error::Auth`] |
 //!
-//! Nothing is stored per task: a task is one stream entry, deleted with its outcome, so the
-//! number of keys in Redis stays flat however many tasks pass; a build's task stream is
-//! deleted once no node serves it and no task waits in it (see `keys.rs` for the schema).
+//! No key is made per task: a task is one stream entry (and one field in its client's entry
+//! index, which lets the client find its own entries without scanning the stream), both
+//! deleted with its outcome, so the number of keys in Redis stays flat however many tasks
+//! pass; a build's task stream is deleted once no node serves it and no task waits in it (see
+//! `keys.rs` for the schema).
 //!
 //! ## Inside
 //!

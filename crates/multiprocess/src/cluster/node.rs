@@ -12,7 +12,12 @@
 //! - the **completer** records outcomes with the `COMPLETE` script, in batches: it refuses the
 //!   outcome of an entry this node no longer owns (it was presumed lost meanwhile), which is
 //!   how a node that was paused past its heartbeat has its late result discarded. A batch
-//!   the broker refuses (a missing permission) is tried again until it is taken;
+//!   the broker refuses (a missing permission, a read-only replica, a script error) is tried
+//!   again for up to [`REFUSAL_TTLS`] time-to-lives (an operator's mistake, taken back; the
+//!   reader takes no new task meanwhile, as one it took could only fail); past
+//!   that, or at SIGTERM, the node gives up: it kills its running tasks, takes no new one
+//!   and leaves with an error, so that reapers fail what it held with
+//!   [`Error::NodeLost`](crate::Error::NodeLost) instead of its clients waiting for ever;
 //! - the **heartbeat** refreshes the node's heartbeat key (five times per time-to-live) and
 //!   sweeps lost nodes (`reaper.rs`).
 //!
@@ -189,7 +194,18 @@ struct Work {
     idle: usize,
     /// Entries this node holds and has not recorded an outcome for.
     owned: HashSet<String>,
+    /// Whether the broker refuses the outcomes the completer records (it tries again
+    /// meanwhile): the reader takes no new task.
+    refusing: bool,
+    /// Set when the completer gave up recording outcomes (the broker refused them): the node
+    /// takes no new task and leaves with this error.
+    gave_up: Option<crate::Error>,
 }
+
+/// How many time-to-lives the completer keeps trying a batch of outcomes that the broker
+/// refuses (not a lost connection: a missing permission, a read-only replica, a script
+/// error) before the node gives up and leaves.
+pub(crate) const REFUSAL_TTLS: u32 = 3;
 
 /// What the node knows of its clients: alive or not, and since when it knows.
 type Clients = std::collections::HashMap<String, (bool, std::time::Instant)>;
@@ -240,7 +256,7 @@ pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
         processes,
         work: Mutex::new(Work {
             idle: processes,
-            owned: HashSet::new(),
+            ..Work::default()
         }),
         changed: Condvar::new(),
         clients: Mutex::new(Clients::new()),
@@ -270,9 +286,16 @@ pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
         reader.config().display_url()
     );
     let served = read_loop(&shared, &mut reader, &pool, &done_tx);
-    // Leave: every running task finishes and is recorded before the heartbeat stops.
+    // Leave: every running task finishes and is recorded before the heartbeat stops; unless
+    // the broker refuses outcomes: then the running tasks are killed (their outcomes could not
+    // be recorded), and reapers fail them with NodeLost once the heartbeat is gone.
     wait_all_idle(&shared);
-    pool.close();
+    let gave_up = shared.work().gave_up.take();
+    if gave_up.is_some() {
+        pool.terminate();
+    } else {
+        pool.close();
+    }
     let _ = pool.join();
     drop(pool);
     drop(done_tx);
@@ -282,7 +305,10 @@ pub fn serve(url: &str, options: NodeOptions) -> Result<()> {
     let _ = heartbeat.join();
     leave(&mut reader, &shared);
     eprintln!("multiprocess node {} left the cluster", shared.id);
-    served
+    match gave_up {
+        Some(e) => Err(e),
+        None => served,
+    }
 }
 
 /// Serves as a node if `MULTIPROCESS_NODE` is set (called by [`init`](crate::init)), and exits.
@@ -340,8 +366,19 @@ fn read_loop(
     reader.set_read_timeout(Some(Duration::from_secs(30)));
     let mut backlog: VecDeque<StreamId> = VecDeque::new();
     let mut seen_generation = reader.generation();
+    let mut paused = false;
     loop {
         let idle = wait_idle(shared, Duration::from_millis(200));
+        // Said once the last read begun before the refusal has returned: from here on, no
+        // task is taken until the broker takes outcomes again.
+        let refusing = shared.work().refusing;
+        if refusing && !paused {
+            eprintln!(
+                "multiprocess node {}: taking no new task while the broker refuses outcomes",
+                shared.id
+            );
+        }
+        paused = refusing;
         // Before SIGTERM is looked at: entries handed over in a lost reply are ours to run.
         if reader.generation() != seen_generation {
             seen_generation = reader.generation();
@@ -350,6 +387,9 @@ fn read_loop(
         // Looked at after the wait: SIGTERM may have come during it.
         if TERMINATE.load(Ordering::Acquire) && backlog.is_empty() {
             return Ok(());
+        }
+        if shared.work().gave_up.is_some() {
+            return Ok(()); // outcomes cannot be recorded: take nothing more
         }
         if idle == 0 {
             continue;
@@ -520,24 +560,28 @@ fn client_alive(shared: &Shared, reader: &mut Broker, client: &str) -> Result<bo
     Ok(alive)
 }
 
-/// Waits up to `timeout` for an idle worker; returns how many are idle.
+/// Waits up to `timeout` for an idle worker; returns how many are idle (none while the
+/// broker refuses outcomes: a task taken then could only fail with NodeLost, should the node
+/// give up, when another node could have run it).
 fn wait_idle(shared: &Shared, timeout: Duration) -> usize {
     let work = shared.work();
     let (work, _) = shared
         .changed
-        .wait_timeout_while(work, timeout, |w| w.idle == 0)
+        .wait_timeout_while(work, timeout, |w| w.idle == 0 || w.refusing)
         .unwrap_or_else(|e| e.into_inner());
-    work.idle
+    if work.refusing {
+        0
+    } else {
+        work.idle
+    }
 }
 
-/// Waits until every task the node took has its outcome recorded.
+/// Waits until every task the node took has its outcome recorded, or the completer gave up.
 fn wait_all_idle(shared: &Shared) {
     let work = shared.work();
-    drop(
-        shared
-            .changed
-            .wait_while(work, |w| w.idle < shared.processes || !w.owned.is_empty()),
-    );
+    drop(shared.changed.wait_while(work, |w| {
+        w.gave_up.is_none() && (w.idle < shared.processes || !w.owned.is_empty())
+    }));
 }
 
 /// Records outcomes in batches until every sender is gone.
@@ -567,11 +611,12 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
                 None => (Vec::new(), Vec::new()),
             };
             let (results, client_key) = (keys::results(&d.client), keys::client(&d.client));
-            let ttl = d.ttl_ms.max(1).to_string();
+            let index = keys::entries(&d.client);
+            let (ttl, seq) = (d.ttl_ms.max(1).to_string(), d.seq.to_string());
             scripts::add(
                 &mut pipe,
                 &scripts::COMPLETE,
-                &[&shared.stream, &results, &client_key],
+                &[&shared.stream, &results, &client_key, &index],
                 &[
                     keys::GROUP.as_bytes(),
                     d.entry.as_bytes(),
@@ -579,11 +624,21 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
                     &outcome,
                     &mac,
                     ttl.as_bytes(),
+                    seq.as_bytes(),
                 ],
             );
         }
         let generation = conn.generation();
-        let recorded = record(shared, &mut conn, &pipe, batch.len());
+        let recorded = match record(shared, &mut conn, &pipe, batch.len()) {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                // The node leaves (see `serve`); the entries it holds stay in its pending
+                // list for reapers, and later outcomes are dropped with this thread.
+                shared.work().gave_up = Some(e);
+                shared.changed.notify_all();
+                return;
+            }
+        };
         // After a reconnection, 0 may also mean "recorded by the attempt whose reply was lost".
         let certain = conn.generation() == generation;
         for (d, r) in batch.iter().zip(&recorded) {
@@ -604,28 +659,53 @@ fn complete_loop(shared: &Shared, mut conn: Broker, done: Receiver<Done>) {
     }
 }
 
-/// Runs a batch of `COMPLETE` calls until the broker takes it: an outcome is never dropped
-/// while the node holds its entry (the client would wait for it for ever). Connection errors
-/// are retried by the broker; any other (a missing permission, a script error) is
-/// reported and tried again after a pause, which is safe: `COMPLETE` is idempotent.
-fn record(shared: &Shared, conn: &mut Broker, pipe: &redis::Pipeline, n: usize) -> Vec<i64> {
+/// Runs a batch of `COMPLETE` calls until the broker takes it. Connection errors are retried
+/// by the broker (for as long as it is down: the node's heartbeat stops meanwhile, and
+/// reapers settle what it holds). Any other error (a missing permission, a read-only replica,
+/// a script error) is reported and tried again after a pause, which is safe (`COMPLETE` is
+/// idempotent), for up to [`REFUSAL_TTLS`] time-to-lives, or until SIGTERM: then the error,
+/// and the node gives up.
+fn record(
+    shared: &Shared,
+    conn: &mut Broker,
+    pipe: &redis::Pipeline,
+    n: usize,
+) -> Result<Vec<i64>> {
     let mut pause = Duration::from_millis(10);
-    let mut failing = false;
+    let mut failing: Option<std::time::Instant> = None;
+    let limit = shared.ttl * REFUSAL_TTLS;
     loop {
         match conn.run(|c| scripts::query(pipe, c)) {
             Ok(recorded) => {
-                if failing {
+                if failing.is_some() {
                     eprintln!("multiprocess node {}: outcomes recorded again", shared.id);
+                    shared.work().refusing = false;
+                    shared.changed.notify_all();
                 }
-                return recorded;
+                return Ok(recorded);
             }
             Err(e) => {
-                if !failing {
+                let since = *failing.get_or_insert_with(|| {
+                    shared.work().refusing = true;
                     eprintln!(
                         "multiprocess node {}: could not record {n} outcomes, trying again: {e}",
                         shared.id
                     );
-                    failing = true;
+                    std::time::Instant::now()
+                });
+                let sigterm = TERMINATE.load(Ordering::Acquire);
+                if sigterm || since.elapsed() >= limit {
+                    let why = if sigterm {
+                        "SIGTERM came".to_string()
+                    } else {
+                        format!("for {limit:?}")
+                    };
+                    let e = crate::Error::Broker(format!(
+                        "the broker refused this node's outcomes ({why}): {e}; the node leaves \
+                         the cluster, and the tasks it held fail with NodeLost"
+                    ));
+                    eprintln!("multiprocess node {}: giving up: {e}", shared.id);
+                    return Err(e);
                 }
                 // A pause between attempts (a backoff, not a synchronisation).
                 std::thread::sleep(pause);

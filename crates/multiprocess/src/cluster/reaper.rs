@@ -117,7 +117,7 @@ fn reap_entry(
     let deliveries: u32 = String::from_utf8_lossy(&field("d")).parse().unwrap_or(0);
     let task = wire::open_task(key, stream, &body, &tag).ok();
     let redeliver = task.as_ref().is_some_and(|t| t.redeliver > deliveries);
-    let (client, outcome, mac) = match &task {
+    let (outcome, mac) = match &task {
         Some(t) if !redeliver => {
             let msg = OutcomeMsg {
                 seq: t.seq,
@@ -127,12 +127,19 @@ fn reap_entry(
                 },
             };
             let (bytes, mac) = wire::seal_outcome(key, &t.client, &msg)?;
-            (t.client.clone(), bytes, mac.to_vec())
+            (bytes, mac.to_vec())
         }
         // Redelivered, or not ours to answer (a forged entry): no outcome.
-        _ => (String::new(), Vec::new(), Vec::new()),
+        _ => (Vec::new(), Vec::new()),
     };
+    // A forged entry names no client and no task: nothing of anyone's is touched for it.
+    let (client, seq) = task
+        .as_ref()
+        .map_or((String::new(), String::new()), |t| {
+            (t.client.clone(), t.seq.to_string())
+        });
     let (results, client_key) = (keys::results(&client), keys::client(&client));
+    let index = keys::entries(&client);
     let ttl = task
         .as_ref()
         .map_or(result_ttl.as_millis() as u64, |t| t.ttl_ms.max(1))
@@ -142,7 +149,7 @@ fn reap_entry(
         scripts::call(
             c,
             &scripts::REAP,
-            &[stream, &results, &client_key, heartbeat],
+            &[stream, &results, &client_key, heartbeat, &index],
             &[
                 keys::GROUP.as_bytes(),
                 id.as_bytes(),
@@ -151,6 +158,7 @@ fn reap_entry(
                 &mac,
                 ttl.as_bytes(),
                 mode,
+                seq.as_bytes(),
             ],
         )
     })

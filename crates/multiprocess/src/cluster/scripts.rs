@@ -10,6 +10,11 @@
 //!   node still owns it and its heartbeat is still absent.
 //! - `FORGET`: removes a lost node from the group and the node table once it owns nothing.
 //! - `CANCEL`: deletes a client's entry that no node has taken (no live node of its build).
+//!
+//! `SUBMIT`, `COMPLETE`, `REAP` and `CANCEL` also keep the client's *entry index*
+//! (`mp:entries:{client}`, task number → entry id, see `keys.rs`) in step with the stream:
+//! a client finds its waiting entries there, at a cost of its own unfinished tasks, instead of
+//! scanning a stream that all the clients of its build share.
 //! - `QUEUE_PUT`: appends to a bounded list only while it is shorter than its bound (and counts
 //!   the item for a joinable queue); `TASK_DONE`: counts one item of a joinable queue done.
 //!
@@ -20,8 +25,9 @@ use std::sync::LazyLock;
 
 use redis::{Pipeline, RedisResult, Script};
 
-/// `KEYS`: stream, client key. `ARGV`: client id, then (seq, body, mac) per task. Returns the
-/// ids of the entries added (nil for a task added before), or -1 if the client is gone.
+/// `KEYS`: stream, client key, client's entry index. `ARGV`: client id, the entry index's TTL
+/// in ms, then (seq, body, mac) per task. Returns the ids of the entries added (nil for a task
+/// added before), or -1 if the client is gone.
 pub(crate) static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -29,33 +35,46 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local hw = tonumber(redis.call('HGET', KEYS[2], 'hw') or '0')
 local top = hw
 local ids = {}
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local seq = tonumber(ARGV[i])
   if seq > hw then
-    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'c', ARGV[1], 's', ARGV[i], 'd', '0',
-                               't', ARGV[i + 1], 'm', ARGV[i + 2])
+    local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[1], 's', ARGV[i], 'd', '0',
+                          't', ARGV[i + 1], 'm', ARGV[i + 2])
+    redis.call('HSET', KEYS[3], ARGV[i], id)
+    ids[#ids + 1] = id
     if seq > top then top = seq end
   else
     ids[#ids + 1] = false
   end
 end
 redis.call('HSET', KEYS[2], 'hw', top)
+if top > hw then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
 return ids
 "#,
     )
 });
 
-/// `KEYS`: stream, result stream, client key. `ARGV`: group, entry id, consumer, outcome,
-/// mac, result TTL in ms. An empty outcome drops the entry without one. Returns 1 if recorded,
-/// 0 if the consumer no longer owns the entry.
+/// A Lua function: removes task `seq` from the entry index `key` if it still names entry `id`
+/// (a redelivered task has a new entry, which stays). `seq` is empty when unknown.
+const FORGET_ENTRY: &str = r#"
+local function forget_entry(key, seq, id)
+  if seq ~= '' and redis.call('HGET', key, seq) == id then redis.call('HDEL', key, seq) end
+end
+"#;
+
+/// `KEYS`: stream, result stream, client key, client's entry index. `ARGV`: group, entry id,
+/// consumer, outcome, mac, result TTL in ms, task number. An empty outcome drops the entry
+/// without one. Returns 1 if recorded, 0 if the consumer no longer owns the entry.
 pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         &[
             PENDING_OWNER,
+            FORGET_ENTRY,
             r#"
 if pending_owner(ARGV[2]) ~= ARGV[3] then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
+forget_entry(KEYS[4], ARGV[7], ARGV[2])
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('XADD', KEYS[2], '*', 'o', ARGV[4], 'm', ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
@@ -67,13 +86,15 @@ return 1
     )
 });
 
-/// `KEYS`: stream, result stream, client key, lost node's heartbeat. `ARGV`: group, entry id,
-/// lost consumer, outcome, mac, result TTL in ms, and `redeliver` to hand the task out again
-/// instead of failing it. Returns 1 if settled, 0 if not (owned by another, or the node lives).
+/// `KEYS`: stream, result stream, client key, lost node's heartbeat, client's entry index.
+/// `ARGV`: group, entry id, lost consumer, outcome, mac, result TTL in ms, `redeliver` to hand
+/// the task out again instead of failing it, and the task number (empty if unknown). Returns
+/// 1 if settled, 0 if not (owned by another, or the node lives).
 pub(crate) static REAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         &[
             PENDING_OWNER,
+            FORGET_ENTRY,
             r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 if pending_owner(ARGV[2]) ~= ARGV[3] then return 0 end
@@ -90,8 +111,15 @@ if ARGV[7] == 'redeliver' and #e == 1 then
       fields[#fields + 1] = f[i]; fields[#fields + 1] = f[i + 1]
     end
   end
-  redis.call('XADD', KEYS[1], '*', unpack(fields))
-elseif ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
+  local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+  -- Only an index that still names the old entry is updated (HSET keeps the key's TTL).
+  if ARGV[8] ~= '' and redis.call('HGET', KEYS[5], ARGV[8]) == ARGV[2] then
+    redis.call('HSET', KEYS[5], ARGV[8], id)
+  end
+  return 1
+end
+forget_entry(KEYS[5], ARGV[8], ARGV[2])
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('XADD', KEYS[2], '*', 'o', ARGV[4], 'm', ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
@@ -152,17 +180,19 @@ return 1
     )
 });
 
-/// `KEYS`: stream. `ARGV`: group, entry id. Deletes the entry if it exists and no node has
-/// taken it, and the stream if nothing is left in it and no node serves it. Returns 1 if the
-/// entry was deleted.
+/// `KEYS`: stream, client's entry index. `ARGV`: group, entry id, task number. Deletes the
+/// entry if it exists and no node has taken it, and the stream if nothing is left in it and
+/// no node serves it. Returns 1 if the entry was deleted.
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         &[
             PENDING_OWNER,
             DROP_IDLE_STREAM,
+            FORGET_ENTRY,
             r#"
 if pending_owner(ARGV[2]) then return 0 end
 local deleted = redis.call('XDEL', KEYS[1], ARGV[2])
+if deleted == 1 then forget_entry(KEYS[2], ARGV[3], ARGV[2]) end
 drop_idle_stream()
 return deleted
 "#,
