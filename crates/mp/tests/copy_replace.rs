@@ -429,6 +429,15 @@ fn an_unwritable_destination_file_is_refused_as_by_cp() {
     eprintln!("cp -a -> {}", side.cp);
     side.assert_same_outcome(&["", "dst"]);
     side.mp.expect_code(1);
+    // In cp's words, naming the destination (mode 0 and read-only alike).
+    for name in ["f", "g"] {
+        let line = format!("mp: cannot create regular file 'dst/src/{name}': Permission denied");
+        assert!(
+            side.mp.stderr.lines().any(|l| l == line),
+            "{}",
+            side.mp.stderr
+        );
+    }
     assert_eq!(
         fs::read(side.mp_world.join("dst/src/ok")).unwrap(),
         b"new\n"

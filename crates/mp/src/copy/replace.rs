@@ -202,15 +202,10 @@ pub fn judge_at(
             let (src, dst) = shown();
             Err(io::Error::other(same_file_message(&src, &dst))).doing(Op::Refused)
         }
+        // Worded as `cp` words it: "cannot create regular file 'dst/f': Permission denied",
+        // the destination's path, errno EACCES in `--json`.
         Verdict::Replace if is_locked(src, &old, (dir, name)) => {
-            let (_, dst) = shown();
-            Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "cannot create regular file '{}': Permission denied",
-                    dst.display()
-                ),
-            ))
+            Err(io::Error::from(Errno::ACCESS)).doing(Op::Create)
         }
         Verdict::Replace if old.kind == Kind::Dir && src.kind != Kind::Dir => {
             let (_, dst) = shown();
