@@ -105,6 +105,13 @@
 //! private module, `sys` (`src/sys/`, one file per kind: descriptors, sockets, signals,
 //! processes, memory, futex, the robust mutex), so that other Unix systems can follow; a test
 //! checks that no other file of the library names `libc`.
+//!
+// Built without the `cluster` feature, the module the links above name is not there: they lead
+// to its page on docs.rs, which documents every feature.
+#![cfg_attr(
+    not(feature = "cluster"),
+    doc = "[`cluster`]: https://docs.rs/multiprocess/latest/multiprocess/cluster/index.html"
+)]
 
 // The doc examples show `fn main` on purpose: `multiprocess::init()` belongs first in it.
 #![allow(clippy::needless_doctest_main)]
