@@ -112,7 +112,6 @@
     not(feature = "cluster"),
     doc = "[`cluster`]: https://docs.rs/multiprocess/latest/multiprocess/cluster/index.html"
 )]
-
 // The doc examples show `fn main` on purpose: `multiprocess::init()` belongs first in it.
 #![allow(clippy::needless_doctest_main)]
 // No panic on a path that user input or another process can reach: errors are returned.

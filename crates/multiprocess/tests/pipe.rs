@@ -32,8 +32,11 @@ fn assert_took(t: Instant, min: Duration) {
 /// message back; `poll` waits as long as asked; 16 MiB round-trips; EOF once the child is gone.
 fn c01_connection(method: StartMethod) {
     let (mine, theirs) = pipe().unwrap();
+    // Daemonic: should an assertion below fail, the harness's exit stops the echo instead of
+    // waiting for it (a failed timing check once left the test hanging until nextest's limit).
     let p = Process::new(echo, (theirs,))
         .start_method(method)
+        .daemon(true)
         .start()
         .unwrap();
 
