@@ -357,14 +357,6 @@ fn only_client_key(admin: &mut redis::Connection) -> String {
     clients[0].clone()
 }
 
-fn touch(path: String) -> bool {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .is_ok()
-}
-
 #[test]
 fn a_forgotten_client_fails_its_tasks_and_takes_no_new_one() {
     let redis = Redis::start();

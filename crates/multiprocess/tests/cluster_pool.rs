@@ -84,15 +84,6 @@ fn hold(started: String, release: String) -> u32 {
     std::process::id()
 }
 
-/// Creates `path`, failing if it exists: each call leaves one visible trace.
-fn touch(path: String) -> bool {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .is_ok()
-}
-
 fn executable() -> String {
     std::env::current_exe().unwrap().display().to_string()
 }

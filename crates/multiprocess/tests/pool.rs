@@ -17,18 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Unencodable, DEADLINE};
+use common::{pool, Unencodable, DEADLINE};
 use multiprocess::{current_process, Error, Pool, StartMethod};
 
 multiprocess::init_on_load!();
-
-fn pool(method: StartMethod, n: usize) -> Pool {
-    Pool::builder()
-        .processes(n)
-        .start_method(method)
-        .build()
-        .unwrap()
-}
 
 fn sqr(x: i64) -> i64 {
     x * x

@@ -7,18 +7,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::DEADLINE;
+use common::{pool, DEADLINE};
 use multiprocess::{Completions, Error, Pool, Queue, StartMethod};
 
 multiprocess::init_on_load!();
-
-fn pool(method: StartMethod, n: usize) -> Pool {
-    Pool::builder()
-        .processes(n)
-        .start_method(method)
-        .build()
-        .unwrap()
-}
 
 fn sqr(x: i64) -> i64 {
     x * x

@@ -521,3 +521,12 @@ pub fn builder(url: &str) -> multiprocess::cluster::PoolBuilder {
 pub fn dbsize(conn: &mut redis::Connection) -> i64 {
     redis::cmd("DBSIZE").query(conn).expect("DBSIZE")
 }
+
+/// A task: creates `path`, failing if it exists, so each run leaves one visible trace.
+pub fn touch(path: String) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .is_ok()
+}

@@ -188,3 +188,12 @@ pub fn unique_shm_name(tag: &str) -> String {
 pub fn shm_exists(name: &str) -> bool {
     std::path::Path::new("/dev/shm").join(name).exists()
 }
+
+/// A pool of `n` workers started with `method`.
+pub fn pool(method: multiprocess::StartMethod, n: usize) -> multiprocess::Pool {
+    multiprocess::Pool::builder()
+        .processes(n)
+        .start_method(method)
+        .build()
+        .unwrap()
+}
