@@ -207,7 +207,7 @@ pub fn run(args: CopyArgs) -> Status {
         no_target_dir: args.no_target_directory,
         no_clobber: args.no_clobber,
     };
-    let plan = match plan::plan_with(sources, dest, rules) {
+    let plan = match plan::plan(sources, dest, rules) {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!("mp: {message}");

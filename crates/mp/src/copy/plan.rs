@@ -34,7 +34,7 @@ pub struct Plan {
     pub skipped: u64,
 }
 
-/// The options that change [`plan_with`]'s rules.
+/// The options that change [`plan`]'s rules.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rules {
     /// `-L`: sources are followed.
@@ -43,22 +43,6 @@ pub struct Rules {
     pub no_target_dir: bool,
     /// `-n`: what exists is never replaced.
     pub no_clobber: bool,
-}
-
-/// [`plan_with`] without `-n`.
-#[cfg(test)]
-pub fn plan(
-    sources: &[PathBuf],
-    dest: &Path,
-    dereference: bool,
-    no_target_dir: bool,
-) -> Result<Plan, String> {
-    let rules = Rules {
-        dereference,
-        no_target_dir,
-        no_clobber: false,
-    };
-    plan_with(sources, dest, rules)
 }
 
 /// Applies the rules. An `Err` refuses the whole command (nothing is copied).
@@ -78,7 +62,7 @@ pub fn plan(
 /// With `no_clobber` (`-n`), as `cp -n`: a SOURCE that is not a directory and whose
 /// destination exists (whatever is there, the source itself too), or that goes where an
 /// earlier SOURCE goes, is skipped (counted in `skipped`), not refused.
-pub fn plan_with(sources: &[PathBuf], dest: &Path, rules: Rules) -> Result<Plan, String> {
+pub fn plan(sources: &[PathBuf], dest: &Path, rules: Rules) -> Result<Plan, String> {
     let Rules {
         dereference,
         no_target_dir,
@@ -330,27 +314,30 @@ mod tests {
         let d = scratch("place");
         let src = d.join("src");
         // DEST missing: DEST becomes the copy.
-        let p = plan(std::slice::from_ref(&src), &d.join("new"), false, false).unwrap();
+        let p = plan(std::slice::from_ref(&src), &d.join("new"), Rules::default()).unwrap();
         assert_eq!(p.copies[0].dst, d.join("new"));
         // DEST a directory: the copy goes inside, under the source's name (slash or not).
         std::fs::create_dir(d.join("out")).unwrap();
-        let p = plan(&[d.join("src/")], &d.join("out"), false, false).unwrap();
+        let p = plan(&[d.join("src/")], &d.join("out"), Rules::default()).unwrap();
         assert_eq!(p.copies[0].dst, d.join("out/src"));
         // `DIR/.` into a directory: the directory itself is the copy (`cp`'s `DEST/.`).
         for src in [d.join("src/."), d.join("src/./")] {
-            let p = plan(&[src], &d.join("out"), false, false).unwrap();
+            let p = plan(&[src], &d.join("out"), Rules::default()).unwrap();
             assert_eq!(p.copies[0].dst, d.join("out"));
         }
         // -T: DEST is the copy even when it is a directory (a resumed copy merges into it).
-        let p = plan(std::slice::from_ref(&src), &d.join("out"), false, true).unwrap();
+        let t = Rules {
+            no_target_dir: true,
+            ..Rules::default()
+        };
+        let p = plan(std::slice::from_ref(&src), &d.join("out"), t).unwrap();
         assert_eq!(p.copies[0].dst, d.join("out"));
-        assert!(plan(&[src.clone(), src.clone()], &d.join("out"), false, true).is_err());
+        assert!(plan(&[src.clone(), src.clone()], &d.join("out"), t).is_err());
         // Several sources need a directory.
         let err = plan(
             &[src.clone(), d.join("file")],
             &d.join("nope"),
-            false,
-            false,
+            Rules::default(),
         )
         .err()
         .unwrap();
@@ -366,7 +353,7 @@ mod tests {
         std::fs::create_dir(d.join("out")).unwrap();
         let (out, src, file) = (d.join("out"), d.join("src"), d.join("file"));
         // Two directories of one name: both copied, the second merged into the first.
-        let p = plan(&[src.clone(), d.join("other/src")], &out, false, false).unwrap();
+        let p = plan(&[src.clone(), d.join("other/src")], &out, Rules::default()).unwrap();
         assert_eq!(p.copies.len(), 2);
         assert_eq!(p.copies[0].dst, p.copies[1].dst);
         // A second file of one name: refused; a source given twice: copied once.
@@ -377,7 +364,7 @@ mod tests {
             src.clone(),
             src,
         ];
-        let p = plan(&sources, &out, false, false).unwrap();
+        let p = plan(&sources, &out, Rules::default()).unwrap();
         assert_eq!(p.copies.len(), 2);
         assert!(p.refused[0]
             .reason
@@ -385,15 +372,25 @@ mod tests {
         assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
         // Given again after another of its name; a hard link of a file is another file.
         let other = d.join("other/src");
-        let p = plan(&[d.join("src"), other.clone(), other], &out, false, false).unwrap();
+        let p = plan(
+            &[d.join("src"), other.clone(), other],
+            &out,
+            Rules::default(),
+        )
+        .unwrap();
         assert_eq!((p.copies.len(), p.warnings.len()), (2, 1));
         std::fs::create_dir(d.join("linked")).unwrap();
         std::fs::hard_link(&file, d.join("linked/file")).unwrap();
-        let p = plan(&[file.clone(), d.join("linked/file")], &out, false, false).unwrap();
+        let p = plan(
+            &[file.clone(), d.join("linked/file")],
+            &out,
+            Rules::default(),
+        )
+        .unwrap();
         assert_eq!((p.copies.len(), p.refused.len()), (1, 1));
         // One entry by two spellings is given twice.
         let again = d.join("other/../file");
-        let p = plan(&[file, again], &out, false, false).unwrap();
+        let p = plan(&[file, again], &out, Rules::default()).unwrap();
         assert_eq!((p.copies.len(), p.warnings.len()), (1, 1));
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -402,12 +399,17 @@ mod tests {
     fn refuses_self_copies() {
         let d = scratch("self");
         let src = d.join("src");
-        let p = plan(std::slice::from_ref(&src), &src.join("sub"), false, false).unwrap();
+        let p = plan(
+            std::slice::from_ref(&src),
+            &src.join("sub"),
+            Rules::default(),
+        )
+        .unwrap();
         assert!(p.copies.is_empty());
         assert!(p.refused[0].reason.contains("into itself"));
-        let p = plan(&[d.join("file")], &d.join("file"), false, false).unwrap();
+        let p = plan(&[d.join("file")], &d.join("file"), Rules::default()).unwrap();
         assert!(p.refused[0].reason.contains("the same file"));
-        let p = plan(&[src], &d.join("file"), false, false).unwrap();
+        let p = plan(&[src], &d.join("file"), Rules::default()).unwrap();
         assert!(p.refused[0]
             .reason
             .contains("cannot overwrite non-directory"));
@@ -415,8 +417,7 @@ mod tests {
         let p = plan(
             &[d.join("missing"), d.join("file")],
             &d.join("src"),
-            false,
-            false,
+            Rules::default(),
         )
         .unwrap();
         assert_eq!((p.copies.len(), p.refused.len()), (1, 1));
